@@ -1,0 +1,272 @@
+"""Run configuration: one frozen, validated dataclass whose canonical JSON names a run.
+
+Importing this module does not import torch, so the store and the app can use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+DATASETS = ("digits", "synthetic")
+MODELS = ("mlp", "cnn", "resnet18", "mobilenet_v2", "resnet20", "resnet56")
+METHODS = ("nft", "nft_es", "el_rb", "ceag")
+# Methods whose results depend on the tolerance; for the others it is not part of the run.
+TOLERANCE_METHODS = ("ceag",)
+# Methods that change the training objective (the others are plain fine-tuning).
+MITIGATING_METHODS = ("el_rb", "ceag")
+PRUNING = ("unstructured", "global", "structured")
+MITIGATION_START = ("after_pruning", "start")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Settings that change where or how fast a run happens, not what it computes.
+NOT_IN_RUN_ID = ("device",)
+
+DEFAULT_TOLERANCE = 0.02
+
+
+class ConfigError(ValueError):
+    """A setting has a value that is not allowed; the message names field, value and the rule."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        self.field = name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {name}={value!r}: {allowed}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one pruning experiment.
+
+    Fractions (sparsity, tolerance, val_fraction) are in [0, 1]; epochs are counts.
+    The schedule is ``prune_epochs`` epochs of gradual magnitude pruning (cubic schedule,
+    target reached at the start of epoch ``prune_epochs``) followed by ``finetune_epochs``.
+    """
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    method: str = "nft"
+    sparsity: float = 0.95
+    tolerance: float | None = None
+    seed: int = 0
+    # data
+    val_fraction: float = 0.15
+    rare_groups: tuple[int, ...] = (8,)
+    rare_train_count: int = 6
+    num_groups: int = 4
+    # schedule
+    dense_epochs: int = 60
+    prune_epochs: int = 20
+    finetune_epochs: int = 40
+    pruning: str = "unstructured"
+    dense_first_conv: bool = True
+    # The demo prunes the classifier too: with ten classes, losing classifier weights is what
+    # hurts the rare class. The paper presets keep it dense, as the authors do.
+    dense_last_layer: bool = False
+    # primal optimizer (SGD); milestones are fractions of the run's epochs
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.1
+    # constrained methods
+    dual_lr: float = 0.003
+    buffer_size: int = 40
+    replay_buffer: bool = True
+    detach_overall: bool = True
+    mitigation_start: str = "after_pruning"
+    divergence_threshold: float = 1e6
+    # bookkeeping
+    eval_every: int = 1
+    checkpoint_every: int = 5
+    max_trace_points: int = 400
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- identity -----------------------------------------------------------------------
+    def canonical(self) -> dict[str, Any]:
+        """The settings that determine results, as plain JSON types."""
+        out = {}
+        for f in fields(self):
+            if f.name in NOT_IN_RUN_ID:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def run_id(self) -> str:
+        return _digest(self.canonical_json())
+
+    def key(self, names: tuple[str, ...]) -> str:
+        """Hash of a subset of the canonical settings (used for shared phases)."""
+        c = self.canonical()
+        return _digest(json.dumps({n: c[n] for n in names}, sort_keys=True, separators=(",", ":")))
+
+    @property
+    def total_epochs(self) -> int:
+        return self.prune_epochs + self.finetune_epochs
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.canonical()
+        d["device"] = self.device
+        return d
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(RunConfig)]
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Build a config from JSON-like data; unknown keys are an error that lists the known ones."""
+    if not isinstance(data, dict):
+        raise ConfigError("config", type(data).__name__, "expected a JSON object of settings")
+    known = set(config_fields())
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(unknown[0], data[unknown[0]], f"unknown setting; known: {', '.join(sorted(known))}")
+    clean = {}
+    for k, v in data.items():
+        clean[k] = tuple(v) if isinstance(v, list) else v
+    return RunConfig(**clean)
+
+
+def _validate(c: RunConfig) -> None:
+    def choice(name: str, options: tuple[str, ...]) -> None:
+        v = getattr(c, name)
+        if v not in options:
+            raise ConfigError(name, v, f"must be one of {', '.join(options)}")
+
+    def number(name: str, lo: float, hi: float, *, lo_open=False, hi_open=False, allow_none=False):
+        v = getattr(c, name)
+        if v is None and allow_none:
+            return
+        lo_s, hi_s = ("(" if lo_open else "["), (")" if hi_open else "]")
+        rule = f"must be a number in {lo_s}{lo}, {hi}{hi_s}"
+        if not _is_number(v):
+            raise ConfigError(name, v, rule)
+        if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+            raise ConfigError(name, v, rule)
+
+    def integer(name: str, lo: int, hi: int | None = None):
+        v = getattr(c, name)
+        rule = f"must be an integer >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+        if not _is_int(v) or v < lo or (hi is not None and v > hi):
+            raise ConfigError(name, v, rule)
+
+    def boolean(name: str):
+        v = getattr(c, name)
+        if not isinstance(v, bool):
+            raise ConfigError(name, v, "must be true or false")
+
+    choice("dataset", DATASETS)
+    choice("model", MODELS)
+    choice("method", METHODS)
+    choice("pruning", PRUNING)
+    choice("mitigation_start", MITIGATION_START)
+    choice("device", DEVICES)
+    number("sparsity", 0.0, 1.0, hi_open=True)
+    if c.method in TOLERANCE_METHODS:
+        if c.tolerance is None:
+            object.__setattr__(c, "tolerance", DEFAULT_TOLERANCE)
+        number("tolerance", 0.0, 1.0)
+        object.__setattr__(c, "tolerance", float(c.tolerance))
+    else:
+        # Validate a given tolerance even when it is unused, then drop it from the run.
+        number("tolerance", 0.0, 1.0, allow_none=True)
+        object.__setattr__(c, "tolerance", None)
+    integer("seed", 0, 2**31 - 1)
+    number("val_fraction", 0.0, 0.5, hi_open=True)
+    if not isinstance(c.rare_groups, tuple) or not all(_is_int(g) and g >= 0 for g in c.rare_groups):
+        raise ConfigError("rare_groups", c.rare_groups, "must be a list of group ids (integers >= 0)")
+    object.__setattr__(c, "rare_groups", tuple(sorted(set(c.rare_groups))))
+    integer("rare_train_count", 1)
+    integer("num_groups", 2, 1000)
+    integer("dense_epochs", 0, 10_000)
+    integer("prune_epochs", 0, 10_000)
+    integer("finetune_epochs", 0, 10_000)
+    if c.total_epochs < 1:
+        raise ConfigError("finetune_epochs", c.finetune_epochs, "prune_epochs + finetune_epochs must be >= 1")
+    boolean("dense_first_conv")
+    boolean("dense_last_layer")
+    integer("batch_size", 1, 1_000_000)
+    number("lr", 0.0, 100.0, lo_open=True)
+    number("momentum", 0.0, 1.0, hi_open=True)
+    boolean("nesterov")
+    if c.nesterov and c.momentum == 0:
+        raise ConfigError("nesterov", True, "Nesterov momentum needs momentum > 0")
+    number("weight_decay", 0.0, 1.0)
+    if not isinstance(c.lr_milestones, tuple) or not all(_is_number(m) and 0 < m < 1 for m in c.lr_milestones):
+        raise ConfigError("lr_milestones", c.lr_milestones, "must be a list of fractions of the run in (0, 1)")
+    if list(c.lr_milestones) != sorted(c.lr_milestones):
+        raise ConfigError("lr_milestones", c.lr_milestones, "must be increasing")
+    number("lr_gamma", 0.0, 1.0, lo_open=True)
+    number("dual_lr", 0.0, 1e3, lo_open=True)
+    integer("buffer_size", 1, 1_000_000)
+    boolean("replay_buffer")
+    boolean("detach_overall")
+    number("divergence_threshold", 1.0, 1e30)
+    integer("eval_every", 1)
+    integer("checkpoint_every", 1)
+    integer("max_trace_points", 10, 1_000_000)
+    for f in ("sparsity", "val_fraction", "lr", "momentum", "weight_decay", "lr_gamma", "dual_lr",
+              "divergence_threshold"):
+        object.__setattr__(c, f, float(getattr(c, f)))
+    object.__setattr__(c, "lr_milestones", tuple(float(m) for m in c.lr_milestones))
+
+
+# Settings each shared phase depends on (everything else may differ between runs sharing it).
+DATA_FIELDS = ("dataset", "val_fraction", "rare_groups", "rare_train_count", "num_groups")
+DENSE_FIELDS = DATA_FIELDS + (
+    "model", "seed", "dense_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
+)
+PRUNE_FIELDS = DENSE_FIELDS + (
+    "sparsity", "prune_epochs", "finetune_epochs", "pruning", "dense_first_conv",
+    "dense_last_layer", "lr_milestones", "lr_gamma", "eval_every", "mitigation_start",
+)
+
+
+def dense_key(c: RunConfig) -> str:
+    return c.key(DENSE_FIELDS)
+
+
+def prune_key(c: RunConfig) -> str:
+    """Key of the state at the end of gradual pruning.
+
+    When mitigation starts with pruning, the pruning phase depends on every setting.
+    """
+    if c.mitigation_start == "start" and c.method in MITIGATING_METHODS:
+        return c.run_id
+    return c.key(PRUNE_FIELDS)
+
+
+__all__ = [
+    "ConfigError", "RunConfig", "from_dict", "config_fields", "dense_key", "prune_key",
+    "DATASETS", "MODELS", "METHODS", "PRUNING", "TOLERANCE_METHODS",
+]

@@ -1,0 +1,151 @@
+"""Grouped datasets held in memory as tensors: x, y (target) and g (protected group) per split.
+
+Nothing is downloaded: ``digits`` is scikit-learn's bundled 8x8 digits set and ``synthetic``
+is generated. Splits are fixed by a data seed that does not depend on the run's seed, so runs
+with different seeds see the same samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+
+DATA_SEED = 20240505  # fixes every split; the run seed only changes init and batch order
+TEST_FRACTION = 0.3
+
+
+@dataclass
+class Split:
+    """One split: x (N, ...) float32, y (N,) int64 targets, g (N,) int64 group ids."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    g: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.x.to(device), self.y.to(device), self.g.to(device))
+
+
+@dataclass
+class GroupedDataset:
+    name: str
+    num_classes: int
+    group_names: list[str]
+    splits: dict[str, Split]  # "train", "test" and, when carved, "val"
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_names)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.splits["train"].x.shape[1:])
+
+    def group_counts(self, split: str) -> np.ndarray:
+        """(num_groups,) number of samples of each group in ``split``."""
+        return np.bincount(self.splits[split].g.cpu().numpy(), minlength=self.num_groups)
+
+    def to(self, device: torch.device) -> GroupedDataset:
+        return GroupedDataset(self.name, self.num_classes, self.group_names,
+                              {k: s.to(device) for k, s in self.splits.items()})
+
+
+def batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
+    """Shuffled minibatches of one epoch; the order is drawn from ``generator`` only."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator).to(split.y.device)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield Split(split.x[idx], split.y[idx], split.g[idx])
+
+
+def _stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator):
+    """Indices (keep, taken): ``fraction`` of each label value goes to ``taken``."""
+    keep, taken = [], []
+    for value in np.unique(labels):
+        idx = np.flatnonzero(labels == value)
+        idx = idx[rng.permutation(len(idx))]
+        n_take = int(round(fraction * len(idx)))
+        taken.append(idx[:n_take])
+        keep.append(idx[n_take:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(taken))
+
+
+def _thin_groups(g: np.ndarray, rare: tuple[int, ...], count: int, rng: np.random.Generator):
+    """Indices that keep at most ``count`` samples of each group in ``rare``."""
+    drop = []
+    for group in rare:
+        idx = np.flatnonzero(g == group)
+        if len(idx) > count:
+            drop.append(rng.choice(idx, size=len(idx) - count, replace=False))
+    mask = np.ones(len(g), dtype=bool)
+    if drop:
+        mask[np.concatenate(drop)] = False
+    return np.flatnonzero(mask)
+
+
+def _make_splits(x, y, g, cfg: RunConfig, num_groups: int) -> dict[str, Split]:
+    """Stratified test split; validation carved from the training pool (before thinning, so it
+    is balanced like the test split); then the rare groups are thinned in train only."""
+    rng = np.random.default_rng(DATA_SEED)
+    strat = y * num_groups + g
+    pool, test = _stratified_split(strat, TEST_FRACTION, rng)
+    parts = {"test": test}
+    if cfg.val_fraction > 0:
+        keep, val = _stratified_split(strat[pool], cfg.val_fraction, rng)
+        parts["val"] = pool[val]
+        pool = pool[keep]
+    rare = tuple(r for r in cfg.rare_groups if r < num_groups)
+    parts["train"] = pool[_thin_groups(g[pool], rare, cfg.rare_train_count, rng)]
+
+    def make(idx):
+        return Split(torch.as_tensor(x[idx], dtype=torch.float32),
+                     torch.as_tensor(y[idx], dtype=torch.int64),
+                     torch.as_tensor(g[idx], dtype=torch.int64))
+
+    return {name: make(parts[name]) for name in ("train", "val", "test") if name in parts}
+
+
+def load_digits_dataset(cfg: RunConfig) -> GroupedDataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images.astype(np.float32) / 16.0 - 0.5)[:, None, :, :]  # (N, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    names = [f"digit {d}" for d in range(10)]
+    return GroupedDataset("digits", 10, names, _make_splits(x, y, y.copy(), cfg, 10))
+
+
+def load_synthetic_dataset(cfg: RunConfig) -> GroupedDataset:
+    """Three-class Gaussian data in 16 dimensions; each group shifts the classes differently."""
+    rng = np.random.default_rng(DATA_SEED)
+    num_groups, num_classes, dim, per_group = cfg.num_groups, 3, 16, 300
+    centers = rng.normal(0, 1.0, size=(num_classes, dim))
+    xs, ys, gs = [], [], []
+    for group in range(num_groups):
+        shift = rng.normal(0, 0.6, size=(num_classes, dim))
+        y = rng.integers(0, num_classes, size=per_group)
+        x = centers[y] + shift[y] + rng.normal(0, 1.0, size=(per_group, dim))
+        xs.append(x)
+        ys.append(y)
+        gs.append(np.full(per_group, group))
+    x = np.concatenate(xs).astype(np.float32)
+    y = np.concatenate(ys).astype(np.int64)
+    g = np.concatenate(gs).astype(np.int64)
+    names = [f"group {i}" for i in range(num_groups)]
+    return GroupedDataset("synthetic", num_classes, names, _make_splits(x, y, g, cfg, num_groups))
+
+
+LOADERS = {"digits": load_digits_dataset, "synthetic": load_synthetic_dataset}
+
+
+def load_dataset(cfg: RunConfig) -> GroupedDataset:
+    return LOADERS[cfg.dataset](cfg)

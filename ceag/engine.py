@@ -1,0 +1,264 @@
+"""One run: dense model -> gradual pruning -> fine-tuning with a method -> per-epoch metrics.
+
+The training loop is one flat function (``train``) with small helpers beside it. Everything a
+run needs to continue is in ``TrainState``; it is saved at the start of an epoch, so a run
+resumed from a checkpoint ends with the same numbers as one that never stopped (CPU, same
+thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RunConfig
+from .data import GroupedDataset, Split, batches
+from .methods import DenseReference, Diverged, get_method
+from .metrics import GroupStats, disparity, group_stats
+from .models import build_model
+from .pruning import MagnitudePruner, cubic_sparsity, model_sparsity
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+EVAL_BATCH = 1024
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted classes (N,) and per-sample cross-entropy (N,) in eval mode."""
+    was_training = model.training
+    model.eval()
+    preds, losses = [], []
+    for start in range(0, len(split), EVAL_BATCH):
+        x, y = split.x[start:start + EVAL_BATCH], split.y[start:start + EVAL_BATCH]
+        logits = model(x).float()
+        preds.append(logits.argmax(1))
+        losses.append(F.cross_entropy(logits, y, reduction="none"))
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(losses)
+
+
+def evaluate(model: nn.Module, split: Split, num_groups: int) -> GroupStats:
+    pred, loss = predict(model, split)
+    return group_stats(pred == split.y, loss, split.g, num_groups)
+
+
+def lr_at(epoch: int, total: int, base: float, milestones: tuple[float, ...], gamma: float) -> float:
+    """Step schedule: multiply by ``gamma`` at each milestone (a fraction of ``total`` epochs)."""
+    return base * gamma ** sum(epoch >= m * total for m in milestones)
+
+
+def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def _train_batches(split: Split, batch_size: int, generator: torch.Generator):
+    # A final batch of one sample breaks batch norm in train mode; it is skipped.
+    for batch in batches(split, batch_size, generator):
+        if len(batch) > 1:
+            yield batch
+
+
+def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
+                progress: Progress | None = None) -> nn.Module:
+    """Train the dense model for ``cfg.dense_epochs`` (step decay at 50 % and 75 %)."""
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_split = data.splits["train"]
+    model.train()
+    for epoch in range(cfg.dense_epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch, cfg.dense_epochs, cfg.lr, (0.5, 0.75), 0.1)
+        for batch in _train_batches(train_split, cfg.batch_size, generator):
+            loss = F.cross_entropy(model(batch.x), batch.y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if progress:
+            progress("dense", epoch + 1, cfg.dense_epochs)
+    return model
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run from the start of ``epoch``."""
+
+    epoch: int = 0
+    step: int = 0
+    group_rows: list[dict[str, Any]] = field(default_factory=list)
+    run_rows: list[dict[str, Any]] = field(default_factory=list)
+    trace_steps: list[int] = field(default_factory=list)
+    trace_epochs: list[int] = field(default_factory=list)
+    trace_multipliers: list[list[float]] = field(default_factory=list)
+    trace_violations: list[list[float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float = -math.inf
+    best_model: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class TrainOutcome:
+    state: TrainState
+    model: nn.Module            # the model the run reports (best iterate for NFT+ES)
+    reported_epoch: int
+    selection_split: str
+    achieved_sparsity: float
+    model_sparsity: float
+    diverged: Diverged | None
+    dense_stats: dict[str, GroupStats]
+
+
+def metric_rows(epoch: int, split: str, stats: GroupStats, dense: GroupStats, sparsity: float,
+                group_names: list[str]) -> tuple[list[dict], dict]:
+    """Long rows (one per group) and the run-level row for one split at one epoch."""
+    d = disparity(stats, dense)
+    rows = [
+        {"epoch": epoch, "split": split, "group_id": i, "group_name": group_names[i],
+         "n": int(stats.n[i]), "accuracy": _f(stats.accuracy[i]), "loss": _f(stats.loss[i]),
+         "dense_accuracy": _f(dense.accuracy[i]), "acc_gap": _f(d.acc_gap[i]),
+         "excess_gap": _f(d.excess_gap[i])}
+        for i in range(len(group_names))
+    ]
+    run_row = {"epoch": epoch, "split": split, "accuracy": stats.overall_accuracy,
+               "loss": stats.overall_loss, "dense_accuracy": dense.overall_accuracy,
+               "acc_gap": d.overall_gap, "max_excess_gap": d.max_excess_gap, "psi_pw": d.psi_pw,
+               "sparsity": sparsity}
+    return rows, run_row
+
+
+def _f(x: float) -> float:
+    return float(x)
+
+
+def dense_reference(stats: GroupStats, device: torch.device) -> DenseReference:
+    n = torch.as_tensor(stats.n, dtype=torch.float32, device=device)
+    return DenseReference(
+        group_accuracy=torch.as_tensor(np.nan_to_num(stats.accuracy), dtype=torch.float32, device=device),
+        group_loss=torch.as_tensor(np.nan_to_num(stats.loss), dtype=torch.float32, device=device),
+        accuracy=float(stats.overall_accuracy), loss=float(stats.overall_loss),
+        prior=n / n.sum(),
+    )
+
+
+def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: torch.device, *,
+          resume: dict | None = None,
+          save_checkpoint: Callable[[dict], None] | None = None,
+          save_pruned: Callable[[dict], None] | None = None,
+          progress: Progress | None = None) -> TrainOutcome:
+    """Prune and fine-tune a copy of ``dense_model``; ``resume`` is a checkpoint dict."""
+    G, E, total = data.num_groups, cfg.prune_epochs, cfg.total_epochs
+    splits = list(data.splits)
+    selection_split = "val" if "val" in data.splits else "test"
+    dense_stats = {s: evaluate(dense_model, data.splits[s], G) for s in splits}
+
+    model = copy.deepcopy(dense_model).to(device)
+    pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
+                             dense_last_layer=cfg.dense_last_layer)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    method = get_method(cfg.method)(cfg, G, dense_reference(dense_stats["train"], device), device)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    state = TrainState()
+
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        pruner.load_state_dict(resume["masks"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if resume.get("method"):
+            method.load_state_dict(resume["method"])
+        generator.set_state(resume["generator"])
+        state = TrainState(**resume["state"])
+    else:
+        for s in splits:
+            rows, run_row = metric_rows(0, s, dense_stats[s], dense_stats[s], 0.0, data.group_names)
+            state.group_rows += rows
+            state.run_rows.append(run_row)
+
+    def checkpoint() -> dict:
+        return {"model": model.state_dict(), "masks": pruner.state_dict(),
+                "optimizer": optimizer.state_dict(), "method": method.state_dict(),
+                "generator": generator.get_state(), "state": copy.deepcopy(state.__dict__)}
+
+    train_split = data.splits["train"]
+    steps_per_epoch = sum(1 for _ in range(0, len(train_split), cfg.batch_size))
+    first_active = 0 if cfg.mitigation_start == "start" else E
+    active_steps = max(1, steps_per_epoch * (total - first_active))
+    trace_every = max(1, math.ceil(active_steps / cfg.max_trace_points))
+    diverged = None
+
+    model.train()
+    for epoch in range(state.epoch, total):
+        if epoch == E and epoch > 0 and save_pruned is not None:
+            save_pruned(checkpoint())
+        if epoch <= E:
+            pruner.prune_to_(cubic_sparsity(epoch, cfg.sparsity, E))
+        lr = lr_at(epoch, total, cfg.lr, cfg.lr_milestones, cfg.lr_gamma)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        active = method.mitigates and epoch >= first_active
+        try:
+            for batch in _train_batches(train_split, cfg.batch_size, generator):
+                logits = model(batch.x)
+                loss = F.cross_entropy(logits, batch.y, reduction="none")
+                correct = logits.detach().argmax(1) == batch.y
+                objective = method.objective(loss, correct, batch.g, active)
+                method.check_finite(state.step, objective)
+                optimizer.zero_grad(set_to_none=True)
+                objective.backward()
+                optimizer.step()
+                pruner.apply_()
+                if active and method.multipliers is not None and state.step % trace_every == 0:
+                    state.trace_steps.append(state.step)
+                    state.trace_epochs.append(epoch)
+                    state.trace_multipliers.append(method.multipliers.tolist())
+                    state.trace_violations.append(method.violations.tolist())
+                state.step += 1
+        except Diverged as err:
+            diverged = err
+        done = epoch + 1
+        last = done == total or diverged is not None
+        if last or done % cfg.eval_every == 0 or done == E:
+            sparsity = pruner.achieved_sparsity()
+            for s in splits:
+                stats = evaluate(model, data.splits[s], G)
+                rows, run_row = metric_rows(done, s, stats, dense_stats[s], sparsity, data.group_names)
+                state.group_rows += rows
+                state.run_rows.append(run_row)
+                if s == selection_split and epoch >= E and stats.overall_accuracy > state.best_score:
+                    state.best_score = stats.overall_accuracy
+                    state.best_epoch = done
+                    if method.selects_best:
+                        state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state.epoch = done
+        if progress:
+            progress("train", done, total)
+        if diverged is not None:
+            break
+        if save_checkpoint is not None and done % cfg.checkpoint_every == 0 and done < total:
+            save_checkpoint(checkpoint())
+
+    reported = state.epoch
+    if method.selects_best and state.best_model is not None and diverged is None:
+        model.load_state_dict(state.best_model)
+        reported = state.best_epoch
+    return TrainOutcome(state=state, model=model, reported_epoch=reported,
+                        selection_split=selection_split,
+                        achieved_sparsity=pruner.achieved_sparsity(),
+                        model_sparsity=model_sparsity(model), diverged=diverged,
+                        dense_stats=dense_stats)

@@ -1,0 +1,264 @@
+"""Run folders, cached runs and the result record of one run.
+
+A run writes only inside ``<results>/runs/<run_id>/``, every file atomically (temp + rename):
+``config.json``, ``status.json``, ``checkpoint.pt`` while it trains, and when it ends
+``group_metrics.parquet``, ``run_metrics.parquet``, ``duals.parquet``, ``model.pt`` and
+``summary.json`` (written last: its presence marks a finished run). Shared phases live beside:
+``dense/<key>/model.pt`` (one dense model per dataset, model and seed) and
+``pruned/<key>/state.pt`` (the state at the end of gradual pruning).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .config import RunConfig, dense_key, from_dict, prune_key
+
+RESULTS_ENV = "CEAG_RESULTS"
+DEFAULT_RESULTS = "results"
+FINISHED_STATES = ("finished", "diverged")
+
+
+def resolve_results(path: str | os.PathLike | None = None) -> Path:
+    """The results folder: the argument, else $CEAG_RESULTS, else ./results."""
+    return Path(path or os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+
+
+def run_dir(results: Path, run_id: str) -> Path:
+    return Path(results) / "runs" / run_id
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- atomic files -------------------------------------------------------------------------
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True)))
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda p: frame.to_parquet(p, index=False))
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    import torch
+
+    atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def load_torch(path: Path) -> Any:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain containers, no code."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null so the files are valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# -- the result of one run ----------------------------------------------------------------
+@dataclass
+class RunResult:
+    config: RunConfig
+    summary: dict[str, Any]
+    group_metrics: pd.DataFrame  # epoch, split, group_id, group_name, n, accuracy, loss, ...
+    run_metrics: pd.DataFrame    # epoch, split, accuracy, loss, ..., max_excess_gap, psi_pw, sparsity
+    duals: pd.DataFrame          # step, epoch, group_id, multiplier, violation
+    cached: bool = False
+
+    @property
+    def run_id(self) -> str:
+        return self.summary["run_id"]
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    @property
+    def splits(self) -> list[str]:
+        return [s for s in ("train", "val", "test") if s in set(self.run_metrics["split"])]
+
+    def final(self, split: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        """The run-level row and the per-group rows of ``split`` at the reported epoch."""
+        epoch = self.summary["reported_epoch"]
+        run = self.run_metrics[(self.run_metrics.split == split) & (self.run_metrics.epoch == epoch)]
+        groups = self.group_metrics[(self.group_metrics.split == split) & (self.group_metrics.epoch == epoch)]
+        return run.iloc[0].to_dict(), groups.sort_values("group_id")
+
+    def to_json(self) -> dict[str, Any]:
+        """The command line's JSON contract (fractions, NaN as null)."""
+        s = self.summary
+        out: dict[str, Any] = {
+            "run_id": self.run_id, "status": self.status, "cached": self.cached,
+            "dataset": self.config.dataset, "model": self.config.model,
+            "method": self.config.method, "sparsity": self.config.sparsity,
+            "achieved_sparsity": s["achieved_sparsity"], "tolerance": self.config.tolerance,
+            "seed": self.config.seed, "reported_epoch": s["reported_epoch"],
+            "selection_split": s["selection_split"], "device": s["device"],
+            "wall_seconds": s["wall_seconds"], "reason": s.get("reason"),
+        }
+        for split in self.splits:
+            run, groups = self.final(split)
+            out[split] = {
+                "accuracy": run["accuracy"], "dense_accuracy": run["dense_accuracy"],
+                "max_excess_gap": run["max_excess_gap"], "psi_pw": run["psi_pw"],
+                "groups": [
+                    {"group": int(r.group_id), "name": r.group_name, "n": int(r.n),
+                     "accuracy": r.accuracy, "dense_accuracy": r.dense_accuracy,
+                     "excess_gap": r.excess_gap}
+                    for r in groups.itertuples()
+                ],
+            }
+        return _json_safe(out)
+
+
+def load_result(results: Path, run_id: str) -> RunResult | None:
+    """A finished run from its folder, or None when it has not finished."""
+    folder = run_dir(results, run_id)
+    if not (folder / "summary.json").exists():
+        return None
+    summary = json.loads((folder / "summary.json").read_text())
+    config = from_dict(json.loads((folder / "config.json").read_text()))
+    return RunResult(config, summary, pd.read_parquet(folder / "group_metrics.parquet"),
+                     pd.read_parquet(folder / "run_metrics.parquet"),
+                     pd.read_parquet(folder / "duals.parquet"), cached=True)
+
+
+def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
+        progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+    """Run ``cfg``, or load it when a finished run with the same id is in ``results``.
+
+    An unfinished run folder (a killed process) resumes from its last checkpoint.
+    """
+    import torch
+
+    from .data import load_dataset
+    from .engine import resolve_device, train, train_dense
+
+    results = resolve_results(results)
+    cached = load_result(results, cfg.run_id)
+    if cached is not None:
+        return cached
+
+    elapsed = _stopwatch()
+    folder = run_dir(results, cfg.run_id)
+    device = resolve_device(cfg.device)
+    write_json(folder / "config.json", cfg.to_dict())
+    started = now()
+    write_json(folder / "status.json", {"status": "running", "started_at": started, "pid": os.getpid()})
+
+    data = load_dataset(cfg).to(device)
+    dense = load_dense(cfg, data, results, device, progress, train_dense)
+
+    resume = None
+    if (folder / "checkpoint.pt").exists():
+        resume = load_torch(folder / "checkpoint.pt")
+    shares_pruning = prune_key(cfg) != cfg.run_id
+    pruned_path = Path(results) / "pruned" / prune_key(cfg) / "state.pt"
+    if resume is None and shares_pruning and pruned_path.exists():
+        resume = load_torch(pruned_path)
+
+    def save_pruned(ckpt: dict) -> None:
+        if shares_pruning and not pruned_path.exists():
+            save_torch(pruned_path, ckpt)
+
+    outcome = train(cfg, data, dense, device, resume=resume,
+                    save_checkpoint=lambda ckpt: save_torch(folder / "checkpoint.pt", ckpt),
+                    save_pruned=save_pruned, progress=progress)
+
+    state = outcome.state
+    group_metrics = pd.DataFrame(state.group_rows)
+    run_metrics = pd.DataFrame(state.run_rows)
+    duals = _duals_frame(state)
+    summary = {
+        "run_id": cfg.run_id, "status": "diverged" if outcome.diverged else "finished",
+        "reason": str(outcome.diverged) if outcome.diverged else None,
+        "diverged_step": outcome.diverged.step if outcome.diverged else None,
+        "reported_epoch": outcome.reported_epoch, "best_epoch": state.best_epoch,
+        "selection_split": outcome.selection_split,
+        "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
+        "group_names": data.group_names, "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
+        "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "started_at": started, "finished_at": now(),
+        "wall_seconds": elapsed(), "resumed": resume is not None,
+    }
+    write_parquet(folder / "group_metrics.parquet", group_metrics)
+    write_parquet(folder / "run_metrics.parquet", run_metrics)
+    write_parquet(folder / "duals.parquet", duals)
+    save_torch(folder / "model.pt", {k: v.cpu() for k, v in outcome.model.state_dict().items()})
+    write_json(folder / "summary.json", summary)
+    write_json(folder / "status.json", {"status": summary["status"], "started_at": started,
+                                        "finished_at": summary["finished_at"]})
+    (folder / "checkpoint.pt").unlink(missing_ok=True)
+    return RunResult(cfg, summary, group_metrics, run_metrics, duals, cached=False)
+
+
+def load_dense(cfg, data, results: Path, device, progress, train_dense):
+    """The dense model for (dataset, model, seed, dense settings): loaded if trained before."""
+    from .models import build_model
+
+    path = Path(results) / "dense" / dense_key(cfg) / "model.pt"
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
+    if path.exists():
+        model.load_state_dict(load_torch(path))
+        return model
+    model = train_dense(cfg, data, device, progress)
+    save_torch(path, {k: v.cpu() for k, v in model.state_dict().items()})
+    return model
+
+
+def _duals_frame(state) -> pd.DataFrame:
+    import numpy as np
+
+    cols = ["step", "epoch", "group_id", "multiplier", "violation"]
+    if not state.trace_steps:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in cols})
+    mult = np.asarray(state.trace_multipliers, dtype=np.float64)
+    viol = np.asarray(state.trace_violations, dtype=np.float64)
+    steps, groups = mult.shape
+    return pd.DataFrame({
+        "step": np.repeat(state.trace_steps, groups), "epoch": np.repeat(state.trace_epochs, groups),
+        "group_id": np.tile(np.arange(groups), steps),
+        "multiplier": mult.ravel(), "violation": viol.ravel(),
+    })
+
+
+def _stopwatch() -> Callable[[], float]:
+    start = time.perf_counter()
+    return lambda: round(time.perf_counter() - start, 3)

@@ -1,0 +1,67 @@
+"""Run one experiment on the embedded demo data and show its per-group numbers."""
+
+import pandas as pd
+import streamlit as st
+
+from ceag.config import METHODS, ConfigError, RunConfig
+from ceag.plots import excess_gap_bars
+from ceag.runs import resolve_results, run
+
+LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
+
+st.title("Run one experiment")
+st.caption(
+    "Prune a small MLP on scikit-learn's 8×8 digits (digit 8 is rare in the training split) and "
+    "fine-tune it with a method. ψ_g, a group's excess accuracy gap, is how much more accuracy "
+    "the group lost to pruning than the model as a whole; CEAG keeps every ψ_g below ε on train."
+)
+
+with st.form("run"):
+    c1, c2, c3, c4 = st.columns(4)
+    method = c1.selectbox("Method", METHODS, index=METHODS.index("ceag"), format_func=LABELS.get)
+    sparsity = c2.slider("Sparsity", 0.0, 0.99, 0.95, 0.01)
+    tolerance = c3.number_input("Tolerance ε (CEAG)", 0.0, 1.0, 0.02, 0.005, format="%.3f")
+    seed = c4.number_input("Seed", 0, 10_000, 0, 1)
+    submitted = st.form_submit_button("Run", type="primary")
+
+if submitted:
+    try:
+        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=int(seed))
+    except ConfigError as err:
+        st.error(str(err))
+        st.stop()
+    with st.spinner("Training (a few seconds; finished runs load from the cache)…"):
+        st.session_state["last_result"] = run(cfg, resolve_results())
+
+result = st.session_state.get("last_result")
+if result is None:
+    st.info("Choose a setting and press **Run**.")
+    st.stop()
+
+info = result.to_json()
+st.subheader(f"{LABELS[info['method']]} at {100 * info['sparsity']:.0f}% sparsity"
+             + ("" if info["tolerance"] is None else f", ε = {100 * info['tolerance']:.1f}%"))
+took = "loaded from cache" if result.cached else f"{info['wall_seconds']:.1f} s"
+st.caption(f"run {info['run_id']} · {took}"
+           f" · achieved sparsity {100 * info['achieved_sparsity']:.1f}% · reported epoch {info['reported_epoch']}")
+if info["status"] != "finished":
+    st.warning(f"This run {info['status']}: {info.get('reason')}")
+
+cols = st.columns(len(result.splits))
+frames = []
+for col, split in zip(cols, result.splits, strict=True):
+    row, groups = result.final(split)
+    col.metric(f"{split} accuracy", f"{100 * row['accuracy']:.1f}%",
+               f"{100 * (row['accuracy'] - row['dense_accuracy']):+.1f} vs dense")
+    col.metric(f"{split} max ψ_g", f"{100 * row['max_excess_gap']:.1f} pts")
+    col.metric(f"{split} Ψ_PW", f"{100 * row['psi_pw']:.1f} pts")
+    frames.append(groups)
+
+table = pd.concat(frames)
+st.plotly_chart(excess_gap_bars(table, info["tolerance"]), width="stretch")
+shown = table[["split", "group_name", "n", "accuracy", "dense_accuracy", "acc_gap", "excess_gap"]].copy()
+for c in ("accuracy", "dense_accuracy", "acc_gap", "excess_gap"):
+    shown[c] = 100 * shown[c]
+st.dataframe(shown, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
+                            ("accuracy", "dense_accuracy", "acc_gap", "excess_gap")})
