@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from pathlib import Path
 
+from .bundle import BundleError
 from .config import DATASETS, METHODS, MITIGATION_START, MODELS, PRUNING, ConfigError, RunConfig, from_dict
+from .predictions import RunNotFound
+from .runs import resolve_results
+from .store import StoreError
 
 DESCRIPTION = """ceag: constrain the disparate impact of pruning (CEAG) and compare it with NFT,
 NFT+ES and EL+RB. Accuracies and gaps are fractions in [0, 1]."""
@@ -112,6 +118,162 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.status == "finished" else 3
 
 
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from err
+    return parse
+
+
+def _grid_spec(args: argparse.Namespace):
+    from .grid import GridSpec, preset
+
+    chosen = [n for n, v in (("--preset", args.preset), ("--spec", args.spec)) if v]
+    if len(chosen) > 1:
+        raise ConfigError("grid", " and ".join(chosen), "give --preset or --spec, not both")
+    axes = {a: getattr(args, a) for a in ("datasets", "models", "methods", "sparsities", "tolerances", "seeds")
+            if getattr(args, a) is not None}
+    if args.preset:
+        spec = preset(args.preset).to_dict()
+    elif args.spec:
+        spec = GridSpec.from_file(args.spec).to_dict()
+    else:
+        spec = GridSpec().to_dict()
+    spec.update(axes)  # axis options refine a preset or spec
+    settings = dict(spec.get("settings", {}))
+    if args.epochs is not None:
+        settings["finetune_epochs"] = args.epochs
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError("--set", item, "expected KEY=VALUE, e.g. --set batch_size=128")
+        try:
+            settings[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            settings[key.strip()] = raw
+    spec["settings"] = settings
+    return GridSpec.from_dict(spec)
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from .executor import run_grid
+    from .grid import count_epochs
+
+    spec = _grid_spec(args)
+    configs = spec.configs(max_cells=args.max_cells)
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers", args.workers, "must be at least 1")
+    bar = _GridBar(len(configs), enabled=not args.json)
+    report = run_grid(configs, args.results, workers=args.workers, executor=args.executor,
+                      address=args.address, job_id=args.job_id, progress=bar)
+    bar.close()
+    epochs = count_epochs(configs)
+    if args.json:
+        out = report.to_json()
+        out["epochs"] = epochs
+        print(json.dumps(out))
+    else:
+        print(f"job {report.job_id}: {report.total} runs: {report.finished} trained, {report.cached} cached, "
+              f"{report.diverged} diverged, {report.failed} failed, {report.cancelled} cancelled, "
+              f"{report.busy} busy elsewhere in {report.wall_seconds:.1f}s")
+        for rid, entry in report.runs.items():
+            if entry.get("status") in ("failed", "diverged", "busy"):
+                print(f"  {rid} {entry['method']} {entry['status']}: {entry.get('reason')}")
+    return 0 if report.failed == 0 and report.cancelled == 0 else 1
+
+
+class _GridBar:
+    def __init__(self, total: int, enabled: bool):
+        from .progress import ProgressBar
+
+        self.bar = ProgressBar()
+        self.bar.enabled = self.bar.enabled and enabled
+        self.total = total
+
+    def __call__(self, report) -> None:
+        done = report.cached + report.finished + report.diverged + report.failed + report.busy
+        self.bar("grid", done, self.total)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from .store import queries, sync
+
+    results = resolve_results(args.results)
+    if results.exists():
+        with contextlib.suppress(OSError, StoreError):  # read-only folder: list what the store has
+            sync(results)
+    df = queries.runs(results, status=args.status, dataset=args.dataset, method=args.method)
+    if args.json:
+        print(df.to_json(orient="records"))
+        return 0
+    if df.empty:
+        print("no runs yet; try: python -m ceag grid --preset demo")
+        return 0
+    cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "tolerance", "seed", "progress_epoch",
+            "total_epochs", "wall_seconds"]
+    print(df[cols].to_string(index=False))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .store import queries
+
+    results = resolve_results(args.results)
+    if args.predictions:
+        from .predictions import predictions
+
+        if len(args.run or []) != 1:
+            raise ConfigError("--run", args.run, "--predictions needs exactly one --run RUN_ID")
+        frame = predictions(results, args.run[0], args.split)
+    elif args.bundle:
+        from .bundle import export_bundle
+
+        ids = args.run or list(queries.runs(results, status="finished")["run_id"])
+        path = export_bundle(results, ids, args.out)
+        print(f"wrote {len(ids)} runs to {path}")
+        return 0
+    else:
+        ids = args.run or list(queries.runs(results, status=args.status, dataset=args.dataset,
+                                            method=args.method)["run_id"])
+        frame = queries.export_table(results, args.table, ids)
+    _write_frame(frame, args.out, args.format)
+    if args.out != "-":
+        print(f"wrote {len(frame)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _write_frame(frame, out: str, fmt: str | None) -> None:
+    from .runs import atomic_write
+
+    fmt = fmt or ("parquet" if out.endswith(".parquet") else "csv")
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError("--format", fmt, "must be csv or parquet")
+    if out == "-":
+        if fmt == "parquet":
+            raise ConfigError("--out", "-", "Parquet needs a file; give --out FILE.parquet")
+        frame.to_csv(sys.stdout, index=False)
+        return
+    writer = (lambda p: frame.to_parquet(p, index=False)) if fmt == "parquet" else (
+        lambda p: frame.to_csv(p, index=False))
+    atomic_write(Path(out), writer)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .bundle import import_runs
+
+    out = import_runs(args.source, args.results)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"imported {len(out['imported'])} runs; {len(out['present'])} were already present")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ceag", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -124,6 +286,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results folder (default: $CEAG_RESULTS, else ./results)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=cmd_run)
+
+    g = sub.add_parser("grid", help="run a grid of experiments (cached runs are loaded)",
+                       description="Expand datasets x models x methods x sparsities x tolerances x seeds "
+                                   "(tolerance multiplies only CEAG) and run every cell, sharing dense "
+                                   "models and end-of-pruning states. Axis options refine a preset or spec.")
+    g.add_argument("--preset", help="a named grid: demo, utkface, utkface_intersectional, fairface, cifar100")
+    g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
+                                  "seeds and settings (other RunConfig settings)")
+    g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")
+    g.add_argument("--models", type=_csv(str), help="comma-separated models")
+    g.add_argument("--methods", type=_csv(str), help="comma-separated methods among nft,nft_es,el_rb,ceag")
+    g.add_argument("--sparsities", type=_csv(float), help="comma-separated sparsities, e.g. 0.9,0.95")
+    g.add_argument("--tolerances", type=_csv(float), help="comma-separated CEAG tolerances, e.g. 0.01,0.02")
+    g.add_argument("--seeds", type=_csv(int), help="comma-separated seeds, e.g. 0,1,2")
+    g.add_argument("--epochs", type=int, help="fine-tuning epochs after pruning")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting for every cell, VALUE in JSON; repeatable")
+    g.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local worker processes, or Ray tasks on a cluster (needs requirements-ray.txt)")
+    g.add_argument("--address", help="Ray cluster address (default: start or join a local Ray)")
+    g.add_argument("--max-cells", type=int, default=5000, help="refuse grids larger than this (default 5000)")
+    g.add_argument("--job-id", help="name the job (its progress feed is <results>/jobs/<job-id>/progress.json)")
+    g.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    g.add_argument("--json", action="store_true", help="print one JSON object with the job's outcome")
+    g.set_defaults(func=cmd_grid)
+
+    ls = sub.add_parser("ls", help="list runs with their status")
+    ls.add_argument("--status", help="only runs with this status (finished, running, failed, diverged, interrupted)")
+    ls.add_argument("--dataset", help="only this dataset")
+    ls.add_argument("--method", help="only this method")
+    ls.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    ls.add_argument("--json", action="store_true", help="print a JSON list")
+    ls.set_defaults(func=cmd_ls)
+
+    ex = sub.add_parser("export", help="export metrics, per-sample predictions or a bundle of runs",
+                        description="Export metrics of selected runs (CSV or Parquet), the per-sample "
+                                    "predictions of one run, or a bundle of finished runs for import elsewhere.")
+    ex.add_argument("--run", action="append", help="a run id (repeatable); default: every run matching the filters")
+    ex.add_argument("--dataset", help="only this dataset")
+    ex.add_argument("--method", help="only this method")
+    ex.add_argument("--status", default="finished", help="only runs with this status (default finished)")
+    ex.add_argument("--table", default="final",
+                    choices=("final", "runs", "run_metrics", "group_metrics", "duals"),
+                    help="final: per-group metrics at the reported epoch with run settings (default)")
+    ex.add_argument("--predictions", action="store_true",
+                    help="per-sample predictions (y_true, y_pred, group) of the run's reported model")
+    ex.add_argument("--split", default="test", help="split for --predictions (train, val, test; default test)")
+    ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")
+    ex.add_argument("--format", choices=("csv", "parquet"), help="default: from the --out suffix")
+    ex.add_argument("--out", default="-", help="output file (default: CSV to standard output)")
+    ex.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    ex.set_defaults(func=cmd_export)
+
+    im = sub.add_parser("import", help="import a run folder or bundle from another machine",
+                        description="Validate, then copy finished runs into the results folder and the store.")
+    im.add_argument("source", help="a run folder or a .tar.gz bundle written by `ceag export --bundle`")
+    im.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    im.add_argument("--json", action="store_true", help="print the imported and already-present run ids as JSON")
+    im.set_defaults(func=cmd_import)
     return parser
 
 
@@ -134,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
+    except (BundleError, StoreError, RunNotFound, ValueError, OSError) as err:
+        parser.exit(1, f"error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: the run folder keeps its last checkpoint; run again to resume\n")
     return 0

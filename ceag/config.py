@@ -11,8 +11,17 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-DATASETS = ("digits", "synthetic")
-MODELS = ("mlp", "cnn", "resnet18", "mobilenet_v2", "resnet20", "resnet56")
+DATASETS = ("digits", "synthetic", "utkface", "fairface", "cifar100")
+MODELS = ("mlp", "cnn", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
+# Attributes a dataset offers as target and as protected groups.
+TARGETS = {"digits": ("class",), "synthetic": ("class",), "utkface": ("race", "gender", "age"),
+           "fairface": ("race", "gender", "age"), "cifar100": ("class",)}
+GROUP_ATTRIBUTES = {"digits": ("class",), "synthetic": ("group",), "utkface": ("race", "gender", "age"),
+                    "fairface": ("race", "gender", "age"), "cifar100": ("class",)}
+DEFAULT_TARGET = {"digits": "class", "synthetic": "class", "utkface": "race", "fairface": "race",
+                  "cifar100": "class"}
+DEFAULT_GROUPS = {"digits": ("class",), "synthetic": ("group",), "utkface": ("race",),
+                  "fairface": ("race",), "cifar100": ("class",)}
 METHODS = ("nft", "nft_es", "el_rb", "ceag")
 # Methods whose results depend on the tolerance; for the others it is not part of the run.
 TOLERANCE_METHODS = ("ceag",)
@@ -23,7 +32,7 @@ MITIGATION_START = ("after_pruning", "start")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Settings that change where or how fast a run happens, not what it computes.
-NOT_IN_RUN_ID = ("device",)
+NOT_IN_RUN_ID = ("device", "data_dir")
 
 DEFAULT_TOLERANCE = 0.02
 
@@ -61,7 +70,11 @@ class RunConfig:
     sparsity: float = 0.95
     tolerance: float | None = None
     seed: int = 0
-    # data
+    # data: target and protected attributes (None / empty: the dataset's defaults)
+    target: str | None = None
+    groups: tuple[str, ...] = ()
+    image_size: int | None = None
+    data_dir: str | None = None
     val_fraction: float = 0.15
     rare_groups: tuple[int, ...] = (8,)
     rare_train_count: int = 6
@@ -94,6 +107,7 @@ class RunConfig:
     eval_every: int = 1
     checkpoint_every: int = 5
     max_trace_points: int = 400
+    amp: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -132,6 +146,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = self.canonical()
         d["device"] = self.device
+        d["data_dir"] = self.data_dir
         return d
 
 
@@ -186,6 +201,25 @@ def _validate(c: RunConfig) -> None:
             raise ConfigError(name, v, "must be true or false")
 
     choice("dataset", DATASETS)
+    attrs = GROUP_ATTRIBUTES[c.dataset]
+    target = DEFAULT_TARGET[c.dataset] if c.target is None else c.target
+    if target not in TARGETS[c.dataset]:
+        raise ConfigError("target", c.target, f"dataset {c.dataset} offers targets {', '.join(TARGETS[c.dataset])}")
+    object.__setattr__(c, "target", target)
+    groups = c.groups
+    if isinstance(groups, str):
+        groups = tuple(g.strip() for g in groups.split(",") if g.strip())
+    if not isinstance(groups, tuple) or not all(isinstance(g, str) for g in groups):
+        raise ConfigError("groups", c.groups, "must be a list of attribute names")
+    groups = groups or DEFAULT_GROUPS[c.dataset]
+    if len(set(groups)) != len(groups) or not set(groups) <= set(attrs):
+        raise ConfigError("groups", list(c.groups), f"dataset {c.dataset} offers distinct attributes among "
+                          f"{', '.join(attrs)}")
+    object.__setattr__(c, "groups", groups)
+    if c.image_size is not None and (not _is_int(c.image_size) or not 8 <= c.image_size <= 1024):
+        raise ConfigError("image_size", c.image_size, "must be an integer in [8, 1024] (pixels), or null")
+    if c.data_dir is not None and not isinstance(c.data_dir, str):
+        raise ConfigError("data_dir", c.data_dir, "must be a folder path")
     choice("model", MODELS)
     choice("method", METHODS)
     choice("pruning", PRUNING)
@@ -235,6 +269,7 @@ def _validate(c: RunConfig) -> None:
     integer("eval_every", 1)
     integer("checkpoint_every", 1)
     integer("max_trace_points", 10, 1_000_000)
+    boolean("amp")
     for f in ("sparsity", "val_fraction", "lr", "momentum", "weight_decay", "lr_gamma", "dual_lr",
               "divergence_threshold"):
         object.__setattr__(c, f, float(getattr(c, f)))
@@ -242,9 +277,10 @@ def _validate(c: RunConfig) -> None:
 
 
 # Settings each shared phase depends on (everything else may differ between runs sharing it).
-DATA_FIELDS = ("dataset", "val_fraction", "rare_groups", "rare_train_count", "num_groups")
+DATA_FIELDS = ("dataset", "target", "groups", "image_size", "val_fraction", "rare_groups",
+               "rare_train_count", "num_groups")
 DENSE_FIELDS = DATA_FIELDS + (
-    "model", "seed", "dense_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
+    "model", "seed", "dense_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "amp",
 )
 PRUNE_FIELDS = DENSE_FIELDS + (
     "sparsity", "prune_epochs", "finetune_epochs", "pruning", "dense_first_conv",

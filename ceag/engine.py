@@ -123,6 +123,7 @@ class TrainOutcome:
     model_sparsity: float
     diverged: Diverged | None
     dense_stats: dict[str, GroupStats]
+    best_model: dict[str, torch.Tensor] | None  # weights of the best iterate (NFT+ES reports it)
 
 
 def metric_rows(epoch: int, split: str, stats: GroupStats, dense: GroupStats, sparsity: float,
@@ -243,8 +244,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
                 if s == selection_split and epoch >= E and stats.overall_accuracy > state.best_score:
                     state.best_score = stats.overall_accuracy
                     state.best_epoch = done
-                    if method.selects_best:
-                        state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         state.epoch = done
         if progress:
             progress("train", done, total)
@@ -261,4 +261,4 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
                         selection_split=selection_split,
                         achieved_sparsity=pruner.achieved_sparsity(),
                         model_sparsity=model_sparsity(model), diverged=diverged,
-                        dense_stats=dense_stats)
+                        dense_stats=dense_stats, best_model=state.best_model)

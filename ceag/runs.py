@@ -10,10 +10,13 @@ A run writes only inside ``<results>/runs/<run_id>/``, every file atomically (te
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import platform
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -45,23 +48,71 @@ def now() -> str:
 
 
 # -- atomic files -------------------------------------------------------------------------
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename over ``path``."""
+def atomic_write(path: Path, write: Callable[[Path], None], *, durable: bool = True) -> None:
+    """Call ``write(tmp)`` on a temp file beside ``path``, fsync it, then rename over ``path``.
+
+    ``durable=False`` skips the fsync (still atomic for a killed process): for progress files.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=True)))
+def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=True)
+    atomic_write(path, lambda p: p.write_text(text), durable=durable)
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """The run's status; a 'running' run whose process is gone on this host is 'interrupted'."""
+    try:
+        status = json.loads((folder / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"status": "interrupted"}
+    running_here = status.get("status") == "running" and status.get("host") == socket.gethostname()
+    if running_here and not _pid_alive(status.get("pid")):
+        status["status"] = "interrupted"
+    return status
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunBusy(RuntimeError):
+    """Another process is training this run right now."""
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path):
+    """An exclusive, non-blocking lock on a run folder (released when the process dies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / ".lock", "a+")  # noqa: SIM115
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise RunBusy(f"run {folder.name} is being trained by another process") from err
+        yield
+    finally:
+        fh.close()
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -164,35 +215,62 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
         progress: Callable[[str, int, int], None] | None = None) -> RunResult:
     """Run ``cfg``, or load it when a finished run with the same id is in ``results``.
 
-    An unfinished run folder (a killed process) resumes from its last checkpoint.
+    An unfinished run folder (a killed process) resumes from its last checkpoint. NFT+ES is
+    NFT with a different reported iterate, so it is derived from the NFT run (run if needed).
+    A run that raises is recorded as failed with its reason, then the error propagates.
     """
+    results = resolve_results(results)
+    cached = load_result(results, cfg.run_id)
+    if cached is not None:
+        return cached
+    folder = run_dir(results, cfg.run_id)
+    with run_lock(folder):
+        cached = load_result(results, cfg.run_id)  # finished while we waited for the lock
+        if cached is not None:
+            return cached
+        if cfg.method == "nft_es":
+            nft = run(cfg.replace(method="nft"), results, progress=progress)
+            return derive_nft_es(cfg, nft, results)
+        try:
+            return _train_run(cfg, results, folder, progress)
+        except BaseException as err:
+            status = read_status(folder)
+            reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+            write_json(folder / "status.json", {**status, "status": "interrupted" if isinstance(
+                err, KeyboardInterrupt) else "failed", "reason": reason, "finished_at": now()})
+            raise
+
+
+def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResult:
     import torch
 
     from .data import load_dataset
     from .engine import resolve_device, train, train_dense
 
-    results = resolve_results(results)
-    cached = load_result(results, cfg.run_id)
-    if cached is not None:
-        return cached
-
     elapsed = _stopwatch()
-    folder = run_dir(results, cfg.run_id)
     device = resolve_device(cfg.device)
     write_json(folder / "config.json", cfg.to_dict())
     started = now()
-    write_json(folder / "status.json", {"status": "running", "started_at": started, "pid": os.getpid()})
+    base_status = {"status": "running", "started_at": started, "pid": os.getpid(),
+                   "host": socket.gethostname(), "total": cfg.total_epochs}
+    write_json(folder / "status.json", {**base_status, "epoch": 0})
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase == "train":
+            write_json(folder / "status.json", {**base_status, "epoch": done}, durable=False)
+        if progress:
+            progress(phase, done, total)
 
     data = load_dataset(cfg).to(device)
-    dense = load_dense(cfg, data, results, device, progress, train_dense)
+    dense, dense_trained = load_dense(cfg, data, results, device, report, train_dense)
 
-    resume = None
+    resume, resumed_from = None, None
     if (folder / "checkpoint.pt").exists():
-        resume = load_torch(folder / "checkpoint.pt")
+        resume, resumed_from = load_torch(folder / "checkpoint.pt"), "checkpoint"
     shares_pruning = prune_key(cfg) != cfg.run_id
     pruned_path = Path(results) / "pruned" / prune_key(cfg) / "state.pt"
     if resume is None and shares_pruning and pruned_path.exists():
-        resume = load_torch(pruned_path)
+        resume, resumed_from = load_torch(pruned_path), "pruned"
 
     def save_pruned(ckpt: dict) -> None:
         if shares_pruning and not pruned_path.exists():
@@ -200,7 +278,7 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
 
     outcome = train(cfg, data, dense, device, resume=resume,
                     save_checkpoint=lambda ckpt: save_torch(folder / "checkpoint.pt", ckpt),
-                    save_pruned=save_pruned, progress=progress)
+                    save_pruned=save_pruned, progress=report)
 
     state = outcome.state
     group_metrics = pd.DataFrame(state.group_rows)
@@ -214,33 +292,58 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
         "selection_split": outcome.selection_split,
         "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
         "group_names": data.group_names, "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
+        "dense_trained": dense_trained, "resumed_from": resumed_from,
+        "epochs_trained": cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "started_at": started, "finished_at": now(),
-        "wall_seconds": elapsed(), "resumed": resume is not None,
+        "wall_seconds": elapsed(),
     }
     write_parquet(folder / "group_metrics.parquet", group_metrics)
     write_parquet(folder / "run_metrics.parquet", run_metrics)
     write_parquet(folder / "duals.parquet", duals)
     save_torch(folder / "model.pt", {k: v.cpu() for k, v in outcome.model.state_dict().items()})
+    if outcome.best_model is not None and cfg.method == "nft":  # NFT+ES is derived from it
+        save_torch(folder / "best_model.pt", outcome.best_model)
     write_json(folder / "summary.json", summary)
     write_json(folder / "status.json", {"status": summary["status"], "started_at": started,
-                                        "finished_at": summary["finished_at"]})
+                                        "finished_at": summary["finished_at"], "epoch": state.epoch,
+                                        "total": cfg.total_epochs})
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return RunResult(cfg, summary, group_metrics, run_metrics, duals, cached=False)
 
 
+def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:
+    """NFT+ES from its NFT run: same training, reporting the best iterate on the selection split."""
+    folder = run_dir(results, cfg.run_id)
+    source = run_dir(results, nft.run_id)
+    best = nft.summary.get("best_epoch")
+    usable = nft.status == "finished" and best is not None and (source / "best_model.pt").exists()
+    summary = {**nft.summary, "run_id": cfg.run_id, "derived_from": nft.run_id,
+               "reported_epoch": best if usable else nft.summary["reported_epoch"],
+               "epochs_trained": 0, "dense_trained": False, "finished_at": now()}
+    write_json(folder / "config.json", cfg.to_dict())
+    for name in ("group_metrics", "run_metrics", "duals"):
+        write_parquet(folder / f"{name}.parquet", getattr(nft, name))
+    model_file = "best_model.pt" if usable else "model.pt"
+    atomic_write(folder / "model.pt", lambda p: p.write_bytes((source / model_file).read_bytes()))
+    write_json(folder / "summary.json", summary)
+    write_json(folder / "status.json", {"status": summary["status"], "finished_at": summary["finished_at"],
+                                        "derived_from": nft.run_id})
+    return RunResult(cfg, summary, nft.group_metrics, nft.run_metrics, nft.duals, cached=False)
+
+
 def load_dense(cfg, data, results: Path, device, progress, train_dense):
-    """The dense model for (dataset, model, seed, dense settings): loaded if trained before."""
+    """(model, trained now?): the dense model for its settings, loaded if trained before."""
     from .models import build_model
 
     path = Path(results) / "dense" / dense_key(cfg) / "model.pt"
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
     if path.exists():
         model.load_state_dict(load_torch(path))
-        return model
+        return model, False
     model = train_dense(cfg, data, device, progress)
     save_torch(path, {k: v.cpu() for k, v in model.state_dict().items()})
-    return model
+    return model, True
 
 
 def _duals_frame(state) -> pd.DataFrame:

@@ -1,0 +1,188 @@
+"""Run bundles: a tar.gz of finished run folders with a manifest of SHA-256 hashes.
+
+Import validates everything before writing anything: the manifest's format and version, every
+file's hash, each config (valid, and hashing to its folder's run id), the summary and the
+metric tables' columns, and the model weights (loaded weights-only). Only then are the run
+folders moved into ``<results>/runs/`` and ingested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ConfigError, from_dict
+from .runs import load_torch, resolve_results, run_dir
+
+FORMAT = "ceag-bundle"
+VERSION = 1
+RUN_FILES = ("config.json", "summary.json", "status.json", "run_metrics.parquet", "group_metrics.parquet",
+             "duals.parquet", "model.pt")
+COLUMNS = {
+    "run_metrics.parquet": {"epoch", "split", "accuracy", "loss", "dense_accuracy", "acc_gap", "max_excess_gap",
+                            "psi_pw", "sparsity"},
+    "group_metrics.parquet": {"epoch", "split", "group_id", "group_name", "n", "accuracy", "loss",
+                              "dense_accuracy", "acc_gap", "excess_gap"},
+    "duals.parquet": {"step", "epoch", "group_id", "multiplier", "violation"},
+}
+MAX_BUNDLE_BYTES = 2 * 1024**3
+
+
+class BundleError(ValueError):
+    """The bundle or run folder cannot be imported; nothing was written."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_bundle(results: str | os.PathLike | None, run_ids: list[str], out: str | os.PathLike) -> Path:
+    """Write finished runs into one tar.gz with a manifest."""
+    results = resolve_results(results)
+    manifest = {"format": FORMAT, "version": VERSION, "runs": [], "sha256": {}}
+    members = []
+    for rid in run_ids:
+        folder = run_dir(results, rid)
+        if not (folder / "summary.json").exists():
+            raise BundleError(f"run {rid} is not finished in {results}; only finished runs can be bundled")
+        manifest["runs"].append(rid)
+        for name in RUN_FILES:
+            if (folder / name).exists():
+                rel = f"runs/{rid}/{name}"
+                manifest["sha256"][rel] = _sha256(folder / name)
+                members.append((folder / name, rel))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        data = json.dumps(manifest, indent=2).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for path, rel in members:
+            tar.add(path, arcname=rel)
+    os.replace(tmp, out)
+    return out
+
+
+def _validate_run(folder: Path) -> str:
+    """Check one run folder; return its run id or raise BundleError naming the problem."""
+    name = folder.name
+    for required in ("config.json", "summary.json", "run_metrics.parquet", "group_metrics.parquet",
+                     "duals.parquet", "model.pt"):
+        if not (folder / required).is_file():
+            raise BundleError(f"run {name}: {required} is missing (a run folder needs {', '.join(RUN_FILES[:-1])} "
+                              "and model.pt)")
+    try:
+        cfg = from_dict(json.loads((folder / "config.json").read_text()))
+    except (json.JSONDecodeError, ConfigError, TypeError) as err:
+        raise BundleError(f"run {name}: config.json is not a valid ceag config: {err}") from err
+    if cfg.run_id != name:
+        raise BundleError(f"run {name}: config.json hashes to {cfg.run_id}, not to its folder name; "
+                          "the config was changed after the run")
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except json.JSONDecodeError as err:
+        raise BundleError(f"run {name}: summary.json is not valid JSON") from err
+    if summary.get("run_id") != name or summary.get("status") not in ("finished", "diverged"):
+        raise BundleError(f"run {name}: summary.json does not describe a finished run {name}")
+    for fname, cols in COLUMNS.items():
+        try:
+            have = set(pd.read_parquet(folder / fname).columns)
+        except Exception as err:
+            raise BundleError(f"run {name}: {fname} is not a readable Parquet file") from err
+        if not cols <= have:
+            raise BundleError(f"run {name}: {fname} lacks columns {', '.join(sorted(cols - have))}")
+    try:
+        state = load_torch(folder / "model.pt")
+    except Exception as err:
+        raise BundleError(f"run {name}: model.pt is not a weights-only PyTorch state dict ({err})") from err
+    if not isinstance(state, dict):
+        raise BundleError(f"run {name}: model.pt is not a state dict")
+    return name
+
+
+def _safe_extract(bundle: Path, dest: Path) -> None:
+    try:
+        tar = tarfile.open(bundle, "r:*")  # noqa: SIM115 (closed by the with below)
+    except (tarfile.TarError, OSError) as err:
+        raise BundleError(f"{bundle} is not a readable tar archive: {err}") from err
+    with tar:
+        total = 0
+        for m in tar.getmembers():
+            if not (m.isfile() or m.isdir()):
+                raise BundleError(f"{bundle}: member {m.name!r} is not a plain file or folder")
+            if m.name.startswith("/") or ".." in Path(m.name).parts:
+                raise BundleError(f"{bundle}: member {m.name!r} would be written outside the bundle")
+            total += m.size
+        if total > MAX_BUNDLE_BYTES:
+            raise BundleError(f"{bundle}: unpacks to {total} bytes, more than the {MAX_BUNDLE_BYTES} allowed")
+        tar.extractall(dest, filter="data")
+
+
+def import_runs(source: str | os.PathLike, results: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Import a bundle (.tar.gz) or a run folder; returns {'imported': [...], 'present': [...]}."""
+    from .store import ingest_run
+
+    source, results = Path(source), resolve_results(results)
+    if not source.exists():
+        raise BundleError(f"{source} does not exist; give a run folder or a .tar.gz bundle")
+    (results / "runs").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".import-", dir=results) as tmp:
+        staging = Path(tmp)
+        if source.is_dir():
+            if not (source / "config.json").exists():
+                raise BundleError(f"{source} is not a run folder (no config.json)")
+            shutil.copytree(source, staging / "runs" / source.name)
+            folders = [staging / "runs" / source.name]
+        else:
+            _safe_extract(source, staging)
+            manifest_path = staging / "manifest.json"
+            if not manifest_path.exists():
+                raise BundleError(f"{source}: no manifest.json; not a ceag bundle")
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except json.JSONDecodeError as err:
+                raise BundleError(f"{source}: manifest.json is not valid JSON") from err
+            if manifest.get("format") != FORMAT:
+                raise BundleError(f"{source}: manifest format is {manifest.get('format')!r}, expected {FORMAT!r}")
+            if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
+                raise BundleError(f"{source}: bundle version {manifest.get('version')!r} is newer than this ceag "
+                                  f"reads ({VERSION}); upgrade ceag")
+            for rel, digest in manifest.get("sha256", {}).items():
+                path = staging / rel
+                if not path.is_file() or _sha256(path) != digest:
+                    raise BundleError(f"{source}: {rel} does not match its manifest hash (tampered or truncated)")
+            listed = set(manifest.get("sha256", {}))
+            for path in (staging / "runs").rglob("*") if (staging / "runs").exists() else []:
+                if path.is_file() and path.relative_to(staging).as_posix() not in listed:
+                    raise BundleError(f"{source}: {path.relative_to(staging)} is not in the manifest")
+            folders = [staging / "runs" / rid for rid in manifest.get("runs", [])]
+            if not folders:
+                raise BundleError(f"{source}: the bundle lists no runs")
+        ids = [_validate_run(f) for f in folders]
+        imported, present = [], []
+        for folder, rid in zip(folders, ids, strict=True):
+            target = run_dir(results, rid)
+            if (target / "summary.json").exists():
+                present.append(rid)
+                continue
+            if target.exists():
+                shutil.rmtree(target)  # an unfinished local attempt: the finished import replaces it
+            os.replace(folder, target)
+            imported.append(rid)
+    for rid in imported:
+        ingest_run(results, rid)
+    return {"imported": imported, "present": present}

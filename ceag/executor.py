@@ -1,0 +1,232 @@
+"""Executors for grids: a local pool of long-lived worker processes, or Ray tasks on a cluster.
+
+The driver plans the stages (shared dense and pruning work first), hands runs to workers,
+ingests each run into the store as soon as it ends (one transaction per run), and keeps a
+progress feed in ``<results>/jobs/<job_id>/progress.json`` that the app polls. Creating the
+file ``<results>/jobs/<job_id>/cancel`` cancels the job: pending runs are dropped, running
+ones stopped (their checkpoints let a later call resume them).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, from_dict
+from .grid import plan
+from .runs import load_result, now, resolve_results, write_json
+
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class GridReport:
+    job_id: str
+    total: int
+    cached: int = 0
+    finished: int = 0
+    diverged: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    busy: int = 0
+    wall_seconds: float = 0.0
+    epochs_trained: int = 0
+    dense_trained: int = 0
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return "cancelled" if self.cancelled else "finished"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "state": self.state, "total": self.total, "cached": self.cached,
+                "finished": self.finished, "diverged": self.diverged, "failed": self.failed,
+                "cancelled": self.cancelled, "busy": self.busy, "wall_seconds": round(self.wall_seconds, 3),
+                "epochs_trained": self.epochs_trained, "dense_trained": self.dense_trained,
+                "runs": self.runs}
+
+
+def job_dir(results: Path, job_id: str) -> Path:
+    return Path(results) / "jobs" / job_id
+
+
+def request_cancel(results: str | os.PathLike, job_id: str) -> None:
+    path = job_dir(resolve_results(results), job_id) / "cancel"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+# -- the function every worker runs ---------------------------------------------------------
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def execute_run(cfg_dict: dict[str, Any], results: str) -> dict[str, Any]:
+    """Run one config (or load it); never raises: failures come back as a record."""
+    from .runs import RunBusy, run
+
+    cfg = from_dict(cfg_dict)
+    try:
+        result = run(cfg, results)
+    except RunBusy as err:
+        return {"run_id": cfg.run_id, "status": "busy", "reason": str(err)}
+    except Exception as err:  # recorded and reported; the grid goes on
+        return {"run_id": cfg.run_id, "status": "failed",
+                "reason": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)}
+    s = result.summary
+    return {"run_id": cfg.run_id, "status": result.status, "reason": s.get("reason"),
+            "cached": result.cached, "epochs_trained": 0 if result.cached else s.get("epochs_trained", 0),
+            "dense_trained": bool(s.get("dense_trained")) and not result.cached,
+            "wall_seconds": s.get("wall_seconds")}
+
+
+# -- the driver ---------------------------------------------------------------------------
+def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None, *,
+             workers: int | None = None, executor: str = "local", address: str | None = None,
+             job_id: str | None = None, progress: Callable[[GridReport], None] | None = None) -> GridReport:
+    """Run every config (cached ones are loaded), ingesting each into the store as it ends."""
+    from .store import ingest_run
+
+    results = resolve_results(results)
+    job_id = job_id or uuid.uuid4().hex[:12]
+    jdir = job_dir(results, job_id)
+    start = time.perf_counter()
+    report = GridReport(job_id=job_id, total=len(configs))
+    for cfg in configs:
+        report.runs[cfg.run_id] = {"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model,
+                                   "sparsity": cfg.sparsity, "tolerance": cfg.tolerance, "seed": cfg.seed,
+                                   "status": "pending"}
+
+    def publish(state: str = "running") -> None:
+        report.wall_seconds = time.perf_counter() - start
+        write_json(jdir / "progress.json", {**report.to_json(), "state": state, "pid": os.getpid(),
+                                            "updated_at": now()}, durable=False)
+        if progress:
+            progress(report)
+
+    def record(rec: dict[str, Any], counted: bool = True) -> None:
+        rid = rec["run_id"]
+        if not counted:
+            if rec["status"] in ("finished", "diverged", "failed"):
+                ingest_run(results, rid)
+            return
+        entry = report.runs.setdefault(rid, {})
+        if rec.get("cached"):
+            entry["status"] = "cached"
+            report.cached += 1
+        else:
+            entry["status"] = rec["status"]
+            if rec["status"] in ("finished", "diverged", "failed", "busy"):
+                setattr(report, rec["status"], getattr(report, rec["status"]) + 1)
+        if rec.get("reason"):
+            entry["reason"] = rec["reason"]
+        report.epochs_trained += rec.get("epochs_trained", 0) or 0
+        report.dense_trained += int(bool(rec.get("dense_trained")))
+        if rec["status"] != "busy" and (Path(results) / "runs" / rid / "config.json").exists():
+            ingest_run(results, rid)
+        publish()
+
+    # Runs finished earlier: load, make sure the store has them, and skip.
+    todo = []
+    for cfg in configs:
+        if load_result(results, cfg.run_id) is not None:
+            record({"run_id": cfg.run_id, "status": "finished", "cached": True})
+        else:
+            todo.append(cfg)
+    publish()
+    cancel_file = jdir / "cancel"
+    stages = plan(todo)
+    wanted = {c.run_id for c in todo}
+
+    if executor == "ray":
+        _run_ray(stages, results, address, record, cancel_file, wanted)
+    elif executor == "local":
+        _run_local(stages, results, workers or default_workers(), record, cancel_file, wanted, report)
+    else:
+        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+
+    if cancel_file.exists():
+        for entry in report.runs.values():
+            if entry.get("status") in ("pending", "running"):
+                entry["status"] = "cancelled"
+                report.cancelled += 1
+    publish(report.state)
+    return report
+
+
+def _run_local(stages, results, workers: int, record, cancel_file: Path, wanted: set[str], report) -> None:
+    if not any(stages):
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers == 1:
+        # No pool: run in this process (no start-up cost), still stage by stage.
+        _init_worker(threads)
+        for stage in stages:
+            for cfg in stage:
+                if cancel_file.exists():
+                    return
+                _mark_running(report, cfg, wanted)
+                _record_if_wanted(execute_run(cfg.to_dict(), str(results)), record, wanted)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(threads,))
+    try:
+        for stage in stages:
+            futures = {}
+            for cfg in stage:
+                futures[pool.submit(execute_run, cfg.to_dict(), str(results))] = cfg
+                _mark_running(report, cfg, wanted)
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    cfg = futures[fut]
+                    try:
+                        rec = fut.result()
+                    except Exception as err:  # the worker process died
+                        rec = {"run_id": cfg.run_id, "status": "failed",
+                               "reason": f"worker process died: {type(err).__name__}: {err}"}
+                    _record_if_wanted(rec, record, wanted)
+                if cancel_file.exists():
+                    _stop_pool(pool)
+                    return
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _mark_running(report, cfg: RunConfig, wanted: set[str]) -> None:
+    if cfg.run_id in report.runs and report.runs[cfg.run_id].get("status") == "pending":
+        report.runs[cfg.run_id]["status"] = "running"
+
+
+def _record_if_wanted(rec: dict[str, Any], record, wanted: set[str]) -> None:
+    # A training that only serves a derived cell (NFT for NFT+ES) is ingested but not counted.
+    record(rec, counted=rec["run_id"] in wanted)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_ray(stages, results, address: str | None, record, cancel_file: Path, wanted: set[str]) -> None:
+    """Each stage as Ray tasks; results come back to this driver, which writes and ingests."""
+    from .ray_executor import run_stages
+
+    run_stages(stages, results, address, record, cancel_file, wanted)

@@ -1,0 +1,195 @@
+"""Grids of runs: ``GridSpec`` expands its axes into RunConfigs; presets name useful grids.
+
+Tolerance multiplies only the methods that use it (CEAG). Shared work is done once: the plan
+runs one cell per dense model first, then one per end-of-pruning state, then the rest, so later
+cells load the dense model and the pruned state instead of training them again. NFT+ES cells
+are derived from their NFT runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import METHODS, TOLERANCE_METHODS, ConfigError, RunConfig, dense_key, from_dict, prune_key
+
+DEFAULT_MAX_CELLS = 5000
+AXES = ("datasets", "models", "methods", "sparsities", "tolerances", "seeds")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Axes of a grid plus ``settings`` shared by every cell (any RunConfig field)."""
+
+    datasets: tuple[str, ...] = ("digits",)
+    models: tuple[str, ...] = ("mlp",)
+    methods: tuple[str, ...] = METHODS
+    sparsities: tuple[float, ...] = (0.95,)
+    tolerances: tuple[float, ...] = (0.02,)
+    seeds: tuple[int, ...] = (0,)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def configs(self, max_cells: int = DEFAULT_MAX_CELLS) -> list[RunConfig]:
+        """The grid's distinct RunConfigs, validated, in a stable order."""
+        for axis in AXES:
+            if len(getattr(self, axis)) == 0:
+                raise ConfigError(axis, [], "a grid axis needs at least one value")
+        bad = set(self.settings) & {"dataset", "model", "method", "sparsity", "tolerance", "seed"}
+        if bad:
+            name = sorted(bad)[0]
+            raise ConfigError(f"settings.{name}", self.settings[name], f"use the grid axis '{name}s' instead")
+        n = self.size()
+        if n > max_cells:
+            raise ConfigError("grid", f"{n} cells", f"at most {max_cells} cells per grid; split it or raise the limit")
+        seen: dict[str, RunConfig] = {}
+        for dataset, model, method, sparsity, seed in itertools.product(
+                self.datasets, self.models, self.methods, self.sparsities, self.seeds):
+            tolerances = self.tolerances if method in TOLERANCE_METHODS else (None,)
+            for tol in tolerances:
+                cfg = from_dict({**self.settings, "dataset": dataset, "model": model, "method": method,
+                                 "sparsity": sparsity, "tolerance": tol, "seed": seed})
+                seen.setdefault(cfg.run_id, cfg)
+        return list(seen.values())
+
+    def size(self) -> int:
+        per_tol = sum(len(self.tolerances) if m in TOLERANCE_METHODS else 1 for m in self.methods)
+        return len(self.datasets) * len(self.models) * per_tol * len(self.sparsities) * len(self.seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{a: list(getattr(self, a)) for a in AXES}, "settings": dict(self.settings)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GridSpec:
+        if not isinstance(data, dict):
+            raise ConfigError("spec", type(data).__name__, "a grid spec is a JSON object")
+        known = set(AXES) | {"settings"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(unknown[0], data[unknown[0]], f"unknown grid key; known: {', '.join(sorted(known))}")
+        kwargs: dict[str, Any] = {}
+        for axis in AXES:
+            if axis in data:
+                value = data[axis]
+                if not isinstance(value, list):
+                    value = [value]
+                kwargs[axis] = tuple(value)
+        settings = data.get("settings", {})
+        if not isinstance(settings, dict):
+            raise ConfigError("settings", settings, "must be a JSON object of RunConfig settings")
+        kwargs["settings"] = settings
+        return cls(**kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GridSpec:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError("spec", str(path), f"cannot read the spec file: {err.strerror}") from err
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError("spec", str(path), f"not valid JSON (line {err.lineno}, column {err.colno}: "
+                              f"{err.msg})") from err
+        return cls.from_dict(data)
+
+
+# -- presets ------------------------------------------------------------------------------
+def _paper(dataset: str, model: str, sparsities, tolerances, settings: dict[str, Any]) -> GridSpec:
+    return GridSpec(datasets=(dataset,), models=(model,), methods=METHODS, sparsities=tuple(sparsities),
+                    tolerances=tuple(tolerances), seeds=(0, 1, 2, 3, 4),
+                    settings={"dense_last_layer": True, "val_fraction": 0.0, "rare_groups": [], **settings})
+
+
+PRESETS: dict[str, GridSpec] = {
+    # The teaching grid on the embedded digits data: 4 methods x 3 sparsities x 3 tolerances.
+    "demo": GridSpec(datasets=("digits",), models=("mlp",), methods=METHODS,
+                     sparsities=(0.9, 0.95, 0.98), tolerances=(0.01, 0.02, 0.05), seeds=(0,)),
+}
+
+_UTKFACE = dict(target="race", groups=["race"], dense_epochs=60, prune_epochs=15, finetune_epochs=45,
+                batch_size=128, lr=1e-2, momentum=0.9, weight_decay=1e-4, lr_milestones=[0.6, 0.8, 0.9],
+                dual_lr=1e-4)
+PAPER_PRESETS: dict[str, dict[str, Any]] = {
+    # Setups of Hashemizadeh et al. (ICLR 2024); the datasets are read from the data folder.
+    "utkface": dict(dataset="utkface", model="mobilenet_v2", sparsities=(0.85, 0.9, 0.925, 0.95),
+                    tolerances=(0.005, 0.01, 0.02), settings=_UTKFACE),
+    "utkface_intersectional": dict(dataset="utkface", model="mobilenet_v2", sparsities=(0.85, 0.9, 0.925, 0.95),
+                                   tolerances=(0.005, 0.01, 0.02), settings={**_UTKFACE, "groups": ["race", "gender"]}),
+    "fairface": dict(dataset="fairface", model="resnet34", sparsities=(0.99,), tolerances=(0.005, 0.01, 0.02),
+                     settings=dict(target="race", groups=["race"], dense_epochs=40, prune_epochs=15,
+                                   finetune_epochs=32, batch_size=256, lr=1e-3, momentum=0.95, nesterov=True,
+                                   weight_decay=1e-2, dual_lr=1e-4)),
+    "cifar100": dict(dataset="cifar100", model="resnet56", sparsities=(0.925, 0.95), tolerances=(0.05, 0.1),
+                     settings=dict(dense_epochs=160, prune_epochs=15, finetune_epochs=35, batch_size=128, lr=1e-2,
+                                   momentum=0.9, weight_decay=1e-4, dual_lr=1e-2)),
+}
+
+
+def preset(name: str) -> GridSpec:
+    if name in PRESETS:
+        return PRESETS[name]
+    if name in PAPER_PRESETS:
+        p = PAPER_PRESETS[name]
+        return _paper(p["dataset"], p["model"], p["sparsities"], p["tolerances"], p["settings"])
+    raise ConfigError("preset", name, f"must be one of {', '.join([*PRESETS, *PAPER_PRESETS])}")
+
+
+def preset_names() -> list[str]:
+    return [*PRESETS, *PAPER_PRESETS]
+
+
+# -- planning -----------------------------------------------------------------------------
+def training_config(cfg: RunConfig) -> RunConfig:
+    """The run that actually trains for ``cfg`` (NFT+ES reads its NFT run)."""
+    return cfg.replace(method="nft") if cfg.method == "nft_es" else cfg
+
+
+def plan(configs: list[RunConfig]) -> list[list[RunConfig]]:
+    """Stages to run in order; the cells within a stage may run in parallel.
+
+    Stage 1 holds one cell per dense model, stage 2 one per end-of-pruning state not yet
+    covered, stage 3 the remaining trainings, stage 4 the NFT+ES cells (derived, no training).
+    """
+    trainings: dict[str, RunConfig] = {}
+    for cfg in configs:
+        t = training_config(cfg)
+        trainings.setdefault(t.run_id, t)
+    stage1: dict[str, RunConfig] = {}
+    for t in trainings.values():
+        stage1.setdefault(dense_key(t), t)
+    covered = {prune_key(t) for t in stage1.values()}
+    stage2: dict[str, RunConfig] = {}
+    for t in trainings.values():
+        k = prune_key(t)
+        if k not in covered and t.run_id not in {s.run_id for s in stage1.values()}:
+            stage2.setdefault(k, t)
+    first = {t.run_id for t in [*stage1.values(), *stage2.values()]}
+    stage3 = [t for t in trainings.values() if t.run_id not in first]
+    # Grid cells that are trainings themselves keep their place; NFT+ES cells come last.
+    derived = [c for c in configs if c.method == "nft_es"]
+    return [s for s in (list(stage1.values()), list(stage2.values()), stage3, derived) if s]
+
+
+def count_epochs(configs: list[RunConfig]) -> dict[str, int]:
+    """Training epochs a grid executes with sharing, and without it (every cell from scratch)."""
+    independent = shared = 0
+    dense_seen, pruned_seen, runs_seen = set(), set(), set()
+    for cfg in configs:
+        independent += cfg.dense_epochs + cfg.total_epochs
+        t = training_config(cfg)
+        if t.run_id in runs_seen:
+            continue
+        runs_seen.add(t.run_id)
+        if dense_key(t) not in dense_seen:
+            dense_seen.add(dense_key(t))
+            shared += t.dense_epochs
+        k = prune_key(t)
+        if k == t.run_id or k not in pruned_seen:
+            pruned_seen.add(k)
+            shared += t.total_epochs
+        else:
+            shared += t.finetune_epochs
+    return {"shared": shared, "independent": independent}

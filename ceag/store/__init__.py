@@ -1,0 +1,10 @@
+"""The DuckDB results store. All SQL of the project lives in this package.
+
+Importing it does not import torch, so the app starts fast.
+"""
+
+from . import queries
+from .db import StoreError, connect, db_path, migrate
+from .ingest import ingest_all, ingest_run, sync
+
+__all__ = ["queries", "StoreError", "connect", "db_path", "migrate", "ingest_all", "ingest_run", "sync"]

@@ -1,0 +1,142 @@
+"""Ingest run folders into the store: one transaction per run, idempotent."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import DATA_FIELDS, from_dict
+from ..runs import load_result, read_status, run_dir
+from .db import connect
+
+RUN_COLUMNS = [
+    "run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
+    "tolerance", "seed", "reported_epoch", "best_epoch", "selection_split", "progress_epoch",
+    "total_epochs", "config", "data_key", "dense_key", "prune_key", "device", "threads",
+    "wall_seconds", "diverged_step", "started_at", "finished_at",
+]
+TABLES = {
+    "run_metrics": ["run_id", "epoch", "split", "accuracy", "loss", "dense_accuracy", "acc_gap",
+                    "max_excess_gap", "psi_pw", "sparsity"],
+    "group_metrics": ["run_id", "epoch", "split", "group_id", "group_name", "n", "accuracy", "loss",
+                      "dense_accuracy", "acc_gap", "excess_gap"],
+    "duals": ["run_id", "step", "epoch", "group_id", "multiplier", "violation"],
+}
+
+
+def _run_row(cfg, status: dict, summary: dict | None) -> dict:
+    s = summary or {}
+    return {
+        "run_id": cfg.run_id, "status": s.get("status", status.get("status", "running")),
+        "reason": s.get("reason", status.get("reason")), "dataset": cfg.dataset, "model": cfg.model,
+        "method": cfg.method, "sparsity": cfg.sparsity, "achieved_sparsity": s.get("achieved_sparsity"),
+        "tolerance": cfg.tolerance, "seed": cfg.seed, "reported_epoch": s.get("reported_epoch"),
+        "best_epoch": s.get("best_epoch"), "selection_split": s.get("selection_split"),
+        "progress_epoch": status.get("epoch", s.get("reported_epoch")), "total_epochs": cfg.total_epochs,
+        "config": cfg.canonical_json(), "data_key": cfg.key(DATA_FIELDS),
+        "dense_key": s.get("dense_key") or "", "prune_key": s.get("prune_key") or "",
+        "device": s.get("device"), "threads": s.get("threads"), "wall_seconds": s.get("wall_seconds"),
+        "diverged_step": s.get("diverged_step"), "started_at": s.get("started_at", status.get("started_at")),
+        "finished_at": s.get("finished_at"),
+    }
+
+
+def ingest_run(results: str | os.PathLike, run_id: str) -> str:
+    """Copy one run folder into the store, replacing what the store had for it.
+
+    Returns the status ingested. A finished run brings its metrics and traces; an unfinished
+    one only its status row.
+    """
+    from ..config import dense_key, prune_key
+
+    results = Path(results)
+    folder = run_dir(results, run_id)
+    cfg = from_dict(json.loads((folder / "config.json").read_text()))
+    status = read_status(folder)
+    result = load_result(results, run_id)
+    summary = result.summary if result is not None else None
+    row = _run_row(cfg, status, summary)
+    row["dense_key"] = row["dense_key"] or dense_key(cfg)
+    row["prune_key"] = row["prune_key"] or prune_key(cfg)
+    frames = {}
+    if result is not None:
+        for table, cols in TABLES.items():
+            df = getattr(result, table).copy()
+            df.insert(0, "run_id", run_id)
+            frames[table] = df[cols]
+    with connect(results, write=True) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in ("runs", *TABLES):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            runs_df = pd.DataFrame([row])[RUN_COLUMNS]
+            con.register("incoming_run", runs_df)
+            con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, ingested_at) "
+                        f"SELECT {', '.join(RUN_COLUMNS)}, now() FROM incoming_run")
+            con.unregister("incoming_run")
+            for table, df in frames.items():
+                con.register("incoming", df)
+                con.execute(f"INSERT INTO {table} ({', '.join(TABLES[table])}) "
+                            f"SELECT {', '.join(TABLES[table])} FROM incoming")
+                con.unregister("incoming")
+            if result is not None:
+                _upsert_groups(con, row["data_key"], cfg.dataset, result.group_metrics)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return row["status"]
+
+
+def _upsert_groups(con, data_key: str, dataset: str, group_metrics: pd.DataFrame) -> None:
+    first = group_metrics[group_metrics.epoch == group_metrics.epoch.min()]
+    counts = first.pivot_table(index=["group_id", "group_name"], columns="split", values="n",
+                               aggfunc="first").reset_index()
+    groups = pd.DataFrame({
+        "data_key": data_key, "dataset": dataset, "group_id": counts["group_id"].astype(int),
+        "group_name": counts["group_name"],
+        "n_train": counts.get("train"), "n_val": counts.get("val"), "n_test": counts.get("test"),
+    })
+    con.execute("DELETE FROM groups WHERE data_key = ?", [data_key])
+    con.register("incoming_groups", groups)
+    con.execute("INSERT INTO groups SELECT data_key, dataset, group_id, group_name, n_train, n_val, n_test "
+                "FROM incoming_groups")
+    con.unregister("incoming_groups")
+
+
+def ingest_all(results: str | os.PathLike) -> dict[str, int]:
+    """Ingest every run folder; returns how many runs of each status."""
+    counts: dict[str, int] = {}
+    runs = Path(results) / "runs"
+    if not runs.is_dir():
+        return counts
+    for folder in sorted(runs.iterdir()):
+        if (folder / "config.json").exists():
+            status = ingest_run(results, folder.name)
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def sync(results: str | os.PathLike) -> int:
+    """Ingest run folders the store lacks or holds as unfinished; returns how many were ingested."""
+    from .queries import run_statuses
+
+    folder = Path(results) / "runs"
+    if not folder.is_dir():
+        return 0
+    known = run_statuses(results)
+    n = 0
+    for run in sorted(folder.iterdir()):
+        if not (run / "config.json").exists():
+            continue
+        if known.get(run.name) in ("finished", "diverged"):
+            continue
+        current = read_status(run).get("status")
+        if known.get(run.name) == current and current != "running":
+            continue
+        ingest_run(results, run.name)
+        n += 1
+    return n

@@ -1,0 +1,167 @@
+"""Named queries: each opens a short read connection, binds its parameters, returns a DataFrame.
+
+Values at a run's *reported* epoch (the last one, or the best iterate for NFT+ES) are what
+frontiers and tables show; per-epoch values serve the trajectories.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from .db import connect
+
+FINAL_RUN_METRICS = """
+    SELECT r.run_id, r.status, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity,
+           r.tolerance, r.seed, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
+           m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch
+    FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
+"""
+
+
+def _query(results, sql: str, params: list | None = None) -> pd.DataFrame:
+    with connect(results) as con:
+        return con.execute(sql, params or []).df()
+
+
+def runs(results: str | os.PathLike, *, status: str | None = None, dataset: str | None = None,
+         method: str | None = None) -> pd.DataFrame:
+    """One row per run with its settings and status, newest first."""
+    return _query(results, """
+        SELECT run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
+               seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
+               finished_at, diverged_step
+        FROM runs
+        WHERE (? IS NULL OR status = ?) AND (? IS NULL OR dataset = ?) AND (? IS NULL OR method = ?)
+        ORDER BY finished_at DESC NULLS FIRST, run_id
+    """, [status, status, dataset, dataset, method, method])
+
+
+def run_config(results: str | os.PathLike, run_id: str) -> str | None:
+    df = _query(results, "SELECT config FROM runs WHERE run_id = ?", [run_id])
+    return None if df.empty else str(df.iloc[0, 0])
+
+
+def frontier(results: str | os.PathLike, *, dataset: str, model: str | None = None,
+             split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
+    """One row per run at its reported epoch: accuracy, max excess gap and Psi_PW on ``split``."""
+    return _query(results, f"""
+        SELECT * FROM ({FINAL_RUN_METRICS}) f
+        WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
+          AND (status = 'finished' OR (? AND status = 'diverged'))
+        ORDER BY method, sparsity, tolerance, seed
+    """, [dataset, model, model, split, include_diverged])
+
+
+def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | None = None,
+                     split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
+    """Mean and standard deviation across seeds for each (model, method, sparsity, tolerance)."""
+    return _query(results, f"""
+        SELECT model, method, sparsity, tolerance, count(*) AS seeds,
+               avg(accuracy) AS accuracy, stddev_samp(accuracy) AS accuracy_std,
+               avg(max_excess_gap) AS max_excess_gap, stddev_samp(max_excess_gap) AS max_excess_gap_std,
+               avg(psi_pw) AS psi_pw, stddev_samp(psi_pw) AS psi_pw_std,
+               avg(dense_accuracy) AS dense_accuracy, list(run_id ORDER BY seed) AS run_ids
+        FROM ({FINAL_RUN_METRICS}) f
+        WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
+          AND (status = 'finished' OR (? AND status = 'diverged'))
+        GROUP BY model, method, sparsity, tolerance
+        ORDER BY model, method, sparsity, tolerance NULLS FIRST
+    """, [dataset, model, model, split, include_diverged])
+
+
+def run_metrics(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
+    """Per-epoch overall metrics of one run, every split."""
+    return _query(results, "SELECT * FROM run_metrics WHERE run_id = ? ORDER BY split, epoch", [run_id])
+
+
+def group_metrics(results: str | os.PathLike, run_id: str, *, epoch: int | None = None) -> pd.DataFrame:
+    """Per-group metrics of one run; at the reported epoch unless ``epoch`` is given."""
+    return _query(results, """
+        SELECT g.* FROM group_metrics g JOIN runs r ON r.run_id = g.run_id
+        WHERE g.run_id = ? AND g.epoch = coalesce(?, r.reported_epoch)
+        ORDER BY g.split, g.group_id
+    """, [run_id, epoch])
+
+
+def duals(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
+    """The multiplier and constraint-violation trace of one run (empty for NFT)."""
+    return _query(results, """
+        SELECT d.step, d.epoch, d.group_id, coalesce(g.group_name, CAST(d.group_id AS VARCHAR)) AS group_name,
+               d.multiplier, d.violation
+        FROM duals d
+        LEFT JOIN (SELECT DISTINCT group_id, group_name FROM group_metrics WHERE run_id = ? AND epoch = 0) g
+               ON g.group_id = d.group_id
+        WHERE d.run_id = ? ORDER BY d.step, d.group_id
+    """, [run_id, run_id])
+
+
+def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+    """Per run and group at the reported epoch: train and test psi_g and Delta_g, with sizes."""
+    return _query(results, """
+        SELECT r.run_id, r.method, r.sparsity, r.tolerance, r.seed, g.group_id, g.group_name,
+               max(CASE WHEN g.split = 'train' THEN g.n END) AS n_train,
+               max(CASE WHEN g.split = 'test' THEN g.n END) AS n_test,
+               max(CASE WHEN g.split = 'train' THEN g.excess_gap END) AS train_excess_gap,
+               max(CASE WHEN g.split = 'test' THEN g.excess_gap END) AS test_excess_gap,
+               max(CASE WHEN g.split = 'train' THEN g.acc_gap END) AS train_acc_gap,
+               max(CASE WHEN g.split = 'test' THEN g.acc_gap END) AS test_acc_gap
+        FROM runs r JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
+        WHERE list_contains(?, r.run_id)
+        GROUP BY ALL ORDER BY r.method, r.sparsity, r.tolerance, r.seed, g.group_id
+    """, [list(run_ids)])
+
+
+def overview(results: str | os.PathLike) -> pd.DataFrame:
+    """Run counts per dataset, model, method and status."""
+    return _query(results, """
+        SELECT dataset, model, method, status, count(*) AS runs,
+               list(DISTINCT sparsity ORDER BY sparsity) AS sparsities,
+               list(DISTINCT tolerance ORDER BY tolerance) FILTER (WHERE tolerance IS NOT NULL) AS tolerances,
+               count(DISTINCT seed) AS seeds
+        FROM runs GROUP BY ALL ORDER BY dataset, model, method, status
+    """)
+
+
+def groups(results: str | os.PathLike, dataset: str) -> pd.DataFrame:
+    return _query(results, "SELECT * FROM groups WHERE dataset = ? ORDER BY data_key, group_id", [dataset])
+
+
+def finished_ids(results: str | os.PathLike, run_ids: list[str]) -> set[str]:
+    df = _query(results, "SELECT run_id FROM runs WHERE list_contains(?, run_id) "
+                         "AND status IN ('finished', 'diverged')", [list(run_ids)])
+    return set(df["run_id"])
+
+
+def run_statuses(results: str | os.PathLike) -> dict[str, str]:
+    df = _query(results, "SELECT run_id, status FROM runs")
+    return dict(zip(df["run_id"], df["status"], strict=True))
+
+
+EXPORT_TABLES = ("final", "runs", "run_metrics", "group_metrics", "duals")
+
+
+def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> pd.DataFrame:
+    """Rows of ``table`` for the given runs: 'final' is per-group metrics at the reported epoch
+    joined with the run's settings; the others are the stored tables as they are."""
+    if table == "final":
+        return _query(results, """
+            SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity, r.tolerance,
+                   r.seed, r.status, g.epoch, g.split, g.group_id, g.group_name, g.n, g.accuracy,
+                   g.dense_accuracy, g.acc_gap, g.excess_gap, m.accuracy AS overall_accuracy,
+                   m.dense_accuracy AS overall_dense_accuracy, m.max_excess_gap, m.psi_pw
+            FROM runs r
+            JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
+            JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch AND m.split = g.split
+            WHERE list_contains(?, r.run_id)
+            ORDER BY r.run_id, g.split, g.group_id
+        """, [list(run_ids)])
+    if table == "runs":
+        return _query(results, "SELECT * EXCLUDE (ingested_at) FROM runs WHERE list_contains(?, run_id) "
+                               "ORDER BY run_id", [list(run_ids)])
+    if table in ("run_metrics", "group_metrics", "duals"):
+        order = "step, group_id" if table == "duals" else "epoch, split"
+        return _query(results, f"SELECT * FROM {table} WHERE list_contains(?, run_id) ORDER BY run_id, {order}",
+                      [list(run_ids)])
+    raise ValueError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
