@@ -38,8 +38,17 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> nn.M
 def resnet18(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     from torchvision.models import resnet18 as tv_resnet18
 
-    channels = _image_channels(input_shape, "resnet18")
-    model = tv_resnet18(weights=None, num_classes=num_classes)
+    return _adapt_resnet(tv_resnet18(weights=None, num_classes=num_classes), input_shape, "resnet18")
+
+
+def resnet34(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    from torchvision.models import resnet34 as tv_resnet34
+
+    return _adapt_resnet(tv_resnet34(weights=None, num_classes=num_classes), input_shape, "resnet34")
+
+
+def _adapt_resnet(model: nn.Module, input_shape: tuple[int, ...], name: str) -> nn.Module:
+    channels = _image_channels(input_shape, name)
     if channels != 3 or input_shape[-1] <= SMALL_INPUT:
         # Small images: a 3x3 stride-1 stem without max-pooling keeps the spatial resolution.
         small = input_shape[-1] <= SMALL_INPUT
@@ -124,7 +133,7 @@ def _image_channels(input_shape: tuple[int, ...], name: str) -> int:
 
 
 BUILDERS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
-    "mlp": mlp, "cnn": cnn, "resnet18": resnet18, "mobilenet_v2": mobilenet_v2,
+    "mlp": mlp, "cnn": cnn, "resnet18": resnet18, "resnet34": resnet34, "mobilenet_v2": mobilenet_v2,
     "resnet20": resnet20, "resnet56": resnet56,
 }
 

@@ -270,7 +270,9 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     shares_pruning = prune_key(cfg) != cfg.run_id
     pruned_path = Path(results) / "pruned" / prune_key(cfg) / "state.pt"
     if resume is None and shares_pruning and pruned_path.exists():
-        resume, resumed_from = load_torch(pruned_path), "pruned"
+        # No method is active while pruning, so the saved method state carries nothing; it may come
+        # from a run with other method settings (buffer size, ablation), so it is not loaded.
+        resume, resumed_from = {**load_torch(pruned_path), "method": None}, "pruned"
 
     def save_pruned(ckpt: dict) -> None:
         if shares_pruning and not pruned_path.exists():

@@ -45,7 +45,8 @@ class ReplayBuffer:
         return torch.where(self.full, m, torch.full_like(m, float("nan")))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"values": self.values.cpu(), "position": self.position.cpu(), "count": self.count.cpu()}
+        return {"values": self.values.cpu().clone(), "position": self.position.cpu().clone(),
+                "count": self.count.cpu().clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         device = self.values.device
