@@ -2,13 +2,33 @@
 
 import streamlit as st
 
+from pages._shared import RESULTS_KEY, results_dir
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        current = str(results_dir())
+        chosen = st.text_input("Results folder", current, help="Where runs and the DuckDB store live "
+                               "(default: $CEAG_RESULTS, else ./results).")
+        if chosen and chosen != current:
+            st.session_state[RESULTS_KEY] = chosen
+            st.rerun()
+
 
 def main() -> None:
-    st.set_page_config(page_title="ceag", layout="wide")
+    st.set_page_config(page_title="ceag", page_icon=":material/content_cut:", layout="wide")
     pages = [
-        st.Page("pages/run_one.py", title="Run one experiment", icon=":material/play_arrow:", default=True),
+        st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("pages/frontiers.py", title="Frontiers", icon=":material/scatter_plot:"),
+        st.Page("pages/multipliers.py", title="Multipliers", icon=":material/show_chart:"),
+        st.Page("pages/generalization.py", title="Generalization", icon=":material/compare_arrows:"),
+        st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
+        st.Page("pages/run_one.py", title="Run one experiment", icon=":material/play_arrow:"),
     ]
-    st.navigation(pages).run()
+    nav = st.navigation(pages)
+    sidebar()
+    nav.run()
 
 
 main()

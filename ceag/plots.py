@@ -1,15 +1,102 @@
-"""Pure plot functions: a tidy DataFrame in, a plotly Figure out (no Streamlit, no torch)."""
+"""Pure plot functions: a tidy DataFrame in, a plotly Figure out (no Streamlit, no torch).
+
+Values arrive as fractions and are shown in percent / points. Every figure carries the run ids
+of its points in ``customdata`` so a page can open the run a user selects.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+METHOD_COLORS = {"nft": "#7f7f7f", "nft_es": "#bcbd22", "el_rb": "#1f77b4", "ceag": "#d62728"}
+METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
+METRIC_LABELS = {"psi_pw": "Ψ_PW (points)", "max_excess_gap": "max_g ψ_g (points)"}
+SPARSITY_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "pentagon", "star-square"]
+TOLERANCE_SIZES = [9, 12, 15, 18, 21]
+
+
+def method_label(method: str, tolerance: float | None = None) -> str:
+    label = METHOD_LABELS.get(method, method)
+    if tolerance is not None and not pd.isna(tolerance):
+        label += f" ε={100 * tolerance:g}%"
+    return label
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats (lower x = disparity, higher y = accuracy), by x."""
+    order = np.lexsort((-y, x))
+    front, best = [], -np.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return np.asarray(front, dtype=int)
+
+
+def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "test") -> go.Figure:
+    """Accuracy versus a disparity metric, one colour per method.
+
+    ``summary``: rows of ``queries.frontier_summary`` (mean and std across seeds per method,
+    sparsity and tolerance, with ``run_ids`` and ``dense_accuracy``). Sparsity is the marker
+    symbol, tolerance the marker size; the dense model is the star at zero disparity; the dashed
+    line is the Pareto front over all points.
+    """
+    fig = go.Figure()
+    if summary.empty:
+        fig.update_layout(title="no finished runs for this selection")
+        return fig
+    sparsities = sorted(summary["sparsity"].unique())
+    tolerances = sorted(t for t in summary["tolerance"].dropna().unique())
+    for method, part in summary.groupby("method", sort=False):
+        x = 100 * part[metric].to_numpy()
+        y = 100 * part["accuracy"].to_numpy()
+        symbols = [SPARSITY_SYMBOLS[sparsities.index(s) % len(SPARSITY_SYMBOLS)] for s in part["sparsity"]]
+        sizes = [TOLERANCE_SIZES[min(tolerances.index(t), 4)] if not pd.isna(t) else 11 for t in part["tolerance"]]
+        std_x = 100 * part[f"{metric}_std"].fillna(0).to_numpy()
+        std_y = 100 * part["accuracy_std"].fillna(0).to_numpy()
+        custom = np.stack([
+            part["run_ids"].map(lambda ids: ",".join(ids)).to_numpy(),
+            part["sparsity"].to_numpy(), part["tolerance"].fillna(np.nan).to_numpy(),
+            part["seeds"].to_numpy(), part["model"].to_numpy(),
+        ], axis=1)
+        fig.add_scatter(
+            x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method),
+            marker=dict(color=METHOD_COLORS.get(method), symbol=symbols, size=sizes,
+                        line=dict(width=1, color="white")),
+            error_x=dict(type="data", array=std_x, visible=bool(std_x.any()), thickness=1),
+            error_y=dict(type="data", array=std_y, visible=bool(std_y.any()), thickness=1),
+            customdata=custom,
+            hovertemplate=(f"<b>{METHOD_LABELS.get(method, method)}</b> (%{{customdata[4]}})<br>"
+                           "sparsity %{customdata[1]:.3f}<br>tolerance ε %{customdata[2]:.3f}<br>"
+                           "seeds %{customdata[3]}<br>accuracy %{y:.2f}%<br>"
+                           f"{METRIC_LABELS[metric]} %{{x:.2f}}<br>runs %{{customdata[0]}}<extra></extra>"),
+        )
+    xs, ys = 100 * summary[metric].to_numpy(), 100 * summary["accuracy"].to_numpy()
+    ok = ~(np.isnan(xs) | np.isnan(ys))
+    front = pareto_front(xs[ok], ys[ok])
+    if len(front) > 1:
+        fig.add_scatter(x=xs[ok][front], y=ys[ok][front], mode="lines", name="Pareto front",
+                        line=dict(dash="dash", color="#9467bd", width=1.5), hoverinfo="skip")
+    dense = summary["dense_accuracy"].dropna()
+    if not dense.empty:
+        fig.add_scatter(x=[0.0], y=[100 * float(dense.mean())], mode="markers", name="dense model",
+                        marker=dict(symbol="star", size=16, color="#ffbf00", line=dict(width=1, color="black")),
+                        hovertemplate="dense model<br>accuracy %{y:.2f}%<extra></extra>")
+    legend_note = ", ".join(f"{s:g}: {SPARSITY_SYMBOLS[i % len(SPARSITY_SYMBOLS)]}" for i, s in enumerate(sparsities))
+    fig.update_layout(
+        xaxis_title=f"{METRIC_LABELS[metric]} on {split}, lower is fairer", yaxis_title=f"{split} accuracy (%)",
+        legend_title="method", margin=dict(t=40, b=10),
+        title=dict(text=f"marker = sparsity ({legend_note}); size grows with ε", font=dict(size=12)),
+    )
+    return fig
 
 
 def excess_gap_bars(groups: pd.DataFrame, tolerance: float | None = None) -> go.Figure:
-    """Grouped bars of psi_g (percent) per group and split.
+    """Grouped bars of psi_g (points) per group and split.
 
     ``groups``: one row per (split, group) with columns split, group_name, n, excess_gap.
     """
@@ -20,9 +107,120 @@ def excess_gap_bars(groups: pd.DataFrame, tolerance: float | None = None) -> go.
             marker_color=SPLIT_COLORS.get(split), customdata=part[["n"]].to_numpy(),
             hovertemplate="%{x}<br>ψ_g = %{y:.1f} points<br>n = %{customdata[0]}<extra>" + split + "</extra>",
         )
-    if tolerance is not None:
+    if tolerance is not None and not pd.isna(tolerance):
         fig.add_hline(y=100 * tolerance, line_dash="dash", line_color="#d62728",
                       annotation_text=f"tolerance ε = {100 * tolerance:.1f}%", annotation_position="top left")
     fig.update_layout(barmode="group", yaxis_title="excess accuracy gap ψ_g (points)",
                       xaxis_title="group", legend_title="split", margin=dict(t=30, b=10))
     return fig
+
+
+def multipliers(duals: pd.DataFrame, tolerance: float | None, method: str = "ceag") -> go.Figure:
+    """λ_g and the constraint estimate over training steps, one line per group.
+
+    ``duals``: step, group_name, multiplier, violation. For CEAG the lower panel shows the
+    buffered excess gap ψ̂_g = violation + ε with ε marked; for EL+RB the loss gap |L̂_g − L̂|.
+    """
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("multiplier λ_g", "constraint: buffered ψ̂_g (points)" if method == "ceag"
+                                        else "constraint: buffered loss gap |L̂_g − L̂|"))
+    offset = tolerance if (method == "ceag" and tolerance is not None) else 0.0
+    scale = 100.0 if method == "ceag" else 1.0
+    for i, (name, part) in enumerate(duals.groupby("group_name", sort=False)):
+        color = _palette(i)
+        fig.add_scatter(x=part["step"], y=part["multiplier"], mode="lines", name=str(name), legendgroup=str(name),
+                        line=dict(color=color, width=1.5), row=1, col=1,
+                        hovertemplate=f"{name}<br>step %{{x}}<br>λ %{{y:.4f}}<extra></extra>")
+        fig.add_scatter(x=part["step"], y=scale * (part["violation"] + offset), mode="lines", name=str(name),
+                        legendgroup=str(name), showlegend=False, line=dict(color=color, width=1), row=2, col=1,
+                        hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>")
+    if method == "ceag" and tolerance is not None:
+        fig.add_hline(y=100 * tolerance, line_dash="dash", line_color="#d62728", row=2, col=1,
+                      annotation_text=f"ε = {100 * tolerance:g}%", annotation_position="top left")
+    fig.update_xaxes(title_text="training step", row=2, col=1)
+    fig.update_layout(legend_title="group", margin=dict(t=40, b=10), height=560)
+    return fig
+
+
+def multiplier_heatmap(duals: pd.DataFrame) -> go.Figure:
+    """λ_g as a heatmap (groups × steps): readable with many groups (CIFAR-100 has 100)."""
+    table = duals.pivot_table(index="group_name", columns="step", values="multiplier", aggfunc="first", sort=False)
+    fig = go.Figure(go.Heatmap(z=table.to_numpy(), x=table.columns, y=table.index.astype(str), colorscale="Viridis",
+                               colorbar=dict(title="λ_g"),
+                               hovertemplate="%{y}<br>step %{x}<br>λ %{z:.4f}<extra></extra>"))
+    fig.update_layout(xaxis_title="training step", yaxis_title="group", margin=dict(t=30, b=10),
+                      height=max(320, 12 * len(table)))
+    return fig
+
+
+def training_curves(run_metrics: pd.DataFrame, prune_epochs: int | None = None) -> go.Figure:
+    """Sparsity (pruning schedule) and accuracy per split over epochs."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("pruning schedule: sparsity", "accuracy"))
+    first = run_metrics[run_metrics["split"] == run_metrics["split"].iloc[0]] if not run_metrics.empty else run_metrics
+    fig.add_scatter(x=first["epoch"], y=100 * first["sparsity"], mode="lines+markers", name="sparsity",
+                    line=dict(color="#9467bd"), row=1, col=1, hovertemplate="epoch %{x}<br>%{y:.1f}%<extra></extra>")
+    for split, part in run_metrics.groupby("split", sort=False):
+        fig.add_scatter(x=part["epoch"], y=100 * part["accuracy"], mode="lines", name=f"{split} accuracy",
+                        line=dict(color=SPLIT_COLORS.get(split)), row=1, col=2,
+                        hovertemplate=f"{split}<br>epoch %{{x}}<br>%{{y:.2f}}%<extra></extra>")
+    if prune_epochs:
+        for col in (1, 2):
+            fig.add_vline(x=prune_epochs, line_dash="dot", line_color="gray", row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="%", row=1, col=1)
+    fig.update_layout(margin=dict(t=40, b=10), height=340)
+    return fig
+
+
+def generalization(gen: pd.DataFrame, tolerance: float | None = None) -> go.Figure:
+    """Test ψ_g against train ψ_g per group (marker size: train group size), one colour per method.
+
+    Points above the diagonal lost more on test than the constraint saw on train.
+    """
+    fig = go.Figure()
+    if gen.empty:
+        return fig
+    for method, part in gen.groupby("method", sort=False):
+        n = part["n_train"].fillna(1).clip(lower=1)
+        size = 8 + 22 * np.sqrt(n / n.max())
+        labels = [method_label(method, t) for t in part["tolerance"]]
+        fig.add_scatter(
+            x=100 * part["train_excess_gap"], y=100 * part["test_excess_gap"], mode="markers",
+            name=METHOD_LABELS.get(method, method),
+            marker=dict(color=METHOD_COLORS.get(method), size=size, opacity=0.8, line=dict(width=1, color="white")),
+            customdata=np.stack([part["group_name"], part["n_train"], part["n_test"], labels, part["run_id"],
+                                 part["sparsity"]], axis=1),
+            hovertemplate=("%{customdata[0]} (n train %{customdata[1]}, test %{customdata[2]})<br>%{customdata[3]}, "
+                           "sparsity %{customdata[5]}<br>train ψ %{x:.1f}, test ψ %{y:.1f} points<br>"
+                           "run %{customdata[4]}<extra></extra>"),
+        )
+    lo = 100 * float(np.nanmin(gen[["train_excess_gap", "test_excess_gap"]].to_numpy()))
+    hi = 100 * float(np.nanmax(gen[["train_excess_gap", "test_excess_gap"]].to_numpy()))
+    fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="test = train", line=dict(dash="dot", color="gray"),
+                    hoverinfo="skip")
+    if tolerance is not None:
+        fig.add_vline(x=100 * tolerance, line_dash="dash", line_color="#d62728", annotation_text="ε")
+        fig.add_hline(y=100 * tolerance, line_dash="dash", line_color="#d62728")
+    fig.update_layout(xaxis_title="train ψ_g (points)", yaxis_title="test ψ_g (points)", legend_title="method",
+                      margin=dict(t=30, b=10))
+    return fig
+
+
+def generalization_summary(gen: pd.DataFrame) -> pd.DataFrame:
+    """Per method (and tolerance): mean over runs of train and test max_g ψ_g and their gap (fractions)."""
+    if gen.empty:
+        return pd.DataFrame(columns=["method", "tolerance", "runs", "train_max_excess_gap",
+                                     "test_max_excess_gap", "gap"])
+    per_run = gen.groupby(["run_id", "method", "tolerance"], dropna=False).agg(
+        train_max_excess_gap=("train_excess_gap", "max"), test_max_excess_gap=("test_excess_gap", "max")).reset_index()
+    per_run["gap"] = per_run["test_max_excess_gap"] - per_run["train_max_excess_gap"]
+    out = per_run.groupby(["method", "tolerance"], dropna=False).agg(
+        runs=("run_id", "count"), train_max_excess_gap=("train_max_excess_gap", "mean"),
+        test_max_excess_gap=("test_max_excess_gap", "mean"), gap=("gap", "mean")).reset_index()
+    return out
+
+
+def _palette(i: int) -> str:
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+              "#bcbd22", "#17becf"]
+    return colors[i % len(colors)]

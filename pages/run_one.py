@@ -5,7 +5,8 @@ import streamlit as st
 
 from ceag.config import METHODS, ConfigError, RunConfig
 from ceag.plots import excess_gap_bars
-from ceag.runs import resolve_results, run
+from ceag.runs import run
+from pages._shared import results_dir
 
 LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
 
@@ -31,7 +32,7 @@ if submitted:
         st.error(str(err))
         st.stop()
     with st.spinner("Training (a few seconds; finished runs load from the cache)…"):
-        st.session_state["last_result"] = run(cfg, resolve_results())
+        st.session_state["last_result"] = run(cfg, results_dir())
 
 result = st.session_state.get("last_result")
 if result is None:

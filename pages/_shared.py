@@ -1,0 +1,103 @@
+"""Helpers shared by the pages: the results folder, cached store queries, the selection in the URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from ceag.runs import resolve_results
+from ceag.store import StoreError, db_path, queries, sync
+
+RESULTS_KEY = "results_dir"
+CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+def results_dir() -> Path:
+    if RESULTS_KEY not in st.session_state:
+        st.session_state[RESULTS_KEY] = str(resolve_results())
+    return Path(st.session_state[RESULTS_KEY])
+
+
+def store_version(results: Path) -> tuple[int, int]:
+    """Changes whenever the store file does, so cached queries refresh after an ingest."""
+    try:
+        stat = db_path(results).stat()
+        wal = db_path(results).with_suffix(".duckdb.wal")
+        return stat.st_mtime_ns + (wal.stat().st_mtime_ns if wal.exists() else 0), stat.st_size
+    except FileNotFoundError:
+        return 0, 0
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached(name: str, results: str, version: tuple[int, int], kwargs: tuple) -> object:
+    return getattr(queries, name)(results, **dict(kwargs))
+
+
+def query(name: str, **kwargs):
+    """A named store query, cached until the store changes; a store problem becomes an error box."""
+    results = results_dir()
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+    try:
+        out = _cached(name, str(results), store_version(results), frozen)
+    except StoreError as err:
+        st.error(f"The results store could not be read: {err}")
+        st.stop()
+    return out.copy() if hasattr(out, "copy") else out
+
+
+@st.cache_data(show_spinner=False, ttl=5)
+def _sync(results: str) -> int:
+    try:
+        return sync(results)
+    except (StoreError, OSError):
+        return 0
+
+
+def sync_store() -> None:
+    """Pick up run folders the store lacks (e.g. runs killed before they were ingested)."""
+    results = results_dir()
+    if (results / "runs").is_dir() and os.access(results, os.W_OK):
+        _sync(str(results))
+
+
+def selected_runs() -> list[str]:
+    raw = st.query_params.get("runs", "")
+    return [r for r in raw.split(",") if r]
+
+
+def select_runs(run_ids: list[str]) -> None:
+    if run_ids:
+        st.query_params["runs"] = ",".join(dict.fromkeys(run_ids))
+    elif "runs" in st.query_params:
+        del st.query_params["runs"]
+
+
+def param(key: str, options: list, default=None):
+    """A URL query parameter restricted to ``options`` (the first option when absent or unknown)."""
+    value = st.query_params.get(key)
+    if value is not None:
+        for option in options:
+            if str(option) == value:
+                return option
+    return default if default in options else (options[0] if options else None)
+
+
+def set_param(key: str, value) -> None:
+    if value is None:
+        st.query_params.pop(key, None)
+    elif st.query_params.get(key) != str(value):
+        st.query_params[key] = str(value)
+
+
+def run_label(row) -> str:
+    from ceag.plots import method_label
+
+    return (f"{method_label(row['method'], row.get('tolerance'))} · {row['dataset']}/{row['model']} · "
+            f"sparsity {row['sparsity']:g} · seed {row['seed']} · {row['run_id']}")
+
+
+def empty_store_hint() -> None:
+    st.info("No runs in this results folder yet. Start the demo on **Overview** or launch a grid on **Launch**.")
+    st.page_link("pages/overview.py", label="Go to Overview", icon=":material/home:")

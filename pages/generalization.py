@@ -1,0 +1,52 @@
+"""Generalization: does a group protected on train stay protected on test?"""
+
+import streamlit as st
+
+from ceag import plots
+from pages._shared import CHART_CONFIG, empty_store_hint, param, query, run_label, select_runs, selected_runs, set_param
+
+st.title("Train versus test excess gaps")
+runs = query("runs", status="finished")
+if runs.empty:
+    empty_store_hint()
+    st.stop()
+
+datasets = sorted(runs["dataset"].unique())
+dataset = st.selectbox("Dataset", datasets, index=datasets.index(param("dataset", datasets)))
+set_param("dataset", dataset)
+pool = runs[runs.dataset == dataset].sort_values(["method", "sparsity", "tolerance", "seed"])
+labels = {r["run_id"]: run_label(r) for _, r in pool.iterrows()}
+default = [r for r in selected_runs() if r in labels] or list(pool["run_id"])[:30]
+chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get)
+if sorted(chosen) != sorted(selected_runs()):
+    select_runs(chosen)
+if not chosen:
+    st.info("Select one or more runs.")
+    st.stop()
+
+gen = query("generalization", run_ids=chosen)
+if gen["test_excess_gap"].isna().all():
+    st.info("These runs have no test split to compare with.")
+    st.stop()
+tolerances = gen["tolerance"].dropna().unique()
+st.caption("Each point is one group of one run; size grows with the group's training-set size. Above the "
+           "diagonal, the group lost more on test than on train: the constraint did not generalize to it.")
+st.plotly_chart(plots.generalization(gen, float(tolerances[0]) if len(tolerances) == 1 else None),
+                config=CHART_CONFIG, width="stretch")
+
+st.subheader("Per method: mean max_g ψ_g on train and test")
+summary = plots.generalization_summary(gen)
+shown = summary.assign(method=summary["method"].map(plots.METHOD_LABELS))
+cols = ["train_max_excess_gap", "test_max_excess_gap", "gap"]
+shown[cols] = 100 * shown[cols]
+st.dataframe(shown, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.2f pts") for c in cols})
+
+st.subheader("Per group")
+table = gen.copy()
+pct = ["train_excess_gap", "test_excess_gap", "train_acc_gap", "test_acc_gap"]
+table[pct] = 100 * table[pct]
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in pct})
+st.download_button("Download per-group table (CSV)", gen.to_csv(index=False), file_name="generalization.csv",
+                   mime="text/csv")

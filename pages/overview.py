@@ -1,0 +1,87 @@
+"""Overview: what the store holds, what the metrics mean, and the demo for an empty store."""
+
+import numpy as np
+import streamlit as st
+
+from ceag import jobs
+from ceag.grid import preset
+from pages._shared import query, results_dir, set_param, sync_store
+
+st.title("The disparate impact of pruning")
+sync_store()
+results = results_dir()
+overview = query("overview")
+
+with st.expander("What the numbers mean", expanded=overview.empty):
+    st.markdown(
+        "Pruning removes most of a network's weights, then fine-tunes what is left. Some groups pay more.\n\n"
+        "- **Δ_g = A_g(dense) − A_g(sparse)**: the accuracy group *g* lost to pruning.\n"
+        "- **ψ_g = Δ_g − Δ**, the *excess accuracy gap*: how much more group *g* lost than the model as a whole "
+        "(Δ is the overall loss of accuracy). ψ_g > 0 means the group was hurt more than average.\n"
+        "- **max_g ψ_g**: the worst-treated group's excess gap, the headline disparity.\n"
+        "- **Ψ_PW = max_g Δ_g − min_g Δ_g**: the largest difference between two groups' losses.\n\n"
+        "**CEAG** fine-tunes under one constraint per group, ψ_g ≤ ε, with a Lagrange multiplier λ_g that grows "
+        "while the group's constraint is violated. **NFT** fine-tunes naively, **NFT+ES** keeps its best "
+        "validation iterate, **EL+RB** equalizes group losses. All gaps are shown in percentage points; always "
+        "read them next to accuracy, since a collapsed model can look fair."
+    )
+
+
+@st.fragment(run_every=1.0)
+def demo_progress(job_id: str) -> None:
+    state = jobs.job_state(results, job_id)
+    total = max(int(state.get("total") or 1), 1)
+    done = sum(int(state.get(k) or 0) for k in ("cached", "finished", "diverged", "failed"))
+    st.progress(min(done / total, 1.0), text=f"demo grid: {done} of {total} runs ({state.get('state')})")
+    if state.get("state") in ("finished", "cancelled", "lost"):
+        if state.get("state") != "finished":
+            st.session_state["demo_message"] = f"The demo job {state.get('state')}; see Launch for its log."
+        set_param("job", None)
+        st.rerun()
+
+
+if "demo_message" in st.session_state:
+    st.warning(st.session_state.pop("demo_message"))
+job = st.query_params.get("job")
+if job:
+    demo_progress(job)
+
+if overview.empty:
+    st.subheader("Start here")
+    st.write("This results folder is empty. The demo grid prunes a small MLP on scikit-learn's 8×8 digits "
+             "(digit 8 is rare in training) to 90, 95 and 98 % sparsity and fine-tunes it with NFT, NFT+ES, "
+             "EL+RB and CEAG (ε = 1, 2, 5 %): 18 runs, about 15 s to a minute on a laptop CPU.")
+    if not job and st.button("Run the demo grid", type="primary", icon=":material/play_arrow:"):
+        try:
+            job_id = jobs.launch(preset("demo"), results)
+        except OSError as err:
+            st.error(f"Could not start the demo in {results}: {err}")
+            st.stop()
+        set_param("job", job_id)
+        st.rerun()
+    st.stop()
+
+runs_total = int(overview["runs"].sum())
+finished = int(overview.loc[overview.status == "finished", "runs"].sum())
+running = jobs.running_jobs(results)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Runs", runs_total)
+c2.metric("Finished", finished)
+c3.metric("Datasets", overview["dataset"].nunique())
+c4.metric("Running jobs", len(running))
+st.subheader("What is in the store")
+
+
+def listing(values) -> str:
+    return ", ".join(f"{v:g}" for v in values) if isinstance(values, (list, tuple, np.ndarray)) else ""
+
+
+table = overview.assign(sparsities=overview["sparsities"].map(listing),
+                        tolerances=overview["tolerances"].map(listing))
+st.dataframe(table, hide_index=True, width="stretch")
+for j in running:
+    st.write(f"Job `{j['job_id']}`: {j.get('finished', 0) + j.get('cached', 0)} of {j.get('total')} runs done")
+cols = st.columns(3)
+cols[0].page_link("pages/frontiers.py", label="Accuracy–disparity frontiers", icon=":material/scatter_plot:")
+cols[1].page_link("pages/multipliers.py", label="Multiplier trajectories", icon=":material/show_chart:")
+cols[2].page_link("pages/generalization.py", label="Train versus test gaps", icon=":material/compare_arrows:")

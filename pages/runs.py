@@ -1,0 +1,65 @@
+"""Runs: every run with its status; the selection carries to the other pages; downloads."""
+
+import io
+
+import streamlit as st
+
+from ceag.plots import METHOD_LABELS
+from pages._shared import empty_store_hint, query, results_dir, select_runs, selected_runs, sync_store
+
+st.title("Runs")
+sync_store()
+runs = query("runs")
+if runs.empty:
+    empty_store_hint()
+    st.stop()
+
+c1, c2, c3 = st.columns(3)
+datasets = c1.multiselect("Dataset", sorted(runs.dataset.unique()))
+methods = c2.multiselect("Method", sorted(runs.method.unique()), format_func=lambda m: METHOD_LABELS.get(m, m))
+statuses = c3.multiselect("Status", sorted(runs.status.unique()))
+keep = runs.run_id.notna()
+for column, values in (("dataset", datasets), ("method", methods), ("status", statuses)):
+    if values:
+        keep &= runs[column].isin(values)
+shown = runs[keep].reset_index(drop=True)
+st.caption(f"{len(shown)} of {len(runs)} runs. Select rows to carry them to the other pages.")
+
+preselected = [i for i, r in enumerate(shown.run_id) if r in set(selected_runs())]
+cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "achieved_sparsity", "tolerance", "seed",
+        "progress_epoch", "total_epochs", "wall_seconds", "device", "reason"]
+event = st.dataframe(shown[cols], hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+                     key="runs_table", selection_default={"rows": preselected} if preselected else None)
+rows = (event or {}).get("selection", {}).get("rows", [])
+if rows:
+    select_runs(list(shown.run_id.iloc[rows]))
+chosen = [r for r in selected_runs() if r in set(runs.run_id)]
+if not chosen:
+    st.info("Select runs to download their metrics or predictions.")
+    st.stop()
+
+st.subheader(f"{len(chosen)} selected")
+final = query("export_table", table="final", run_ids=chosen)
+c1, c2 = st.columns(2)
+c1.download_button("Per-group metrics (CSV)", final.to_csv(index=False), file_name="ceag_metrics.csv",
+                   mime="text/csv")
+buffer = io.BytesIO()
+final.to_parquet(buffer, index=False)
+c2.download_button("Per-group metrics (Parquet)", buffer.getvalue(), file_name="ceag_metrics.parquet",
+                   mime="application/octet-stream")
+
+st.subheader("Per-sample predictions")
+c1, c2 = st.columns(2)
+run_id = c1.selectbox("Run", chosen)
+split = c2.selectbox("Split", ["test", "train", "val"])
+if st.button("Prepare predictions"):
+    from ceag.predictions import RunNotFound, predictions
+
+    try:
+        frame = predictions(results_dir(), run_id, split)
+    except (RunNotFound, ValueError) as err:
+        st.error(str(err))
+    else:
+        st.download_button(f"Download predictions of {run_id} on {split} (CSV)", frame.to_csv(index=False),
+                           file_name=f"predictions_{run_id}_{split}.csv", mime="text/csv")
+        st.caption("Columns y_true, y_pred, group (id) and group_name: ready for Fairlearn's MetricFrame.")
