@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages._shared import RESULTS_KEY, results_dir
+from pages._shared import DATA_KEY, RESULTS_KEY, data_dir, data_root, results_dir
 
 
 def sidebar() -> None:
@@ -12,6 +12,15 @@ def sidebar() -> None:
                                "(default: $CEAG_RESULTS, else ./results).")
         if chosen and chosen != current:
             st.session_state[RESULTS_KEY] = chosen
+            st.rerun()
+        root = data_root()
+        typed = st.text_input("Data folder", str(data_dir()), help=f"Where UTKFace, FairFace and CIFAR-100 are "
+                              f"read from: {root} ($CEAG_DATA) or a folder inside it.")
+        resolved = (root / typed).resolve() if typed else root
+        if not resolved.is_relative_to(root):
+            st.error(f"The data folder must be {root} or inside it.")
+        elif resolved != data_dir():
+            st.session_state[DATA_KEY] = str(resolved)
             st.rerun()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .bundle import BundleError
 from .config import DATASETS, METHODS, MITIGATION_START, MODELS, PRUNING, ConfigError, RunConfig, from_dict
+from .layouts import DatasetError
 from .predictions import RunNotFound
 from .runs import resolve_results
 from .store import StoreError
@@ -52,19 +53,48 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="when EL+RB and CEAG switch on (default: after the last pruning epoch)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
                    help="where to train (default auto: CUDA when present)")
+    p.add_argument("--dense-checkpoint", help="use these dense weights (a state dict, loaded weights-only) "
+                                              "instead of training the dense model")
+    _add_data_options(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting, VALUE in JSON (e.g. --set batch_size=128 "
                         "--set 'lr_milestones=[0.6,0.8]'); repeatable")
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding the real datasets (default: $CEAG_DATA, else ./data)")
+    p.add_argument("--target", help="attribute to predict (utkface, fairface: race, gender or age)")
+    p.add_argument("--groups", help="protected attribute(s), comma-separated: e.g. race, or race,gender for "
+                                    "intersectional groups")
+    p.add_argument("--image-size", type=int, help="resize images to N x N pixels (e.g. 64 for a CPU run)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16) forward passes; metrics "
+                                                      "stay float32")
+
+
+def _data_settings(args: argparse.Namespace) -> dict:
+    out = {}
+    if args.data_dir:
+        out["data_dir"] = args.data_dir
+    if args.target:
+        out["target"] = args.target
+    if args.groups:
+        out["groups"] = [g.strip() for g in args.groups.split(",") if g.strip()]
+    if args.image_size is not None:
+        out["image_size"] = args.image_size
+    if args.amp:
+        out["amp"] = True
+    return out
+
+
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     data = RunConfig().to_dict()
+    data.update(target=None, groups=[], rare_groups=None)  # the chosen dataset's defaults
     data.update(method=args.method, sparsity=args.sparsity, tolerance=args.tolerance, seed=args.seed,
                 dataset=args.dataset, model=args.model, finetune_epochs=args.epochs,
                 prune_epochs=args.prune_epochs, dense_epochs=args.dense_epochs, pruning=args.pruning,
                 dual_lr=args.dual_lr, buffer_size=args.buffer_size,
                 replay_buffer=not args.no_replay_buffer, mitigation_start=args.mitigation_start,
-                device=args.device)
+                device=args.device, dense_checkpoint=args.dense_checkpoint, **_data_settings(args))
     for item in args.overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -85,6 +115,9 @@ def _print_run(result, out) -> None:
               f"{j['status']} ({state}); reported epoch {j['reported_epoch']}\n")
     if j.get("reason"):
         out.write(f"  reason: {j['reason']}\n")
+    skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
+    if skipped:
+        out.write("  skipped while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items()) + "\n")
     for split in ("train", "val", "test"):
         if split not in j:
             continue
@@ -142,7 +175,7 @@ def _grid_spec(args: argparse.Namespace):
     else:
         spec = GridSpec().to_dict()
     spec.update(axes)  # axis options refine a preset or spec
-    settings = dict(spec.get("settings", {}))
+    settings = {**spec.get("settings", {}), **_data_settings(args)}
     if args.epochs is not None:
         settings["finetune_epochs"] = args.epochs
     for item in args.overrides:
@@ -303,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int, help="fine-tuning epochs after pruning")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting for every cell, VALUE in JSON; repeatable")
+    _add_data_options(g)
     g.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     g.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local worker processes, or Ray tasks on a cluster (needs requirements-ray.txt)")
@@ -356,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
-    except (BundleError, StoreError, RunNotFound, ValueError, OSError) as err:
+    except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError) as err:
         parser.exit(1, f"error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: the run folder keeps its last checkpoint; run again to resume\n")

@@ -5,10 +5,12 @@ Importing this module does not import torch, so the store and the app can use it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 DATASETS = ("digits", "synthetic", "utkface", "fairface", "cifar100")
@@ -20,6 +22,7 @@ GROUP_ATTRIBUTES = {"digits": ("class",), "synthetic": ("group",), "utkface": ("
                     "fairface": ("race", "gender", "age"), "cifar100": ("class",)}
 DEFAULT_TARGET = {"digits": "class", "synthetic": "class", "utkface": "race", "fairface": "race",
                   "cifar100": "class"}
+DEFAULT_RARE_GROUPS = {"digits": (8,)}
 DEFAULT_GROUPS = {"digits": ("class",), "synthetic": ("group",), "utkface": ("race",),
                   "fairface": ("race",), "cifar100": ("class",)}
 METHODS = ("nft", "nft_es", "el_rb", "ceag")
@@ -75,8 +78,9 @@ class RunConfig:
     groups: tuple[str, ...] = ()
     image_size: int | None = None
     data_dir: str | None = None
+    dense_checkpoint: str | None = None  # a user's dense weights instead of training them
     val_fraction: float = 0.15
-    rare_groups: tuple[int, ...] = (8,)
+    rare_groups: tuple[int, ...] | None = None  # None: the dataset's default (digit 8 on digits)
     rare_train_count: int = 6
     num_groups: int = 4
     # schedule
@@ -121,6 +125,8 @@ class RunConfig:
             if f.name in NOT_IN_RUN_ID:
                 continue
             v = getattr(self, f.name)
+            if f.name == "dense_checkpoint" and v is not None:
+                v = "sha256:" + file_sha256(v)  # the weights' content, not where they lie
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -147,7 +153,22 @@ class RunConfig:
         d = self.canonical()
         d["device"] = self.device
         d["data_dir"] = self.data_dir
+        d["dense_checkpoint"] = self.dense_checkpoint
         return d
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path: str) -> str:
+    st = Path(path).stat()
+    return _file_sha256(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
 def _digest(text: str) -> str:
@@ -220,6 +241,10 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError("image_size", c.image_size, "must be an integer in [8, 1024] (pixels), or null")
     if c.data_dir is not None and not isinstance(c.data_dir, str):
         raise ConfigError("data_dir", c.data_dir, "must be a folder path")
+    if c.dense_checkpoint is not None and not (isinstance(c.dense_checkpoint, str)
+                                               and Path(c.dense_checkpoint).is_file()):
+        raise ConfigError("dense_checkpoint", c.dense_checkpoint, "must be the path of an existing file of "
+                          "model weights (a state dict saved with torch.save)")
     choice("model", MODELS)
     choice("method", METHODS)
     choice("pruning", PRUNING)
@@ -237,6 +262,8 @@ def _validate(c: RunConfig) -> None:
         object.__setattr__(c, "tolerance", None)
     integer("seed", 0, 2**31 - 1)
     number("val_fraction", 0.0, 0.5, hi_open=True)
+    if c.rare_groups is None:
+        object.__setattr__(c, "rare_groups", DEFAULT_RARE_GROUPS.get(c.dataset, ()))
     if not isinstance(c.rare_groups, tuple) or not all(_is_int(g) and g >= 0 for g in c.rare_groups):
         raise ConfigError("rare_groups", c.rare_groups, "must be a list of group ids (integers >= 0)")
     object.__setattr__(c, "rare_groups", tuple(sorted(set(c.rare_groups))))
@@ -281,6 +308,7 @@ DATA_FIELDS = ("dataset", "target", "groups", "image_size", "val_fraction", "rar
                "rare_train_count", "num_groups")
 DENSE_FIELDS = DATA_FIELDS + (
     "model", "seed", "dense_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "amp",
+    "dense_checkpoint",
 )
 PRUNE_FIELDS = DENSE_FIELDS + (
     "sparsity", "prune_epochs", "finetune_epochs", "pruning", "dense_first_conv",

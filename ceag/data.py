@@ -7,6 +7,8 @@ with different seeds see the same samples.
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,17 +23,36 @@ TEST_FRACTION = 0.3
 
 @dataclass
 class Split:
-    """One split: x (N, ...) float32, y (N,) int64 targets, g (N,) int64 group ids."""
+    """One split: x (N, ...), y (N,) int64 targets, g (N,) int64 group ids.
+
+    x is float32, or uint8 images (N, C, H, W) kept compact and turned into normalized float32
+    one batch at a time by ``prepare`` (per-channel ``mean`` / ``std`` of values in [0, 1]).
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     g: torch.Tensor
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def to(self, device: torch.device) -> Split:
-        return Split(self.x.to(device), self.y.to(device), self.g.to(device))
+        pin = device.type == "cuda" if isinstance(device, torch.device) else False
+        x = self.x.pin_memory() if pin and not self.x.is_pinned() else self.x
+        return Split(x.to(device, non_blocking=pin), self.y.to(device), self.g.to(device), self.mean, self.std)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input for rows ``x`` of this split: float32, scaled and normalized."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        if self.mean is not None:
+            shape = (1, -1) + (1,) * (x.dim() - 2)
+            mean = torch.tensor(self.mean, device=x.device).view(shape)
+            std = torch.tensor(self.std, device=x.device).view(shape)
+            x = (x - mean) / std
+        return x
 
 
 @dataclass
@@ -40,6 +61,8 @@ class GroupedDataset:
     num_classes: int
     group_names: list[str]
     splits: dict[str, Split]  # "train", "test" and, when carved, "val"
+    flip: bool = False        # random horizontal flips of training batches
+    skipped: dict[str, int] | None = None  # files skipped while loading, by reason
 
     @property
     def num_groups(self) -> int:
@@ -55,16 +78,20 @@ class GroupedDataset:
 
     def to(self, device: torch.device) -> GroupedDataset:
         return GroupedDataset(self.name, self.num_classes, self.group_names,
-                              {k: s.to(device) for k, s in self.splits.items()})
+                              {k: s.to(device) for k, s in self.splits.items()}, self.flip, self.skipped)
 
 
-def batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator[Split]:
-    """Shuffled minibatches of one epoch; the order is drawn from ``generator`` only."""
+def batches(split: Split, batch_size: int, generator: torch.Generator, *, flip: bool = False) -> Iterator[Split]:
+    """Shuffled, prepared minibatches of one epoch; order and flips are drawn from ``generator`` only."""
     n = len(split)
     order = torch.randperm(n, generator=generator).to(split.y.device)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        yield Split(split.x[idx], split.y[idx], split.g[idx])
+        x = split.prepare(split.x[idx])
+        if flip:
+            mirror = (torch.rand(len(idx), generator=generator) < 0.5).to(x.device)
+            x = torch.where(mirror.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
+        yield Split(x, split.y[idx], split.g[idx])
 
 
 def _stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator):
@@ -148,4 +175,23 @@ LOADERS = {"digits": load_digits_dataset, "synthetic": load_synthetic_dataset}
 
 
 def load_dataset(cfg: RunConfig) -> GroupedDataset:
-    return LOADERS[cfg.dataset](cfg)
+    """The dataset of ``cfg`` (on the CPU). Kept in memory for the next run of a long-lived worker."""
+    from .config import DATA_FIELDS
+
+    key = (cfg.key(DATA_FIELDS), str(cfg.data_dir or os.environ.get("CEAG_DATA") or "data"))
+    if key not in _CACHE:
+        if cfg.dataset in LOADERS:
+            dataset = LOADERS[cfg.dataset](cfg)
+        else:
+            from .real_data import LOADERS as REAL_LOADERS
+
+            dataset = REAL_LOADERS[cfg.dataset](cfg)
+        _CACHE[key] = dataset
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return _CACHE[key]
+
+
+_CACHE: OrderedDict[tuple[str, str], GroupedDataset] = OrderedDict()
+_CACHE_SIZE = 2

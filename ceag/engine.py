@@ -39,22 +39,28 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: Split) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, split: Split, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted classes (N,) and per-sample cross-entropy (N,) in eval mode."""
     was_training = model.training
     model.eval()
     preds, losses = [], []
     for start in range(0, len(split), EVAL_BATCH):
-        x, y = split.x[start:start + EVAL_BATCH], split.y[start:start + EVAL_BATCH]
-        logits = model(x).float()
+        x, y = split.prepare(split.x[start:start + EVAL_BATCH]), split.y[start:start + EVAL_BATCH]
+        with autocast(x.device, amp):
+            logits = model(x).float()
         preds.append(logits.argmax(1))
         losses.append(F.cross_entropy(logits, y, reduction="none"))
     model.train(was_training)
     return torch.cat(preds), torch.cat(losses)
 
 
-def evaluate(model: nn.Module, split: Split, num_groups: int) -> GroupStats:
-    pred, loss = predict(model, split)
+def autocast(device: torch.device, enabled: bool):
+    """Mixed precision for the forward pass (bfloat16); losses and metrics stay float32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def evaluate(model: nn.Module, split: Split, num_groups: int, amp: bool = False) -> GroupStats:
+    pred, loss = predict(model, split, amp)
     return group_stats(pred == split.y, loss, split.g, num_groups)
 
 
@@ -68,9 +74,9 @@ def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
                            weight_decay=cfg.weight_decay)
 
 
-def _train_batches(split: Split, batch_size: int, generator: torch.Generator):
+def _train_batches(split: Split, batch_size: int, generator: torch.Generator, flip: bool = False):
     # A final batch of one sample breaks batch norm in train mode; it is skipped.
-    for batch in batches(split, batch_size, generator):
+    for batch in batches(split, batch_size, generator, flip=flip):
         if len(batch) > 1:
             yield batch
 
@@ -86,8 +92,10 @@ def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
     for epoch in range(cfg.dense_epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, cfg.dense_epochs, cfg.lr, (0.5, 0.75), 0.1)
-        for batch in _train_batches(train_split, cfg.batch_size, generator):
-            loss = F.cross_entropy(model(batch.x), batch.y)
+        for batch in _train_batches(train_split, cfg.batch_size, generator, data.flip):
+            with autocast(device, cfg.amp):
+                logits = model(batch.x)
+            loss = F.cross_entropy(logits.float(), batch.y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -167,7 +175,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
     G, E, total = data.num_groups, cfg.prune_epochs, cfg.total_epochs
     splits = list(data.splits)
     selection_split = "val" if "val" in data.splits else "test"
-    dense_stats = {s: evaluate(dense_model, data.splits[s], G) for s in splits}
+    dense_stats = {s: evaluate(dense_model, data.splits[s], G, cfg.amp) for s in splits}
 
     model = copy.deepcopy(dense_model).to(device)
     pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
@@ -214,8 +222,9 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
             group["lr"] = lr
         active = method.mitigates and epoch >= first_active
         try:
-            for batch in _train_batches(train_split, cfg.batch_size, generator):
-                logits = model(batch.x)
+            for batch in _train_batches(train_split, cfg.batch_size, generator, data.flip):
+                with autocast(device, cfg.amp):
+                    logits = model(batch.x).float()
                 loss = F.cross_entropy(logits, batch.y, reduction="none")
                 correct = logits.detach().argmax(1) == batch.y
                 objective = method.objective(loss, correct, batch.g, active)
@@ -237,7 +246,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
         if last or done % cfg.eval_every == 0 or done == E:
             sparsity = pruner.achieved_sparsity()
             for s in splits:
-                stats = evaluate(model, data.splits[s], G)
+                stats = evaluate(model, data.splits[s], G, cfg.amp)
                 rows, run_row = metric_rows(done, s, stats, dense_stats[s], sparsity, data.group_names)
                 state.group_rows += rows
                 state.run_rows.append(run_row)

@@ -183,6 +183,7 @@ class RunResult:
             "seed": self.config.seed, "reported_epoch": s["reported_epoch"],
             "selection_split": s["selection_split"], "device": s["device"],
             "wall_seconds": s["wall_seconds"], "reason": s.get("reason"),
+            "skipped_files": s.get("skipped_files") or {},
         }
         for split in self.splits:
             run, groups = self.final(split)
@@ -223,6 +224,9 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
     cached = load_result(results, cfg.run_id)
     if cached is not None:
         return cached
+    from .data import load_dataset
+
+    load_dataset(cfg)  # a missing or malformed dataset fails here, before anything is written
     folder = run_dir(results, cfg.run_id)
     with run_lock(folder):
         cached = load_result(results, cfg.run_id)  # finished while we waited for the lock
@@ -234,6 +238,8 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
         try:
             return _train_run(cfg, results, folder, progress)
         except BaseException as err:
+            if not (folder / "config.json").exists():
+                raise
             status = read_status(folder)
             reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
             write_json(folder / "status.json", {**status, "status": "interrupted" if isinstance(
@@ -294,7 +300,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "selection_split": outcome.selection_split,
         "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
         "group_names": data.group_names, "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
-        "dense_trained": dense_trained, "resumed_from": resumed_from,
+        "dense_trained": dense_trained, "resumed_from": resumed_from, "skipped_files": data.skipped or {},
         "epochs_trained": cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "started_at": started, "finished_at": now(),
@@ -340,6 +346,15 @@ def load_dense(cfg, data, results: Path, device, progress, train_dense):
 
     path = Path(results) / "dense" / dense_key(cfg) / "model.pt"
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
+    if cfg.dense_checkpoint:
+        state = load_torch(Path(cfg.dense_checkpoint))
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"dense_checkpoint {cfg.dense_checkpoint} does not fit model {cfg.model} with "
+                             f"{data.num_classes} classes and inputs {data.input_shape}: {err}") from err
+        return model, False
     if path.exists():
         model.load_state_dict(load_torch(path))
         return model, False

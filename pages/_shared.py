@@ -11,6 +11,7 @@ from ceag.runs import resolve_results
 from ceag.store import StoreError, db_path, queries, sync
 
 RESULTS_KEY = "results_dir"
+DATA_KEY = "data_dir"
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
@@ -18,6 +19,16 @@ def results_dir() -> Path:
     if RESULTS_KEY not in st.session_state:
         st.session_state[RESULTS_KEY] = str(resolve_results())
     return Path(st.session_state[RESULTS_KEY])
+
+
+def data_root() -> Path:
+    """The data folder the server was configured with ($CEAG_DATA, else ./data)."""
+    return Path(os.environ.get("CEAG_DATA") or "data").resolve()
+
+
+def data_dir() -> Path:
+    """The data folder chosen in the sidebar: the configured root or a folder inside it."""
+    return Path(st.session_state.get(DATA_KEY) or data_root())
 
 
 def store_version(results: Path) -> tuple[int, int]:

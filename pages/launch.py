@@ -5,10 +5,13 @@ import streamlit as st
 from ceag import jobs
 from ceag.config import METHODS, ConfigError
 from ceag.grid import GridSpec
+from ceag.layouts import available
 from ceag.plots import METHOD_LABELS
-from pages._shared import query, results_dir
+from pages._shared import data_dir, query, results_dir
 
-MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"]}
+MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"],
+          "utkface": ["cnn", "mobilenet_v2", "resnet18", "resnet34"],
+          "fairface": ["cnn", "resnet18", "resnet34", "mobilenet_v2"], "cifar100": ["resnet20", "resnet56", "cnn"]}
 
 st.title("Launch a grid")
 results = results_dir()
@@ -74,8 +77,18 @@ if not password_ok():
     st.stop()
 
 c1, c2 = st.columns(2)
-dataset = c1.selectbox("Dataset", list(MODELS))
+datasets = ["digits", "synthetic", *available(data_dir())]
+dataset = c1.selectbox("Dataset", datasets, help=f"Real datasets appear when their folder is in {data_dir()}.")
 models = c2.multiselect("Models", MODELS[dataset], default=MODELS[dataset][:1])
+data_settings = {}
+if dataset in ("utkface", "fairface", "cifar100"):
+    c1, c2, c3 = st.columns(3)
+    data_settings["data_dir"] = str(data_dir())
+    if dataset != "cifar100":
+        data_settings["target"] = c1.selectbox("Target", ["race", "gender", "age"])
+        data_settings["groups"] = c2.multiselect("Protected groups", ["race", "gender", "age"], default=["race"])
+    data_settings["image_size"] = int(c3.number_input("Image size (pixels)", 16, 256, 64 if dataset != "cifar100"
+                                                      else 32))
 methods = st.multiselect("Methods", METHODS, default=list(METHODS), format_func=METHOD_LABELS.get)
 c1, c2, c3 = st.columns(3)
 sparsities_text = c1.text_input("Sparsities", "0.9, 0.95")
@@ -92,7 +105,7 @@ try:
                     tolerances=tuple(parse_list(tolerances_text, float, "tolerances")),
                     seeds=tuple(parse_list(seeds_text, int, "seeds")),
                     settings={"dense_epochs": int(dense_epochs), "prune_epochs": int(prune_epochs),
-                              "finetune_epochs": int(finetune_epochs)})
+                              "finetune_epochs": int(finetune_epochs), **data_settings})
     configs = spec.configs(max_cells=limits.max_cells)
 except ConfigError as err:
     st.error(str(err))

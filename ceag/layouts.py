@@ -1,0 +1,49 @@
+"""Where each real dataset's folder may lie, and how to find it (no torch: the app uses this)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import RunConfig
+
+DATA_ENV = "CEAG_DATA"
+UTK_FOLDERS = ("UTKFace", "utkface", "utkface_aligned_cropped/UTKFace", "utkface/UTKFace")
+FAIRFACE_FOLDERS = ("fairface", "FairFace", "fairface-img-margin025-trainval", "")
+CIFAR_FOLDERS = ("cifar-100-python", "cifar100/cifar-100-python")
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing or not in the expected layout; the message says what was expected where."""
+
+
+def data_root(cfg: RunConfig) -> Path:
+    return Path(cfg.data_dir or os.environ.get(DATA_ENV) or "data")
+
+
+def find_folder(root: Path, candidates: tuple[str, ...], test, what: str) -> Path:
+    for rel in candidates:
+        path = root / rel if rel else root
+        if path.is_dir() and test(path):
+            return path
+    looked = ", ".join(str(root / c) if c else str(root) for c in candidates)
+    raise DatasetError(f"{what} not found. Looked in: {looked}. See data/README.md for the expected layout, "
+                       f"and point --data-dir (or {DATA_ENV}, or the app's data folder setting) at the folder "
+                       "that holds it.")
+
+
+def available(root: str | os.PathLike) -> list[str]:
+    """Names of the real datasets whose folders are present under ``root`` (nothing is loaded)."""
+    checks = {
+        "utkface": (UTK_FOLDERS, lambda p: any(f.suffix.lower() == ".jpg" for f in p.iterdir())),
+        "fairface": (FAIRFACE_FOLDERS, lambda p: (p / "fairface_label_train.csv").is_file()),
+        "cifar100": (CIFAR_FOLDERS, lambda p: (p / "meta").is_file()),
+    }
+    found = []
+    for name, (folders, test) in checks.items():
+        try:
+            find_folder(Path(root), folders, test, name)
+            found.append(name)
+        except (DatasetError, OSError):
+            pass
+    return found
