@@ -33,3 +33,9 @@ screenshots: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(TEST_STAMP)
+	$(BIN)/python -m bench --quick

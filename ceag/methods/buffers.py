@@ -19,18 +19,20 @@ class ReplayBuffer:
         self.count = torch.zeros(num_groups, dtype=torch.int64, device=device)
 
     @torch.no_grad()
-    def push_(self, values: torch.Tensor, groups: torch.Tensor) -> None:
-        """Append per-sample ``values`` (B,) of groups ``groups`` (B,) in batch order."""
+    def push_(self, values: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor | None = None) -> None:
+        """Append per-sample ``values`` (B,) of groups ``groups`` (B,) in batch order.
+
+        ``counts`` (G,), the batch's per-group counts, may be passed when already computed.
+        """
         num_groups = self.values.shape[0]
+        per_group = torch.bincount(groups, minlength=num_groups) if counts is None else counts
         order = torch.sort(groups, stable=True).indices
         g = groups[order]
-        v = values[order].to(self.values.dtype)
-        per_group = torch.bincount(g, minlength=num_groups)
         start = torch.cumsum(per_group, 0) - per_group
         rank = torch.arange(g.numel(), device=g.device) - start[g]
         keep = rank >= per_group[g] - self.size  # only the last k of a group survive
         slot = (self.position[g] + rank) % self.size
-        self.values[g[keep], slot[keep]] = v[keep]
+        self.values[g[keep], slot[keep]] = values[order][keep].to(self.values.dtype)
         self.position = (self.position + per_group) % self.size
         self.count = torch.clamp(self.count + per_group, max=self.size)
 

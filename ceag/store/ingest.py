@@ -68,27 +68,33 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
             df.insert(0, "run_id", run_id)
             frames[table] = df[cols]
     with connect(results, write=True) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table in ("runs", *TABLES):
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-            runs_df = pd.DataFrame([row])[RUN_COLUMNS]
-            con.register("incoming_run", runs_df)
-            con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, ingested_at) "
-                        f"SELECT {', '.join(RUN_COLUMNS)}, now() FROM incoming_run")
-            con.unregister("incoming_run")
-            for table, df in frames.items():
-                con.register("incoming", df)
-                con.execute(f"INSERT INTO {table} ({', '.join(TABLES[table])}) "
-                            f"SELECT {', '.join(TABLES[table])} FROM incoming")
-                con.unregister("incoming")
-            if result is not None:
-                _upsert_groups(con, row["data_key"], cfg.dataset, result.group_metrics)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        insert_run(con, row, frames, result.group_metrics if result is not None else None, cfg.dataset)
     return row["status"]
+
+
+def insert_run(con, row: dict, frames: dict[str, pd.DataFrame], group_metrics: pd.DataFrame | None,
+               dataset: str) -> None:
+    """Replace one run's rows in one transaction (``frames``: table name -> rows with run_id)."""
+    run_id = row["run_id"]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("runs", *TABLES):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        con.register("incoming_run", pd.DataFrame([row])[RUN_COLUMNS])
+        con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, ingested_at) "
+                    f"SELECT {', '.join(RUN_COLUMNS)}, now() FROM incoming_run")
+        con.unregister("incoming_run")
+        for table, df in frames.items():
+            con.register("incoming", df)
+            con.execute(f"INSERT INTO {table} ({', '.join(TABLES[table])}) "
+                        f"SELECT {', '.join(TABLES[table])} FROM incoming")
+            con.unregister("incoming")
+        if group_metrics is not None:
+            _upsert_groups(con, row["data_key"], dataset, group_metrics)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _upsert_groups(con, data_key: str, dataset: str, group_metrics: pd.DataFrame) -> None:

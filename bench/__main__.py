@@ -1,0 +1,50 @@
+"""Benchmarks: ``python -m bench [--quick] [--json] [--only NAME ...]`` (or ``make bench`` / ``make bench-quick``).
+
+Every figure is measured now, on this machine; ratios compare things measured side by side in
+the same run, because absolute times on a shared machine drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from bench import app, grids, method_cost, store
+from bench.common import Result
+
+SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and smaller stores (a few minutes)")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {name, value, unit, target, holds} instead of a table")
+    parser.add_argument("--only", nargs="+", choices=list(SUITES), help="run only these suites")
+    args = parser.parse_args(argv)
+
+    results: list[Result] = []
+    start = time.perf_counter()
+    for name, suite in SUITES.items():
+        if args.only and name not in args.only:
+            continue
+        if not args.json:
+            print(f"== {name}", file=sys.stderr, flush=True)
+        for r in suite(quick=args.quick):
+            results.append(r)
+            if not args.json:
+                print(r.line(), flush=True)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        held = sum(r.holds is True for r in results)
+        judged = sum(r.holds is not None for r in results)
+        print(f"\n{held} of {judged} targets hold; {time.perf_counter() - start:.0f} s in all", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Grids: the demo preset from nothing, worker-pool scaling, and the work that sharing saves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Result
+from ceag.grid import count_epochs, preset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _grid(args: list[str], results: Path) -> tuple[float, dict]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ceag", "grid", *args, "--results", str(results), "--json"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    return time.perf_counter() - start, json.loads(proc.stdout)
+
+
+def run(quick: bool = False) -> list[Result]:
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds, report = _grid(["--preset", "demo"], Path(tmp) / "demo")
+        out.append(Result("demo preset from an empty results folder", seconds, "s", "<= 60 (goal 30)",
+                          seconds <= 60, f"{report['total']} runs, {report['finished']} trained, process start "
+                          "included"))
+        again, report2 = _grid(["--preset", "demo"], Path(tmp) / "demo")
+        out.append(Result("demo preset again (everything cached)", again, "s", "", None,
+                          f"{report2['cached']} of {report2['total']} cached"))
+
+        seeds = "0,1,2,3" if quick else "0,1,2,3,4,5,6,7"
+        axis = ["--methods", "nft", "--sparsities", "0.95", "--seeds", seeds, "--set", "finetune_epochs=60"]
+        t1, _ = _grid([*axis, "--workers", "1"], Path(tmp) / "w1")
+        t2, _ = _grid([*axis, "--workers", "2"], Path(tmp) / "w2")
+        out.append(Result(f"grid of {len(seeds.split(','))} independent runs, 1 worker", t1, "s"))
+        out.append(Result(f"grid of {len(seeds.split(','))} independent runs, 2 workers", t2, "s"))
+        out.append(Result("worker-pool speed-up, 1 -> 2 workers on 2 cores", t1 / t2, "x", ">= 1.7", t1 / t2 >= 1.7,
+                          "process start of each worker included"))
+
+    for name in ("demo", "utkface", "cifar100"):
+        epochs = count_epochs(preset(name).configs())
+        ratio = epochs["shared"] / epochs["independent"]
+        out.append(Result(f"epochs executed / independent cells, {name} preset", ratio, "x", "", None,
+                          f"{epochs['shared']} of {epochs['independent']} epochs"))
+    return out

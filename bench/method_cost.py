@@ -1,0 +1,81 @@
+"""Cost of the method: time per training step of CEAG and EL+RB relative to NFT.
+
+Same model, batch and data for all three; the methods are interleaved round by round so drift
+hits them alike, and the ratio of medians is reported. With 10 and 100 groups.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bench.common import Result
+from ceag.config import RunConfig
+from ceag.methods import DenseReference, get_method
+from ceag.models import build_model
+from ceag.pruning import MagnitudePruner
+
+SETUPS = {
+    # name: (model, input shape, batch, target ratio)
+    "demo MLP, digits 8x8, batch 64": ("mlp", (1, 8, 8), 64, 1.10),
+    "ResNet-18, 3x32x32, batch 128": ("resnet18", (3, 32, 32), 128, 1.02),
+}
+
+
+def _stepper(method_key: str, model_name: str, shape, batch: int, groups: int):
+    torch.manual_seed(0)
+    cfg = RunConfig(method=method_key, tolerance=0.01 if method_key == "ceag" else None, buffer_size=4,
+                    dual_lr=1e-3, dense_last_layer=True, device="cpu")
+    model = build_model(model_name, shape, 10, seed=0)
+    pruner = MagnitudePruner(model, "unstructured", dense_last_layer=True)
+    pruner.prune_to_(0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    dense = DenseReference(torch.full((groups,), 0.9), torch.full((groups,), 0.3), 0.9, 0.3,
+                           torch.full((groups,), 1.0 / groups))
+    method = get_method(method_key)(cfg, groups, dense, torch.device("cpu"))
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, 10, (batch,))
+    g = torch.randint(0, groups, (batch,))
+    model.train()
+
+    def step() -> None:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, reduction="none")
+        correct = logits.detach().argmax(1) == y
+        objective = method.objective(loss, correct, g, True)
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        opt.step()
+        pruner.apply_()
+
+    return step
+
+
+def run(quick: bool = False) -> list[Result]:
+    out = []
+    for label, (model_name, shape, batch, target) in SETUPS.items():
+        big = model_name == "resnet18"
+        rounds = (3 if quick else 6) if big else (10 if quick else 30)
+        steps = (2 if quick else 4) if big else 20
+        for groups in (10, 100):
+            steppers = {m: _stepper(m, model_name, shape, batch, groups) for m in ("nft", "el_rb", "ceag")}
+            for s in steppers.values():  # warm up, fill the replay buffers
+                for _ in range(3 if big else 30):
+                    s()
+            times = {m: [] for m in steppers}
+            for _ in range(rounds):
+                for m, s in steppers.items():
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        s()
+                    times[m].append((time.perf_counter() - start) / steps)
+            nft = statistics.median(times["nft"])
+            out.append(Result(f"NFT step, {label}, {groups} groups", 1000 * nft, "ms"))
+            for m in ("ceag", "el_rb"):
+                ratio = statistics.median(times[m]) / nft
+                out.append(Result(f"{m.upper()} / NFT step time, {label}, {groups} groups", ratio, "x",
+                                  f"<= {target:.2f}", ratio <= target))
+    return out
