@@ -81,7 +81,8 @@ def execute_run(cfg_dict: dict[str, Any], results: str) -> dict[str, Any]:
 
     cfg = from_dict(cfg_dict)
     try:
-        result = run(cfg, results)
+        # If another process (a second grid on this folder) trains this run, wait and load it.
+        result = run(cfg, results, wait=True)
     except RunBusy as err:
         return {"run_id": cfg.run_id, "status": "busy", "reason": str(err)}
     except Exception as err:  # recorded and reported; the grid goes on

@@ -54,7 +54,10 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
     for method, part in summary.groupby("method", sort=False):
         x = 100 * part[metric].to_numpy()
         y = 100 * part["accuracy"].to_numpy()
-        symbols = [SPARSITY_SYMBOLS[sparsities.index(s) % len(SPARSITY_SYMBOLS)] for s in part["sparsity"]]
+        diverged = part["diverged"].to_numpy() > 0 if "diverged" in part else np.zeros(len(part), dtype=bool)
+        # Cells with a diverged run are drawn open, so they never pass for ordinary results.
+        symbols = [SPARSITY_SYMBOLS[sparsities.index(s) % len(SPARSITY_SYMBOLS)] + ("-open" if d else "")
+                   for s, d in zip(part["sparsity"], diverged, strict=True)]
         sizes = [TOLERANCE_SIZES[min(tolerances.index(t), 4)] if not pd.isna(t) else 11 for t in part["tolerance"]]
         std_x = 100 * part[f"{metric}_std"].fillna(0).to_numpy()
         std_y = 100 * part["accuracy_std"].fillna(0).to_numpy()

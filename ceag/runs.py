@@ -100,14 +100,32 @@ class RunBusy(RuntimeError):
     """Another process is training this run right now."""
 
 
+class ResultsNotWritable(OSError):
+    """The results folder cannot be written; nothing was changed."""
+
+
+def ensure_writable(results: Path) -> None:
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=results, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise ResultsNotWritable(f"cannot write to the results folder {results}: {err.strerror or err}; choose a "
+                                 "writable folder with --results DIR or CEAG_RESULTS") from err
+
+
 @contextlib.contextmanager
-def run_lock(folder: Path):
-    """An exclusive, non-blocking lock on a run folder (released when the process dies)."""
+def run_lock(folder: Path, *, wait: bool = True):
+    """An exclusive lock on a run folder, released when the process ends however it ends.
+
+    ``wait``: block until another process training this run is done (then its result loads);
+    otherwise raise RunBusy at once.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     fh = open(folder / ".lock", "a+")  # noqa: SIM115
     try:
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as err:
             raise RunBusy(f"run {folder.name} is being trained by another process") from err
         yield
@@ -213,7 +231,7 @@ def load_result(results: Path, run_id: str) -> RunResult | None:
 
 
 def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
-        progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+        progress: Callable[[str, int, int], None] | None = None, wait: bool = True) -> RunResult:
     """Run ``cfg``, or load it when a finished run with the same id is in ``results``.
 
     An unfinished run folder (a killed process) resumes from its last checkpoint. NFT+ES is
@@ -227,13 +245,14 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
     from .data import load_dataset
 
     load_dataset(cfg)  # a missing or malformed dataset fails here, before anything is written
+    ensure_writable(results)
     folder = run_dir(results, cfg.run_id)
-    with run_lock(folder):
+    with run_lock(folder, wait=wait):
         cached = load_result(results, cfg.run_id)  # finished while we waited for the lock
         if cached is not None:
             return cached
         if cfg.method == "nft_es":
-            nft = run(cfg.replace(method="nft"), results, progress=progress)
+            nft = run(cfg.replace(method="nft"), results, progress=progress, wait=wait)
             return derive_nft_es(cfg, nft, results)
         try:
             return _train_run(cfg, results, folder, progress)

@@ -62,7 +62,8 @@ def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | N
                avg(accuracy) AS accuracy, stddev_samp(accuracy) AS accuracy_std,
                avg(max_excess_gap) AS max_excess_gap, stddev_samp(max_excess_gap) AS max_excess_gap_std,
                avg(psi_pw) AS psi_pw, stddev_samp(psi_pw) AS psi_pw_std,
-               avg(dense_accuracy) AS dense_accuracy, list(run_id ORDER BY seed) AS run_ids
+               avg(dense_accuracy) AS dense_accuracy, list(run_id ORDER BY seed) AS run_ids,
+               count(*) FILTER (WHERE status = 'diverged') AS diverged
         FROM ({FINAL_RUN_METRICS}) f
         WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
           AND (status = 'finished' OR (? AND status = 'diverged'))
