@@ -95,6 +95,26 @@ def param(key: str, options: list, default=None):
     return default if default in options else (options[0] if options else None)
 
 
+def seeded(key: str, options: list, default=None) -> str:
+    """Session-state key for a widget whose value lives in the URL parameter ``key``.
+
+    The widget keeps a stable identity (so every edit sticks); its value is taken from the URL
+    when the page opens, or when the remembered value is no longer among ``options``.
+    """
+    wkey = f"url_{key}"
+    if wkey not in st.session_state or st.session_state[wkey] not in options:
+        st.session_state[wkey] = param(key, options, default)
+    return wkey
+
+
+def seeded_list(wkey: str, options: list, default: list) -> str:
+    """Like ``seeded`` for a multiselect: the remembered list when still valid, else ``default``."""
+    current = st.session_state.get(wkey)
+    if current is None or not set(current) <= set(options):
+        st.session_state[wkey] = [d for d in default if d in options]
+    return wkey
+
+
 def set_param(key: str, value) -> None:
     if value is None:
         st.query_params.pop(key, None)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ceag import plots
-from pages._shared import CHART_CONFIG, empty_store_hint, param, query, select_runs, selected_runs, set_param
+from pages._shared import CHART_CONFIG, empty_store_hint, query, seeded, select_runs, selected_runs, set_param
 
 st.title("Accuracy–disparity frontiers")
 overview = query("overview")
@@ -13,13 +13,14 @@ if overview.empty:
 
 datasets = sorted(overview["dataset"].unique())
 c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
-dataset = c1.selectbox("Dataset", datasets, index=datasets.index(param("dataset", datasets)))
+dataset = c1.selectbox("Dataset", datasets, key=seeded("dataset", datasets))
 models = ["all", *sorted(overview.loc[overview.dataset == dataset, "model"].unique())]
-model = c2.selectbox("Model", models, index=models.index(param("model", models)))
+model = c2.selectbox("Model", models, key=seeded("model", models))
 splits = ["test", "train", "val"]
-split = c3.radio("Split", splits, index=splits.index(param("split", splits)), horizontal=True)
-show_diverged = c4.toggle("Include diverged runs", value=param("diverged", ["0", "1"]) == "1")
-for key, value in (("dataset", dataset), ("model", model), ("split", split), ("diverged", int(show_diverged))):
+split = c3.radio("Split", splits, key=seeded("split", splits), horizontal=True)
+show_diverged = c4.toggle("Include diverged runs", key=seeded("diverged", [False, True]),
+                          help="Runs whose loss or multipliers blew up; drawn with open markers.")
+for key, value in (("dataset", dataset), ("model", model), ("split", split), ("diverged", show_diverged)):
     set_param(key, value)
 
 summary = query("frontier_summary", dataset=dataset, model=None if model == "all" else model, split=split,

@@ -3,7 +3,17 @@
 import streamlit as st
 
 from ceag import plots
-from pages._shared import CHART_CONFIG, empty_store_hint, param, query, run_label, select_runs, selected_runs, set_param
+from pages._shared import (
+    CHART_CONFIG,
+    empty_store_hint,
+    query,
+    run_label,
+    seeded,
+    seeded_list,
+    select_runs,
+    selected_runs,
+    set_param,
+)
 
 st.title("Train versus test excess gaps")
 runs = query("runs", status="finished")
@@ -12,12 +22,13 @@ if runs.empty:
     st.stop()
 
 datasets = sorted(runs["dataset"].unique())
-dataset = st.selectbox("Dataset", datasets, index=datasets.index(param("dataset", datasets)))
+dataset = st.selectbox("Dataset", datasets, key=seeded("dataset", datasets))
 set_param("dataset", dataset)
 pool = runs[runs.dataset == dataset].sort_values(["method", "sparsity", "tolerance", "seed"])
 labels = {r["run_id"]: run_label(r) for _, r in pool.iterrows()}
 default = [r for r in selected_runs() if r in labels] or list(pool["run_id"])[:30]
-chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get)
+chosen = st.multiselect("Runs", list(labels), key=seeded_list("generalization_runs", list(labels), default),
+                        format_func=labels.get)
 if sorted(chosen) != sorted(selected_runs()):
     select_runs(chosen)
 if not chosen:

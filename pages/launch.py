@@ -15,7 +15,11 @@ MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"],
 
 st.title("Launch a grid")
 results = results_dir()
-limits = jobs.LaunchLimits.from_env()
+try:
+    limits = jobs.LaunchLimits.from_env()
+except ConfigError as err:
+    st.error(f"The server's launch limits are misconfigured: {err}")
+    st.stop()
 
 
 def password_ok() -> bool:
@@ -95,9 +99,9 @@ sparsities_text = c1.text_input("Sparsities", "0.9, 0.95")
 tolerances_text = c2.text_input("Tolerances ε (CEAG only)", "0.02")
 seeds_text = c3.text_input("Seeds", "0")
 c1, c2, c3 = st.columns(3)
-dense_epochs = c1.number_input("Dense epochs", 1, limits.max_epochs, 60)
-prune_epochs = c2.number_input("Pruning epochs", 0, limits.max_epochs, 20)
-finetune_epochs = c3.number_input("Fine-tuning epochs", 0, limits.max_epochs, 40)
+dense_epochs = c1.number_input("Dense epochs", 1, limits.max_epochs, min(60, limits.max_epochs))
+prune_epochs = c2.number_input("Pruning epochs", 0, limits.max_epochs, min(20, limits.max_epochs))
+finetune_epochs = c3.number_input("Fine-tuning epochs", 0, limits.max_epochs, min(40, limits.max_epochs))
 
 try:
     spec = GridSpec(datasets=(dataset,), models=tuple(models), methods=tuple(methods),

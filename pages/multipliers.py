@@ -22,7 +22,9 @@ if constrained.empty:
 ids = list(constrained["run_id"])
 labels = {r["run_id"]: run_label(r) for _, r in constrained.iterrows()}
 wanted = [r for r in selected_runs() if r in labels]
-run_id = st.selectbox("Run", ids, index=ids.index(wanted[0]) if wanted else 0, format_func=labels.get)
+if st.session_state.get("multipliers_run") not in ids:
+    st.session_state["multipliers_run"] = wanted[0] if wanted else ids[0]
+run_id = st.selectbox("Run", ids, key="multipliers_run", format_func=labels.get)
 if run_id not in selected_runs():
     select_runs([run_id])
 row = constrained.set_index("run_id").loc[run_id]

@@ -29,7 +29,7 @@ preselected = [i for i, r in enumerate(shown.run_id) if r in set(selected_runs()
 cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "achieved_sparsity", "tolerance", "seed",
         "progress_epoch", "total_epochs", "wall_seconds", "device", "reason"]
 event = st.dataframe(shown[cols], hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                     key="runs_table", selection_default={"rows": preselected} if preselected else None)
+                     key="runs_table", selection_default={"selection": {"rows": preselected}} if preselected else None)
 rows = (event or {}).get("selection", {}).get("rows", [])
 if rows:
     select_runs(list(shown.run_id.iloc[rows]))

@@ -1,0 +1,474 @@
+"""Every dashboard page under ``AppTest``: on an empty results folder and on a store of real runs.
+
+The seeded store is one small grid (digits, MLP, four methods, two sparsities) trained once per
+module with ``run_grid``; the pages' numbers are checked against the store's own queries.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ceag import executor, jobs
+from ceag.config import METHODS
+from ceag.grid import GridSpec, preset
+from ceag.plots import METHOD_LABELS
+from ceag.runs import write_json
+from ceag.store import queries
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TITLES = {
+    "overview": "The disparate impact of pruning",
+    "frontiers": "Accuracy–disparity frontiers",
+    "multipliers": "Multiplier trajectories",
+    "generalization": "Train versus test excess gaps",
+    "launch": "Launch a grid",
+    "runs": "Runs",
+    "run_one": "Run one experiment",
+}
+EMPTY_HINT = "No runs in this results folder yet. Start the demo on **Overview** or launch a grid on **Launch**."
+SEED_SETTINGS = {"dense_epochs": 20, "prune_epochs": 5, "finetune_epochs": 5}
+SEED_SPEC = GridSpec(datasets=("digits",), models=("mlp",), methods=("nft", "nft_es", "el_rb", "ceag"),
+                     sparsities=(0.9, 0.95), tolerances=(0.02,), seeds=(0,), settings=SEED_SETTINGS)
+# What the Launch page's widgets hold before anyone touches them.
+LAUNCH_DEFAULTS = dict(datasets=("digits",), models=("mlp",), methods=METHODS, sparsities=(0.9, 0.95),
+                       tolerances=(0.02,), seeds=(0,))
+LAUNCH_DEFAULT_SETTINGS = {"dense_epochs": 60, "prune_epochs": 20, "finetune_epochs": 40}
+LIMIT_VARS = ("CEAG_MAX_GRID_CELLS", "CEAG_MAX_EPOCHS", "CEAG_MAX_JOBS")
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+def seed(results: Path, spec: GridSpec) -> None:
+    """Train ``spec`` into ``results`` in this process, on one torch thread.
+
+    run_grid gives its single worker every core; on a shared 2-core machine that oversubscribes
+    and the tiny MLP trains ~20x slower, so the fixture pins one thread (and restores the count).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CEAG_RESULTS", str(results))
+        mp.setattr(executor, "_init_worker", lambda _threads: torch.set_num_threads(1))
+        try:
+            report = executor.run_grid(spec.configs(), results, workers=1)
+        finally:
+            torch.set_num_threads(threads)
+    assert report.finished == spec.size(), report.to_json()
+
+
+@pytest.fixture(scope="module")
+def seeded_results(tmp_path_factory) -> Path:
+    """A results folder holding the eight finished runs of SEED_SPEC (a few seconds on a laptop CPU)."""
+    results = tmp_path_factory.mktemp("seeded")
+    seed(results, SEED_SPEC)
+    return results
+
+
+@pytest.fixture(scope="module")
+def nft_only_results(tmp_path_factory) -> Path:
+    """A store with plain fine-tuning runs only: nothing has multipliers."""
+    results = tmp_path_factory.mktemp("nft_only")
+    seed(results, GridSpec(methods=("nft",), sparsities=(0.9,),
+                           settings={"dense_epochs": 2, "prune_epochs": 1, "finetune_epochs": 1}))
+    return results
+
+
+def _use(monkeypatch, results: Path) -> Path:
+    monkeypatch.setenv("CEAG_RESULTS", str(results))
+    for name in LIMIT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return results
+
+
+@pytest.fixture
+def empty(tmp_path, monkeypatch) -> Path:
+    return _use(monkeypatch, tmp_path / "results")
+
+
+@pytest.fixture
+def seeded(seeded_results, monkeypatch) -> Path:
+    return _use(monkeypatch, seeded_results)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def open_page(page: str, *, check: bool = True, **query_params: str) -> AppTest:
+    """Run the app (its default page is Overview), then switch to ``page``; fail on an uncaught exception."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in query_params.items():
+        at.query_params[key] = value
+    at.run()
+    if page != "overview":
+        at.switch_page(f"pages/{page}.py").run()
+    if check:
+        assert not at.exception, [e.value for e in at.exception]
+        assert [t.value for t in at.title] == [TITLES[page]]
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(array) -> np.ndarray:
+    """A plotly JSON array: a plain list, or ``{"dtype", "bdata"[, "shape"]}`` (base64) as plotly 6 writes it."""
+    if isinstance(array, dict) and "bdata" in array:
+        out = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+        if "shape" in array:
+            shape = array["shape"]
+            out = out.reshape([int(s) for s in shape.split(",")] if isinstance(shape, str) else shape)
+        return out
+    return np.asarray(array)
+
+
+def widget(elements, label: str):
+    matches = [e for e in elements if e.label == label]
+    assert len(matches) == 1, [e.label for e in elements]
+    return matches[0]
+
+
+def infos(at: AppTest) -> list[str]:
+    return [i.value for i in at.info]
+
+
+def progress_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def fake_launch(calls: list):
+    """Stands in for ``jobs.launch``: records the call and writes a live-looking progress feed, no process."""
+
+    def launch(spec, results, **kwargs):
+        calls.append((spec, Path(results)))
+        jdir = Path(results) / "jobs" / "fakejob0001"
+        jdir.mkdir(parents=True, exist_ok=True)
+        write_json(jdir / "progress.json", {"job_id": "fakejob0001", "state": "running", "total": spec.size(),
+                                            "cached": 0, "finished": 1, "diverged": 0, "failed": 0, "runs": {}})
+        write_json(jdir / "launcher.json", {"pid": os.getpid()})  # alive: the job is not reported lost
+        return "fakejob0001"
+
+    return launch
+
+
+# -- imports ----------------------------------------------------------------------------------------
+
+
+def test_store_plots_and_jobs_import_without_torch_or_streamlit():
+    code = ("import sys, ceag.store, ceag.plots, ceag.jobs; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'streamlit')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+# -- an empty results folder ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["frontiers", "multipliers", "generalization", "runs"])
+def test_data_pages_on_an_empty_store_show_the_empty_state(empty, page):
+    at = open_page(page)
+    assert infos(at) == [EMPTY_HINT]
+    assert not at.get("plotly_chart") and not at.dataframe
+    assert [link.proto.label for link in at.get("page_link")] == ["Go to Overview"]
+    assert not empty.exists()  # reading an empty store writes nothing
+
+
+def test_overview_on_an_empty_store_offers_the_demo(empty):
+    at = open_page("overview")
+    assert [b.label for b in at.button] == ["Run the demo grid"]
+    assert [s.value for s in at.subheader] == ["Start here"]
+    assert not at.metric
+    assert at.expander[0].proto.expanded  # the explanation opens when there is nothing else to read
+
+
+def test_overview_demo_button_launches_the_demo_grid_and_shows_its_progress(empty, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "launch", fake_launch(calls))
+    at = open_page("overview")
+    at.button[0].click().run()
+    assert not at.exception
+    assert calls == [(preset("demo"), empty)]
+    assert at.query_params["job"] == "fakejob0001"
+    assert progress_texts(at) == ["demo grid: 1 of 18 runs (running)"]
+    assert not at.button  # no second demo while one runs
+
+
+def test_launch_on_an_empty_store_counts_the_default_grid(empty):
+    at = open_page("launch")
+    n = GridSpec(**LAUNCH_DEFAULTS).size()
+    assert n == 8
+    assert infos(at) == [f"This grid means **{n} runs**; 0 are already in the store and load from the cache, "
+                         f"{n} will train."]
+    assert [b.label for b in at.button] == ["Launch"]
+    assert "No jobs yet." in [c.value for c in at.caption]
+
+
+def test_run_one_on_an_empty_store_waits_for_a_setting(empty):
+    at = open_page("run_one")
+    assert infos(at) == ["Choose a setting and press **Run**."]
+    assert widget(at.selectbox, "Method").value == "ceag"
+
+
+# -- a seeded store ---------------------------------------------------------------------------------
+
+
+def test_overview_counts_the_runs_in_the_store(seeded):
+    runs = queries.runs(seeded)
+    at = open_page("overview")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Runs": str(len(runs)), "Finished": str(len(runs)), "Datasets": "1", "Running jobs": "0"}
+    assert len(runs) == SEED_SPEC.size()
+    table = at.dataframe[0].value
+    assert sorted(table["method"]) == sorted(SEED_SPEC.methods)
+    assert set(table["sparsities"]) == {"0.9, 0.95"}
+    assert table.set_index("method").loc["ceag", "tolerances"] == "0.02"
+    assert not at.button  # no demo offer once there are runs
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_frontiers_plot_every_method_at_the_stores_accuracies(seeded, split):
+    at = open_page("frontiers")
+    if split != "test":
+        widget(at.radio, "Split").set_value(split).run()
+        assert not at.exception
+    assert at.query_params["split"] == split
+    summary = queries.frontier_summary(seeded, dataset="digits", split=split)
+    specs = charts(at)
+    assert len(specs) == 2
+    for spec, metric in zip(specs, ("psi_pw", "max_excess_gap"), strict=True):
+        traces = {t["name"]: t for t in spec["data"]}
+        assert {METHOD_LABELS[m] for m in SEED_SPEC.methods} | {"dense model"} <= set(traces)
+        for method, part in summary.groupby("method"):
+            trace = traces[METHOD_LABELS[method]]
+            np.testing.assert_allclose(values(trace["y"]), 100 * part["accuracy"].to_numpy())
+            np.testing.assert_allclose(values(trace["x"]), 100 * part[metric].to_numpy())
+            assert [row[0] for row in trace["customdata"]] == [",".join(ids) for ids in part["run_ids"]]
+        np.testing.assert_allclose(values(traces["dense model"]["y"]), [100 * summary["dense_accuracy"].mean()])
+        assert split in spec["layout"]["yaxis"]["title"]["text"]
+    assert len(at.dataframe[0].value) == len(summary) == 8
+
+
+def ceag_run(results: Path, sparsity: float) -> str:
+    runs = queries.runs(results, method="ceag")
+    return runs.loc[runs.sparsity == sparsity, "run_id"].item()
+
+
+def test_multipliers_page_selects_the_run_in_the_url_and_plots_its_multipliers(seeded):
+    # The 0.95 run is not the page's default (runs are sorted by sparsity): only the URL can select it.
+    run_id = ceag_run(seeded, 0.95)
+    at = open_page("multipliers", runs=run_id)
+    assert widget(at.selectbox, "Run").value == run_id
+    assert at.query_params["runs"] == run_id
+    specs = charts(at)
+    assert len(specs) == 3  # multipliers, training curves, excess-gap bars
+    lines = specs[0]
+    duals = queries.duals(seeded, run_id)
+    n_groups = duals["group_id"].nunique()
+    assert n_groups == 10
+    lam = [t for t in lines["data"] if t["yaxis"] == "y"]
+    constraint = [t for t in lines["data"] if t["yaxis"] == "y2"]
+    assert len(lam) == len(constraint) == n_groups
+    texts = [a["text"] for a in lines["layout"]["annotations"]]
+    assert "multiplier λ_g" in texts and "ε = 2%" in texts
+    for trace in lam:
+        expected = duals.loc[duals.group_name == trace["name"], "multiplier"].to_numpy()
+        np.testing.assert_allclose(values(trace["y"]), expected)
+    # The excess-gap bars of the reported epoch, one trace per split.
+    assert {t["name"] for t in specs[2]["data"]} == set(queries.group_metrics(seeded, run_id)["split"])
+
+
+def test_multipliers_page_defaults_to_the_first_constrained_run_and_writes_it_to_the_url(seeded):
+    at = open_page("multipliers")
+    run_id = ceag_run(seeded, 0.9)
+    assert widget(at.selectbox, "Run").value == run_id
+    assert at.query_params["runs"] == run_id
+    constrained = set(queries.runs(seeded, method="ceag").run_id) | set(queries.runs(seeded, method="el_rb").run_id)
+    options = widget(at.selectbox, "Run").options  # labels that end in the run id
+    assert len(options) == len(constrained) == 4
+    assert {label.rsplit(" · ", 1)[-1] for label in options} == constrained
+
+
+def test_multipliers_page_for_an_el_rb_run_shows_loss_gaps_without_a_tolerance(seeded):
+    runs = queries.runs(seeded, method="el_rb")
+    run_id = runs.loc[runs.sparsity == 0.9, "run_id"].item()
+    at = open_page("multipliers", runs=run_id)
+    assert widget(at.selectbox, "Run").value == run_id
+    lines = charts(at)[0]
+    texts = [a["text"] for a in lines["layout"]["annotations"]]
+    assert "constraint: buffered loss gap |L̂_g − L̂|" in texts
+    assert not any(t.startswith("ε") for t in texts)
+
+
+def test_multipliers_page_without_constrained_runs_says_so(nft_only_results, monkeypatch):
+    _use(monkeypatch, nft_only_results)
+    at = open_page("multipliers")
+    assert infos(at) == ["No finished CEAG or EL+RB runs yet: only they have multipliers. Launch some on **Launch**."]
+    assert not at.get("plotly_chart")
+
+
+def test_generalization_table_has_one_row_per_run_and_group(seeded):
+    at = open_page("generalization")
+    runs = queries.runs(seeded)
+    n_groups = queries.group_metrics(seeded, runs.run_id[0]).query("split == 'train'")["group_id"].nunique()
+    summary, table = (d.value for d in at.dataframe)
+    assert len(table) == len(runs) * n_groups == 80
+    assert not table.duplicated(["run_id", "group_id"]).any()
+    assert set(table["run_id"]) == set(runs["run_id"])
+    assert sorted(summary["method"]) == sorted(METHOD_LABELS[m] for m in SEED_SPEC.methods)
+    spec = charts(at)[0]
+    assert spec["layout"]["xaxis"]["title"]["text"] == "train ψ_g (points)"
+    assert spec["layout"]["yaxis"]["title"]["text"] == "test ψ_g (points)"
+
+
+def test_generalization_page_shows_only_the_runs_in_the_url(seeded):
+    run_id = ceag_run(seeded, 0.95)
+    at = open_page("generalization", runs=run_id)
+    assert widget(at.multiselect, "Runs").value == [run_id]
+    table = at.dataframe[1].value
+    assert set(table["run_id"]) == {run_id}
+    assert len(table) == 10
+    # Test-split gaps shown in points: 100x the store's fractions.
+    gen = queries.generalization(seeded, [run_id])
+    np.testing.assert_allclose(table["test_excess_gap"], 100 * gen["test_excess_gap"])
+
+
+
+def two_edits(at: AppTest, kind: str, label: str, first, second):
+    widget(getattr(at, kind), label).set_value(first).run()
+    assert widget(getattr(at, kind), label).value == first
+    widget(getattr(at, kind), label).set_value(second).run()
+    return widget(getattr(at, kind), label).value
+
+
+def test_frontiers_split_keeps_a_second_edit(seeded):
+    at = open_page("frontiers")
+    assert two_edits(at, "radio", "Split", "train", "val") == "val"
+
+
+def test_multipliers_run_keeps_a_second_edit(seeded):
+    ceag, el_rb = queries.runs(seeded, method="ceag"), queries.runs(seeded, method="el_rb")
+    at = open_page("multipliers")
+    assert two_edits(at, "selectbox", "Run", el_rb.run_id[0], ceag.run_id[1]) == ceag.run_id[1]
+
+
+def test_generalization_runs_keep_a_second_edit(seeded):
+    at = open_page("generalization")
+    every = widget(at.multiselect, "Runs").value
+    assert two_edits(at, "multiselect", "Runs", every[:2], every[:1]) == every[:1]
+
+
+def test_url_synced_widgets_keep_an_edit_after_a_rerun(seeded):
+    """The working half of the above: with a rerun between edits, both take effect and reach the URL."""
+    at = open_page("frontiers")
+    for split in ("train", "val"):
+        widget(at.radio, "Split").set_value(split).run()
+        at.run()
+        assert widget(at.radio, "Split").value == split
+        assert at.query_params["split"] == split
+
+
+def test_runs_page_lists_every_run(seeded):
+    at = open_page("runs")
+    runs = queries.runs(seeded)
+    table = at.dataframe[0].value
+    assert len(table) == len(runs)
+    assert set(table["run_id"]) == set(runs["run_id"])
+    assert set(table["status"]) == {"finished"}
+    assert f"{len(runs)} of {len(runs)} runs." in at.caption[0].value
+    assert infos(at) == ["Select runs to download their metrics or predictions."]
+
+
+def test_runs_page_filters_by_method(seeded):
+    at = open_page("runs")
+    widget(at.multiselect, "Method").set_value(["ceag"]).run()
+    assert not at.exception
+    assert set(at.dataframe[0].value["run_id"]) == set(queries.runs(seeded, method="ceag").run_id)
+
+
+def test_runs_page_preselects_the_runs_in_the_url(seeded):
+    chosen = list(queries.runs(seeded).run_id[:2])
+    at = open_page("runs", runs=",".join(chosen))
+    assert [s.value for s in at.subheader][0] == "2 selected"
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Per-group metrics (CSV)", "Per-group metrics (Parquet)"]
+
+
+def test_launch_counts_the_default_grid_as_gridspec_does(seeded):
+    at = open_page("launch")
+    n = GridSpec(**LAUNCH_DEFAULTS, settings=LAUNCH_DEFAULT_SETTINGS).size()
+    # The seeded runs trained for fewer epochs: none of the default grid's runs is cached.
+    assert infos(at) == [f"This grid means **{n} runs**; 0 are already in the store and load from the cache, "
+                         f"{n} will train."]
+
+
+def test_launch_recognizes_runs_already_in_the_store(seeded):
+    at = open_page("launch")
+    for label, key in (("Dense epochs", "dense_epochs"), ("Pruning epochs", "prune_epochs"),
+                       ("Fine-tuning epochs", "finetune_epochs")):
+        widget(at.number_input, label).set_value(SEED_SETTINGS[key])
+    widget(at.text_input, "Tolerances ε (CEAG only)").set_value("0.02, 0.05")
+    at.run()
+    assert not at.exception
+    n = GridSpec(**{**LAUNCH_DEFAULTS, "tolerances": (0.02, 0.05)}, settings=SEED_SETTINGS).size()
+    assert n == 10
+    assert infos(at) == [f"This grid means **{n} runs**; 8 are already in the store and load from the cache, "
+                         "2 will train."]
+
+
+def test_launch_button_starts_the_grid_shown_by_the_widgets(empty, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "launch", fake_launch(calls))
+    at = open_page("launch")
+    widget(at.text_input, "Sparsities").set_value("0.9")
+    widget(at.multiselect, "Methods").set_value(["nft", "ceag"])
+    widget(at.number_input, "Dense epochs").set_value(10)
+    at.run()
+    widget(at.button, "Launch").click().run()
+    assert not at.exception
+    [(spec, results)] = calls
+    assert results == empty
+    assert spec == GridSpec(datasets=("digits",), models=("mlp",), methods=("nft", "ceag"), sparsities=(0.9,),
+                            tolerances=(0.02,), seeds=(0,),
+                            settings={"dense_epochs": 10, "prune_epochs": 20, "finetune_epochs": 40})
+    assert [s.value for s in at.success][0].startswith("Started job fakejob0001.")
+    assert progress_texts(at) == ["job fakejob0001: running, 1 of 2 runs (0 cached, 0 failed, 0 diverged)"]
+
+
+@pytest.mark.parametrize(("label", "text", "message"), [
+    ("Sparsities", "abc", "invalid sparsities='abc': expected comma-separated float values"),
+    ("Seeds", "0.5", "invalid seeds='0.5': expected comma-separated int values"),
+    ("Sparsities", "", "a grid axis needs at least one value"),
+    ("Sparsities", "1.5", "sparsity"),
+])
+def test_launch_shows_an_error_box_for_bad_input(empty, label, text, message):
+    at = open_page("launch")
+    widget(at.text_input, label).set_value(text).run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert message in error
+    assert not infos(at) and not at.button  # nothing to launch
+
+
+def test_launch_page_works_under_a_small_epoch_limit(empty, monkeypatch):
+    monkeypatch.setenv("CEAG_MAX_EPOCHS", "50")
+    at = open_page("launch", check=False)
+    assert not at.exception, [e.value for e in at.exception]
+    assert all(n.value <= 50 for n in at.number_input)
+
+
+def test_run_one_page_on_a_seeded_store(seeded):
+    at = open_page("run_one")
+    assert [b.label for b in at.button] == ["Run"]
+    assert infos(at) == ["Choose a setting and press **Run**."]
