@@ -1,6 +1,7 @@
 """Overview: what the store holds, what the metrics mean, and the demo for an empty store."""
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from ceag import jobs
@@ -81,6 +82,32 @@ table = overview.assign(sparsities=overview["sparsities"].map(listing),
 st.dataframe(table, hide_index=True, width="stretch")
 for j in running:
     st.write(f"Job `{j['job_id']}`: {j.get('finished', 0) + j.get('cached', 0)} of {j.get('total')} runs done")
+st.subheader("The story in numbers")
+dataset = sorted(overview["dataset"].unique())[0]
+train = query("frontier_summary", dataset=dataset, split="train")
+test = query("frontier_summary", dataset=dataset, split="test")
+if not train.empty and {"nft", "ceag"} <= set(train["method"]):
+    keys = ["model", "method", "sparsity", "tolerance"]
+    story = train.merge(test, on=keys, suffixes=("_train", "_test"), how="left")
+    story = story[story.method.isin(["nft", "ceag"])]
+    rows = []
+    for (model, sparsity), part in story.groupby(["model", "sparsity"]):
+        nft, ceag = part[part.method == "nft"], part[part.method == "ceag"]
+        if nft.empty or ceag.empty:
+            continue
+        strict = ceag.sort_values("tolerance").iloc[0]
+        rows.append({"model": model, "sparsity": sparsity, "CEAG ε (%)": 100 * strict.tolerance,
+                     "NFT train max ψ_g": 100 * nft.max_excess_gap_train.iloc[0],
+                     "CEAG train max ψ_g": 100 * strict.max_excess_gap_train,
+                     "NFT test max ψ_g": 100 * nft.max_excess_gap_test.iloc[0],
+                     "CEAG test max ψ_g": 100 * strict.max_excess_gap_test,
+                     "NFT test acc": 100 * nft.accuracy_test.iloc[0], "CEAG test acc": 100 * strict.accuracy_test})
+    if rows:
+        st.caption(f"{dataset}: the worst group's excess gap in points. CEAG holds it near ε on train; whether that "
+                   "carries over to test is what Generalization shows.")
+        table = pd.DataFrame(rows)
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.columns[3:]})
 cols = st.columns(3)
 cols[0].page_link("pages/frontiers.py", label="Accuracy–disparity frontiers", icon=":material/scatter_plot:")
 cols[1].page_link("pages/multipliers.py", label="Multiplier trajectories", icon=":material/show_chart:")
