@@ -36,7 +36,8 @@ def available(root: str | os.PathLike) -> list[str]:
     """Names of the real datasets whose folders are present under ``root`` (nothing is loaded)."""
     checks = {
         "utkface": (UTK_FOLDERS, lambda p: any(f.suffix.lower() == ".jpg" for f in p.iterdir())),
-        "fairface": (FAIRFACE_FOLDERS, lambda p: (p / "fairface_label_train.csv").is_file()),
+        "fairface": (FAIRFACE_FOLDERS, lambda p: (p / "fairface_label_train.csv").is_file()
+                     and (p / "fairface_label_val.csv").is_file()),
         "cifar100": (CIFAR_FOLDERS, lambda p: (p / "meta").is_file()),
     }
     found = []
