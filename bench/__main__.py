@@ -11,10 +11,10 @@ import json
 import sys
 import time
 
-from bench import app, grids, method_cost, store
+from bench import app, gpu, grids, method_cost, store
 from bench.common import Result
 
-SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run}
+SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run}
 
 
 def main(argv: list[str] | None = None) -> int:
