@@ -40,7 +40,8 @@ class GridSpec:
         bad = set(self.settings) & {"dataset", "model", "method", "sparsity", "tolerance", "seed"}
         if bad:
             name = sorted(bad)[0]
-            raise ConfigError(f"settings.{name}", self.settings[name], f"use the grid axis '{name}s' instead")
+            axis = {"sparsity": "sparsities"}.get(name, f"{name}s")
+            raise ConfigError(f"settings.{name}", self.settings[name], f"use the grid axis '{axis}' instead")
         n = self.size()
         if n > max_cells:
             raise ConfigError("grid", f"{n} cells", f"at most {max_cells} cells per grid; split it or raise the limit")

@@ -243,9 +243,7 @@ def test_a_missing_spec_file_exits_2(results, tmp_path):
 
 @pytest.mark.parametrize("axis", [
     "dataset", "model", "method", "seed", "tolerance",
-    pytest.param("sparsity", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/grid.py GridSpec.configs builds the axis name as f\"{name}s\": "
-                            "it tells the user to use the axis 'sparsitys', which does not exist")),
+    "sparsity",
 ])
 def test_a_spec_setting_that_is_an_axis_names_the_real_axis(results, tmp_path, axis):
     from ceag.grid import AXES

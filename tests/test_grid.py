@@ -74,9 +74,7 @@ def test_unknown_setting_in_a_grid_is_a_config_error():
 
 @pytest.mark.parametrize("name,axis,value", [
     ("dataset", "datasets", "digits"), ("model", "models", "cnn"), ("method", "methods", "nft"),
-    pytest.param("sparsity", "sparsities", 0.5, marks=pytest.mark.xfail(
-        strict=True, reason="ceag/grid.py GridSpec.configs builds the axis name as name + 's': "
-                            "settings.sparsity is told to use the axis 'sparsitys', which does not exist")),
+    ("sparsity", "sparsities", 0.5),
     ("tolerance", "tolerances", 0.1), ("seed", "seeds", 3)])
 def test_an_axis_given_as_a_setting_points_to_the_axis(name, axis, value):
     with pytest.raises(ConfigError, match=rf"invalid settings\.{name}=.*use the grid axis '{axis}' instead"):
