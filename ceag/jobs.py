@@ -19,7 +19,7 @@ from typing import Any
 from .config import ConfigError
 from .executor import job_dir, request_cancel
 from .grid import GridSpec
-from .runs import read_status, run_dir, write_json
+from .runs import pid_alive, read_status, run_dir, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,23 +83,6 @@ def launch(spec: GridSpec, results: str | os.PathLike, *, workers: int | None = 
     return job_id
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A finished child of this process stays a zombie until reaped; reap it if so.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
 def job_state(results: str | os.PathLike, job_id: str) -> dict[str, Any]:
     """The job's progress feed, with ``state`` 'lost' when its process died without finishing."""
     jdir = job_dir(Path(results), job_id)
@@ -112,7 +95,7 @@ def job_state(results: str | os.PathLike, job_id: str) -> dict[str, Any]:
             pid = json.loads((jdir / "launcher.json").read_text()).get("pid")
         except (FileNotFoundError, json.JSONDecodeError):
             pid = progress.get("pid")
-        if not _alive(pid) and not _alive(progress.get("pid")):
+        if not pid_alive(pid) and not pid_alive(progress.get("pid")):
             progress["state"] = "lost"
     # Live epoch progress of the runs that are training now.
     for rid, entry in progress.get("runs", {}).items():

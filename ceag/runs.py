@@ -79,12 +79,12 @@ def read_status(folder: Path) -> dict[str, Any]:
     except (FileNotFoundError, json.JSONDecodeError):
         return {"status": "interrupted"}
     running_here = status.get("status") == "running" and status.get("host") == socket.gethostname()
-    if running_here and not _pid_alive(status.get("pid")):
+    if running_here and not pid_alive(status.get("pid")):
         status["status"] = "interrupted"
     return status
 
 
-def _pid_alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
     if not isinstance(pid, int):
         return False
     try:
@@ -93,7 +93,12 @@ def _pid_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A finished child of this process stays a zombie until reaped; reap it if so.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
 
 
 class RunBusy(RuntimeError):
