@@ -95,15 +95,22 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
                 dual_lr=args.dual_lr, buffer_size=args.buffer_size,
                 replay_buffer=not args.no_replay_buffer, mitigation_start=args.mitigation_start,
                 device=args.device, dense_checkpoint=args.dense_checkpoint, **_data_settings(args))
-    for item in args.overrides:
+    data.update(_overrides(args.overrides))
+    return from_dict(data)
+
+
+def _overrides(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` options as a dict; VALUE is JSON, or a bare word such as a method name."""
+    out = {}
+    for item in items:
         key, sep, raw = item.partition("=")
         if not sep:
             raise ConfigError("--set", item, "expected KEY=VALUE, e.g. --set batch_size=128")
         try:
-            data[key.strip()] = json.loads(raw)
+            out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
-            data[key.strip()] = raw  # a bare word such as a method or dataset name
-    return from_dict(data)
+            out[key.strip()] = raw
+    return out
 
 
 def _print_run(result, out) -> None:
@@ -178,14 +185,7 @@ def _grid_spec(args: argparse.Namespace):
     settings = {**spec.get("settings", {}), **_data_settings(args)}
     if args.epochs is not None:
         settings["finetune_epochs"] = args.epochs
-    for item in args.overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError("--set", item, "expected KEY=VALUE, e.g. --set batch_size=128")
-        try:
-            settings[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            settings[key.strip()] = raw
+    settings.update(_overrides(args.overrides))
     spec["settings"] = settings
     return GridSpec.from_dict(spec)
 
