@@ -524,10 +524,6 @@ def test_store_and_plots_do_not_import_torch(store, tmp_path):
 
 
 
-@pytest.mark.xfail(strict=True, reason="ceag/store/ingest.py ingest_run deletes by the folder's run id but inserts "
-                   "the runs row under the config's hash (and the metrics under the folder id): a folder whose "
-                   "config.json no longer hashes to its name (e.g. written before a RunConfig field was added) "
-                   "cannot be ingested twice (duplicate primary key) and its metrics do not join its run row")
 def test_ingest_keys_everything_by_the_folder_run_id(store, tmp_path):
     source, configs, _ = store
     cfg = next(c for c in configs if c.method == "nft")

@@ -27,10 +27,10 @@ TABLES = {
 }
 
 
-def _run_row(cfg, status: dict, summary: dict | None) -> dict:
+def _run_row(run_id: str, cfg, status: dict, summary: dict | None) -> dict:
     s = summary or {}
     return {
-        "run_id": cfg.run_id, "status": s.get("status", status.get("status", "running")),
+        "run_id": run_id, "status": s.get("status", status.get("status", "running")),
         "reason": s.get("reason", status.get("reason")), "dataset": cfg.dataset, "model": cfg.model,
         "method": cfg.method, "sparsity": cfg.sparsity, "achieved_sparsity": s.get("achieved_sparsity"),
         "tolerance": cfg.tolerance, "seed": cfg.seed, "reported_epoch": s.get("reported_epoch"),
@@ -58,7 +58,9 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
     status = read_status(folder)
     result = load_result(results, run_id)
     summary = result.summary if result is not None else None
-    row = _run_row(cfg, status, summary)
+    # Everything is keyed by the folder's name: a folder written by an older version may hold a
+    # config that hashes to another id today, and its rows must still join and replace cleanly.
+    row = _run_row(run_id, cfg, status, summary)
     row["dense_key"] = row["dense_key"] or dense_key(cfg)
     row["prune_key"] = row["prune_key"] or prune_key(cfg)
     frames = {}
