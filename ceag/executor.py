@@ -122,8 +122,13 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
     def record(rec: dict[str, Any], counted: bool = True) -> None:
         rid = rec["run_id"]
         if not counted:
+            # Work done only to serve a derived cell (the NFT run behind an NFT+ES cell): its
+            # training counts, the run is ingested, but it is not one of the grid's cells.
+            report.epochs_trained += rec.get("epochs_trained", 0) or 0
+            report.dense_trained += int(bool(rec.get("dense_trained")))
             if rec["status"] in ("finished", "diverged", "failed"):
                 ingest_run(results, rid)
+            publish()
             return
         entry = report.runs.setdefault(rid, {})
         if rec.get("cached"):

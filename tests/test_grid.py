@@ -332,10 +332,6 @@ def test_a_new_cell_in_a_cached_grid_reuses_dense_and_pruning(shared_grid, monke
     assert load_result(results, extra[0].run_id).summary["resumed_from"] == "pruned"
 
 
-@pytest.mark.xfail(strict=True, reason="ceag/executor.py record(): the NFT training that only serves an NFT+ES cell "
-                   "is ingested but its record returns before epochs_trained / dense_trained are added, so a grid "
-                   "without an NFT cell reports dense_trained=0 and fewer epochs than it trained (and than "
-                   "count_epochs()['shared'], which `ceag grid --json` prints beside it)")
 def test_work_done_for_a_derived_cell_is_counted(tmp_path):
     configs = spec(methods=("nft_es", "ceag")).configs()
     report = run_grid(configs, tmp_path, workers=1)
