@@ -10,6 +10,7 @@ ones stopped (their checkpoints let a later call resume them).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import time
@@ -41,6 +42,7 @@ class GridReport:
     epochs_trained: int = 0
     dense_trained: int = 0
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None  # why the grid as a whole stopped, when it did
 
     @property
     def state(self) -> str:
@@ -51,7 +53,7 @@ class GridReport:
                 "finished": self.finished, "diverged": self.diverged, "failed": self.failed,
                 "cancelled": self.cancelled, "busy": self.busy, "wall_seconds": round(self.wall_seconds, 3),
                 "epochs_trained": self.epochs_trained, "dense_trained": self.dense_trained,
-                "runs": self.runs}
+                **({"error": self.error} if self.error else {}), "runs": self.runs}
 
 
 def job_dir(results: Path, job_id: str) -> Path:
@@ -158,12 +160,20 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
     stages = plan(todo)
     wanted = {c.run_id for c in todo}
 
-    if executor == "ray":
-        _run_ray(stages, results, address, record, cancel_file, wanted)
-    elif executor == "local":
-        _run_local(stages, results, workers or default_workers(), record, cancel_file, wanted, report)
-    else:
+    if executor not in ("local", "ray"):
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    try:
+        if executor == "ray":
+            _run_ray(stages, results, address, record, cancel_file, wanted)
+        else:
+            _run_local(stages, results, workers or default_workers(), record, cancel_file, wanted, report)
+    except BaseException as err:
+        # The grid itself stopped (not one run): say so in the feed rather than leave it 'running'.
+        interrupted = isinstance(err, KeyboardInterrupt)
+        report.error = "interrupted" if interrupted else f"{type(err).__name__}: {err}"
+        with contextlib.suppress(OSError):  # the feed is best effort; the error itself propagates
+            publish("cancelled" if interrupted else "failed")
+        raise
 
     if cancel_file.exists():
         for entry in report.runs.values():

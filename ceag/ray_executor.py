@@ -70,7 +70,15 @@ def run_stages(stages, results, address: str | None, record, cancel_file: Path, 
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
                 for ref in done:
-                    out = ray.get(ref)
+                    try:
+                        out = ray.get(ref)
+                    except Exception as err:  # the task failed outside the run (node lost, disk full)
+                        cause = getattr(err, "cause", None) or err
+                        rid = refs[ref].run_id
+                        record({"run_id": rid, "status": "failed",
+                                "reason": f"Ray task failed: {type(cause).__name__}: {cause}"},
+                               counted=rid in wanted)
+                        continue
                     # Run folders first, summary.json last within each: a crash leaves no half run.
                     items = sorted(out["files"].items(), key=lambda kv: kv[0].endswith("summary.json"))
                     for rel, data in items:

@@ -72,7 +72,9 @@ def job_panel() -> None:
                 st.caption(f"{METHOD_LABELS.get(r['method'], r['method'])} sparsity {r['sparsity']:g}"
                            + (f" ε {r['tolerance']:g}" if r.get("tolerance") is not None else "")
                            + f" seed {r['seed']}: epoch {epoch} of {total_epochs} ({rid})")
-            if state == "lost" or job.get("failed"):
+            if job.get("error"):
+                st.error(f"The grid stopped: {job['error']}")
+            if state in ("lost", "failed") or job.get("failed"):
                 with st.expander("Log"):
                     st.code(jobs.log_tail(results, job["job_id"]) or "(empty)")
 

@@ -34,7 +34,7 @@ def demo_progress(job_id: str) -> None:
     total = max(int(state.get("total") or 1), 1)
     done = sum(int(state.get(k) or 0) for k in ("cached", "finished", "diverged", "failed"))
     st.progress(min(done / total, 1.0), text=f"demo grid: {done} of {total} runs ({state.get('state')})")
-    if state.get("state") in ("finished", "cancelled", "lost"):
+    if state.get("state") in ("finished", "cancelled", "failed", "lost"):
         if state.get("state") != "finished":
             st.session_state["demo_message"] = f"The demo job {state.get('state')}; see Launch for its log."
         set_param("job", None)

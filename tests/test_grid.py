@@ -339,3 +339,16 @@ def test_work_done_for_a_derived_cell_is_counted(tmp_path):
     assert len(list((tmp_path / "dense").iterdir())) == 1  # a dense model was trained ...
     assert report.dense_trained == 1  # ... and the report says so
     assert report.epochs_trained == count_epochs(configs)["shared"] - 2 == 4 + 2
+
+
+def test_a_grid_that_stops_says_so_in_its_progress_feed(tmp_path, monkeypatch):
+    import ceag.executor
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ceag.executor, "_run_local", broken)
+    with pytest.raises(OSError, match="No space left"):
+        run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="stopped")
+    feed = json.loads((ceag.executor.job_dir(tmp_path, "stopped") / "progress.json").read_text())
+    assert feed["state"] == "failed" and "No space left on device" in feed["error"]

@@ -84,10 +84,6 @@ def remote_run(cfg_dict, shared):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="ceag/ray_executor.py run_stages calls ray.get(ref) without catching task "
-                   "errors: a task that fails outside execute_run (a node out of disk, a worker that died) aborts "
-                   "run_grid with RayTaskError and leaves progress.json in state 'running', where the local "
-                   "executor records the run as failed and finishes the grid")
 def test_a_failing_ray_task_is_recorded_and_the_grid_goes_on(local_ray, tmp_path, monkeypatch):
     # A task body that fails on the node, shipped by value so Ray's workers can run it.
     module = types.ModuleType("ceag_test_failing_task")
