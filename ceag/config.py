@@ -234,7 +234,9 @@ def _validate(c: RunConfig) -> None:
         raise ConfigError("groups", c.groups, "must be a list of attribute names")
     groups = groups or DEFAULT_GROUPS[c.dataset]
     if len(set(groups)) != len(groups) or not set(groups) <= set(attrs):
-        raise ConfigError("groups", list(c.groups), f"dataset {c.dataset} offers distinct attributes among "
+        unknown = [g for g in groups if g not in attrs]
+        what = f"unknown attribute {', '.join(map(repr, unknown))}; " if unknown else "an attribute is repeated; "
+        raise ConfigError("groups", list(groups), f"{what}dataset {c.dataset} offers distinct attributes among "
                           f"{', '.join(attrs)}")
     object.__setattr__(c, "groups", groups)
     if c.image_size is not None and (not _is_int(c.image_size) or not 8 <= c.image_size <= 1024):

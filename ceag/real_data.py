@@ -201,8 +201,15 @@ def load_cifar100(cfg: RunConfig) -> GroupedDataset:
         data = {s: _unpickle(folder / s) for s in ("train", "test")}
         x = {s: np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for s, d in data.items()}
         y = {s: np.asarray(d[b"fine_labels"], dtype=np.int64) for s, d in data.items()}
-    except (KeyError, ValueError, pickle.UnpicklingError, EOFError) as err:
-        raise DatasetError(f"CIFAR-100: the files in {folder} are not the python version of CIFAR-100 ({err})") from err
+        for s, labels in y.items():
+            if len(labels) != len(x[s]) or (len(labels) and not 0 <= labels.min() <= labels.max() < len(class_names)):
+                raise ValueError(f"{s}: {len(x[s])} images but {len(labels)} labels, or labels outside "
+                                 f"0..{len(class_names) - 1}")
+    # Garbage bytes fail in many ways (a huge length field, a list where a dict belongs, ...).
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError, MemoryError,
+            pickle.UnpicklingError, EOFError) as err:
+        raise DatasetError(f"CIFAR-100: the files in {folder} are not the python version of CIFAR-100 "
+                           f"({type(err).__name__}: {err})") from err
     xs = np.concatenate([x["train"], x["test"]])
     if cfg.image_size is not None and cfg.image_size != 32:
         xs = torch.nn.functional.interpolate(torch.from_numpy(xs).float(), size=cfg.image_size, mode="bilinear",
@@ -230,7 +237,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _unpickle(path: Path) -> dict:
     with open(path, "rb") as fh:
-        return _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+        obj = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+    if not isinstance(obj, dict):
+        raise pickle.UnpicklingError(f"{path.name} holds a {type(obj).__name__}, not a dict")
+    return obj
 
 
 LOADERS = {"utkface": load_utkface, "fairface": load_fairface, "cifar100": load_cifar100}

@@ -184,9 +184,6 @@ def test_a_bad_grid_exits_2_and_writes_nothing(results, args, expected):
     before.check()
 
 
-@pytest.mark.xfail(strict=True, reason="ceag/config.py _validate (line 237) reports list(c.groups): groups given as a "
-                                       "comma-separated string show up character by character, \"groups=['r', 'a', "
-                                       "'c', 'e', ',', ...]\", and the bad name is not in the message")
 def test_a_bad_group_given_as_a_string_is_named_in_the_message(results):
     before = Unchanged(results)
     code, _, err = ceag_main("run", "--dataset", "utkface", "--set", 'groups="race,colour"', "--results", results)
@@ -352,12 +349,13 @@ CIFAR_GARBAGE = [
     pytest.param(b"this is not a pickle\n", id="text"),
     pytest.param(b"", id="empty"),
     pytest.param(pickle.dumps({"data": 1}), id="a-dict-without-the-keys"),
-    pytest.param(b"\x80\x04\x8d" + b"\xff" * 8, id="huge-length-field", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/real_data.py load_cifar100 catches only KeyError, ValueError, UnpicklingError and "
-                            "EOFError: garbage bytes that raise OverflowError escape as a traceback")),
-    pytest.param(pickle.dumps([1, 2, 3]), id="a-list", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/real_data.py load_cifar100: a pickle of a list (or None, a str) raises TypeError "
-                            "at meta[b'fine_label_names'], which is not caught: a traceback, not a DatasetError")),
+    pytest.param(b"\x80\x04\x8d" + b"\xff" * 8, id="huge-length-field"),
+    pytest.param(pickle.dumps([1, 2, 3]), id="a-list"),
+    pytest.param(pickle.dumps(None), id="none"),
+    pytest.param(pickle.dumps({b"fine_label_names": [b"a"], b"data": [[1]], b"fine_labels": [0]}),
+                 id="wrong-shape"),
+    pytest.param(pickle.dumps({b"fine_label_names": [b"a"], b"data": np.zeros((2, 3072), np.uint8),
+                               b"fine_labels": [0, 5]}), id="label-out-of-range"),
 ]
 
 
