@@ -134,11 +134,14 @@ def _safe_extract(bundle: Path, dest: Path) -> None:
 
 def import_runs(source: str | os.PathLike, results: str | os.PathLike | None = None) -> dict[str, list[str]]:
     """Import a bundle (.tar.gz) or a run folder; returns {'imported': [...], 'present': [...]}."""
-    from .store import ingest_run
+    from .runs import ensure_writable
+    from .store import ingest_run, verify
 
     source, results = Path(source), resolve_results(results)
     if not source.exists():
         raise BundleError(f"{source} does not exist; give a run folder or a .tar.gz bundle")
+    verify(results)  # a foreign or newer store: refuse before anything is unpacked
+    ensure_writable(results)
     (results / "runs").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=results) as tmp:
         staging = Path(tmp)

@@ -98,6 +98,21 @@ def execute_run(cfg_dict: dict[str, Any], results: str) -> dict[str, Any]:
 
 
 # -- the driver ---------------------------------------------------------------------------
+def preflight(configs: list[RunConfig], results: Path) -> None:
+    """Fail before anything is trained or written: data folders, the store, the results folder.
+
+    Each check only reads, so a grid refused here leaves the results folder as it was.
+    """
+    from .layouts import LAYOUTS, data_root, locate
+    from .runs import ensure_writable
+    from .store import verify
+
+    for dataset, root in sorted({(c.dataset, str(data_root(c))) for c in configs if c.dataset in LAYOUTS}):
+        locate(dataset, root)
+    verify(results)
+    ensure_writable(results)
+
+
 def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None, *,
              workers: int | None = None, executor: str = "local", address: str | None = None,
              job_id: str | None = None, progress: Callable[[GridReport], None] | None = None) -> GridReport:
@@ -107,6 +122,13 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
     results = resolve_results(results)
     job_id = job_id or uuid.uuid4().hex[:12]
     jdir = job_dir(results, job_id)
+    try:
+        preflight(configs, results)
+    except Exception as err:
+        if (jdir / "progress.json").exists():  # a job launched from the app: its feed says why
+            write_json(jdir / "progress.json", {"job_id": job_id, "state": "failed", "total": len(configs),
+                                                "error": str(err), "runs": {}, "updated_at": now()})
+        raise
     start = time.perf_counter()
     report = GridReport(job_id=job_id, total=len(configs))
     for cfg in configs:

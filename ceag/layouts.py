@@ -32,18 +32,33 @@ def find_folder(root: Path, candidates: tuple[str, ...], test, what: str) -> Pat
                        "that holds it.")
 
 
+def _has_jpgs(p: Path) -> bool:
+    return any(f.suffix.lower() == ".jpg" for f in p.iterdir())
+
+
+# dataset -> (folders tried under the data root, the test a folder must pass, what is expected)
+LAYOUTS = {
+    "utkface": (UTK_FOLDERS, _has_jpgs, "UTKFace (a folder of age_gender_race_datetime.jpg[.chip.jpg] files)"),
+    "fairface": (FAIRFACE_FOLDERS, lambda p: (p / "fairface_label_train.csv").is_file()
+                 and (p / "fairface_label_val.csv").is_file(),
+                 "FairFace (fairface_label_train.csv and fairface_label_val.csv beside the train/ and val/ folders)"),
+    "cifar100": (CIFAR_FOLDERS, lambda p: all((p / n).is_file() for n in ("train", "test", "meta")),
+                 "CIFAR-100 (the cifar-100-python/ folder with its train, test and meta files)"),
+}
+
+
+def locate(dataset: str, root: str | os.PathLike) -> Path:
+    """The folder holding a real dataset under ``root`` (nothing is loaded); DatasetError if absent."""
+    folders, test, what = LAYOUTS[dataset]
+    return find_folder(Path(root), folders, test, what)
+
+
 def available(root: str | os.PathLike) -> list[str]:
     """Names of the real datasets whose folders are present under ``root`` (nothing is loaded)."""
-    checks = {
-        "utkface": (UTK_FOLDERS, lambda p: any(f.suffix.lower() == ".jpg" for f in p.iterdir())),
-        "fairface": (FAIRFACE_FOLDERS, lambda p: (p / "fairface_label_train.csv").is_file()
-                     and (p / "fairface_label_val.csv").is_file()),
-        "cifar100": (CIFAR_FOLDERS, lambda p: (p / "meta").is_file()),
-    }
     found = []
-    for name, (folders, test) in checks.items():
+    for name in LAYOUTS:
         try:
-            find_folder(Path(root), folders, test, name)
+            locate(name, root)
             found.append(name)
         except (DatasetError, OSError):
             pass

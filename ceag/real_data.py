@@ -25,7 +25,7 @@ import torch
 
 from .config import RunConfig
 from .data import DATA_SEED, GroupedDataset, Split, _stratified_split
-from .layouts import CIFAR_FOLDERS, FAIRFACE_FOLDERS, UTK_FOLDERS, DatasetError, data_root, find_folder
+from .layouts import DatasetError, data_root, locate
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -106,11 +106,7 @@ def parse_utkface_name(name: str) -> tuple[int, int, int] | None:
 
 
 def load_utkface(cfg: RunConfig) -> GroupedDataset:
-    def has_images(p: Path) -> bool:
-        return any(f.suffix.lower() == ".jpg" for f in p.iterdir())
-
-    folder = find_folder(data_root(cfg), UTK_FOLDERS, has_images,
-                   "UTKFace (a folder of age_gender_race_datetime.jpg[.chip.jpg] files)")
+    folder = locate("utkface", data_root(cfg))
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(".jpg"))
     parsed = [(f, parse_utkface_name(f.name)) for f in files]
     skipped = {"malformed file name": sum(p is None for _, p in parsed)}
@@ -136,11 +132,7 @@ def load_utkface(cfg: RunConfig) -> GroupedDataset:
 
 # -- FairFace -----------------------------------------------------------------------------
 def load_fairface(cfg: RunConfig) -> GroupedDataset:
-    def has_layout(p: Path) -> bool:
-        return (p / "fairface_label_train.csv").is_file() and (p / "fairface_label_val.csv").is_file()
-
-    folder = find_folder(data_root(cfg), FAIRFACE_FOLDERS, has_layout,
-                   "FairFace (fairface_label_train.csv and fairface_label_val.csv beside the train/ and val/ folders)")
+    folder = locate("fairface", data_root(cfg))
     names = {"race": FAIRFACE_RACES, "gender": FAIRFACE_GENDERS, "age": FAIRFACE_AGES}
     frames, skipped = {}, {"unknown label": 0, "missing image": 0, "unreadable image": 0}
     for split, csv_name in (("train", "fairface_label_train.csv"), ("test", "fairface_label_val.csv")):
@@ -190,11 +182,7 @@ def _read_fairface_csv(path: Path) -> list[dict[str, str]]:
 
 # -- CIFAR-100 ----------------------------------------------------------------------------
 def load_cifar100(cfg: RunConfig) -> GroupedDataset:
-    def has_layout(p: Path) -> bool:
-        return all((p / n).is_file() for n in ("train", "test", "meta"))
-
-    folder = find_folder(data_root(cfg), CIFAR_FOLDERS, has_layout,
-                   "CIFAR-100 (the cifar-100-python/ folder with its train, test and meta files)")
+    folder = locate("cifar100", data_root(cfg))
     try:
         meta = _unpickle(folder / "meta")
         class_names = [n.decode() if isinstance(n, bytes) else n for n in meta[b"fine_label_names"]]

@@ -277,10 +277,6 @@ def test_a_missing_cifar_folder_names_the_folders_looked_in(results, tmp_path):
     before.check()
 
 
-@pytest.mark.xfail(strict=True, reason="ceag/executor.py run_grid: a grid on a missing data folder does not stop "
-                                       "with an error; every run fails on its own (execute_run catches the "
-                                       "DatasetError), the message goes to stdout, not 'error:' on stderr, and "
-                                       "jobs/<id>/progress.json is written into the results folder")
 def test_a_grid_on_a_missing_data_folder_stops_with_an_error_and_writes_nothing(results, tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()
@@ -457,12 +453,8 @@ WRITE_COMMANDS = {
 
 @pytest.mark.parametrize("command", [
     "run",
-    pytest.param("grid", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/cli.py cmd_grid / ceag/executor.py run_grid never call runs.ensure_writable: an "
-                            "unwritable results folder gives a bare '[Errno 20] Not a directory: .../jobs/<id>'")),
-    pytest.param("import", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/bundle.py import_runs mkdirs <results>/runs without ensure_writable: an unwritable "
-                            "results folder gives a bare '[Errno 20] Not a directory: .../runs'")),
+    "grid",
+    "import",
 ])
 def test_a_results_path_that_cannot_be_created_is_refused_clearly(tmp_path, bundle, command):
     target = below_a_file(tmp_path)
@@ -475,10 +467,8 @@ def test_a_results_path_that_cannot_be_created_is_refused_clearly(tmp_path, bund
 
 @pytest.mark.parametrize("command", [
     "run",
-    pytest.param("grid", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/executor.py run_grid never calls runs.ensure_writable: a bare '[Errno 13]'")),
-    pytest.param("import", marks=pytest.mark.xfail(
-        strict=True, reason="ceag/bundle.py import_runs never calls runs.ensure_writable: a bare '[Errno 13]'")),
+    "grid",
+    "import",
 ])
 def test_a_read_only_results_folder_is_refused_clearly(results, bundle, command):
     mode = results.stat().st_mode
@@ -534,9 +524,6 @@ def test_ls_on_a_foreign_duckdb_with_run_folders_still_refuses_and_changes_nothi
     assert listing(results) == before
 
 
-@pytest.mark.xfail(strict=True, reason="ceag/executor.py run_grid opens the store only when the first run has been "
-                                       "trained (record -> ingest_run): a grid on a folder with a foreign DuckDB file "
-                                       "trains and writes a run folder, dense/pruned states and a job feed, then fails")
 def test_a_grid_on_a_foreign_duckdb_file_fails_before_training(tmp_path):
     results = tmp_path / "results"
     path = foreign_duckdb(results)
@@ -545,6 +532,17 @@ def test_a_grid_on_a_foreign_duckdb_file_fails_before_training(tmp_path):
     proc = ceag_process("grid", "--datasets", "synthetic", "--methods", "nft", "--workers", "1", *TINY,
                         "--results", results)
     assert proc.returncode == 1 and "not a ceag store" in proc.stderr
+    assert path.read_bytes() == data
+    assert listing(results) == before
+
+
+def test_an_import_into_a_foreign_duckdb_file_is_refused_before_unpacking(tmp_path, bundle):
+    results = tmp_path / "results"
+    path = foreign_duckdb(results)
+    data = path.read_bytes()
+    before = listing(results)
+    code, _, err = ceag_main("import", bundle, "--results", results)
+    assert_error(code, err, 1, "not a ceag store")
     assert path.read_bytes() == data
     assert listing(results) == before
 

@@ -352,3 +352,19 @@ def test_a_grid_that_stops_says_so_in_its_progress_feed(tmp_path, monkeypatch):
         run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="stopped")
     feed = json.loads((ceag.executor.job_dir(tmp_path, "stopped") / "progress.json").read_text())
     assert feed["state"] == "failed" and "No space left on device" in feed["error"]
+
+
+def test_a_launched_grid_refused_before_training_says_why_in_its_feed(tmp_path):
+    import ceag.executor
+    from ceag.layouts import DatasetError
+
+    feed_file = ceag.executor.job_dir(tmp_path, "launched") / "progress.json"
+    feed_file.parent.mkdir(parents=True)
+    feed_file.write_text(json.dumps({"job_id": "launched", "state": "starting", "runs": {}}))
+    configs = spec(datasets=("utkface",), models=("cnn",), methods=("nft",), settings={**TINY,
+                                                                     "data_dir": str(tmp_path / "no-data")}).configs()
+    with pytest.raises(DatasetError, match="UTKFace"):
+        run_grid(configs, tmp_path, workers=1, job_id="launched")
+    feed = json.loads(feed_file.read_text())
+    assert feed["state"] == "failed" and "UTKFace" in feed["error"]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "dense").exists()

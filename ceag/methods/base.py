@@ -62,7 +62,7 @@ class Method:
 
     def check_finite(self, step: int, objective: torch.Tensor) -> None:
         if not torch.isfinite(objective):
-            raise Diverged(step, f"training objective is {float(objective)}")
+            raise Diverged(step, f"training objective is {float(objective.detach())}")
 
     def state_dict(self) -> dict:
         return {}

@@ -63,7 +63,7 @@ class _Lagrangian(Method):
         top = self.multipliers.abs().max()
         if not bool(torch.isfinite(objective) & torch.isfinite(top) & (top <= self.cfg.divergence_threshold)):
             if not torch.isfinite(objective):
-                raise Diverged(step, f"training objective is {float(objective)}")
+                raise Diverged(step, f"training objective is {float(objective.detach())}")
             raise Diverged(step, f"a multiplier reached {float(top):.3g} (limit {self.cfg.divergence_threshold:g}); "
                            f"lower dual_lr (now {self.cfg.dual_lr:g})")
 

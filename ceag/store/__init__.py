@@ -4,7 +4,7 @@ Importing it does not import torch, so the app starts fast.
 """
 
 from . import queries
-from .db import StoreError, connect, db_path, migrate
+from .db import StoreError, connect, db_path, migrate, verify
 from .ingest import ingest_all, ingest_run, sync
 
-__all__ = ["queries", "StoreError", "connect", "db_path", "migrate", "ingest_all", "ingest_run", "sync"]
+__all__ = ["queries", "StoreError", "connect", "db_path", "migrate", "verify", "ingest_all", "ingest_run", "sync"]

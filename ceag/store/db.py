@@ -26,6 +26,10 @@ class StoreError(RuntimeError):
     """Something is wrong with the results store; the message says what to do."""
 
 
+class StoreNeedsMigration(StoreError):
+    """The store has an older schema: a writer migrates it, a reader cannot."""
+
+
 def db_path(results: str | Path) -> Path:
     return Path(results) / DB_NAME
 
@@ -71,6 +75,17 @@ def connect(results: str | Path, *, write: bool = False,
         con.close()
 
 
+def verify(results: str | Path) -> None:
+    """Raise StoreError unless ``results`` holds no store or one this ceag can write (opened read-only)."""
+    if not db_path(results).exists():
+        return
+    try:
+        with connect(results):
+            pass
+    except StoreNeedsMigration:
+        pass  # the first write migrates it
+
+
 def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: Path, write: bool) -> None:
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if tables and MARKER_TABLE not in tables:
@@ -87,7 +102,7 @@ def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: Path, write: bool) 
     if not pending:
         return
     if not write:
-        raise StoreError(f"{path} has an older schema; open it once for writing (any ceag command "
+        raise StoreNeedsMigration(f"{path} has an older schema; open it once for writing (any ceag command "
                          "that writes, e.g. `python -m ceag ls`) to migrate it")
     migrate(con)
 
