@@ -218,3 +218,14 @@ def test_lagrangian_state_round_trip():
         m.objective(*group_zero_fails(), active=True)
     assert torch.equal(a.multipliers, b.multipliers)
     assert torch.equal(a.buffer.values, b.buffer.values)
+
+
+def test_batches_from_an_accelerator_reach_the_host_unchanged():
+    from ceag.methods.lagrangian import _host
+
+    loss, correct, groups = group_zero_fails()
+    direct = _host(loss, correct, groups, pack=False)
+    packed = _host(loss, correct, groups, pack=True)
+    for a, b in zip(direct, packed, strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype

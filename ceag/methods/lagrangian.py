@@ -11,71 +11,121 @@ tensor has the Lagrangian's exact value and gradient, and the backward pass cost
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .base import DenseReference, Diverged, Method
 from .buffers import ReplayBuffer
 
 
+def _host(loss: torch.Tensor, correct: torch.Tensor, groups: torch.Tensor, pack: bool | None = None):
+    """The batch's per-sample losses, 0/1 correctness and groups as host arrays.
+
+    On the CPU these are views (no copy); from an accelerator (``pack``) the three travel as one
+    (3, B) copy.
+    """
+    if not (loss.device.type != "cpu" if pack is None else pack):
+        return loss.detach().float().numpy(), correct.numpy(), groups.numpy()
+    packed = torch.stack((loss.detach().float(), correct.float(), groups.float())).cpu().numpy()
+    return packed[0], packed[1] > 0.5, packed[2].astype(np.int64)
+
+
 class _Lagrangian(Method):
+    """The dual state (multipliers, violations, replay buffers) lives in host memory as numpy arrays.
+
+    It is a few hundred numbers updated once per step: numpy does that in a few microseconds,
+    where the same work as torch ops (or kernel launches on a GPU) costs several times more.
+    Only the per-sample weights of the primal step travel to the model's device.
+    """
+
     mitigates = True
 
     def __init__(self, cfg, num_groups: int, dense: DenseReference, device: torch.device):
         super().__init__(cfg, num_groups, dense, device)
-        self.multipliers = torch.zeros(num_groups, device=device)
-        self.violations = torch.full((num_groups,), float("nan"), device=device)
-        self.buffer = ReplayBuffer(num_groups, cfg.buffer_size, device) if cfg.replay_buffer else None
-        self._nan = torch.full((num_groups,), float("nan"), device=device)
+        self._lam = np.zeros(num_groups)
+        self._violations = np.full(num_groups, np.nan)
+        self.buffer = ReplayBuffer(num_groups, cfg.buffer_size) if cfg.replay_buffer else None
+        host = {name: as_float64(getattr(dense, name)) for name in ("group_accuracy", "group_loss", "prior")}
+        self._dense_group_accuracy, self._dense_group_loss, self._prior = (
+            host["group_accuracy"], host["group_loss"], host["prior"])
 
-    def _group_means(self, values: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    # torch views of the dual state, for traces, checkpoints and inspection
+    @property
+    def multipliers(self) -> torch.Tensor:
+        return torch.from_numpy(self._lam)
+
+    @multipliers.setter
+    def multipliers(self, value) -> None:
+        self._lam = as_float64(value)
+
+    @property
+    def violations(self) -> torch.Tensor:
+        return torch.from_numpy(self._violations)
+
+    @violations.setter
+    def violations(self, value) -> None:
+        self._violations = as_float64(value)
+
+    def _group_means(self, values: np.ndarray, groups: np.ndarray, counts: np.ndarray) -> np.ndarray:
         """(G,) per-group mean of ``values`` in the batch (0 where a group is absent)."""
-        sums = torch.zeros(self.num_groups, dtype=values.dtype, device=values.device).index_add_(0, groups, values)
-        return sums / counts.clamp_min(1)
+        return np.bincount(groups, weights=values, minlength=self.num_groups) / np.maximum(counts, 1)
 
-    def _estimates(self, values: torch.Tensor, groups: torch.Tensor, counts: torch.Tensor):
-        """Per-group estimate for the dual step, and which groups have one (ready)."""
+    def _estimates(self, values: np.ndarray, groups: np.ndarray, counts: np.ndarray):
+        """Per-group estimate for the dual step (NaN where there is none), and which groups have one."""
         if self.buffer is not None:
             self.buffer.push_(values, groups, counts)
-            return self.buffer.mean(), self.buffer.full
+            return self.buffer.mean_array(), self.buffer.full_array()
         present = counts > 0
-        return torch.where(present, self._group_means(values, groups, counts), self._nan), present
+        return np.where(present, self._group_means(values, groups, counts), np.nan), present
 
-    def _overall(self, estimate: torch.Tensor, ready: torch.Tensor) -> torch.Tensor:
+    def _overall(self, estimate: np.ndarray, ready: np.ndarray) -> float:
         """Overall estimate: groups with an estimate, weighted by their training-split share."""
-        w = self.dense.prior * ready
-        return (torch.nan_to_num(estimate) * w).sum() / w.sum().clamp_min(1e-12)
+        w = self._prior * ready
+        return float(np.dot(np.where(ready, estimate, 0.0), w) / max(w.sum(), 1e-12))
 
-    def _dual_step_(self, violation: torch.Tensor, ready: torch.Tensor, projected: bool) -> None:
-        updated = self.multipliers + self.cfg.dual_lr * torch.nan_to_num(violation)
+    def _dual_step_(self, violation: np.ndarray, ready: np.ndarray, projected: bool) -> None:
+        # A group moves when it has an estimate; a NaN estimate (a NaN loss in EL+RB's buffer)
+        # leaves its multiplier as it was, an infinite one sends it to inf (caught as divergence).
+        updated = self._lam + self.cfg.dual_lr * violation
         if projected:
-            updated = updated.clamp_min(0.0)
-        self.multipliers = torch.where(ready, updated, self.multipliers)
-        self.violations = torch.where(ready, violation, self._nan)
+            np.maximum(updated, 0.0, out=updated)
+        self._lam = np.where(ready & (updated == updated), updated, self._lam)
+        self._violations = np.where(ready, violation, np.nan)
 
-    def _weighted(self, loss: torch.Tensor, groups: torch.Tensor, group_weight: torch.Tensor,
-                  overall_weight: torch.Tensor | float, value: torch.Tensor) -> torch.Tensor:
+    def _weighted(self, loss: torch.Tensor, losses: np.ndarray, groups: np.ndarray, group_weight: np.ndarray,
+                  overall_weight: float, value: float) -> torch.Tensor:
         """sum_i (overall_weight / B + group_weight[g_i]) loss_i, shifted to have the value ``value``."""
-        w = group_weight[groups] + overall_weight / loss.numel()
-        primal = (w * loss).sum()
-        return primal + (value - primal.detach())
+        w = (group_weight[groups] + overall_weight / losses.shape[0]).astype(np.float32)
+        shift = value - float(np.dot(w, losses))
+        weights = torch.from_numpy(w)
+        if loss.device.type != "cpu":
+            weights = weights.to(loss.device, non_blocking=True)
+        return torch.dot(weights, loss) + shift
 
     def check_finite(self, step: int, objective: torch.Tensor) -> None:
-        top = self.multipliers.abs().max()
-        if not bool(torch.isfinite(objective) & torch.isfinite(top) & (top <= self.cfg.divergence_threshold)):
-            if not torch.isfinite(objective):
-                raise Diverged(step, f"training objective is {float(objective.detach())}")
-            raise Diverged(step, f"a multiplier reached {float(top):.3g} (limit {self.cfg.divergence_threshold:g}); "
+        super().check_finite(step, objective)
+        top = float(np.abs(self._lam).max()) if self.num_groups else 0.0
+        if not top <= self.cfg.divergence_threshold:  # NaN fails this too
+            raise Diverged(step, f"a multiplier reached {top:.3g} (limit {self.cfg.divergence_threshold:g}); "
                            f"lower dual_lr (now {self.cfg.dual_lr:g})")
 
     def state_dict(self) -> dict:
-        return {"multipliers": self.multipliers.cpu().clone(), "violations": self.violations.cpu().clone(),
+        return {"multipliers": torch.from_numpy(self._lam.copy()),
+                "violations": torch.from_numpy(self._violations.copy()),
                 "buffer": self.buffer.state_dict() if self.buffer is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
-        self.multipliers = state["multipliers"].to(self.device)
-        self.violations = state["violations"].to(self.device)
+        self._lam = as_float64(state["multipliers"])
+        self._violations = as_float64(state["violations"])
         if self.buffer is not None:
             self.buffer.load_state_dict(state["buffer"])
+
+
+def as_float64(x) -> np.ndarray:
+    """A float64 host copy of a tensor (any device) or array."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.array(x, dtype=np.float64)
 
 
 class CEAG(_Lagrangian):
@@ -94,19 +144,18 @@ class CEAG(_Lagrangian):
     def objective(self, loss, correct, groups, active):
         if not active:
             return loss.mean()
-        with torch.no_grad():
-            counts = torch.bincount(groups, minlength=self.num_groups)
-            acc, ready = self._estimates(correct.float(), groups, counts)
-            excess = (self.dense.group_accuracy - acc) - (self.dense.accuracy - self._overall(acc, ready))
-            self._dual_step_(excess - self.cfg.tolerance, ready, projected=True)
-            lam = self.multipliers * (counts > 0)
-            mean_loss = loss.mean()
-            group_loss = self._group_means(loss, groups, counts)
-            surrogate = (group_loss - self.dense.group_loss) - (mean_loss - self.dense.loss)
-            value = mean_loss + (lam * surrogate).sum()
-            group_weight = lam / counts.clamp_min(1)
-            overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - lam.sum()
-        return self._weighted(loss, groups, group_weight, overall_weight, value)
+        losses, correct_np, g = _host(loss, correct, groups)
+        counts = np.bincount(g, minlength=self.num_groups)
+        acc, ready = self._estimates(correct_np, g, counts)
+        overall = self._overall(acc, ready)
+        excess = (self._dense_group_accuracy - acc) - (self.dense.accuracy - overall)
+        self._dual_step_(excess - self.cfg.tolerance, ready, projected=True)
+        lam = self._lam * (counts > 0)
+        mean_loss = float(losses.sum()) / losses.shape[0]
+        surrogate = (self._group_means(losses, g, counts) - self._dense_group_loss) - (mean_loss - self.dense.loss)
+        value = mean_loss + float(np.dot(lam, surrogate))
+        overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - float(lam.sum())
+        return self._weighted(loss, losses, g, lam / np.maximum(counts, 1), overall_weight, value)
 
 
 class ELRB(_Lagrangian):
@@ -121,18 +170,17 @@ class ELRB(_Lagrangian):
     def objective(self, loss, correct, groups, active):
         if not active:
             return loss.mean()
-        with torch.no_grad():
-            counts = torch.bincount(groups, minlength=self.num_groups)
-            est, ready = self._estimates(loss.float(), groups, counts)
-            self._dual_step_((est - self._overall(est, ready)).abs(), ready, projected=False)
-            lam = self.multipliers * (counts > 0)
-            mean_loss = loss.mean()
-            gap = self._group_means(loss, groups, counts) - mean_loss
-            value = mean_loss + (lam * gap.abs()).sum()
-            signed = lam * torch.sign(gap)
-            group_weight = signed / counts.clamp_min(1)
-            overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - signed.sum()
-        return self._weighted(loss, groups, group_weight, overall_weight, value)
+        losses, _, g = _host(loss, correct, groups)
+        counts = np.bincount(g, minlength=self.num_groups)
+        est, ready = self._estimates(losses, g, counts)
+        self._dual_step_(np.abs(est - self._overall(est, ready)), ready, projected=False)
+        lam = self._lam * (counts > 0)
+        mean_loss = float(losses.sum()) / losses.shape[0]
+        gap = self._group_means(losses, g, counts) - mean_loss
+        value = mean_loss + float(np.dot(lam, np.abs(gap)))
+        signed = lam * np.sign(gap)
+        overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - float(signed.sum())
+        return self._weighted(loss, losses, g, signed / np.maximum(counts, 1), overall_weight, value)
 
 
 __all__ = ["CEAG", "ELRB", "Diverged"]
