@@ -15,6 +15,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -120,8 +121,12 @@ def _safe_extract(bundle: Path, dest: Path) -> None:
     except (tarfile.TarError, OSError) as err:
         raise BundleError(f"{bundle} is not a readable tar archive: {err}") from err
     with tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, EOFError, zlib.error) as err:
+            raise BundleError(f"{bundle} is truncated or corrupt: {err}") from err
         total = 0
-        for m in tar.getmembers():
+        for m in members:
             if not (m.isfile() or m.isdir()):
                 raise BundleError(f"{bundle}: member {m.name!r} is not a plain file or folder")
             if m.name.startswith("/") or ".." in Path(m.name).parts:
@@ -129,7 +134,12 @@ def _safe_extract(bundle: Path, dest: Path) -> None:
             total += m.size
         if total > MAX_BUNDLE_BYTES:
             raise BundleError(f"{bundle}: unpacks to {total} bytes, more than the {MAX_BUNDLE_BYTES} allowed")
-        tar.extractall(dest, filter="data")
+        # Members were checked above; the "data" filter (Python >= 3.11.4) checks again where it exists.
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        try:
+            tar.extractall(dest, **extra)
+        except (tarfile.TarError, EOFError, zlib.error) as err:
+            raise BundleError(f"{bundle} is truncated or corrupt: {err}") from err
 
 
 def import_runs(source: str | os.PathLike, results: str | os.PathLike | None = None) -> dict[str, list[str]]:

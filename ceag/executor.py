@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import json
 import multiprocessing
 import os
 import time
@@ -129,6 +130,7 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
             write_json(jdir / "progress.json", {"job_id": job_id, "state": "failed", "total": len(configs),
                                                 "error": str(err), "runs": {}, "updated_at": now()})
         raise
+    _clear_stale_cancel(jdir)
     start = time.perf_counter()
     report = GridReport(job_id=job_id, total=len(configs))
     for cfg in configs:
@@ -204,6 +206,19 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
                 report.cancelled += 1
     publish(report.state)
     return report
+
+
+def _clear_stale_cancel(jdir: Path) -> None:
+    """A cancel file left by an earlier, ended job with the same id must not cancel this one.
+
+    A job launched from the app and cancelled before its process started keeps its request.
+    """
+    try:
+        state = json.loads((jdir / "progress.json").read_text()).get("state")
+    except (OSError, ValueError):
+        return
+    if state in ("finished", "cancelled", "failed"):
+        (jdir / "cancel").unlink(missing_ok=True)
 
 
 def _run_local(stages, results, workers: int, record, cancel_file: Path, wanted: set[str], report) -> None:

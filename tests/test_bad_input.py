@@ -619,6 +619,10 @@ def _bad_bundle(kind: str, bundle: Path, run_id: str, tmp: Path) -> tuple[Path, 
     if kind == "empty-file":
         out.write_bytes(b"")
         return out, ["not a readable tar archive"]
+    if kind == "truncated":  # a copy cut short: the gzip stream ends mid-file
+        data = bundle.read_bytes()
+        out.write_bytes(data[: len(data) * 2 // 3])
+        return out, [str(out), "truncated or corrupt"]
     src = unpack(bundle, tmp / "unpacked")
     manifest_path, run = src / "manifest.json", src / "runs" / run_id
     if kind == "newer-schema":
@@ -656,8 +660,8 @@ def _bad_bundle(kind: str, bundle: Path, run_id: str, tmp: Path) -> tuple[Path, 
     raise AssertionError(kind)
 
 
-BUNDLE_KINDS = ["not-a-tar", "empty-file", "newer-schema", "tampered-metrics", "tampered-summary", "no-manifest",
-                "manifest-not-json", "edited-config-rehashed", "code-in-model-rehashed",
+BUNDLE_KINDS = ["not-a-tar", "empty-file", "truncated", "newer-schema", "tampered-metrics", "tampered-summary",
+                "no-manifest", "manifest-not-json", "edited-config-rehashed", "code-in-model-rehashed",
                 "metrics-missing-columns-rehashed"]
 
 

@@ -368,3 +368,24 @@ def test_a_launched_grid_refused_before_training_says_why_in_its_feed(tmp_path):
     feed = json.loads(feed_file.read_text())
     assert feed["state"] == "failed" and "UTKFace" in feed["error"]
     assert not (tmp_path / "runs").exists() and not (tmp_path / "dense").exists()
+
+
+def test_a_cancel_left_by_an_ended_job_does_not_cancel_a_job_reusing_its_id(tmp_path):
+    from ceag.executor import request_cancel
+
+    first = run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="reused")
+    assert first.state == "finished"
+    request_cancel(tmp_path, "reused")  # too late for that job: it had ended
+    again = run_grid(spec(methods=("ceag",)).configs(), tmp_path, workers=1, job_id="reused")
+    assert again.finished == 1 and again.cancelled == 0
+
+
+def test_a_cancel_before_a_launched_job_starts_is_kept(tmp_path):
+    from ceag.executor import job_dir, request_cancel
+
+    feed = job_dir(tmp_path, "launched") / "progress.json"
+    feed.parent.mkdir(parents=True)
+    feed.write_text(json.dumps({"job_id": "launched", "state": "starting", "runs": {}}))
+    request_cancel(tmp_path, "launched")
+    report = run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="launched")
+    assert report.cancelled == 1 and report.finished == 0
