@@ -72,7 +72,7 @@ def run(quick: bool = False) -> list[Result]:
         fill(results, runs=n_runs, groups=100)
         for page, (first, cached) in _page_times(results).items():
             out.append(Result(f"page build: {page}, {n_runs:,} runs x 100 groups", 1000 * first, "ms", "< 300",
-                              first < 300, f"{1000 * cached:.0f} ms with cached queries"))
+                              1000 * first < 300, f"{1000 * cached:.0f} ms with cached queries"))
         seconds = _first_chart_seconds(results)
         out.append(Result("open Frontiers to first chart, headless Chromium", seconds, "s", "", None,
                           "server warm" if seconds is not None else "no /usr/bin/chromium here"))
