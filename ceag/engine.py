@@ -81,6 +81,10 @@ def _train_batches(split: Split, batch_size: int, generator: torch.Generator, fl
             yield batch
 
 
+class DenseDiverged(ValueError):
+    """The dense model's training loss became non-finite (the settings, lr first, are to blame); nothing is kept."""
+
+
 def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
                 progress: Progress | None = None) -> nn.Module:
     """Train the dense model for ``cfg.dense_epochs`` (step decay at 50 % and 75 %)."""
@@ -92,13 +96,18 @@ def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
     for epoch in range(cfg.dense_epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, cfg.dense_epochs, cfg.lr, (0.5, 0.75), 0.1)
+        finite = torch.ones((), dtype=torch.bool, device=device)  # checked once per epoch: no sync per step
         for batch in _train_batches(train_split, cfg.batch_size, generator, data.flip):
             with autocast(device, cfg.amp):
                 logits = model(batch.x)
             loss = F.cross_entropy(logits.float(), batch.y)
+            finite &= torch.isfinite(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if not bool(finite):
+            raise DenseDiverged(f"training the dense model diverged in epoch {epoch + 1} of {cfg.dense_epochs}: "
+                                f"its loss became non-finite (lr {cfg.lr:g}); lower lr. Nothing was saved.")
         if progress:
             progress("dense", epoch + 1, cfg.dense_epochs)
     return model

@@ -62,13 +62,27 @@ def test_a_small_divergence_threshold_names_its_limit(tmp_path, one_thread):
 
 
 def test_a_non_finite_objective_stops_the_run_as_diverged(tmp_path, one_thread):
-    cfg = RunConfig(method="nft", lr=100.0, **TINY)  # the loss overflows at once
+    # the loss overflows at once (no dense epochs: the untrained model is the reference)
+    cfg = RunConfig(method="nft", lr=100.0, **{**TINY, "dense_epochs": 0})
     result = run(cfg, tmp_path)
     assert result.status == "diverged"
     assert isinstance(result.summary["diverged_step"], int)
     assert "training objective is nan" in result.summary["reason"] or "training objective is inf" in \
         result.summary["reason"]
     assert result.summary["reported_epoch"] < cfg.total_epochs
+
+
+def test_a_dense_model_that_diverges_stops_the_run_and_is_not_kept(tmp_path, one_thread):
+    from ceag.engine import DenseDiverged
+
+    cfg = RunConfig(method="nft", lr=100.0, **TINY)
+    with pytest.raises(DenseDiverged, match=r"training the dense model diverged in epoch 1 of 2: .*lr 100.*lower lr"):
+        run(cfg, tmp_path)
+    assert not (tmp_path / "dense").exists() or not any((tmp_path / "dense").rglob("model.pt"))
+    # in a grid it is one failed run with that reason, and the rest goes on
+    report = executor.run_grid([cfg, *CALM], tmp_path, workers=1)
+    assert report.failed == 1 and report.finished == len(CALM)
+    assert "training the dense model diverged" in report.runs[cfg.run_id]["reason"]
 
 
 def test_the_command_line_exits_3_for_a_diverged_run(tmp_path):
