@@ -122,11 +122,22 @@ def set_param(key: str, value) -> None:
         st.query_params[key] = str(value)
 
 
-def run_label(row) -> str:
-    from ceag.plots import method_label
+def run_labels(runs) -> dict[str, str]:
+    """run_id -> "CEAG ε=2% · digits/mlp · sparsity 0.9 · seed 0 · <run_id>" for every row of a runs table.
 
-    return (f"{method_label(row['method'], row.get('tolerance'))} · {row['dataset']}/{row['model']} · "
-            f"sparsity {row['sparsity']:g} · seed {row['seed']} · {row['run_id']}")
+    Vectorized: a store can hold thousands of runs, and the pages label all of them on every rerun.
+    """
+    from ceag.plots import METHOD_LABELS
+
+    if runs.empty:
+        return {}
+    method = runs["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    tol = runs["tolerance"]
+    eps = (" ε=" + (100 * tol).map(lambda t: f"{t:g}") + "%").where(tol.notna(), "")
+    text = (method + eps + " · " + runs["dataset"] + "/" + runs["model"] + " · sparsity "
+            + runs["sparsity"].map(lambda s: f"{s:g}") + " · seed " + runs["seed"].astype(str) + " · "
+            + runs["run_id"])
+    return dict(zip(runs["run_id"], text, strict=True))
 
 
 def empty_store_hint() -> None:

@@ -7,7 +7,7 @@ from pages._shared import (
     CHART_CONFIG,
     empty_store_hint,
     query,
-    run_label,
+    run_labels,
     seeded,
     seeded_list,
     select_runs,
@@ -25,7 +25,7 @@ datasets = sorted(runs["dataset"].unique())
 dataset = st.selectbox("Dataset", datasets, key=seeded("dataset", datasets))
 set_param("dataset", dataset)
 pool = runs[runs.dataset == dataset].sort_values(["method", "sparsity", "tolerance", "seed"])
-labels = {r["run_id"]: run_label(r) for _, r in pool.iterrows()}
+labels = run_labels(pool)
 default = [r for r in selected_runs() if r in labels] or list(pool["run_id"])[:30]
 chosen = st.multiselect("Runs", list(labels), key=seeded_list("generalization_runs", list(labels), default),
                         format_func=labels.get)

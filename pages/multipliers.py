@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from ceag import plots
-from pages._shared import CHART_CONFIG, empty_store_hint, query, run_label, select_runs, selected_runs
+from pages._shared import CHART_CONFIG, empty_store_hint, query, run_labels, select_runs, selected_runs
 
 HEATMAP_FROM = 13  # groups; beyond this, lines are unreadable
 
@@ -20,7 +20,7 @@ if constrained.empty:
     st.stop()
 
 ids = list(constrained["run_id"])
-labels = {r["run_id"]: run_label(r) for _, r in constrained.iterrows()}
+labels = run_labels(constrained)
 wanted = [r for r in selected_runs() if r in labels]
 if st.session_state.get("multipliers_run") not in ids:
     st.session_state["multipliers_run"] = wanted[0] if wanted else ids[0]
@@ -28,10 +28,11 @@ run_id = st.selectbox("Run", ids, key="multipliers_run", format_func=labels.get)
 if run_id not in selected_runs():
     select_runs([run_id])
 row = constrained.set_index("run_id").loc[run_id]
-config = json.loads(query("run_config", run_id=run_id))
+detail = query("run_detail", run_id=run_id)  # one connection for the whole page
+config = json.loads(detail["config"])
 tolerance = None if row["tolerance"] != row["tolerance"] else float(row["tolerance"])
 
-duals = query("duals", run_id=run_id)
+duals = detail["duals"]
 if duals.empty:
     st.warning("This run recorded no multiplier trace (its mitigation never became active).")
 else:
@@ -48,7 +49,7 @@ else:
                f"λ = {last.multiplier.iloc[0]:.4g} ({last.group_name.iloc[0]}).")
 
 st.subheader("Pruning schedule and accuracy")
-metrics = query("run_metrics", run_id=run_id)
+metrics = detail["run_metrics"]
 st.plotly_chart(plots.training_curves(metrics, config.get("prune_epochs")), config=CHART_CONFIG, width="stretch")
-groups = query("group_metrics", run_id=run_id)
+groups = detail["group_metrics"]
 st.plotly_chart(plots.excess_gap_bars(groups, tolerance), config=CHART_CONFIG, width="stretch")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -472,3 +473,14 @@ def test_run_one_page_on_a_seeded_store(seeded):
     at = open_page("run_one")
     assert [b.label for b in at.button] == ["Run"]
     assert infos(at) == ["Choose a setting and press **Run**."]
+
+
+def test_run_labels_name_method_tolerance_setting_seed_and_id():
+    from pages._shared import run_labels
+
+    runs = pd.DataFrame({"run_id": ["a1", "b2"], "method": ["ceag", "nft_es"], "tolerance": [0.02, np.nan],
+                         "dataset": ["digits", "utkface"], "model": ["mlp", "resnet18"], "sparsity": [0.9, 0.995],
+                         "seed": [0, 3]})
+    assert run_labels(runs) == {"a1": "CEAG ε=2% · digits/mlp · sparsity 0.9 · seed 0 · a1",
+                                "b2": "NFT+ES · utkface/resnet18 · sparsity 0.995 · seed 3 · b2"}
+    assert run_labels(runs.iloc[:0]) == {}

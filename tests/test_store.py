@@ -328,6 +328,18 @@ def test_duals_query(store):
     assert queries.duals(results, nft.run_id).empty
 
 
+@pytest.mark.parametrize("method", ["ceag", "nft"])
+def test_run_detail_is_the_separate_queries_in_one_connection(store, method):
+    results, configs, _ = store
+    rid = next(c for c in configs if c.method == method).run_id
+    detail = queries.run_detail(results, rid)
+    assert detail["config"] == queries.run_config(results, rid)
+    pd.testing.assert_frame_equal(detail["run_metrics"], queries.run_metrics(results, rid))
+    pd.testing.assert_frame_equal(detail["group_metrics"], queries.group_metrics(results, rid))
+    pd.testing.assert_frame_equal(detail["duals"], queries.duals(results, rid))
+    assert queries.run_detail(results, "no-such-run")["config"] is None
+
+
 def test_generalization_query(store):
     results, configs, by_id = store
     ids = [c.run_id for c in configs if c.method in ("nft", "ceag") and c.seed == 0]

@@ -72,30 +72,49 @@ def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | N
     """, [dataset, model, model, split, include_diverged])
 
 
+RUN_METRICS = "SELECT * FROM run_metrics WHERE run_id = ? ORDER BY split, epoch"
+GROUP_METRICS = """
+    SELECT g.* FROM group_metrics g JOIN runs r ON r.run_id = g.run_id
+    WHERE g.run_id = ? AND g.epoch = coalesce(?, r.reported_epoch)
+    ORDER BY g.split, g.group_id
+"""
+DUALS = """
+    SELECT d.step, d.epoch, d.group_id, coalesce(g.group_name, CAST(d.group_id AS VARCHAR)) AS group_name,
+           d.multiplier, d.violation
+    FROM duals d
+    LEFT JOIN (SELECT DISTINCT group_id, group_name FROM group_metrics WHERE run_id = ? AND epoch = 0) g
+           ON g.group_id = d.group_id
+    WHERE d.run_id = ? ORDER BY d.step, d.group_id
+"""
+
+
 def run_metrics(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
     """Per-epoch overall metrics of one run, every split."""
-    return _query(results, "SELECT * FROM run_metrics WHERE run_id = ? ORDER BY split, epoch", [run_id])
+    return _query(results, RUN_METRICS, [run_id])
 
 
 def group_metrics(results: str | os.PathLike, run_id: str, *, epoch: int | None = None) -> pd.DataFrame:
     """Per-group metrics of one run; at the reported epoch unless ``epoch`` is given."""
-    return _query(results, """
-        SELECT g.* FROM group_metrics g JOIN runs r ON r.run_id = g.run_id
-        WHERE g.run_id = ? AND g.epoch = coalesce(?, r.reported_epoch)
-        ORDER BY g.split, g.group_id
-    """, [run_id, epoch])
+    return _query(results, GROUP_METRICS, [run_id, epoch])
 
 
 def duals(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
     """The multiplier and constraint-violation trace of one run (empty for NFT)."""
-    return _query(results, """
-        SELECT d.step, d.epoch, d.group_id, coalesce(g.group_name, CAST(d.group_id AS VARCHAR)) AS group_name,
-               d.multiplier, d.violation
-        FROM duals d
-        LEFT JOIN (SELECT DISTINCT group_id, group_name FROM group_metrics WHERE run_id = ? AND epoch = 0) g
-               ON g.group_id = d.group_id
-        WHERE d.run_id = ? ORDER BY d.step, d.group_id
-    """, [run_id, run_id])
+    return _query(results, DUALS, [run_id, run_id])
+
+
+def run_detail(results: str | os.PathLike, run_id: str) -> dict[str, object]:
+    """Everything one run's page shows, through one connection (opening the store is the slow part).
+
+    Keys: ``config`` (JSON text or None), ``run_metrics``, ``group_metrics`` (at the reported
+    epoch) and ``duals``, as the functions of the same names return them.
+    """
+    with connect(results) as con:
+        config = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return {"config": None if config is None else str(config[0]),
+                "run_metrics": con.execute(RUN_METRICS, [run_id]).df(),
+                "group_metrics": con.execute(GROUP_METRICS, [run_id, None]).df(),
+                "duals": con.execute(DUALS, [run_id, run_id]).df()}
 
 
 def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
