@@ -266,8 +266,9 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
                 raise
             status = read_status(folder)
             reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-            write_json(folder / "status.json", {**status, "status": "interrupted" if isinstance(
-                err, KeyboardInterrupt) else "failed", "reason": reason, "finished_at": now()})
+            with contextlib.suppress(OSError):  # best effort: the disk may be what failed
+                write_json(folder / "status.json", {**status, "status": "interrupted" if isinstance(
+                    err, KeyboardInterrupt) else "failed", "reason": reason, "finished_at": now()})
             raise
 
 

@@ -30,7 +30,7 @@ from ceag import cli
 from ceag.bundle import export_bundle
 from ceag.config import DATASETS, METHODS, MODELS, RunConfig
 from ceag.layouts import CIFAR_FOLDERS, UTK_FOLDERS
-from ceag.runs import run
+from ceag.runs import load_result, run, run_dir
 from ceag.store import connect, db_path, ingest_run, queries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -483,6 +483,60 @@ def test_a_read_only_results_folder_is_refused_clearly(results, bundle, command)
         before.check()
     finally:
         results.chmod(stat.S_IMODE(mode))
+
+
+class DiskFull:
+    """From the first write of a file named ``first`` under ``folder`` on, every atomic file write
+    there fails with ENOSPC (leaving a half-written temp file) while ``on``: a disk that filled up."""
+
+    def __init__(self, monkeypatch, folder: Path, first: str):
+        import ceag.runs
+
+        self.on, self.full, real = True, False, ceag.runs.atomic_write
+
+        def atomic_write(path, write, **kwargs):
+            self.full = self.full or (Path(path).name == first and Path(path).is_relative_to(folder))
+            if self.on and self.full and Path(path).is_relative_to(folder):
+                def failing(tmp):
+                    Path(tmp).write_bytes(b"partial")  # what a half-written file would leave
+                    raise OSError(28, "No space left on device", str(tmp))
+                return real(path, failing, **kwargs)
+            return real(path, write, **kwargs)
+
+        monkeypatch.setattr(ceag.runs, "atomic_write", atomic_write)
+
+
+@pytest.mark.parametrize("filled_at", ["config.json", "checkpoint.pt", "summary.json"])
+def test_a_full_disk_fails_the_run_clearly_and_loses_nothing(tmp_path, monkeypatch, filled_at):
+    from ceag.executor import run_grid
+    from ceag.grid import GridSpec
+
+    results = tmp_path / "results"
+    spec = GridSpec(datasets=("synthetic",), methods=("nft", "ceag"), sparsities=(0.8,), tolerances=(0.02,),
+                    seeds=(0,), settings={"dense_epochs": 1, "prune_epochs": 1, "finetune_epochs": 2,
+                                          "checkpoint_every": 1, "device": "cpu"})
+    first, second = spec.configs()
+    run(first, results)  # finished before the disk filled up
+    before = (run_dir(results, first.run_id) / "summary.json").read_bytes()
+    full = DiskFull(monkeypatch, results / "runs" / second.run_id, filled_at)
+    report = run_grid([first, second], results, workers=1, job_id="full")
+    assert report.cached == 1 and report.failed == 1
+    assert "No space left on device" in report.runs[second.run_id]["reason"]
+    assert not (run_dir(results, second.run_id) / "summary.json").exists()
+    assert (run_dir(results, first.run_id) / "summary.json").read_bytes() == before
+    assert not list((results / "runs").rglob("*.tmp")), "a half-written temp file was left behind"
+    assert queries.runs(results, status="finished").run_id.tolist() == [first.run_id]
+    code, _, err = ceag_main("run", "--set", f"method={json.dumps(second.method)}", "--results", results,
+                             *[a for k, v in second.to_dict().items() if k not in ("method", "data_dir")
+                               for a in ("--set", f"{k}={json.dumps(v)}")])
+    assert_error(code, err, 1, "No space left on device")
+    full.on = False  # space freed: the same grid finishes the run, the other stays cached
+    again = run_grid([first, second], results, workers=1)
+    assert again.cached == 1 and again.finished == 1
+    assert sorted(queries.runs(results, status="finished").run_id) == sorted([first.run_id, second.run_id])
+    # training done before the disk filled is kept: the last checkpoint, else the shared pruned state
+    resumed = load_result(results, second.run_id).summary["resumed_from"]
+    assert resumed == ("checkpoint" if filled_at == "summary.json" else "pruned")
 
 
 # -- store problems -----------------------------------------------------------------------------------
