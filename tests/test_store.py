@@ -553,3 +553,29 @@ def test_ingest_keys_everything_by_the_folder_run_id(store, tmp_path):
         return
     assert list(queries.runs(results).run_id) == [cfg.run_id]
     assert list(queries.frontier(results, dataset="synthetic").run_id) == [cfg.run_id]
+
+
+def test_a_store_that_cannot_be_written_keeps_the_run_folder_for_the_next_ingest(store, tmp_path, monkeypatch):
+    import duckdb
+
+    import ceag.store.ingest as ingest
+
+    source, configs, _ = store
+    cfg = configs[0]
+    results = tmp_path / "results"
+    shutil.copytree(run_dir(source, cfg.run_id), run_dir(results, cfg.run_id))
+    real = ingest.insert_run
+
+    def full(con, row, *args):
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM runs WHERE run_id = ?", [row["run_id"]])
+        con.execute("ROLLBACK")
+        raise duckdb.IOException("could not write to file: No space left on device")
+
+    monkeypatch.setattr(ingest, "insert_run", full)
+    with pytest.raises(StoreError, match=f"could not write run {cfg.run_id} into .*No space left on device.*"
+                                         "The run folder is intact"):
+        ingest_run(results, cfg.run_id)
+    assert queries.runs(results).empty
+    monkeypatch.setattr(ingest, "insert_run", real)
+    assert sync(results) == 1 and list(queries.runs(results).run_id) == [cfg.run_id]

@@ -6,11 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from ..config import DATA_FIELDS, from_dict
 from ..runs import load_result, read_status, run_dir
-from .db import connect
+from .db import StoreError, connect, db_path
 
 RUN_COLUMNS = [
     "run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
@@ -70,7 +71,11 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
             df.insert(0, "run_id", run_id)
             frames[table] = df[cols]
     with connect(results, write=True) as con:
-        insert_run(con, row, frames, result.group_metrics if result is not None else None, cfg.dataset)
+        try:
+            insert_run(con, row, frames, result.group_metrics if result is not None else None, cfg.dataset)
+        except duckdb.Error as err:  # e.g. a full disk; the transaction was rolled back
+            raise StoreError(f"could not write run {run_id} into {db_path(results)}: {err}. The run folder is "
+                             "intact; the next ceag command (or opening the app) ingests it.") from err
     return row["status"]
 
 
