@@ -22,8 +22,8 @@ from ceag.grid import GridSpec, preset
 from ceag.plots import METHOD_LABELS
 from ceag.runs import write_json
 from ceag.store import queries
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TITLES = {
     "overview": "The disparate impact of pruning",
@@ -169,7 +169,7 @@ def test_store_plots_and_jobs_import_without_torch_or_streamlit():
     code = ("import sys, ceag.store, ceag.plots, ceag.jobs; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'streamlit')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         env=subprocess_env(threads=None))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -32,8 +32,8 @@ from ceag.config import DATASETS, METHODS, MODELS, RunConfig
 from ceag.layouts import CIFAR_FOLDERS, UTK_FOLDERS
 from ceag.runs import load_result, run, run_dir
 from ceag.store import connect, db_path, ingest_run, queries
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "dense_epochs=1", "--set", "prune_epochs=1", "--set", "finetune_epochs=1"]
 
 
@@ -50,7 +50,7 @@ def ceag_main(*args) -> tuple[int, str, str]:
 
 
 def ceag_process(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-m", "ceag", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
 

@@ -1,18 +1,16 @@
 """The command line's JSON contract and its error messages."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, subprocess_env
 
 
 def ceag_cli(*args, results=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env(threads=None)
     cmd = [sys.executable, "-m", "ceag", *args]
     if results is not None:
         cmd += ["--results", str(results)]

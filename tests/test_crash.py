@@ -17,10 +17,10 @@ import ceag.engine
 from ceag.config import RunConfig
 from ceag.executor import execute_run, run_grid
 from ceag.runs import RunBusy, load_result, read_status, run, run_dir, run_lock
+from tests.helpers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAMES = ("run_metrics", "group_metrics", "duals")
 
 
@@ -35,7 +35,7 @@ def start_cli_run(cfg: RunConfig, results: Path) -> subprocess.Popen:
     args = [sys.executable, "-m", "ceag", "run", "--results", str(results), "--json"]
     for key, value in cfg.to_dict().items():
         args += ["--set", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = subprocess_env()
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -6,10 +6,8 @@ runs off the frontiers unless asked, and then draws them with open markers.
 """
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +16,8 @@ from ceag import executor, plots
 from ceag.config import RunConfig
 from ceag.runs import load_result, read_status, run, run_dir
 from ceag.store import queries
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dataset="synthetic", model="mlp", sparsity=0.8, dense_epochs=2, prune_epochs=1, finetune_epochs=3,
             device="cpu")
 # EL+RB's multipliers are unprojected and grow by dual_lr * |L_g - L| per step: with 1e3 they pass
@@ -89,7 +87,7 @@ def test_the_command_line_exits_3_for_a_diverged_run(tmp_path):
     args = [sys.executable, "-m", "ceag", "run", "--results", str(tmp_path)]
     for key, value in EXPLODING.to_dict().items():
         args += ["--set", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     proc = subprocess.run([*args, "--json"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 3, proc.stderr
     out = json.loads(proc.stdout)

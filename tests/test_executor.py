@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,8 @@ from ceag.executor import execute_run, job_dir, request_cancel, run_grid
 from ceag.grid import GridSpec
 from ceag.runs import load_result, read_status, run_dir
 from ceag.store import queries
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 2, "device": "cpu"}
 DONE_STATES = ("cached", "finished", "diverged", "failed", "busy", "cancelled")
 
@@ -157,7 +156,7 @@ def test_cancel_after_the_first_run_stops_the_grid(tmp_path):
 
 @pytest.mark.slow
 def test_cancel_stops_a_pool_from_the_command_line(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env(threads=None)
     cmd = [sys.executable, "-m", "ceag", "grid", "--datasets", "synthetic", "--methods", "nft,el_rb,ceag",
            "--sparsities", "0.7,0.8,0.9", "--set", "dense_epochs=2", "--set", "prune_epochs=2", "--epochs", "60",
            "--set", "device=cpu", "--workers", "2", "--job-id", "cli", "--results", str(tmp_path), "--json"]

@@ -3,7 +3,6 @@ bundles or folders rejected before anything is written."""
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,13 +17,13 @@ from ceag.executor import run_grid
 from ceag.grid import GridSpec
 from ceag.runs import run_dir
 from ceag.store import db_path, queries
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 4, "device": "cpu"}
 
 
 def ceag_cli(*args, results):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env(threads=None)
     return subprocess.run([sys.executable, "-m", "ceag", *map(str, args), "--results", str(results)],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 

@@ -24,11 +24,11 @@ from ceag import jobs
 from ceag.grid import GridSpec
 from ceag.runs import read_status
 from ceag.store import queries
+from tests.helpers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV = subprocess_env()
 # ``python -m ceag`` on a machine that reports one CPU core: --workers 1 then trains with one thread.
 ONE_CORE_CLI = "import os, sys; os.cpu_count = lambda: 1; from ceag.cli import main; sys.exit(main())"
 SETTINGS = {"dense_epochs": 5, "prune_epochs": 4, "finetune_epochs": 30, "checkpoint_every": 1, "device": "cpu"}

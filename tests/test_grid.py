@@ -2,10 +2,8 @@
 dense and pruning work, and a small grid that really shares it and then loads from the cache."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,8 +13,8 @@ from ceag.config import NOT_IN_RUN_ID, ConfigError, RunConfig, dense_key, prune_
 from ceag.executor import run_grid
 from ceag.grid import GridSpec, count_epochs, plan, preset, preset_names, training_config
 from ceag.runs import load_result, run, run_dir
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 2, "device": "cpu"}
 ALL_METHODS = ("nft", "nft_es", "el_rb", "ceag")
 
@@ -118,7 +116,7 @@ def test_cli_grid_with_a_bad_spec_exits_2_with_the_reason(tmp_path):
     path = tmp_path / "grid.json"
     path.write_text("{oops")
     proc = subprocess.run([sys.executable, "-m", "ceag", "grid", "--spec", str(path), "--results", str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, cwd=ROOT, env=subprocess_env(threads=None),
                           timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: invalid spec=") and "not valid JSON" in proc.stderr

@@ -2,13 +2,11 @@
 queries on a small real store, a reader beside a writing process, and no torch on the app's path."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -21,8 +19,8 @@ from ceag.grid import GridSpec
 from ceag.runs import load_result, run, run_dir, write_json
 from ceag.store import StoreError, connect, db_path, ingest_all, ingest_run, migrate, queries, sync
 from ceag.store.migrations import MIGRATIONS
+from tests.helpers import ROOT, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 2, "device": "cpu"}
 
 EXPECTED_COLUMNS = {
@@ -39,10 +37,6 @@ EXPECTED_COLUMNS = {
     "schema_migrations": ["version", "name", "applied_at"],
 }
 TABLES = ("runs", "run_metrics", "group_metrics", "duals", "groups", "schema_migrations")
-
-
-def subprocess_env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def columns(con) -> dict[str, list[str]]:

@@ -1,0 +1,19 @@
+"""What several test files need to start ``python -m ceag`` or the app in a subprocess."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(threads: int | None = 1, **extra: str) -> dict[str, str]:
+    """This environment, with the checkout importable and (by default) one CPU thread per process.
+
+    One thread keeps runs deterministic across machines and keeps several test processes from
+    oversubscribing a small CI runner; ``threads=None`` leaves the thread settings alone.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(extra)
+    return env
