@@ -24,7 +24,7 @@ from typing import Any
 
 from .config import RunConfig, from_dict
 from .grid import plan
-from .runs import load_result, now, resolve_results, write_json
+from .runs import load_result, now, pid_alive, resolve_results, write_json
 
 POLL_SECONDS = 0.25
 
@@ -121,14 +121,20 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
     from .store import ingest_run
 
     results = resolve_results(results)
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     job_id = job_id or uuid.uuid4().hex[:12]
     jdir = job_dir(results, job_id)
+    # Runs finished earlier are loaded, not trained: only the others need their data.
+    cached = {cfg.run_id for cfg in configs if load_result(results, cfg.run_id) is not None}
+    todo = [cfg for cfg in configs if cfg.run_id not in cached]
     try:
-        preflight(configs, results)
+        preflight(todo, results)
     except Exception as err:
         if (jdir / "progress.json").exists():  # a job launched from the app: its feed says why
-            write_json(jdir / "progress.json", {"job_id": job_id, "state": "failed", "total": len(configs),
-                                                "error": str(err), "runs": {}, "updated_at": now()})
+            with contextlib.suppress(OSError):
+                write_json(jdir / "progress.json", {"job_id": job_id, "state": "failed", "total": len(configs),
+                                                    "error": str(err), "runs": {}, "updated_at": now()})
         raise
     _clear_stale_cancel(jdir)
     start = time.perf_counter()
@@ -145,6 +151,11 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
         if progress:
             progress(report)
 
+    def ingest_if_written(rid: str) -> None:
+        # A run that failed before writing its config (bad data, a lost Ray task) has no folder.
+        if (Path(results) / "runs" / rid / "config.json").exists():
+            ingest_run(results, rid)
+
     def record(rec: dict[str, Any], counted: bool = True) -> None:
         rid = rec["run_id"]
         if not counted:
@@ -153,7 +164,7 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
             report.epochs_trained += rec.get("epochs_trained", 0) or 0
             report.dense_trained += int(bool(rec.get("dense_trained")))
             if rec["status"] in ("finished", "diverged", "failed"):
-                ingest_run(results, rid)
+                ingest_if_written(rid)
             publish()
             return
         entry = report.runs.setdefault(rid, {})
@@ -168,25 +179,19 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
             entry["reason"] = rec["reason"]
         report.epochs_trained += rec.get("epochs_trained", 0) or 0
         report.dense_trained += int(bool(rec.get("dense_trained")))
-        if rec["status"] != "busy" and (Path(results) / "runs" / rid / "config.json").exists():
-            ingest_run(results, rid)
+        if rec["status"] != "busy":
+            ingest_if_written(rid)
         publish()
 
-    # Runs finished earlier: load, make sure the store has them, and skip.
-    todo = []
-    for cfg in configs:
-        if load_result(results, cfg.run_id) is not None:
-            record({"run_id": cfg.run_id, "status": "finished", "cached": True})
-        else:
-            todo.append(cfg)
-    publish()
     cancel_file = jdir / "cancel"
-    stages = plan(todo)
-    wanted = {c.run_id for c in todo}
-
-    if executor not in ("local", "ray"):
-        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     try:
+        # Cached runs: make sure the store has them, and skip.
+        for cfg in configs:
+            if cfg.run_id in cached:
+                record({"run_id": cfg.run_id, "status": "finished", "cached": True})
+        publish()
+        stages = plan(todo)
+        wanted = {c.run_id for c in todo}
         if executor == "ray":
             _run_ray(stages, results, address, record, cancel_file, wanted)
         else:
@@ -209,16 +214,23 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
 
 
 def _clear_stale_cancel(jdir: Path) -> None:
-    """A cancel file left by an earlier, ended job with the same id must not cancel this one.
+    """A cancel file left by an earlier job with the same id (ended, or killed) must not cancel this one.
 
-    A job launched from the app and cancelled before its process started keeps its request.
+    A job launched from the app and cancelled before its process got here keeps its request: its
+    feed says 'starting' and its launcher's pid is this process.
     """
     try:
-        state = json.loads((jdir / "progress.json").read_text()).get("state")
+        feed = json.loads((jdir / "progress.json").read_text())
     except (OSError, ValueError):
         return
-    if state in ("finished", "cancelled", "failed"):
-        (jdir / "cancel").unlink(missing_ok=True)
+    if feed.get("state") in ("starting", "running"):
+        try:
+            launcher = json.loads((jdir / "launcher.json").read_text()).get("pid")
+        except (OSError, ValueError):
+            launcher = None
+        if pid_alive(launcher) or pid_alive(feed.get("pid")):
+            return
+    (jdir / "cancel").unlink(missing_ok=True)
 
 
 def _run_local(stages, results, workers: int, record, cancel_file: Path, wanted: set[str], report) -> None:

@@ -2,6 +2,7 @@
 dense and pruning work, and a small grid that really shares it and then loads from the cache."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -384,6 +385,59 @@ def test_a_cancel_before_a_launched_job_starts_is_kept(tmp_path):
     feed = job_dir(tmp_path, "launched") / "progress.json"
     feed.parent.mkdir(parents=True)
     feed.write_text(json.dumps({"job_id": "launched", "state": "starting", "runs": {}}))
+    (feed.parent / "launcher.json").write_text(json.dumps({"pid": os.getpid()}))  # the launched process
     request_cancel(tmp_path, "launched")
     report = run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="launched")
     assert report.cancelled == 1 and report.finished == 0
+
+
+def test_a_cancel_left_by_a_killed_job_does_not_cancel_a_job_reusing_its_id(tmp_path):
+    from ceag.executor import job_dir, request_cancel
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    feed = job_dir(tmp_path, "killed") / "progress.json"
+    feed.parent.mkdir(parents=True)
+    feed.write_text(json.dumps({"job_id": "killed", "state": "running", "pid": dead.pid, "runs": {}}))
+    request_cancel(tmp_path, "killed")
+    report = run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="killed")
+    assert report.finished == 1 and report.cancelled == 0
+
+
+def test_a_grid_of_cached_runs_needs_no_data_folder(tmp_path):
+    """Runs imported from another machine, or whose data moved, load without their data."""
+    import numpy as np
+    from PIL import Image
+
+    from ceag.layouts import DatasetError
+
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        name = f"{[5, 25, 45, 70][i % 4]}_{i % 2}_{(i // 2) % 5}_20170101{i:09d}.jpg.chip.jpg"
+        (tmp_path / "data" / "UTKFace").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / "UTKFace" / name)
+    configs = spec(datasets=("utkface",), models=("cnn",), methods=("nft",),
+                   settings={**TINY, "data_dir": str(tmp_path / "data"), "val_fraction": 0.0}).configs()
+    assert run_grid(configs, tmp_path / "results", workers=1).finished == 1
+    (tmp_path / "data").rename(tmp_path / "moved")
+    assert run_grid(configs, tmp_path / "results", workers=1).cached == 1
+    extra = spec(datasets=("utkface",), models=("cnn",), methods=("nft",), seeds=(1,),
+                 settings={**TINY, "data_dir": str(tmp_path / "data"), "val_fraction": 0.0}).configs()
+    with pytest.raises(DatasetError, match="UTKFace"):  # a cell to train still needs it
+        run_grid([*configs, *extra], tmp_path / "results", workers=1)
+
+
+def test_a_failed_training_behind_a_derived_cell_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
+    import ceag.executor
+
+    real = ceag.executor.execute_run
+
+    def failing_nft(cfg_dict, results):
+        if cfg_dict["method"] == "nft":
+            return {"run_id": ceag.executor.from_dict(cfg_dict).run_id, "status": "failed",
+                    "reason": "DatasetError: no data"}
+        return real(cfg_dict, results)
+
+    monkeypatch.setattr(ceag.executor, "execute_run", failing_nft)
+    report = run_grid(spec(methods=("nft_es", "ceag")).configs(), tmp_path, workers=1)
+    assert report.finished == 2 and report.error is None  # the grid went on past the failed NFT run
