@@ -229,3 +229,15 @@ def test_batches_from_an_accelerator_reach_the_host_unchanged():
     for a, b in zip(direct, packed, strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.dtype == b.dtype
+
+
+def test_el_rb_weights_a_batch_of_one_group_like_plain_fine_tuning():
+    # L_g - L is exactly 0 when the batch holds one group: no rounding residue may pick a sign
+    # for it (with lambda > 1 that would turn the weights negative: gradient ascent).
+    method = make(ELRB, buffer_size=1000)
+    method.multipliers = torch.tensor([3.0, 3.0, 3.0])
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        loss = (torch.rand(3, generator=gen) * 5).requires_grad_(True)
+        method.objective(loss, torch.ones(3, dtype=torch.bool), torch.tensor([1, 1, 1]), active=True).backward()
+        np.testing.assert_allclose(loss.grad.numpy(), 1 / 3, rtol=1e-6)

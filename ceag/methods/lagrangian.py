@@ -33,9 +33,10 @@ def _host(loss: torch.Tensor, correct: torch.Tensor, groups: torch.Tensor, pack:
 class _Lagrangian(Method):
     """The dual state (multipliers, violations, replay buffers) lives in host memory as numpy arrays.
 
-    It is a few hundred numbers updated once per step: numpy does that in a few microseconds,
-    where the same work as torch ops (or kernel launches on a GPU) costs several times more.
-    Only the per-sample weights of the primal step travel to the model's device.
+    It is at most a few thousand numbers (groups x buffer size) updated once per step: numpy does
+    that in a few tens of microseconds, where the same work as torch ops (or kernel launches on a
+    GPU) costs several times more. Only the per-sample weights of the primal step travel to the
+    model's device.
     """
 
     mitigates = True
@@ -70,6 +71,15 @@ class _Lagrangian(Method):
         """(G,) per-group mean of ``values`` in the batch (0 where a group is absent)."""
         return np.bincount(groups, weights=values, minlength=self.num_groups) / np.maximum(counts, 1)
 
+    def _batch_means(self, losses: np.ndarray, groups: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, float]:
+        """Per-group and overall mean loss of the batch, the overall one from the same group sums.
+
+        Summing once keeps the two consistent: a batch of a single group has a gap of exactly 0,
+        not a rounding residue whose sign would flip that group's weight.
+        """
+        sums = np.bincount(groups, weights=losses, minlength=self.num_groups)
+        return sums / np.maximum(counts, 1), float(sums.sum()) / losses.shape[0]
+
     def _estimates(self, values: np.ndarray, groups: np.ndarray, counts: np.ndarray):
         """Per-group estimate for the dual step (NaN where there is none), and which groups have one."""
         if self.buffer is not None:
@@ -84,8 +94,9 @@ class _Lagrangian(Method):
         return float(np.dot(np.where(ready, estimate, 0.0), w) / max(w.sum(), 1e-12))
 
     def _dual_step_(self, violation: np.ndarray, ready: np.ndarray, projected: bool) -> None:
-        # A group moves when it has an estimate; a NaN estimate (a NaN loss in EL+RB's buffer)
-        # leaves its multiplier as it was, an infinite one sends it to inf (caught as divergence).
+        # Groups move when they have an estimate. A NaN violation (a NaN loss reached EL+RB's
+        # buffers, which makes every violation NaN through the overall estimate) leaves the
+        # multipliers as they were; the non-finite objective of that step stops the run anyway.
         updated = self._lam + self.cfg.dual_lr * violation
         if projected:
             np.maximum(updated, 0.0, out=updated)
@@ -151,8 +162,8 @@ class CEAG(_Lagrangian):
         excess = (self._dense_group_accuracy - acc) - (self.dense.accuracy - overall)
         self._dual_step_(excess - self.cfg.tolerance, ready, projected=True)
         lam = self._lam * (counts > 0)
-        mean_loss = float(losses.sum()) / losses.shape[0]
-        surrogate = (self._group_means(losses, g, counts) - self._dense_group_loss) - (mean_loss - self.dense.loss)
+        group_loss, mean_loss = self._batch_means(losses, g, counts)
+        surrogate = (group_loss - self._dense_group_loss) - (mean_loss - self.dense.loss)
         value = mean_loss + float(np.dot(lam, surrogate))
         overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - float(lam.sum())
         return self._weighted(loss, losses, g, lam / np.maximum(counts, 1), overall_weight, value)
@@ -175,8 +186,8 @@ class ELRB(_Lagrangian):
         est, ready = self._estimates(losses, g, counts)
         self._dual_step_(np.abs(est - self._overall(est, ready)), ready, projected=False)
         lam = self._lam * (counts > 0)
-        mean_loss = float(losses.sum()) / losses.shape[0]
-        gap = self._group_means(losses, g, counts) - mean_loss
+        group_loss, mean_loss = self._batch_means(losses, g, counts)
+        gap = np.where(counts > 0, group_loss - mean_loss, 0.0)
         value = mean_loss + float(np.dot(lam, np.abs(gap)))
         signed = lam * np.sign(gap)
         overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - float(signed.sum())
