@@ -46,17 +46,25 @@ def run(quick: bool = False) -> list[Result]:
         axis = ["--methods", "nft", "--sparsities", "0.95", "--seeds", seeds, "--set", "finetune_epochs=200"]
         t1, _ = _grid([*axis, "--workers", "1"], Path(tmp) / "w1")
         t2, _ = _grid([*axis, "--workers", "2"], Path(tmp) / "w2")
+        # The command's own fixed cost (interpreter, imports, planning, store), paid once whatever
+        # the pool: the same command again, everything cached.
+        fixed, _ = _grid([*axis, "--workers", "2"], Path(tmp) / "w2")
         run1, run2 = _mean_run_seconds(Path(tmp) / "w1"), _mean_run_seconds(Path(tmp) / "w2")
         out.append(Result(f"grid of {n} independent runs, 1 worker", t1, "s", "", None,
                           f"{run1:.2f} s per run, in the driver's process with both cores' threads"))
         out.append(Result(f"grid of {n} independent runs, 2 workers", t2, "s", "", None,
                           f"{run2:.2f} s per run, one thread each"))
-        # Throughput once the pool runs: two runs at a time, each taking run2 instead of run1.
-        scaling = 2 * run1 / run2
+        scaling = (t1 - fixed) / (t2 - fixed)
         out.append(Result("worker-pool speed-up, 1 -> 2 workers on 2 cores", scaling, "x", ">= 1.7", scaling >= 1.7,
-                          "runs per second while the pool is busy; worker start-up excluded"))
-        out.append(Result("same, end to end", t1 / t2, "x", "", None,
-                          f"start-up of the two worker processes included (about {t2 - n * run2 / 2:.1f} s here)"))
+                          f"wall times less the command's fixed {fixed:.1f} s (the same grid, all cached); "
+                          "worker start-up included"))
+        out.append(Result("same, end to end", t1 / t2, "x", "", None, "the command's fixed cost included"))
+        # Where a shortfall comes from: one worker already trains on both cores' threads, and
+        # each worker of a pool starts a Python process that imports torch and loads the data.
+        out.append(Result("one run with both cores' threads vs one thread", run2 / run1, "x", "", None,
+                          "the 1-worker baseline's own gain from the second core"))
+        out.append(Result("pool start-up and feeding, 2 workers", t2 - fixed - n * run2 / 2, "s", "", None,
+                          "2-worker wall time less the fixed cost and the runs' own time"))
 
     for name in ("demo", "utkface", "cifar100"):
         epochs = count_epochs(preset(name).configs())

@@ -136,6 +136,9 @@ def _safe_extract(bundle: Path, dest: Path) -> None:
             raise BundleError(f"{bundle}: unpacks to {total} bytes, more than the {MAX_BUNDLE_BYTES} allowed")
         # Members were checked above; the "data" filter (Python >= 3.11.4) checks again where it exists.
         extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        if not extra:  # no filter to drop modes from the archive: plain ones
+            for m in members:
+                m.mode = 0o755 if m.isdir() else 0o644
         try:
             tar.extractall(dest, **extra)
         except (tarfile.TarError, EOFError, zlib.error) as err:

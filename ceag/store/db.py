@@ -69,10 +69,16 @@ def connect(results: str | Path, *, write: bool = False,
                                  "try again when it finishes") from err
             raise StoreError(f"cannot open {path} as a ceag store: {err}") from err
     try:
-        _check_and_migrate(con, path, write)
+        try:
+            _check_and_migrate(con, path, write)
+        except duckdb.Error as err:  # e.g. a full disk while migrating
+            raise StoreError(f"cannot prepare {path} as a ceag store: {err}") from err
         yield con
     finally:
-        con.close()
+        try:
+            con.close()
+        except duckdb.Error as err:  # closing writes the last changes back to the file
+            raise StoreError(f"could not finish writing {path}: {err}") from err
 
 
 def verify(results: str | Path) -> None:
