@@ -75,7 +75,8 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
             insert_run(con, row, frames, result.group_metrics if result is not None else None, cfg.dataset)
         except duckdb.Error as err:  # e.g. a full disk; the transaction was rolled back
             raise StoreError(f"could not write run {run_id} into {db_path(results)}: {err}. The run folder is "
-                             "intact; `python -m ceag ls`, a grid that includes it, or the app ingests it later.") from err
+                             "intact; `python -m ceag ls`, a grid that includes it, or the app ingests it "
+                             "later.") from err
     return row["status"]
 
 
