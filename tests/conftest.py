@@ -37,3 +37,14 @@ def results_dir(tmp_path) -> Path:
 def make_cfg():
     """``make_cfg(**changes)``: the fast config with some settings changed."""
     return fast_config
+
+
+@pytest.fixture
+def one_thread():
+    """Results depend on the thread count: train in this process with one thread, like a CLI child."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

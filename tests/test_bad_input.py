@@ -166,19 +166,14 @@ GRID_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "expected"), RUN_CASES, ids=[" ".join(a) for a, _ in RUN_CASES])
-def test_a_bad_run_setting_exits_2_and_writes_nothing(results, args, expected):
-    before = Unchanged(results)
-    code, out, err = ceag_main("run", *args, "--results", results)
-    assert_error(code, err, 2, *expected)
-    assert out == ""
-    before.check()
+BAD_SETTINGS = [("run", a, e) for a, e in RUN_CASES] + [("grid", a, e) for a, e in GRID_CASES]
 
 
-@pytest.mark.parametrize(("args", "expected"), GRID_CASES, ids=[" ".join(a) or "empty" for a, _ in GRID_CASES])
-def test_a_bad_grid_exits_2_and_writes_nothing(results, args, expected):
+@pytest.mark.parametrize(("command", "args", "expected"), BAD_SETTINGS,
+                         ids=[f"{c} {' '.join(a) or 'empty'}" for c, a, _ in BAD_SETTINGS])
+def test_a_bad_setting_exits_2_and_writes_nothing(results, command, args, expected):
     before = Unchanged(results)
-    code, out, err = ceag_main("grid", *args, "--results", results)
+    code, out, err = ceag_main(command, *args, "--results", results)
     assert_error(code, err, 2, *expected)
     assert out == ""
     before.check()

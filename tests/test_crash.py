@@ -54,15 +54,6 @@ def wait_for_epoch(folder: Path, proc: subprocess.Popen, epoch: int, timeout: fl
     raise TimeoutError(f"no epoch {epoch} within {timeout}s")
 
 
-@pytest.fixture
-def one_thread():
-    """Results depend on the thread count: train in this process with one thread, like the CLI child."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sigkill_mid_run_then_rerun_resumes_to_identical_results(tmp_path, one_thread):
     cfg = crash_config(finetune_epochs=60)
     killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"

@@ -26,14 +26,6 @@ EXPLODING = RunConfig(method="el_rb", dual_lr=1e3, **TINY)
 CALM = [RunConfig(method="nft", **TINY), RunConfig(method="ceag", tolerance=0.02, **TINY)]
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_a_too_large_dual_step_stops_the_run_as_diverged(tmp_path, one_thread):
     result = run(EXPLODING, tmp_path)
     s = result.summary
