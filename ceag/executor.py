@@ -24,7 +24,7 @@ from typing import Any
 
 from .config import RunConfig, from_dict
 from .grid import plan
-from .runs import load_result, now, pid_alive, resolve_results, write_json
+from .runs import is_finished, now, pid_alive, resolve_results, write_json
 
 POLL_SECONDS = 0.25
 
@@ -126,7 +126,7 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
     job_id = job_id or uuid.uuid4().hex[:12]
     jdir = job_dir(results, job_id)
     # Runs finished earlier are loaded, not trained: only the others need their data.
-    cached = {cfg.run_id for cfg in configs if load_result(results, cfg.run_id) is not None}
+    cached = {cfg.run_id for cfg in configs if is_finished(results, cfg.run_id)}
     todo = [cfg for cfg in configs if cfg.run_id not in cached]
     try:
         preflight(todo, results)

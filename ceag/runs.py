@@ -223,11 +223,16 @@ class RunResult:
         return _json_safe(out)
 
 
+def is_finished(results: Path, run_id: str) -> bool:
+    """Whether the run's folder holds a finished run (its summary is written last, atomically)."""
+    return (run_dir(results, run_id) / "summary.json").exists()
+
+
 def load_result(results: Path, run_id: str) -> RunResult | None:
     """A finished run from its folder, or None when it has not finished."""
-    folder = run_dir(results, run_id)
-    if not (folder / "summary.json").exists():
+    if not is_finished(results, run_id):
         return None
+    folder = run_dir(results, run_id)
     summary = json.loads((folder / "summary.json").read_text())
     config = from_dict(json.loads((folder / "config.json").read_text()))
     return RunResult(config, summary, pd.read_parquet(folder / "group_metrics.parquet"),

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .base import DenseReference, Diverged, Method
-from .buffers import ReplayBuffer
+from .buffers import ReplayBuffer, as_array
 
 
 def _host(loss: torch.Tensor, correct: torch.Tensor, groups: torch.Tensor, pack: bool | None = None):
@@ -134,9 +134,7 @@ class _Lagrangian(Method):
 
 def as_float64(x) -> np.ndarray:
     """A float64 host copy of a tensor (any device) or array."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.array(x, dtype=np.float64)
+    return np.array(as_array(x), dtype=np.float64)
 
 
 class CEAG(_Lagrangian):
