@@ -254,7 +254,11 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
         return cached
     from .data import load_dataset
 
-    load_dataset(cfg)  # a missing or malformed dataset fails here, before anything is written
+    data = load_dataset(cfg)  # a missing or malformed dataset fails here, before anything is written
+    if cfg.dense_checkpoint:
+        from .checkpoints import dense_checkpoint_for
+
+        dense_checkpoint_for(cfg, data)  # so does a checkpoint that cannot be used
     ensure_writable(results)
     folder = run_dir(results, cfg.run_id)
     with run_lock(folder, wait=wait):
@@ -356,8 +360,9 @@ def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:
     source = run_dir(results, nft.run_id)
     best = nft.summary.get("best_epoch")
     usable = nft.status == "finished" and best is not None and (source / "best_model.pt").exists()
-    summary = {**nft.summary, "run_id": cfg.run_id, "derived_from": nft.run_id,
-               "reported_epoch": best if usable else nft.summary["reported_epoch"],
+    reported = best if usable else nft.summary["reported_epoch"]
+    summary = {**nft.summary, "run_id": cfg.run_id, "derived_from": nft.run_id, "reported_epoch": reported,
+               "achieved_sparsity": _sparsity_at(nft.run_metrics, reported, nft.summary["achieved_sparsity"]),
                "epochs_trained": 0, "dense_trained": False, "finished_at": now()}
     write_json(folder / "config.json", cfg.to_dict())
     for name in ("group_metrics", "run_metrics", "duals"):
@@ -370,25 +375,35 @@ def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:
     return RunResult(cfg, summary, nft.group_metrics, nft.run_metrics, nft.duals, cached=False)
 
 
+def _sparsity_at(run_metrics: pd.DataFrame, epoch: int, default: float) -> float:
+    """The sparsity recorded at ``epoch`` (the reported iterate's own), else ``default``."""
+    rows = run_metrics[run_metrics["epoch"] == epoch]
+    return float(rows["sparsity"].iloc[0]) if len(rows) else default
+
+
 def load_dense(cfg, data, results: Path, device, progress, train_dense):
-    """(model, trained now?): the dense model for its settings, loaded if trained before."""
+    """(model, trained now?): the dense model for its settings, loaded if trained before.
+
+    With ``dense_checkpoint`` the model is the checkpoint (checkpoints.py says which layouts
+    load), or is trained from it when only its backbone fits (ImageNet weights).
+    """
     from .models import build_model
 
     path = Path(results) / "dense" / dense_key(cfg) / "model.pt"
-    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
+    fitted = None
     if cfg.dense_checkpoint:
-        state = load_torch(Path(cfg.dense_checkpoint))
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        try:
-            model.load_state_dict(state)
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"dense_checkpoint {cfg.dense_checkpoint} does not fit model {cfg.model} with "
-                             f"{data.num_classes} classes and inputs {data.input_shape}: {err}") from err
-        return model, False
+        from .checkpoints import dense_checkpoint_for
+
+        fitted = dense_checkpoint_for(cfg, data)
+        if not fitted.needs_training:
+            model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+            model.load_state_dict(fitted.state)
+            return model.to(device), False
     if path.exists():
+        model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         model.load_state_dict(load_torch(path))
-        return model, False
-    model = train_dense(cfg, data, device, progress)
+        return model.to(device), False
+    model = train_dense(cfg, data, device, progress, **({"initial": fitted.state} if fitted else {}))
     save_torch(path, {k: v.cpu() for k, v in model.state_dict().items()})
     return model, True
 
