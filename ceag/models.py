@@ -6,7 +6,6 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError
@@ -71,29 +70,38 @@ def mobilenet_v2(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return model
 
 
-class _BasicBlock(nn.Module):
-    """CIFAR ResNet block with the parameter-free (zero-padding) shortcut of He et al. 2016."""
+class CifarBasicBlock(nn.Module):
+    """CIFAR ResNet block of He et al. 2016 as published by chenyaofo/pytorch-cifar-models.
 
-    def __init__(self, in_planes: int, planes: int, stride: int):
+    Where the shape changes, the shortcut is a 1x1 convolution + batch norm (``downsample.0`` /
+    ``downsample.1``), pruned like the other convolutions, as in the paper's code.
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.stride = stride
-        self.pad = planes - in_planes
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        shortcut = x
-        if self.stride != 1 or self.pad:
-            shortcut = x[:, :, ::self.stride, ::self.stride]
-            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-        return F.relu(out + shortcut)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
 
 
 class CifarResNet(nn.Module):
+    """CIFAR ResNet-(6n+2) with chenyaofo's layout and parameter names (``conv1``, ``bn1``,
+    ``layer1..3.N.conv1/bn1/conv2/bn2``, ``layerK.0.downsample.0/1``, ``fc``), so its published
+    ``cifar100_resnet56`` weights load unchanged. Widths 16, 32, 64; initialization as chenyaofo's.
+    """
+
     def __init__(self, depth: int, channels: int, num_classes: int):
         super().__init__()
         if (depth - 2) % 6:
@@ -101,20 +109,23 @@ class CifarResNet(nn.Module):
         n = (depth - 2) // 6
         self.conv1 = nn.Conv2d(channels, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        layers, in_planes = [], 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(n):
-                layers.append(_BasicBlock(in_planes, planes, stride if i == 0 else 1))
-                in_planes = planes
-        self.layers = nn.Sequential(*layers)
+        self.relu = nn.ReLU(inplace=True)
+        inplanes = 16
+        for k, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+            blocks = [CifarBasicBlock(inplanes if i == 0 else planes, planes, stride if i == 0 else 1)
+                      for i in range(n)]
+            setattr(self, f"layer{k}", nn.Sequential(*blocks))
+            inplanes = planes
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(64, num_classes)
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.fc(torch.flatten(self.avgpool(out), 1))
 
 
 def resnet20(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
