@@ -33,6 +33,10 @@ MITIGATING_METHODS = ("el_rb", "ceag")
 PRUNING = ("unstructured", "global", "structured")
 MITIGATION_START = ("after_pruning", "start")
 DEVICES = ("auto", "cpu", "cuda")
+DENSE_OPTIMIZERS = ("sgd", "adam")
+OVERALL_ESTIMATES = ("train_share", "buffer_mean")
+PRUNE_ROUNDING = ("round", "ceil")
+WEIGHT_DECAY_SCOPES = ("all", "last_layer")
 
 # Settings that change where or how fast a run happens, not what it computes.
 NOT_IN_RUN_ID = ("device", "data_dir")
@@ -107,6 +111,19 @@ class RunConfig:
     detach_overall: bool = True
     mitigation_start: str = "after_pruning"
     divergence_threshold: float = 1e6
+    # Settings that let a run follow the paper's code where it differs from the defaults
+    # (docs/presets.md): the dense recipe (None: the fine-tuning value; milestones None: 0.5, 0.75),
+    # the dual step's overall accuracy estimate, masked batch norm, the pruned-weight count per
+    # layer, and which parameters weight decay reaches.
+    dense_optimizer: str = "sgd"
+    dense_lr: float | None = None
+    dense_weight_decay: float | None = None
+    dense_batch_size: int | None = None
+    dense_lr_milestones: tuple[float, ...] | None = None
+    overall_estimate: str = "train_share"
+    masked_bn: bool = False
+    prune_rounding: str = "round"
+    weight_decay_scope: str = "all"
     # bookkeeping
     eval_every: int = 1
     checkpoint_every: int = 5
@@ -299,10 +316,34 @@ def _validate(c: RunConfig) -> None:
     integer("checkpoint_every", 1)
     integer("max_trace_points", 10, 1_000_000)
     boolean("amp")
+    _validate_paper_settings(c, choice, number, boolean)
     for f in ("sparsity", "val_fraction", "lr", "momentum", "weight_decay", "lr_gamma", "dual_lr",
               "divergence_threshold"):
         object.__setattr__(c, f, float(getattr(c, f)))
     object.__setattr__(c, "lr_milestones", tuple(float(m) for m in c.lr_milestones))
+
+
+def _validate_paper_settings(c: RunConfig, choice, number, boolean) -> None:
+    choice("dense_optimizer", DENSE_OPTIMIZERS)
+    choice("overall_estimate", OVERALL_ESTIMATES)
+    choice("prune_rounding", PRUNE_ROUNDING)
+    choice("weight_decay_scope", WEIGHT_DECAY_SCOPES)
+    boolean("masked_bn")
+    number("dense_lr", 0.0, 100.0, lo_open=True, allow_none=True)
+    number("dense_weight_decay", 0.0, 1.0, allow_none=True)
+    if c.dense_batch_size is not None and (not _is_int(c.dense_batch_size)
+                                           or not 1 <= c.dense_batch_size <= 1_000_000):
+        raise ConfigError("dense_batch_size", c.dense_batch_size, "must be an integer in [1, 1000000], or null "
+                          "(the fine-tuning batch_size)")
+    m = c.dense_lr_milestones
+    if m is not None:
+        if not isinstance(m, tuple) or not all(_is_number(x) and 0 < x < 1 for x in m) or list(m) != sorted(m):
+            raise ConfigError("dense_lr_milestones", m, "must be an increasing list of fractions of the dense "
+                              "epochs in (0, 1), or null (0.5, 0.75)")
+        object.__setattr__(c, "dense_lr_milestones", tuple(float(x) for x in m))
+    for f in ("dense_lr", "dense_weight_decay"):
+        if getattr(c, f) is not None:
+            object.__setattr__(c, f, float(getattr(c, f)))
 
 
 # Settings each shared phase depends on (everything else may differ between runs sharing it).
@@ -311,10 +352,13 @@ DATA_FIELDS = ("dataset", "target", "groups", "image_size", "val_fraction", "rar
 DENSE_FIELDS = DATA_FIELDS + (
     "model", "seed", "dense_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "amp",
     "dense_checkpoint",
+    "dense_optimizer", "dense_lr", "dense_weight_decay", "dense_batch_size", "dense_lr_milestones",
+    "weight_decay_scope",
 )
 PRUNE_FIELDS = DENSE_FIELDS + (
     "sparsity", "prune_epochs", "finetune_epochs", "pruning", "dense_first_conv",
     "dense_last_layer", "lr_milestones", "lr_gamma", "eval_every", "mitigation_start",
+    "masked_bn", "prune_rounding",
 )
 
 

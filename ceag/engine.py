@@ -65,13 +65,40 @@ def evaluate(model: nn.Module, split: Split, num_groups: int, amp: bool = False)
 
 
 def lr_at(epoch: int, total: int, base: float, milestones: tuple[float, ...], gamma: float) -> float:
-    """Step schedule: multiply by ``gamma`` at each milestone (a fraction of ``total`` epochs)."""
-    return base * gamma ** sum(epoch >= m * total for m in milestones)
+    """Step schedule: multiply by ``gamma`` from epoch ``int(m * total)`` on, for each milestone fraction ``m``.
+
+    ``int`` (not ceil) as in the paper's code (``int(milestone * epochs)`` into ``MultiStepLR``,
+    src/utils/experiment_utils.py): 0.9 of 47 epochs decays from epoch 42.
+    """
+    return base * gamma ** sum(epoch >= int(m * total) for m in milestones)
 
 
-def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                           weight_decay=cfg.weight_decay)
+def last_layer(model: nn.Module) -> nn.Module:
+    """The last convolution or linear layer in module order (the classifier of every model here)."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return layers[-1]
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig, *, dense: bool = False) -> torch.optim.Optimizer:
+    """The primal optimizer: SGD with the run's settings, or the dense recipe's (``dense=True``).
+
+    With ``weight_decay_scope="last_layer"`` only the last layer (weight and bias) is decayed, in
+    the second parameter group: the effective behaviour of the paper's L2 term, which
+    ``model_sq_l2_norm`` (src/models/model_stats.py) overwrites layer by layer instead of summing.
+    Weight decay here is the gradient of (wd / 2) * ||theta||^2 (coupled, also for Adam), as
+    their loss term is.
+    """
+    lr = cfg.dense_lr if dense and cfg.dense_lr is not None else cfg.lr
+    wd = cfg.dense_weight_decay if dense and cfg.dense_weight_decay is not None else cfg.weight_decay
+    if cfg.weight_decay_scope == "last_layer":
+        last = {id(p) for p in last_layer(model).parameters()}
+        params = [{"params": [p for p in model.parameters() if id(p) not in last], "weight_decay": 0.0},
+                  {"params": [p for p in model.parameters() if id(p) in last], "weight_decay": wd}]
+    else:
+        params = [{"params": list(model.parameters()), "weight_decay": wd}]
+    if dense and cfg.dense_optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
 def _train_batches(split: Split, batch_size: int, generator: torch.Generator, flip: bool = False):
@@ -86,18 +113,30 @@ class DenseDiverged(ValueError):
 
 
 def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
-                progress: Progress | None = None) -> nn.Module:
-    """Train the dense model for ``cfg.dense_epochs`` (step decay at 50 % and 75 %)."""
-    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed).to(device)
-    optimizer = make_optimizer(model.parameters(), cfg)
+                progress: Progress | None = None, initial: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Train the dense model for ``cfg.dense_epochs`` with the dense recipe.
+
+    Optimizer ``dense_optimizer`` (SGD with the run's momentum and Nesterov setting, or Adam),
+    learning rate ``dense_lr``, weight decay ``dense_weight_decay`` and batch ``dense_batch_size``
+    (each None: the fine-tuning value), step decay x0.1 at ``dense_lr_milestones`` (None: 50 % and
+    75 %). ``initial``: weights to start from (an ImageNet backbone) instead of a fresh model.
+    """
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+    if initial is not None:
+        model.load_state_dict(initial)
+    model = model.to(device)
+    optimizer = make_optimizer(model, cfg, dense=True)
+    base_lr = cfg.dense_lr if cfg.dense_lr is not None else cfg.lr
+    milestones = cfg.dense_lr_milestones if cfg.dense_lr_milestones is not None else (0.5, 0.75)
+    batch_size = cfg.dense_batch_size or cfg.batch_size
     generator = torch.Generator().manual_seed(cfg.seed)
     train_split = data.splits["train"]
     model.train()
     for epoch in range(cfg.dense_epochs):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, cfg.dense_epochs, cfg.lr, (0.5, 0.75), 0.1)
+            group["lr"] = lr_at(epoch, cfg.dense_epochs, base_lr, milestones, 0.1)
         finite = torch.ones((), dtype=torch.bool, device=device)  # checked once per epoch: no sync per step
-        for batch in _train_batches(train_split, cfg.batch_size, generator, data.flip):
+        for batch in _train_batches(train_split, batch_size, generator, data.flip):
             with autocast(device, cfg.amp):
                 logits = model(batch.x)
             loss = F.cross_entropy(logits.float(), batch.y)
@@ -107,10 +146,36 @@ def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
             optimizer.step()
         if not bool(finite):
             raise DenseDiverged(f"training the dense model diverged in epoch {epoch + 1} of {cfg.dense_epochs}: "
-                                f"its loss became non-finite (lr {cfg.lr:g}); lower lr. Nothing was saved.")
+                                f"its loss became non-finite (lr {base_lr:g}); lower lr. Nothing was saved.")
         if progress:
             progress("dense", epoch + 1, cfg.dense_epochs)
     return model
+
+
+class _LastLayerDecay:
+    """The paper's effective L2 term (wd / 2) * ||last layer||^2 inside a constrained objective.
+
+    In their code that term is added to the overall loss in place (``loss += ...`` on the same
+    tensor, src/cmp/*.py), so the surrogate's overall-loss term carries it: its gradient is scaled
+    by the overall-loss weight of the step (1 - sum of multipliers without ``detach_overall``),
+    and EL+RB's gaps L_g - L include it. The scale goes into the decayed parameter group's weight
+    decay before each step; EL+RB is told the term's value.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig):
+        self.layer = last_layer(model)
+        self.group = optimizer.param_groups[1]
+        self.wd = cfg.weight_decay
+
+    def before_objective(self, method, active: bool) -> None:
+        if active and getattr(method, "uses_overall_loss_value", False) and self.wd:
+            with torch.no_grad():
+                sq = sum(float(p.detach().float().pow(2).sum()) for p in self.layer.parameters())
+            method.l2_penalty = 0.5 * self.wd * sq
+
+    def before_step(self, method, active: bool) -> None:
+        weight = getattr(method, "overall_weight", 1.0) if active else 1.0
+        self.group["weight_decay"] = self.wd * weight
 
 
 @dataclass
@@ -188,8 +253,10 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
 
     model = copy.deepcopy(dense_model).to(device)
     pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
-                             dense_last_layer=cfg.dense_last_layer)
-    optimizer = make_optimizer(model.parameters(), cfg)
+                             dense_last_layer=cfg.dense_last_layer, rounding=cfg.prune_rounding,
+                             masked_bn=cfg.masked_bn)
+    optimizer = make_optimizer(model, cfg)
+    decay_last = _LastLayerDecay(model, optimizer, cfg) if cfg.weight_decay_scope == "last_layer" else None
     method = get_method(cfg.method)(cfg, G, dense_reference(dense_stats["train"], device), device)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     state = TrainState()
@@ -236,8 +303,12 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
                     logits = model(batch.x).float()
                 loss = F.cross_entropy(logits, batch.y, reduction="none")
                 correct = logits.detach().argmax(1) == batch.y
+                if decay_last is not None:
+                    decay_last.before_objective(method, active)
                 objective = method.objective(loss, correct, batch.g, active)
                 method.check_finite(state.step, objective)
+                if decay_last is not None:
+                    decay_last.before_step(method, active)
                 optimizer.zero_grad(set_to_none=True)
                 objective.backward()
                 optimizer.step()

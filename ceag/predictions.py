@@ -30,6 +30,10 @@ def predictions(results: str | os.PathLike | None, run_id: str, split: str = "te
         raise ValueError(f"split {split!r} does not exist for this run; it has {', '.join(data.splits)}")
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     model.load_state_dict(load_torch(folder / "model.pt"))
+    if cfg.masked_bn:
+        from .pruning import restore_masked_bn
+
+        restore_masked_bn(model, dense_first_conv=cfg.dense_first_conv, dense_last_layer=cfg.dense_last_layer)
     part = data.splits[split]
     pred, _ = predict(model, part)
     groups = part.g.numpy()

@@ -8,8 +8,12 @@ because its magnitude is zero at the next pruning event.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+ROUNDING = ("round", "ceil")
 
 
 def cubic_sparsity(epoch: int, target: float, prune_epochs: int, initial: float = 0.0) -> float:
@@ -33,16 +37,27 @@ def prunable_layers(model: nn.Module, *, dense_first_conv: bool = True,
 
 
 class MagnitudePruner:
-    """Owns one boolean mask per prunable layer. ``kind``: unstructured | global | structured."""
+    """Owns one boolean mask per prunable layer. ``kind``: unstructured | global | structured.
+
+    ``rounding``: how many weights a layer loses at sparsity s: ``round(s * n)`` or, as in the
+    paper's code (``math.ceil`` in src/models/pruning.py), ``ceil(s * n)``.
+    ``masked_bn``: the batch norm after a pruned convolution outputs zero for every channel whose
+    filter is entirely pruned (the paper's ``MaskedBatchNorm2d``) instead of its bias.
+    """
 
     def __init__(self, model: nn.Module, kind: str = "unstructured", *,
-                 dense_first_conv: bool = True, dense_last_layer: bool = True):
+                 dense_first_conv: bool = True, dense_last_layer: bool = True,
+                 rounding: str = "round", masked_bn: bool = False):
+        if rounding not in ROUNDING:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDING)}, not {rounding!r}")
         self.kind = kind
+        self.rounding = rounding
         self.layers = prunable_layers(model, dense_first_conv=dense_first_conv,
                                       dense_last_layer=dense_last_layer)
         if not self.layers:
             raise ValueError("the model has no prunable layer left with these dense-layer settings")
         self.masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.layers.items()}
+        self.batch_norms = attach_masked_bn(model, self.layers) if masked_bn else {}
 
     @torch.no_grad()
     def prune_to_(self, sparsity: float) -> None:
@@ -53,14 +68,15 @@ class MagnitudePruner:
             for name, module in self.layers.items():
                 score = module.weight.detach().abs() * self.masks[name]
                 if self.kind == "structured":
-                    self.masks[name] = _channel_mask(score, sparsity)
+                    self.masks[name] = _channel_mask(score, sparsity, self.rounding)
                 else:
-                    self.masks[name] = _smallest_out(score.flatten(), sparsity).view_as(score)
+                    self.masks[name] = _smallest_out(score.flatten(), sparsity, self.rounding).view_as(score)
         self.apply_()
+        self._sync_batch_norms()
 
     def _prune_global(self, sparsity: float) -> None:
         scores = [(m.weight.detach().abs() * self.masks[n]).flatten() for n, m in self.layers.items()]
-        keep = _smallest_out(torch.cat(scores), sparsity)
+        keep = _smallest_out(torch.cat(scores), sparsity, self.rounding)
         offset = 0
         for name, score in zip(self.layers, scores, strict=True):
             self.masks[name] = keep[offset:offset + score.numel()].view_as(self.masks[name])
@@ -86,6 +102,11 @@ class MagnitudePruner:
             raise ValueError("pruning masks do not match this model's prunable layers")
         for n, m in state.items():
             self.masks[n] = m.to(self.masks[n].device, torch.bool)
+        self._sync_batch_norms()
+
+    def _sync_batch_norms(self) -> None:
+        for name, bn in self.batch_norms.items():
+            set_alive_channels(bn, self.masks[name].flatten(1).any(1))
 
 
 def model_sparsity(model: nn.Module) -> float:
@@ -98,12 +119,18 @@ def model_sparsity(model: nn.Module) -> float:
     return zeros / total
 
 
-def _smallest_out(score: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Boolean keep-mask over a flat score vector that drops the round(sparsity * n) smallest.
+def _count(sparsity: float, n: int, rounding: str) -> int:
+    """Number of the ``n`` weights to prune at ``sparsity``: round or ceil of ``sparsity * n``."""
+    exact = sparsity * n  # the same float expression as the paper's code, so ceil agrees with theirs
+    return min(n, math.ceil(exact)) if rounding == "ceil" else int(round(exact))
+
+
+def _smallest_out(score: torch.Tensor, sparsity: float, rounding: str = "round") -> torch.Tensor:
+    """Boolean keep-mask over a flat score vector that drops the ``_count`` smallest.
 
     The cumulative target is given as a count, so repeated calls never compound.
     """
-    n_prune = int(round(sparsity * score.numel()))
+    n_prune = _count(sparsity, score.numel(), rounding)
     keep = torch.ones_like(score, dtype=torch.bool)
     if n_prune > 0:
         # A stable sort keeps ties (e.g. already-pruned zeros) in a deterministic order.
@@ -112,11 +139,68 @@ def _smallest_out(score: torch.Tensor, sparsity: float) -> torch.Tensor:
     return keep
 
 
-def _channel_mask(score: torch.Tensor, sparsity: float) -> torch.Tensor:
+def _channel_mask(score: torch.Tensor, sparsity: float, rounding: str = "round") -> torch.Tensor:
     """Keep-mask removing the output channels (rows) with the smallest L2 norm; one always stays."""
     norms = score.flatten(1).norm(dim=1)
-    n_prune = min(int(round(sparsity * norms.numel())), norms.numel() - 1)
+    n_prune = min(_count(sparsity, norms.numel(), rounding), norms.numel() - 1)
     keep_rows = torch.ones_like(norms, dtype=torch.bool)
     if n_prune > 0:
         keep_rows[torch.sort(norms, stable=True).indices[:n_prune]] = False
     return keep_rows.view(-1, *([1] * (score.dim() - 1))).expand_as(score).clone()
+
+
+# -- masked batch norm ----------------------------------------------------------------------
+def batch_norm_after(model: nn.Module, conv_names) -> dict[str, nn.BatchNorm2d]:
+    """For each named convolution, the BatchNorm2d that directly follows it in module order.
+
+    Holds for every model here (torchvision ResNets and MobileNet-V2, the CIFAR ResNets, the
+    demo CNN): a convolution's own batch norm is the next leaf module, with as many channels.
+    Convolutions not followed by one are left out.
+    """
+    leaves = [(n, m) for n, m in model.named_modules() if next(m.children(), None) is None]
+    out = {}
+    for (name, module), (_, after) in zip(leaves, leaves[1:], strict=False):
+        if (name in conv_names and isinstance(module, nn.Conv2d) and isinstance(after, nn.BatchNorm2d)
+                and after.num_features == module.out_channels):
+            out[name] = after
+    return out
+
+
+def attach_masked_bn(model: nn.Module, layers) -> dict[str, nn.BatchNorm2d]:
+    """Make the batch norms after the convolutions ``layers`` masked; returns them by conv name.
+
+    A masked batch norm multiplies its output by a per-channel 0/1 buffer ``alive_channels``
+    (not part of the state dict): a channel whose filter is entirely pruned outputs zero, in
+    training and evaluation, and its scale and shift get no gradient. This is what the paper's
+    ``MaskedBatchNorm2d`` (src/sparse/masked_bn.py) computes; it also leaves such a channel's
+    running statistics untouched, which changes nothing here since the channel's output is zero.
+    """
+    found = batch_norm_after(model, set(layers))
+    for bn in found.values():
+        if not hasattr(bn, "alive_channels"):
+            bn.register_buffer("alive_channels", torch.ones(bn.num_features, device=bn.weight.device),
+                               persistent=False)
+            bn.all_alive = True
+            bn.register_forward_hook(_zero_dead_channels)
+    return found
+
+
+def set_alive_channels(bn: nn.BatchNorm2d, alive: torch.Tensor) -> None:
+    """Set which channels of a masked batch norm are alive ((C,) bool)."""
+    with torch.no_grad():
+        bn.alive_channels.copy_(alive.to(bn.alive_channels))
+    bn.all_alive = bool(alive.all())  # checked on the host in forward: no device sync per step
+
+
+def restore_masked_bn(model: nn.Module, *, dense_first_conv: bool = True, dense_last_layer: bool = True) -> None:
+    """Masked batch norm for a pruned model loaded from a state dict (masks read off the zero weights)."""
+    layers = prunable_layers(model, dense_first_conv=dense_first_conv, dense_last_layer=dense_last_layer)
+    for name, bn in attach_masked_bn(model, layers).items():
+        set_alive_channels(bn, (layers[name].weight != 0).flatten(1).any(1))
+
+
+def _zero_dead_channels(module: nn.Module, inputs, output: torch.Tensor):
+    if module.all_alive:
+        return None
+    shape = (1, -1) + (1,) * (output.dim() - 2)
+    return output * module.alive_channels.to(output.dtype).view(shape)

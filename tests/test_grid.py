@@ -160,6 +160,9 @@ ALTERNATIVES = {
     "lr_milestones": (0.5,), "lr_gamma": 0.5, "dual_lr": 0.01, "buffer_size": 20, "replay_buffer": False,
     "detach_overall": False, "mitigation_start": "start", "divergence_threshold": 1e5, "eval_every": 2,
     "max_trace_points": 100, "amp": True,
+    "dense_optimizer": "adam", "dense_lr": 0.001, "dense_weight_decay": 0.0, "dense_batch_size": 32,
+    "dense_lr_milestones": (0.6, 0.8), "overall_estimate": "buffer_mean", "masked_bn": True,
+    "prune_rounding": "ceil", "weight_decay_scope": "last_layer",
 }
 # Settings that change neither results nor run id may exist; these are the known ones.
 NOT_RESULT_AFFECTING = {"checkpoint_every"}
@@ -204,14 +207,20 @@ def test_shared_phase_keys(base_cfg):
     for change in ({"method": "nft"}, {"sparsity": 0.5}, {"tolerance": 0.1}, {"dual_lr": 0.5},
                    {"prune_epochs": 3}):
         assert dense_key(base_cfg.replace(**change)) == dense_key(base_cfg), change
-    for change in ({"seed": 3}, {"lr": 0.5}, {"dense_epochs": 3}, {"model": "cnn"}, {"val_fraction": 0.2}):
+    for change in ({"seed": 3}, {"lr": 0.5}, {"dense_epochs": 3}, {"model": "cnn"}, {"val_fraction": 0.2},
+                   {"dense_optimizer": "adam"}, {"dense_lr": 1e-3}, {"dense_lr_milestones": (0.6,)},
+                   {"weight_decay_scope": "last_layer"}):
         assert dense_key(base_cfg.replace(**change)) != dense_key(base_cfg), change
+    for change in ({"masked_bn": True}, {"prune_rounding": "ceil"}, {"overall_estimate": "buffer_mean"}):
+        assert dense_key(base_cfg.replace(**change)) == dense_key(base_cfg), change
     # the end of pruning is shared by methods and tolerances, not across sparsities
     for change in ({"method": "nft"}, {"method": "el_rb"}, {"tolerance": 0.1}, {"buffer_size": 3},
                    {"replay_buffer": False}, {"dual_lr": 0.5}):
         assert prune_key(base_cfg.replace(**change)) == prune_key(base_cfg), change
-    for change in ({"sparsity": 0.5}, {"prune_epochs": 3}, {"pruning": "global"}, {"seed": 3}):
+    for change in ({"sparsity": 0.5}, {"prune_epochs": 3}, {"pruning": "global"}, {"seed": 3},
+                   {"masked_bn": True}, {"prune_rounding": "ceil"}):
         assert prune_key(base_cfg.replace(**change)) != prune_key(base_cfg), change
+    assert prune_key(base_cfg.replace(overall_estimate="buffer_mean")) == prune_key(base_cfg)
     # starting mitigation with pruning makes the pruning phase the run's own
     start = base_cfg.replace(mitigation_start="start")
     assert prune_key(start) == start.run_id

@@ -40,6 +40,8 @@ class _Lagrangian(Method):
     """
 
     mitigates = True
+    overall_weight = 1.0  # weight of the overall-loss term in the last primal objective
+    l2_penalty = 0.0      # an L2 term counted in the overall loss (set by the engine, see _LastLayerDecay)
 
     def __init__(self, cfg, num_groups: int, dense: DenseReference, device: torch.device):
         super().__init__(cfg, num_groups, dense, device)
@@ -88,8 +90,19 @@ class _Lagrangian(Method):
         present = counts > 0
         return np.where(present, self._group_means(values, groups, counts), np.nan), present
 
-    def _overall(self, estimate: np.ndarray, ready: np.ndarray) -> float:
-        """Overall estimate: groups with an estimate, weighted by their training-split share."""
+    def _overall(self, estimate: np.ndarray, ready: np.ndarray, values: np.ndarray) -> float:
+        """The overall estimate the dual step compares with the dense model's.
+
+        ``overall_estimate="train_share"``: the groups with an estimate, weighted by their share of
+        the training split (consistent with the sample-weighted dense accuracy). ``"buffer_mean"``:
+        the mean of every value in the full buffers, so each full buffer counts equally, as in the
+        paper's code (``GroupCyclicBuffer.query``, src/cmp/cyclic_buffer.py); without replay
+        buffers, the batch's mean ``values``, as theirs.
+        """
+        if self.cfg.overall_estimate == "buffer_mean":
+            if self.buffer is None:
+                return float(values.mean()) if values.shape[0] else 0.0
+            return float(estimate[ready].mean()) if ready.any() else 0.0
         w = self._prior * ready
         return float(np.dot(np.where(ready, estimate, 0.0), w) / max(w.sum(), 1e-12))
 
@@ -141,8 +154,9 @@ class CEAG(_Lagrangian):
     """min L(theta) s.t. psi_g(theta) <= tolerance for every group, with proxy constraints.
 
     Dual step (true constraint): psi_hat_g - eps with psi_hat_g = (A_g^d - A_hat_g) - (A^d - A_hat),
-    A_hat_g from the replay buffer of 0/1 correctness, A_hat the prior-weighted mean over groups
-    with full buffers. Primal step (surrogate): L + sum_{g in batch} lambda_g psi~_g with
+    A_hat_g from the replay buffer of 0/1 correctness, A_hat over the groups with full buffers
+    (training-share weighted, or their plain mean: ``overall_estimate``).
+    Primal step (surrogate): L + sum_{g in batch} lambda_g psi~_g with
     psi~_g = (L_g - L_g^d) - (L - L^d) on the batch (L detached inside psi~ when detach_overall).
     """
 
@@ -156,7 +170,7 @@ class CEAG(_Lagrangian):
         losses, correct_np, g = _host(loss, correct, groups)
         counts = np.bincount(g, minlength=self.num_groups)
         acc, ready = self._estimates(correct_np, g, counts)
-        overall = self._overall(acc, ready)
+        overall = self._overall(acc, ready, correct_np)
         excess = (self._dense_group_accuracy - acc) - (self.dense.accuracy - overall)
         self._dual_step_(excess - self.cfg.tolerance, ready, projected=True)
         lam = self._lam * (counts > 0)
@@ -164,6 +178,7 @@ class CEAG(_Lagrangian):
         surrogate = (group_loss - self._dense_group_loss) - (mean_loss - self.dense.loss)
         value = mean_loss + float(np.dot(lam, surrogate))
         overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - float(lam.sum())
+        self.overall_weight = overall_weight
         return self._weighted(loss, losses, g, lam / np.maximum(counts, 1), overall_weight, value)
 
 
@@ -175,6 +190,7 @@ class ELRB(_Lagrangian):
 
     key = "el_rb"
     label = "EL+RB"
+    uses_overall_loss_value = True
 
     def objective(self, loss, correct, groups, active):
         if not active:
@@ -182,13 +198,15 @@ class ELRB(_Lagrangian):
         losses, _, g = _host(loss, correct, groups)
         counts = np.bincount(g, minlength=self.num_groups)
         est, ready = self._estimates(losses, g, counts)
-        self._dual_step_(np.abs(est - self._overall(est, ready)), ready, projected=False)
+        self._dual_step_(np.abs(est - self._overall(est, ready, losses)), ready, projected=False)
         lam = self._lam * (counts > 0)
         group_loss, mean_loss = self._batch_means(losses, g, counts)
-        gap = np.where(counts > 0, group_loss - mean_loss, 0.0)
+        # l2_penalty: the paper's L2 term inside the overall loss (weight_decay_scope="last_layer")
+        gap = np.where(counts > 0, group_loss - mean_loss - self.l2_penalty, 0.0)
         value = mean_loss + float(np.dot(lam, np.abs(gap)))
         signed = lam * np.sign(gap)
         overall_weight = 1.0 if self.cfg.detach_overall else 1.0 - float(signed.sum())
+        self.overall_weight = overall_weight
         return self._weighted(loss, losses, g, signed / np.maximum(counts, 1), overall_weight, value)
 
 
