@@ -185,6 +185,8 @@ def _grid_spec(args: argparse.Namespace):
     settings = {**spec.get("settings", {}), **_data_settings(args)}
     if args.epochs is not None:
         settings["finetune_epochs"] = args.epochs
+    if args.dense_checkpoint:
+        settings["dense_checkpoint"] = args.dense_checkpoint
     settings.update(_overrides(args.overrides))
     spec["settings"] = settings
     return GridSpec.from_dict(spec)
@@ -196,6 +198,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     spec = _grid_spec(args)
     configs = spec.configs(max_cells=args.max_cells)
+    _note_paper_checkpoint(args, spec)
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", args.workers, "must be at least 1")
     bar = _GridBar(len(configs), enabled=not args.json)
@@ -215,6 +218,17 @@ def cmd_grid(args: argparse.Namespace) -> int:
             if entry.get("status") in ("failed", "diverged", "busy"):
                 print(f"  {rid} {entry['method']} {entry['status']}: {entry.get('reason')}")
     return 0 if report.failed == 0 and report.cancelled == 0 else 1
+
+
+def _note_paper_checkpoint(args: argparse.Namespace, spec) -> None:
+    """A paper preset without a dense checkpoint: say which file the paper started from."""
+    from .grid import preset_checkpoint
+
+    published = preset_checkpoint(args.preset) if args.preset else None
+    if published and not spec.settings.get("dense_checkpoint") and not args.json:
+        print(f"note: the paper's runs start from the dense model {published[0]} ({published[1]}); without "
+              f"--dense-checkpoint FILE the dense model is trained with the preset's dense recipe "
+              f"(docs/presets.md)", file=sys.stderr)
 
 
 class _GridBar:
@@ -334,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tolerances", type=_csv(float), help="comma-separated CEAG tolerances, e.g. 0.01,0.02")
     g.add_argument("--seeds", type=_csv(int), help="comma-separated seeds, e.g. 0,1,2")
     g.add_argument("--epochs", type=int, help="fine-tuning epochs after pruning")
+    g.add_argument("--dense-checkpoint", help="start every cell from these dense weights (a state dict, loaded "
+                   "weights-only; the paper's published files load as released: docs/presets.md)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting for every cell, VALUE in JSON; repeatable")
     _add_data_options(g)

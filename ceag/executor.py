@@ -110,6 +110,11 @@ def preflight(configs: list[RunConfig], results: Path) -> None:
 
     for dataset, root in sorted({(c.dataset, str(data_root(c))) for c in configs if c.dataset in LAYOUTS}):
         locate(dataset, root)
+    if any(c.dense_checkpoint for c in configs):
+        from .checkpoints import read_state_dict
+
+        for path in sorted({c.dense_checkpoint for c in configs if c.dense_checkpoint}):
+            read_state_dict(path)  # a file that is no state dict stops the grid here
     verify(results)
     ensure_writable(results)
 
