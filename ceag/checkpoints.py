@@ -68,13 +68,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as err:
         text = str(err)
         found = re.search(r"GLOBAL ([\w.]+)", text)
-        if "Weights only load failed" in text:
-            what = f"a pickled {found.group(1)} object" if found else "pickled Python objects"
+        if found:  # a class the weights-only loader does not allow: a pickled object
             raise CheckpointError(
-                f"dense_checkpoint {path} holds {what}, not a state dict of tensors; it is not loaded (loading "
-                "it would run code from the file): where the model was made, save model.state_dict() with "
-                "torch.save and pass that file") from None
-        raise CheckpointError(f"dense_checkpoint {path} is not a PyTorch checkpoint ({_first_line(text)})") from None
+                f"dense_checkpoint {path} holds a pickled {found.group(1)} object, not a state dict of tensors; "
+                "it is not loaded (loading it would run code from the file): where the model was made, save "
+                "model.state_dict() with torch.save and pass that file") from None
+        reason = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+        raise CheckpointError(f"dense_checkpoint {path} is not a PyTorch checkpoint (" + (
+            reason.group(1).strip()[:120] if reason else "not a pickle of tensors") + ")") from None
     except OSError as err:
         raise CheckpointError(f"dense_checkpoint {path} cannot be read: {err.strerror or err}") from None
     except Exception as err:  # noqa: BLE001 - any parse failure of a foreign file means the same thing

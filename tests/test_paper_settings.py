@@ -205,3 +205,20 @@ def test_nft_es_records_the_sparsity_of_the_iterate_it_reports(tmp_path, make_cf
     at = rows[rows.epoch == result.summary["reported_epoch"]]["sparsity"].iloc[0]
     assert result.summary["achieved_sparsity"] == at
     assert result.summary["reported_epoch"] >= make_cfg().prune_epochs  # only iterates at the target sparsity
+
+
+@pytest.mark.parametrize("method,model", [("ceag", "cnn"), ("el_rb", "mlp")])
+def test_a_run_with_every_paper_setting_finishes(tmp_path, method, model, one_thread):
+    from ceag.grid import PAPER_COMMON
+    from ceag.runs import run
+
+    settings = {k: v for k, v in PAPER_COMMON.items() if k not in ("rare_groups",)}
+    settings.update(prune_epochs=1, finetune_epochs=1, dense_epochs=1, dense_optimizer="adam", dense_lr=1e-3,
+                    dense_lr_milestones=(0.6, 0.8, 0.9), lr_milestones=(0.9,), dual_lr=0.05, buffer_size=4,
+                    batch_size=256, dense_batch_size=256)
+    cfg = RunConfig(dataset="digits", model=model, method=method, sparsity=0.9, device="cpu", **settings,
+                    **({"tolerance": 0.0} if method == "ceag" else {}))
+    result = run(cfg, tmp_path)
+    assert result.status == "finished"
+    assert result.summary["achieved_sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert len(result.duals) > 0  # the constrained phase ran

@@ -139,3 +139,25 @@ def test_every_preset_row_is_in_the_docs():
         assert f"`{setting}`" in doc or setting == "seeds", f"docs/presets.md has no row for {setting}"
     for name in PAPER_PRESETS:
         assert f"## `{name}`" in doc or name == "utkface_intersectional"
+
+
+def test_grid_says_which_dense_model_the_paper_started_from(tmp_path, capsys):
+    from ceag.cli import main
+
+    with pytest.raises(SystemExit):  # no FairFace folder here: the grid stops before training
+        main(["grid", "--preset", "fairface", "--data-dir", str(tmp_path), "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert "res34_fair_align_multi_7_20190809.pt" in err and "--dense-checkpoint FILE" in err
+
+
+def test_grid_checks_the_dense_checkpoint_before_training(tmp_path, capsys):
+    from ceag.cli import main
+
+    bad = tmp_path / "dense.pt"
+    bad.write_bytes(b"not weights")
+    with pytest.raises(SystemExit) as code:
+        main(["grid", "--datasets", "digits", "--models", "mlp", "--methods", "nft", "--dense-checkpoint", str(bad),
+              "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code.value.code == 1 and "is not a PyTorch checkpoint" in err and err.count("\n") == 1
+    assert not (tmp_path / "r" / "runs").exists()
