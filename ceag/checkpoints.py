@@ -200,10 +200,12 @@ def dataset_labels(dataset: str, target: str) -> tuple[str, ...] | None:
     """The dataset's label names of ``target`` in label order, where a published head needs them (FairFace)."""
     if dataset != "fairface":
         return None
-    from . import real_data
+    try:
+        from .datasets import faces as loader
+    except ImportError:
+        from . import real_data as loader
 
-    return {"race": real_data.FAIRFACE_RACES, "gender": real_data.FAIRFACE_GENDERS,
-            "age": real_data.FAIRFACE_AGES}[target]
+    return {"race": loader.FAIRFACE_RACES, "gender": loader.FAIRFACE_GENDERS, "age": loader.FAIRFACE_AGES}[target]
 
 
 def _shape(t: torch.Tensor) -> str:
