@@ -201,4 +201,4 @@ def import_runs(source: str | os.PathLike, results: str | os.PathLike | None = N
             imported.append(rid)
     for rid in imported:
         ingest_run(results, rid)
-    return {"imported": imported, "present": present}
+    return {"imported": sorted(imported), "present": sorted(present)}
