@@ -170,7 +170,7 @@ class _LastLayerDecay:
     def before_objective(self, method, active: bool) -> None:
         if active and getattr(method, "uses_overall_loss_value", False) and self.wd:
             with torch.no_grad():
-                sq = sum(float(p.detach().float().pow(2).sum()) for p in self.layer.parameters())
+                sq = float(sum(p.detach().float().pow(2).sum() for p in self.layer.parameters()))  # one sync
             method.l2_penalty = 0.5 * self.wd * sq
 
     def before_step(self, method, active: bool) -> None:
