@@ -34,6 +34,9 @@ COLUMNS = {
                               "dense_accuracy", "acc_gap", "excess_gap"},
     "duals.parquet": {"step", "epoch", "group_id", "multiplier", "violation"},
 }
+# Carried when present (runs made before per-sample predictions were kept have none).
+OPTIONAL_FILES = ("predictions.parquet",)
+PREDICTION_COLUMNS = {"split", "sample_id", "y_true", "group_id", "y_pred", "p_pred", "dense_pred", "dense_p_pred"}
 MAX_BUNDLE_BYTES = 2 * 1024**3
 
 
@@ -59,7 +62,7 @@ def export_bundle(results: str | os.PathLike | None, run_ids: list[str], out: st
         if not (folder / "summary.json").exists():
             raise BundleError(f"run {rid} is not finished in {results}; only finished runs can be bundled")
         manifest["runs"].append(rid)
-        for name in RUN_FILES:
+        for name in RUN_FILES + OPTIONAL_FILES:
             if (folder / name).exists():
                 rel = f"runs/{rid}/{name}"
                 manifest["sha256"][rel] = _sha256(folder / name)
@@ -99,7 +102,8 @@ def _validate_run(folder: Path) -> str:
         raise BundleError(f"run {name}: summary.json is not valid JSON") from err
     if summary.get("run_id") != name or summary.get("status") not in ("finished", "diverged"):
         raise BundleError(f"run {name}: summary.json does not describe a finished run {name}")
-    for fname, cols in COLUMNS.items():
+    optional = {"predictions.parquet": PREDICTION_COLUMNS} if (folder / "predictions.parquet").exists() else {}
+    for fname, cols in {**COLUMNS, **optional}.items():
         try:
             have = set(pd.read_parquet(folder / fname).columns)
         except Exception as err:

@@ -382,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=("final", "runs", "run_metrics", "group_metrics", "duals"),
                     help="final: per-group metrics at the reported epoch with run settings (default)")
     ex.add_argument("--predictions", action="store_true",
-                    help="per-sample predictions (y_true, y_pred, group) of the run's reported model")
+                    help="per-sample predictions of one run: y_true, y_pred, group, group_name, sample_id, "
+                         "p_pred (probability of y_pred), dense_pred, dense_p_pred")
     ex.add_argument("--split", default="test", help="split for --predictions (train, val, test; default test)")
     ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")
     ex.add_argument("--format", choices=("csv", "parquet"), help="default: from the --out suffix")

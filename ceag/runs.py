@@ -2,8 +2,9 @@
 
 A run writes only inside ``<results>/runs/<run_id>/``, every file atomically (temp + rename):
 ``config.json``, ``status.json``, ``checkpoint.pt`` while it trains, and when it ends
-``group_metrics.parquet``, ``run_metrics.parquet``, ``duals.parquet``, ``model.pt`` and
-``summary.json`` (written last: its presence marks a finished run). Shared phases live beside:
+``group_metrics.parquet``, ``run_metrics.parquet``, ``duals.parquet``, ``predictions.parquet``
+(per-sample predictions, see ceag.predictions), ``model.pt`` and ``summary.json`` (written last:
+its presence marks a finished run). Shared phases live beside:
 ``dense/<key>/model.pt`` (one dense model per dataset, model and seed) and
 ``pruned/<key>/state.pt`` (the state at the end of gradual pruning).
 """
@@ -343,6 +344,10 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     write_parquet(folder / "group_metrics.parquet", group_metrics)
     write_parquet(folder / "run_metrics.parquet", run_metrics)
     write_parquet(folder / "duals.parquet", duals)
+    from .predictions import write_run_predictions  # per-sample predictions; NFT also keeps its best iterate's
+
+    write_run_predictions(folder, outcome.model, dense, data, outcome.best_model if cfg.method == "nft" else None,
+                          amp=cfg.amp)
     save_torch(folder / "model.pt", {k: v.cpu() for k, v in outcome.model.state_dict().items()})
     if outcome.best_model is not None and cfg.method == "nft":  # NFT+ES is derived from it
         save_torch(folder / "best_model.pt", outcome.best_model)
@@ -369,6 +374,9 @@ def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:
         write_parquet(folder / f"{name}.parquet", getattr(nft, name))
     model_file = "best_model.pt" if usable else "model.pt"
     atomic_write(folder / "model.pt", lambda p: p.write_bytes((source / model_file).read_bytes()))
+    pred_file = source / ("best_predictions.parquet" if usable else "predictions.parquet")
+    if pred_file.exists():  # absent for NFT runs made before predictions were kept: computed on demand
+        atomic_write(folder / "predictions.parquet", lambda p: p.write_bytes(pred_file.read_bytes()))
     write_json(folder / "summary.json", summary)
     write_json(folder / "status.json", {"status": summary["status"], "finished_at": summary["finished_at"],
                                         "derived_from": nft.run_id})

@@ -87,16 +87,19 @@ def test_exported_predictions_give_the_stored_group_accuracies(store, tmp_path, 
     proc = ceag_cli("export", "--run", rid, "--predictions", "--split", "test", "--out", out, results=results)
     assert proc.returncode == 0, proc.stderr
     pred = pd.read_csv(out)
-    assert list(pred.columns)[:3] == ["y_true", "y_pred", "group"]
-    assert set(pred.columns) <= {"y_true", "y_pred", "group", "group_name"}
+    assert list(pred.columns) == ["y_true", "y_pred", "group", "group_name", "sample_id", "p_pred", "dense_pred",
+                                  "dense_p_pred"]
+    assert list(pred.sample_id) == list(range(len(pred)))
+    assert pred.p_pred.between(0, 1).all() and pred.dense_p_pred.between(0, 1).all()
     stored = queries.group_metrics(results, rid)  # at the reported epoch (the best one for NFT+ES)
     stored = stored[stored.split == "test"].set_index("group_id")
     correct = (pred.y_true == pred.y_pred).groupby(pred.group)
     assert list(correct.size()) == list(stored.n)
     for group, acc in correct.mean().items():
         assert acc == pytest.approx(stored.loc[group, "accuracy"], abs=1e-12), group
-    if "group_name" in pred.columns:
-        assert dict(zip(pred.group, pred.group_name, strict=True)) == stored.group_name.to_dict()
+    assert dict(zip(pred.group, pred.group_name, strict=True)) == stored.group_name.to_dict()
+    dense_correct = (pred.y_true == pred.dense_pred).groupby(pred.group).mean()
+    assert dense_correct.to_dict() == stored.dense_accuracy.to_dict()
 
 
 def test_predictions_need_exactly_one_run(store):
@@ -132,6 +135,9 @@ def test_bundle_round_trip_in_process(bundle, store, tmp_path):
     front_new = queries.frontier(target, dataset="synthetic").set_index("run_id").sort_index()
     cols = ["accuracy", "max_excess_gap", "psi_pw", "reported_epoch", "method", "tolerance"]
     pd.testing.assert_frame_equal(front_new[cols], front_old[cols])
+    for rid in ids.values():  # per-sample predictions travel with their runs
+        assert (run_dir(target, rid) / "predictions.parquet").read_bytes() == (
+            run_dir(results, rid) / "predictions.parquet").read_bytes()
     again = import_runs(bundle, target)
     assert again["imported"] == [] and sorted(again["present"]) == sorted(ids.values())
 
