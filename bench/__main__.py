@@ -11,10 +11,11 @@ import json
 import sys
 import time
 
-from bench import app, gpu, grids, method_cost, store
+from bench import app, bootstrap, gpu, grids, method_cost, store
 from bench.common import Result
 
-SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run}
+SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
+          "bootstrap": bootstrap.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,169 @@
+"""Bootstrap intervals: an independent per-resample computation, Fairlearn's MetricFrame, bad settings."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ceag.bootstrap import BootstrapSettings, indistinguishable_from, intervals, resample_indices, run_intervals
+
+Z = 1.959963984540054  # standard normal 97.5 % quantile
+
+
+def predictions(seed: int = 0, n: int = 800):
+    """Four groups (the last one small and hurt by pruning), three classes."""
+    rng = np.random.default_rng(seed)
+    g = rng.choice(4, n, p=[0.4, 0.3, 0.22, 0.08])
+    y = rng.integers(0, 3, n)
+    dense = np.where(rng.random(n) < 0.9, y, (y + 1) % 3)
+    sparse = np.where(rng.random(n) < np.where(g == 3, 0.5, 0.85), y, (y + 1) % 3)
+    return y, g, sparse, dense
+
+
+def masked_metrics(y, g, sparse, dense, groups):
+    """Every metric of one sample set, group by group on boolean masks (no vectorization)."""
+    s_ok, d_ok = sparse == y, dense == y
+    gap = {k: d_ok[g == k].mean() - s_ok[g == k].mean() for k in range(groups) if (g == k).any()}
+    overall = d_ok.mean() - s_ok.mean()
+    return {"acc": {k: s_ok[g == k].mean() for k in gap}, "gap": gap,
+            "excess": {k: v - overall for k, v in gap.items()}, "overall_acc": s_ok.mean(),
+            "max_excess": max(gap.values()) - overall, "psi_pw": max(gap.values()) - min(gap.values())}
+
+
+def test_point_estimates_and_intervals_match_a_plain_computation_on_the_same_resamples():
+    y, g, sparse, dense = predictions()
+    settings = BootstrapSettings(n_boot=200, seed=3)
+    res = intervals(y, g, sparse, dense, 4, settings, split="train")
+    point = masked_metrics(y, g, sparse, dense, 4)
+    rows = res.groups.set_index("group_id")
+    for k in range(4):
+        assert rows.loc[k, "n"] == (g == k).sum()
+        assert rows.loc[k, "accuracy"] == pytest.approx(point["acc"][k], abs=1e-15)
+        assert rows.loc[k, "excess_gap"] == pytest.approx(point["excess"][k], abs=1e-15)
+    assert res.overall["max_excess_gap"] == pytest.approx(point["max_excess"], abs=1e-15)
+    assert res.overall["psi_pw"] == pytest.approx(point["psi_pw"], abs=1e-15)
+    # The same resamples, metric by metric with masks: the percentiles agree exactly.
+    boot = [masked_metrics(y[i], g[i], sparse[i], dense[i], 4)
+            for chunk in resample_indices(len(y), settings, "train") for i in chunk]
+    assert len(boot) == 200
+    for k in range(4):
+        for key, col in (("acc", "accuracy"), ("gap", "acc_gap"), ("excess", "excess_gap")):
+            lo, hi = np.quantile([b[key][k] for b in boot], [0.025, 0.975])
+            assert (rows.loc[k, f"{col}_low"], rows.loc[k, f"{col}_high"]) == pytest.approx((lo, hi), abs=1e-12)
+    for key, col in (("max_excess", "max_excess_gap"), ("psi_pw", "psi_pw"), ("overall_acc", "accuracy")):
+        lo, hi = np.quantile([b[key] for b in boot], [0.025, 0.975])
+        assert (res.overall[f"{col}_low"], res.overall[f"{col}_high"]) == pytest.approx((lo, hi), abs=1e-12)
+
+
+def test_intervals_are_seeded_and_paired():
+    y, g, sparse, dense = predictions()
+    a = intervals(y, g, sparse, dense, 4, BootstrapSettings(n_boot=100, seed=1))
+    b = intervals(y, g, sparse, dense, 4, BootstrapSettings(n_boot=100, seed=1))
+    c = intervals(y, g, sparse, dense, 4, BootstrapSettings(n_boot=100, seed=2))
+    pd.testing.assert_frame_equal(a.groups, b.groups)
+    assert not a.groups.equals(c.groups)
+    # Paired: a sparse model identical to the dense one has Δ_g = 0 in every resample.
+    same = intervals(y, g, dense, dense, 4, BootstrapSettings(n_boot=100))
+    assert (same.groups[["acc_gap_low", "acc_gap_high", "excess_gap_low", "excess_gap_high"]] == 0).all().all()
+
+
+def test_an_empty_group_is_nan_and_a_rare_one_uses_the_resamples_it_appears_in():
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 2])
+    g = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 2])  # group 1 empty, group 2 a single sample
+    res = intervals(y, g, y, y, 3, BootstrapSettings(n_boot=50))
+    rows = res.groups.set_index("group_id")
+    assert rows.loc[1, "n"] == 0 and rows.loc[1, ["accuracy", "accuracy_low", "excess_gap_high"]].isna().all()
+    assert rows.loc[2, "accuracy_low"] == rows.loc[2, "accuracy_high"] == 1.0
+
+
+@pytest.mark.slow
+def test_intervals_agree_with_fairlearn_metricframe_within_monte_carlo_error():
+    """Fairlearn resamples the same way (whole split, with replacement) with another random stream,
+    so the percentiles agree up to Monte-Carlo error of a quantile from n_boot draws."""
+    fairlearn = pytest.importorskip("fairlearn.metrics")
+    y, g, sparse, dense = predictions(seed=7)
+    n_boot, q = 250, [0.025, 0.975]
+    ours = intervals(y, g, sparse, dense, 4, BootstrapSettings(n_boot=n_boot, seed=0))
+
+    def acc(y_true, y_pred):
+        return float(np.mean(y_true == y_pred))
+
+    def dense_acc(y_true, y_pred, dense_pred):
+        return float(np.mean(y_true == dense_pred))
+
+    def acc_gap(y_true, y_pred, dense_pred):
+        return float(np.mean(y_true == dense_pred) - np.mean(y_true == y_pred))
+
+    mf = fairlearn.MetricFrame(
+        metrics={"accuracy": acc, "dense_accuracy": dense_acc, "acc_gap": acc_gap}, y_true=y, y_pred=sparse,
+        sensitive_features=pd.Series(g, name="group"),
+        sample_params={"dense_accuracy": {"dense_pred": dense}, "acc_gap": {"dense_pred": dense}},
+        n_boot=n_boot, ci_quantiles=q, random_state=0)
+    # Standard error of a 2.5 % quantile from n_boot draws, in units of the statistic's spread,
+    # for the difference of two independent estimates; 4 of them, plus the grid of one sample.
+    se = math.sqrt(2) * math.sqrt(0.025 * 0.975 / n_boot) / (math.exp(-Z * Z / 2) / math.sqrt(2 * math.pi))
+
+    def close(mine_lo, mine_hi, theirs_lo, theirs_hi, n):
+        sigma = (mine_hi - mine_lo) / (2 * Z)
+        slack = 4 * se * sigma + 0.5 / n
+        assert abs(mine_lo - theirs_lo) <= slack and abs(mine_hi - theirs_hi) <= slack, (
+            (mine_lo, mine_hi), (theirs_lo, theirs_hi), slack)
+
+    rows = ours.groups.set_index("group_id")
+    low, high = mf.by_group_ci
+    for k in range(4):
+        n_k = int(rows.loc[k, "n"])
+        for col in ("accuracy", "dense_accuracy", "acc_gap"):
+            close(rows.loc[k, f"{col}_low"], rows.loc[k, f"{col}_high"], low.loc[k, col], high.loc[k, col], n_k)
+            assert rows.loc[k, col] == pytest.approx(mf.by_group.loc[k, col], abs=1e-12)
+            assert rows.loc[k, f"{col}_low"] <= rows.loc[k, col] <= rows.loc[k, f"{col}_high"]  # covers it
+        assert rows.loc[k, "excess_gap_low"] <= rows.loc[k, "excess_gap"] <= rows.loc[k, "excess_gap_high"]
+    o_low, o_high = mf.overall_ci
+    close(ours.overall["accuracy_low"], ours.overall["accuracy_high"], o_low["accuracy"], o_high["accuracy"], len(y))
+    close(ours.overall["acc_gap_low"], ours.overall["acc_gap_high"], o_low["acc_gap"], o_high["acc_gap"], len(y))
+    # Ψ_PW = max_g Δ_g − min_g Δ_g is Fairlearn's between-groups difference of Δ_g.
+    d_low, d_high = mf.difference_ci(method="between_groups")
+    n_min = int(rows["n"].min())
+    close(ours.overall["psi_pw_low"], ours.overall["psi_pw_high"], d_low["acc_gap"], d_high["acc_gap"], n_min)
+    # max_g ψ_g = max_g (Δ_g − Δ) is Fairlearn's to-overall difference of Δ_g (max_g |Δ_g − Δ|) when the
+    # most-changed group is the hurt one, as group 3 is here by far.
+    assert rows.loc[3, "excess_gap_low"] > 3 * rows.loc[:2, "excess_gap"].abs().max()
+    t_low, t_high = mf.difference_ci(method="to_overall")
+    close(ours.overall["max_excess_gap_low"], ours.overall["max_excess_gap_high"], t_low["acc_gap"],
+          t_high["acc_gap"], n_min)
+    for key in ("accuracy", "acc_gap", "max_excess_gap", "psi_pw"):
+        assert ours.overall[f"{key}_low"] <= ours.overall[key] <= ours.overall[f"{key}_high"], key
+
+
+def test_run_intervals_cover_every_split_and_flag_the_tolerance():
+    y, g, sparse, dense = predictions()
+    frame = pd.concat([pd.DataFrame({"split": s, "y_true": y, "group_id": g, "y_pred": sparse, "dense_pred": dense})
+                       for s in ("test", "train")])
+    groups, overall = run_intervals(frame, 4, BootstrapSettings(n_boot=50))
+    assert list(overall["split"]) == ["train", "test"] and list(groups.columns[:3]) == ["split", "group_id", "n"]
+    flags = indistinguishable_from(groups["excess_gap_low"], groups["excess_gap_high"], 0.01)
+    expected = (groups["excess_gap_low"] <= 0.01) & (groups["excess_gap_high"] >= 0.01)
+    assert list(flags) == list(expected) and flags.any() and not flags.all()
+    assert not indistinguishable_from(groups["excess_gap_low"], groups["excess_gap_high"], None).any()
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(n_boot=0), "invalid n_boot=0: the number of resamples must be an integer from 1 to 100000"),
+    (dict(n_boot=1.5), "invalid n_boot=1.5"),
+    (dict(confidence=95), "invalid confidence=95: must be a fraction strictly between 0 and 1"),
+    (dict(seed=-1), "invalid seed=-1: must be a non-negative integer"),
+])
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        BootstrapSettings(**settings)
+
+
+def test_bad_inputs_are_refused():
+    y, g, sparse, dense = predictions()
+    with pytest.raises(ValueError, match="must have the same length"):
+        intervals(y, g, sparse[:-1], dense, 4)
+    with pytest.raises(ValueError, match=r"group ids must be in 0..2, got 0..3"):
+        intervals(y, g, sparse, dense, 3)
+    with pytest.raises(ValueError, match="dense predictions are missing"):
+        intervals(y, g, sparse, pd.array([pd.NA] * len(y), dtype="Int64"), 4)
