@@ -185,3 +185,40 @@ def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> 
         return _query(results, f"SELECT * FROM {table} WHERE list_contains(?, run_id) ORDER BY run_id, {order}",
                       [list(run_ids)])
     raise ValueError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
+
+
+# -- the audit view: per-group tables of chosen runs, and the Overview's story -----------------------
+AUDIT_GROUPS = """
+    SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.tolerance, r.seed, r.status, r.reported_epoch,
+           g.split, g.group_id, g.group_name, g.n, g.accuracy, g.dense_accuracy, g.acc_gap, g.excess_gap
+    FROM runs r JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
+    WHERE r.status IN ('finished', 'diverged') AND {where}
+    ORDER BY r.method, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
+             CASE g.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, g.group_id
+"""
+AUDIT_RUNS = """
+    SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity, r.tolerance, r.seed,
+           r.status, r.reason, r.reported_epoch, r.best_epoch, r.selection_split, r.total_epochs, r.device,
+           r.threads, r.wall_seconds, r.finished_at, r.config, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
+           m.max_excess_gap, m.psi_pw
+    FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
+    WHERE list_contains(?, r.run_id)
+    ORDER BY r.method, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
+             CASE m.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END
+"""
+
+
+def audit_groups(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+    """Per finished (or diverged) run, split and group at the reported epoch, with the run's settings."""
+    return _query(results, AUDIT_GROUPS.format(where="list_contains(?, r.run_id)"), [list(run_ids)])
+
+
+def audit_runs(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+    """Per run and split at the reported epoch: settings (``config`` JSON included) and run-level metrics."""
+    return _query(results, AUDIT_RUNS, [list(run_ids)])
+
+
+def story_groups(results: str | os.PathLike, *, dataset: str, model: str | None = None) -> pd.DataFrame:
+    """Per-group rows (train, val, test) at the reported epoch of every finished run of ``dataset``."""
+    return _query(results, AUDIT_GROUPS.format(where="r.status = 'finished' AND r.dataset = ? AND (? IS NULL OR "
+                                                     "r.model = ?)"), [dataset, model, model])

@@ -1,0 +1,143 @@
+"""Generated sentences, checked against hand-made stores whose answer is known.
+
+The demo store below reproduces the three situations where a canned caption was wrong: at 98 %
+CEAG misses ε = 1 % on train (6.8 points); at 90 % NFT hurts no group while CEAG's test maximum is
+worse than NFT's; at 95 % the rare digit is repaired on test (ψ = −7.1) while the test maximum
+(4.2) comes from another digit.
+"""
+
+import pandas as pd
+import pytest
+
+from ceag.config import RunConfig
+from ceag.sentences import GLOSSARY, comparison_sentences, overview_sentences, points
+from ceag.store import connect, queries
+from ceag.store.ingest import RUN_COLUMNS, insert_run
+
+NAMES = ["digit 0", "digit 3", "digit 8"]
+# (method, sparsity, tolerance): {split: excess gaps ψ_g per group, in points}; overall gap Δ = 5 points.
+DEMO = {
+    ("nft", 0.9, None): {"train": [-0.4, 0.3, 0.5], "test": [0.9, 2.1, -1.0]},
+    ("ceag", 0.9, 0.01): {"train": [0.2, 0.4, -0.6], "test": [3.0, -0.5, 1.1]},
+    ("nft", 0.95, None): {"train": [-2.0, 1.0, 33.2], "test": [-1.5, 2.0, 25.9]},
+    ("ceag", 0.95, 0.02): {"train": [-0.3, 0.0, 0.1], "test": [1.0, 4.2, -7.1]},
+    ("nft", 0.98, None): {"train": [-1.0, 2.0, 20.0], "test": [0.5, 3.0, 18.0]},
+    ("ceag", 0.98, 0.01): {"train": [0.5, 1.0, 6.8], "test": [2.0, 5.5, 4.0]},
+}
+OVERALL_GAP = 0.05
+
+
+def add_run(con, method, sparsity, tolerance, seed, gaps, dataset="digits"):
+    """One finished run whose per-group ψ_g are ``gaps`` (points) on each split."""
+    cfg = RunConfig(dataset=dataset, method=method, sparsity=sparsity, tolerance=tolerance, seed=seed)
+    row = {c: None for c in RUN_COLUMNS}
+    row.update(run_id=cfg.run_id, status="finished", dataset=dataset, model="mlp", method=method, sparsity=sparsity,
+               tolerance=tolerance, seed=seed, reported_epoch=10, config=cfg.canonical_json(), data_key="d",
+               dense_key="d", prune_key="p")
+    rows, run_rows = [], []
+    for split, values in gaps.items():
+        for gid, (name, psi) in enumerate(zip(NAMES, values, strict=True)):
+            acc_gap = psi / 100 + OVERALL_GAP
+            rows.append({"run_id": cfg.run_id, "epoch": 10, "split": split, "group_id": gid, "group_name": name,
+                         "n": 50, "accuracy": 0.9 - acc_gap, "loss": 0.1, "dense_accuracy": 0.9, "acc_gap": acc_gap,
+                         "excess_gap": psi / 100})
+        run_rows.append({"run_id": cfg.run_id, "epoch": 10, "split": split, "accuracy": 0.85, "loss": 0.1,
+                         "dense_accuracy": 0.9, "acc_gap": OVERALL_GAP, "max_excess_gap": max(values) / 100,
+                         "psi_pw": (max(values) - min(values)) / 100, "sparsity": sparsity})
+    insert_run(con, row, {"group_metrics": pd.DataFrame(rows), "run_metrics": pd.DataFrame(run_rows)}, None, dataset)
+    return cfg.run_id
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    results = tmp_path_factory.mktemp("story")
+    ids = {}
+    with connect(results, write=True) as con:
+        for (method, sparsity, tol), gaps in DEMO.items():
+            ids[(method, sparsity)] = add_run(con, method, sparsity, tol, 0, gaps)
+    return results, ids
+
+
+def test_overview_story_is_true_in_the_three_cases_a_canned_caption_got_wrong(demo_store):
+    results, _ = demo_store
+    story = overview_sentences(queries.story_groups(results, dataset="digits"))
+    text = " ".join(story)
+    # The headline is the sparsity where NFT hurts most on train: 95 %, digit 8.
+    assert story[0].startswith("On digits with the mlp model, pruning to 95 % sparsity hurts digit 8 most.")
+    assert ("digit 8 loses 38.2 points of training accuracy while the model as a whole loses 5.0: 33.2 points"
+            in story[0])
+    assert "On the test data its excess gap is 25.9 points." in story[0]
+    # 95 %: repaired on test, but the test maximum is another digit.
+    assert ("CEAG with ε = 2 % turns digit 8 around: it now loses less than average (ψ_g = -7.1), but digit 3 is "
+            "now the worst group at 4.2 points, above the tolerance: the constraint held on the data it trained on, "
+            "not on new data.") in text
+    assert "keeps every group within its tolerance at ε = 2 % (worst: digit 8, 0.1 points)" in text
+    # 98 %: CEAG misses ε = 1 % on train.
+    at98 = next(s for s in story if s.startswith("At 98 %"))
+    assert "NFT hurts digit 8 most (20.0 points on train)" in at98
+    assert "CEAG with ε = 1 % misses its tolerance on train (worst 6.8)" in at98
+    assert "near ε" not in text and "holds it" not in text
+    # 90 %: NFT hurts no group; CEAG's test maximum is worse than NFT's.
+    at90 = next(s for s in story if s.startswith("At 90 %"))
+    assert "NFT hurts no group by more than 1.0 points beyond average (worst: digit 8, 0.5)" in at90
+    assert "its worst group on test is digit 0 at 3.0, worse than NFT's 2.1" in at90
+    assert len(story) == 5  # the headline, CEAG on train, CEAG on test, one line for each other sparsity
+
+
+def test_overview_story_averages_seeds_and_says_so(tmp_path):
+    with connect(tmp_path, write=True) as con:
+        for seed, psi in ((0, 10.0), (1, 20.0)):
+            add_run(con, "nft", 0.9, None, seed, {"train": [0.0, -psi, psi], "test": [0.0, 0.0, psi / 2]})
+    story = overview_sentences(queries.story_groups(tmp_path, dataset="digits"))
+    assert "(averaged over 2 seeds)" in story[0] and "15.0 points more than average" in story[0]
+    assert story[1] == "There are no CEAG runs at 90 % to show what the constraint does."
+
+
+def test_overview_story_without_nft_says_what_is_missing(tmp_path):
+    with connect(tmp_path, write=True) as con:
+        add_run(con, "ceag", 0.9, 0.01, 0, {"train": [0.0, 0.0, 0.0]})
+    assert overview_sentences(queries.story_groups(tmp_path, dataset="digits")) == [
+        "The store has no NFT runs of digits/mlp, so there is nothing to measure the other methods against; the demo "
+        "grid has them."]
+    assert overview_sentences(queries.story_groups(tmp_path, dataset="nothing")) == []
+
+
+def test_comparison_names_the_hurt_group_what_ceag_leaves_and_the_worst_on_test(demo_store):
+    results, ids = demo_store
+    groups = queries.audit_groups(results, [ids[("nft", 0.95)], ids[("ceag", 0.95)]])
+    # Intervals as the audit adds them: around digit 3's test value, containing ε = 2 %.
+    groups["excess_gap_low"] = groups["excess_gap"] - 0.03
+    groups["excess_gap_high"] = groups["excess_gap"] + 0.03
+    text = comparison_sentences(groups)
+    assert text[0] == ("On train, NFT hurts digit 8 most: it loses 38.2 points of accuracy while the model as a whole "
+                       "loses 5.0, 33.2 points more (ψ_g; 95 % interval 30.2 to 36.2).")
+    assert text[1].startswith("On test, NFT hurts digit 8 most") and "25.9 points more" in text[1]
+    assert text[2] == ("CEAG (ε = 2 %) leaves digit 8 at ψ_g = 0.1 on train (NFT: 33.2) and -7.1 on test (NFT: 25.9) "
+                       "points.")
+    assert text[3] == ("On train, CEAG (ε = 2 %) keeps every group within its tolerance: the worst group, digit 8, "
+                       "has ψ_g = 0.1 points.")
+    assert text[4].startswith("Under CEAG (ε = 2 %), the worst group on test is digit 3 at ψ_g = 4.2 points "
+                              "(95 % interval 1.2 to 7.2), above its tolerance of 2.0 points, though its interval "
+                              "contains the tolerance")
+    assert text[4].endswith("; below NFT's worst on test (25.9 points).")
+    assert any("On test, the ψ_g interval of digit 0, digit 3 under CEAG (ε = 2 %) contains the tolerance" in t
+               for t in text)
+
+
+def test_comparison_across_sparsities_pairs_each_mitigation_with_its_own_nft(demo_store):
+    results, ids = demo_store
+    groups = queries.audit_groups(results, [ids[("nft", 0.9)], ids[("ceag", 0.9)], ids[("ceag", 0.98)]])
+    text = comparison_sentences(groups)
+    at90 = [t for t in text if t.startswith("At sparsity 90 %")]
+    assert "NFT hurts no group by more than 1.0 points" in at90[0]
+    assert any("the worst group on test is digit 0 at ψ_g = 3.0 points, above its tolerance of 1.0 points; "
+               "above NFT's worst on test (2.1 points)." in t for t in at90)
+    at98 = [t for t in text if t.startswith("At sparsity 98 %")]
+    assert at98[0].startswith("At sparsity 98 % (digits/mlp, seed 0): there is no NFT run to compare with; under "
+                              "CEAG (ε = 1 %) the worst group on test is digit 3 (ψ_g = 5.5 points)")
+
+
+def test_points_and_glossary():
+    assert points(0.332) == "33.2" and points(-0.0001) == "0.0" and points(float("nan")) == "n/a"
+    assert {"sparsity", "ε (tolerance)", "Δ_g", "ψ_g", "max_g ψ_g", "Ψ_PW", "λ_g", "ψ̂_g"} <= set(GLOSSARY)
+    assert all(len(v) > 40 for v in GLOSSARY.values())
