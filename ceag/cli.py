@@ -310,6 +310,36 @@ def _write_frame(frame, out: str, fmt: str | None) -> None:
     atomic_write(Path(out), writer)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .audit import UnknownRuns, parse_run_ids
+    from .bootstrap import BootstrapSettings
+    from .report import write_report
+    from .store import sync
+
+    try:
+        settings = BootstrapSettings(n_boot=args.n_boot, confidence=args.ci, seed=args.seed)
+    except ValueError as err:  # named as the options are
+        text = str(err).replace("n_boot=", "--n-boot ").replace("confidence=", "--ci ").replace("seed=", "--seed ")
+        print(f"error: {text}", file=sys.stderr)
+        return 2
+    if Path(args.out).suffix.lower() not in (".html", ".htm", ".csv"):
+        raise ConfigError("--out", args.out, "the report is written as FILE.html (the full report) or FILE.csv "
+                                             "(the per-group table)")
+    results = resolve_results(args.results)
+    if (results / "runs").is_dir():
+        with contextlib.suppress(OSError, StoreError):  # pick up finished run folders the store lacks
+            sync(results)
+    try:
+        out, result = write_report(results, parse_run_ids(args.runs), args.out, settings)
+    except UnknownRuns as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote the audit of {len(result.run_ids)} runs to {out}")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from .bundle import import_runs
 
@@ -390,6 +420,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default="-", help="output file (default: CSV to standard output)")
     ex.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
     ex.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="an audit report of chosen runs (self-contained HTML, or the table as CSV)",
+                        description="Per group and split of each run: n, dense and sparse accuracy, Δ_g and ψ_g "
+                                    "with paired bootstrap intervals, max_g ψ_g and Ψ_PW, generated sentences, "
+                                    "every setting and the package versions. --out FILE.html writes one file that "
+                                    "opens offline; --out FILE.csv writes the per-group table (fractions).")
+    rp.add_argument("--runs", required=True, help="comma-separated run ids (`python -m ceag ls` lists them)")
+    rp.add_argument("--out", required=True, help="report.html (the full report) or table.csv (the per-group table)")
+    rp.add_argument("--ci", type=float, default=0.95,
+                    help="confidence level of the intervals, a fraction (default 0.95)")
+    rp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per split (default 1000)")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    rp.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    rp.set_defaults(func=cmd_report)
 
     im = sub.add_parser("import", help="import a run folder or bundle from another machine",
                         description="Validate, then copy finished runs into the results folder and the store.")

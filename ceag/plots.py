@@ -227,3 +227,112 @@ def _palette(i: int) -> str:
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
               "#bcbd22", "#17becf"]
     return colors[i % len(colors)]
+
+
+# -- the audit view ---------------------------------------------------------------------------------
+AUDIT_METRICS = {"excess_gap": "excess gap ψ_g (points)", "acc_gap": "accuracy lost Δ_g (points)",
+                 "accuracy": "accuracy (%)"}
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def audit_run_labels(groups: pd.DataFrame) -> dict[str, str]:
+    """run_id -> "CEAG ε=2%" (plus sparsity / seed / model when they differ between the runs)."""
+    runs = groups.drop_duplicates("run_id")
+    varying = [c for c in ("dataset", "model", "sparsity", "seed") if c in runs and runs[c].nunique() > 1]
+    labels = {}
+    for row in runs.itertuples():
+        label = method_label(row.method, row.tolerance)
+        extra = [f"{c} {getattr(row, c):g}" if c == "sparsity" else f"{c} {getattr(row, c)}" for c in varying]
+        labels[row.run_id] = label + (f" ({', '.join(extra)})" if extra else "")
+    if len(set(labels.values())) < len(labels):  # still ambiguous: add the run id
+        labels = {rid: f"{label} · {rid[:8]}" for rid, label in labels.items()}
+    return labels
+
+
+def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap") -> go.Figure:
+    """Per-group bars for each run, one panel per split, with interval error bars and ε marked.
+
+    ``groups``: ``ceag.audit.Audit.groups`` rows (run_id, method, tolerance, split, group_name, n,
+    ``metric`` and optionally ``<metric>_low`` / ``<metric>_high``; fractions). For ψ_g each CEAG
+    tolerance ε is a dashed line in its run's colour.
+    """
+    if metric not in AUDIT_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(AUDIT_METRICS)}")
+    splits = [s for s in SPLIT_ORDER if s in set(groups["split"])] if not groups.empty else []
+    if not splits:
+        fig = go.Figure()
+        fig.update_layout(title="no per-group results for these runs")
+        return fig
+    fig = make_subplots(rows=len(splits), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[f"{s}" for s in splits])
+    labels = audit_run_labels(groups)
+    tolerances: dict[float, str] = {}
+    for i, (rid, label) in enumerate(labels.items()):
+        run = groups[groups["run_id"] == rid]
+        method = run["method"].iloc[0]
+        color = METHOD_COLORS["nft"] if method == "nft" else _palette(i)
+        tol = run["tolerance"].iloc[0]
+        if method == "ceag" and not pd.isna(tol):
+            tolerances.setdefault(float(tol), color)
+        for row, split in enumerate(splits, start=1):
+            part = run[run["split"] == split]
+            y = 100 * part[metric]
+            error = None
+            if f"{metric}_low" in part and part[f"{metric}_low"].notna().any():
+                error = dict(type="data", symmetric=False, array=100 * (part[f"{metric}_high"] - part[metric]),
+                             arrayminus=100 * (part[metric] - part[f"{metric}_low"]), thickness=1.2, width=3)
+                custom = np.stack([part["n"], 100 * part[f"{metric}_low"], 100 * part[f"{metric}_high"]], axis=1)
+                extra = "<br>interval %{customdata[1]:.1f} to %{customdata[2]:.1f}"
+            else:
+                custom, extra = part[["n"]].to_numpy(), ""
+            fig.add_bar(x=part["group_name"], y=y, name=label, legendgroup=rid, showlegend=row == 1,
+                        marker_color=color, error_y=error, customdata=custom, row=row, col=1,
+                        hovertemplate=f"<b>{label}</b><br>%{{x}} ({split}, n = %{{customdata[0]}})<br>"
+                                      f"{AUDIT_METRICS[metric]}: %{{y:.1f}}{extra}<extra></extra>")
+    if metric == "excess_gap":
+        for tol, color in tolerances.items():
+            for row in range(1, len(splits) + 1):
+                fig.add_hline(y=100 * tol, line_dash="dash", line_color=color, line_width=1.5, row=row, col=1,
+                              annotation_text=f"ε = {100 * tol:g} %" if row == 1 else None,
+                              annotation_position="top left")
+    fig.update_yaxes(title_text=AUDIT_METRICS[metric])
+    fig.update_layout(barmode="group", legend_title="run", margin=dict(t=40, b=10),
+                      height=max(320, 260 * len(splits)))
+    return fig
+
+
+def overview_chart(summary: pd.DataFrame) -> go.Figure:
+    """Per method, train and test max_g ψ_g across sparsities (mean ± std over seeds), ε marked.
+
+    ``summary``: rows of ``queries.frontier_summary`` for the train and the test split, with a
+    ``split`` column added. One line per method (per tolerance for CEAG), train left, test right;
+    each tolerance present is a dashed horizontal line.
+    """
+    panels = [s for s in ("train", "test") if not summary.empty and s in set(summary["split"])]
+    fig = make_subplots(rows=1, cols=max(len(panels), 1), shared_yaxes=True,
+                        subplot_titles=[f"{s}: the worst group's excess gap" for s in panels])
+    if not panels:
+        fig.update_layout(title="no finished runs to chart")
+        return fig
+    tolerances = sorted(summary["tolerance"].dropna().unique())
+    for col, split in enumerate(panels, start=1):
+        part = summary[summary["split"] == split]
+        for (method, tol), line in part.groupby(["method", "tolerance"], dropna=False, sort=True):
+            line = line.sort_values("sparsity")
+            label = method_label(method, tol)
+            dash = "solid" if pd.isna(tol) else ["solid", "dot", "dashdot", "longdash"][tolerances.index(tol) % 4]
+            std = 100 * line["max_excess_gap_std"].fillna(0)
+            fig.add_scatter(x=100 * line["sparsity"], y=100 * line["max_excess_gap"], mode="lines+markers",
+                            name=label, legendgroup=label, showlegend=col == 1,
+                            line=dict(color=METHOD_COLORS.get(method), dash=dash),
+                            error_y=dict(type="data", array=std, visible=bool(std.any()), thickness=1),
+                            customdata=line[["seeds"]].to_numpy(), row=1, col=col,
+                            hovertemplate=f"<b>{label}</b> ({split})<br>sparsity %{{x:g}} %<br>max_g ψ_g "
+                                          "%{y:.1f} points<br>seeds %{customdata[0]}<extra></extra>")
+        for tol in tolerances:
+            fig.add_hline(y=100 * tol, line_dash="dash", line_color="#d62728", line_width=1, row=1, col=col,
+                          annotation_text=f"ε = {100 * tol:g} %", annotation_position="top left")
+    fig.update_xaxes(title_text="sparsity (%)")
+    fig.update_yaxes(title_text="max_g ψ_g (points)", col=1)
+    fig.update_layout(legend_title="method", margin=dict(t=40, b=10), height=380)
+    return fig
