@@ -31,6 +31,7 @@ def main() -> None:
         st.Page("pages/frontiers.py", title="Frontiers", icon=":material/scatter_plot:"),
         st.Page("pages/multipliers.py", title="Multipliers", icon=":material/show_chart:"),
         st.Page("pages/generalization.py", title="Generalization", icon=":material/compare_arrows:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/balance:"),
         st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
         st.Page("pages/run_one.py", title="Run one experiment", icon=":material/play_arrow:"),

@@ -144,6 +144,19 @@ def default_comparison(runs: pd.DataFrame, *, dataset: str, model: str, sparsity
     return list(nft["run_id"]) + list(ceag["run_id"])
 
 
+def comparable_setting(runs: pd.DataFrame) -> pd.Series | None:
+    """The newest finished run whose (dataset, model, sparsity, seed) has NFT and CEAG runs to compare, or None.
+
+    ``runs``: rows of ``queries.runs`` (newest first).
+    """
+    finished = runs[runs["status"] == "finished"]
+    for _, row in finished.drop_duplicates(["dataset", "model", "sparsity", "seed"]).iterrows():
+        if len(default_comparison(finished, dataset=row.dataset, model=row.model, sparsity=row.sparsity,
+                                  seed=row.seed)) >= 2:
+            return row
+    return None
+
+
 def sentences(result: Audit) -> list[str]:
     """The comparison sentences of an audit, with its intervals."""
     from .sentences import comparison_sentences

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag.audit import CSV_COLUMNS, UnknownRuns, audit, default_comparison, sentences
+from ceag.audit import CSV_COLUMNS, UnknownRuns, audit, comparable_setting, default_comparison, sentences
 from ceag.bootstrap import BootstrapSettings
 from ceag.plots import group_interval_bars, overview_chart
 from ceag.predictions import PREDICTIONS_FILE
@@ -54,6 +54,9 @@ def test_the_default_comparison_is_nft_against_ceag_at_each_tolerance(store):
                                 seed=cfg.seed)
     assert chosen == [ids[("nft", None)], ids[("ceag", 0.01)], ids[("ceag", 0.05)]]
     assert default_comparison(queries.runs(results), dataset=cfg.dataset, model=cfg.model, sparsity=0.5, seed=0) == []
+    setting = comparable_setting(queries.runs(results))
+    assert (setting.dataset, setting.sparsity, setting.seed) == (cfg.dataset, cfg.sparsity, cfg.seed)
+    assert comparable_setting(queries.runs(results).query("method == 'nft'")) is None
 
 
 def test_audit_keeps_the_store_values_and_adds_intervals_that_cover_them(store):
