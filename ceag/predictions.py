@@ -4,7 +4,8 @@ A run writes them once, when it ends, to ``<run folder>/predictions.parquet``: o
 of every split, with columns
 
     split         "train" | "val" | "test"
-    sample_id     the sample's file name where the dataset has files, else its index in the split
+    sample_id     the sample's index within the split (its file name instead when the dataset's
+                  splits carry ``sample_names``)
     y_true        true class (int)
     group_id      protected group (int)
     y_pred        class predicted by the reported sparse model (int)

@@ -31,6 +31,15 @@ def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, con
     return render_html(cached_audit(results, version, run_ids, n_boot, confidence))
 
 
+def pick(column, label: str, options: list, preferred, **kwargs):
+    """A selectbox keyed in the session: it keeps the user's choice; ``preferred`` when it has none (or a stale one)."""
+    key = f"compare_{label.lower()}"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = preferred if preferred in options else options[0]
+    return column.selectbox(label, options, key=key, **kwargs)
+
+
+SETTING_KEY = "compare_setting"
 st.title("Compare runs group by group")
 sync_store()
 runs = query("runs")
@@ -40,37 +49,34 @@ if finished.empty:
     st.stop()
 labels = run_labels(finished)
 chosen = [r for r in selected_runs() if r in labels]
-anchor = finished[finished.run_id == chosen[0]].iloc[0] if chosen else comparable_setting(finished)
-anchor = finished.iloc[0] if anchor is None else anchor
+row = finished[finished.run_id == chosen[0]].iloc[0] if chosen else comparable_setting(finished)
+nothing_to_pair = row is None
+row = finished.iloc[0] if row is None else row
 
-with st.expander("Which runs", expanded=len(chosen) < 2):
-    c = st.columns(4)
-    options = sorted(finished.dataset.unique())
-    dataset = c[0].selectbox("Dataset", options, index=options.index(anchor.dataset))
-    part = finished[finished.dataset == dataset]
-    options = sorted(part.model.unique())
-    model = c[1].selectbox("Model", options, index=options.index(anchor.model) if anchor.model in options else 0)
-    part = part[part.model == model]
-    options = sorted(part.sparsity.unique())
-    sparsity = c[2].selectbox("Sparsity", options, index=options.index(anchor.sparsity)
-                              if anchor.sparsity in options else 0, format_func=lambda s: f"{100 * s:g} %")
-    options = sorted(part[part.sparsity == sparsity].seed.unique())
-    seed = c[3].selectbox("Seed", options, index=options.index(anchor.seed) if anchor.seed in options else 0)
-    default = default_comparison(finished, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
-    reset = st.button("NFT against CEAG at each tolerance", disabled=len(default) < 2,
-                      help="For this dataset, model, sparsity and seed")
-    if reset or len(chosen) < 2:
-        chosen = default
+c = st.columns(4)
+dataset = pick(c[0], "Dataset", sorted(finished.dataset.unique()), row.dataset)
+part = finished[finished.dataset == dataset]
+model = pick(c[1], "Model", sorted(part.model.unique()), row.model)
+part = part[part.model == model]
+sparsity = pick(c[2], "Sparsity", sorted(part.sparsity.unique()), row.sparsity, format_func=lambda s: f"{100 * s:g} %")
+seed = pick(c[3], "Seed", sorted(part[part.sparsity == sparsity].seed.unique()), row.seed)
+default = default_comparison(finished, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
+setting = (dataset, model, float(sparsity), int(seed))
+if st.session_state.get(SETTING_KEY, setting) != setting or len(chosen) < 2:
+    chosen = default  # a new setting (or no selection): NFT against CEAG at each tolerance there
+st.session_state[SETTING_KEY] = setting
+with st.expander("Runs and intervals", expanded=nothing_to_pair):
     picked = st.multiselect("Runs (two or more)", list(labels), default=chosen, format_func=labels.get)
     if picked != chosen:
         chosen = picked
-    select_runs(chosen)
     c = st.columns(2)
     n_boot = c[0].number_input("Bootstrap resamples", 100, 20000, 1000, step=100)
     confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %")
+select_runs(chosen)
 
 if len(chosen) < 2:
-    st.info("Choose two or more finished runs (this setting has no NFT and CEAG runs to pair by default).")
+    st.info("Choose two or more finished runs under **Runs and intervals** (this setting has no NFT and CEAG "
+            "runs to pair by default).")
     st.stop()
 args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence))
 result = cached_audit(*args)

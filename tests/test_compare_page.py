@@ -79,3 +79,17 @@ def test_a_selection_in_the_url_is_compared_as_it_is(store, monkeypatch):
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["yaxis"]["title"]["text"] == "accuracy (%)"
+
+
+def test_choosing_another_setting_compares_its_nft_and_ceag_runs(store, monkeypatch):
+    results, ids = store
+    at = open_compare(monkeypatch, results)
+    sparsity = next(s for s in at.selectbox if s.label == "Sparsity")
+    assert sparsity.value == 0.8
+    sparsity.set_value(0.6).run()
+    assert not at.exception
+    assert at.query_params["runs"] == ids[("nft", None, 0.6)]  # no CEAG run there: nothing to pair
+    assert [i.value for i in at.info][0].startswith("Choose two or more finished runs")
+    next(s for s in at.selectbox if s.label == "Sparsity").set_value(0.8).run()
+    assert at.query_params["runs"] == ",".join([ids[("nft", None, 0.8)], ids[("ceag", 0.01, 0.8)],
+                                                ids[("ceag", 0.05, 0.8)]])
