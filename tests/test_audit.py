@@ -194,3 +194,12 @@ def test_interval_bars_and_overview_chart(store):
     assert sections == ["What the numbers say", "Excess accuracy gap ψ_g per group, with intervals and ε",
                         "Accuracy per group", "Per-group table", "Per run", "Settings of every run", "Glossary",
                         "Software"]
+
+
+def test_the_audit_modules_import_without_torch_or_streamlit():
+    code = ("import sys, ceag.audit, ceag.report, ceag.sentences, ceag.bootstrap, ceag.predictions; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'streamlit')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=subprocess_env(threads=None))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
