@@ -122,11 +122,14 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
             for row in others.itertuples():
                 test = groups[(groups.run_id == row.run_id) & (groups.split == "test")]
                 worst = _worst(test)
+                label = run_label(row.method, row.tolerance)
                 if worst is not None:
-                    label = run_label(row.method, row.tolerance)
-                    out.append(f"{prefix}there is no NFT run to compare with; under {label}"
+                    lead = f"{prefix}there" if prefix else "There"
+                    out.append(f"{lead} is no NFT run to compare with; under {label}"
                                f" the worst group on test is {worst.group_name} (ψ_g = {points(worst.excess_gap)} "
-                               f"points{_interval(worst, confidence)}).")
+                               f"points{_interval(worst, confidence, inner=True)}).")
+                if row.method == "ceag" and not pd.isna(row.tolerance):
+                    out.extend(_indistinguishable(groups[groups.run_id == row.run_id], row.tolerance, label, prefix))
             continue
         base = groups[groups.run_id == base_ids.iloc[0]]
         thr = others["tolerance"].dropna().min() if others["tolerance"].notna().any() else DEFAULT_THRESHOLD
@@ -189,10 +192,14 @@ def _indistinguishable(rows: pd.DataFrame, tolerance: float, label: str, prefix:
     for split in ("train", "test"):
         part = rows[rows.split == split]
         flagged = part[(part["excess_gap_low"] <= tolerance) & (tolerance <= part["excess_gap_high"])]
-        if not flagged.empty:
+        if len(flagged) > 3:  # name a few; count the rest
+            out.append(f"{prefix}On {split}, the ψ_g intervals of {len(flagged)} of {len(part)} groups under {label} "
+                       "contain the tolerance: with this many samples they cannot be told apart from it.")
+        elif not flagged.empty:
             names = ", ".join(flagged["group_name"])
-            out.append(f"{prefix}On {split}, the ψ_g interval of {names} under {label} contains the tolerance: "
-                       "with this many samples it cannot be told apart from it.")
+            verb = "interval of {} contains" if len(flagged) == 1 else "intervals of {} contain"
+            out.append(f"{prefix}On {split}, the ψ_g {verb.format(names)} the tolerance under {label}: with this "
+                       "many samples they cannot be told apart from it.")
     return out
 
 

@@ -120,8 +120,8 @@ def test_comparison_names_the_hurt_group_what_ceag_leaves_and_the_worst_on_test(
                               "(95 % interval 1.2 to 7.2), above its tolerance of 2.0 points, though its interval "
                               "contains the tolerance")
     assert text[4].endswith("; below NFT's worst on test (25.9 points).")
-    assert any("On test, the ψ_g interval of digit 0, digit 3 under CEAG (ε = 2 %) contains the tolerance" in t
-               for t in text)
+    assert ("On test, the ψ_g intervals of digit 0, digit 3 contain the tolerance under CEAG (ε = 2 %): with this "
+            "many samples they cannot be told apart from it.") in text
 
 
 def test_comparison_across_sparsities_pairs_each_mitigation_with_its_own_nft(demo_store):
@@ -141,3 +141,12 @@ def test_points_and_glossary():
     assert points(0.332) == "33.2" and points(-0.0001) == "0.0" and points(float("nan")) == "n/a"
     assert {"sparsity", "ε (tolerance)", "Δ_g", "ψ_g", "max_g ψ_g", "Ψ_PW", "λ_g", "ψ̂_g"} <= set(GLOSSARY)
     assert all(len(v) > 40 for v in GLOSSARY.values())
+
+
+def test_many_indistinguishable_groups_are_counted_not_listed():
+    rows = pd.DataFrame({"run_id": "r", "dataset": "d", "model": "m", "method": "ceag", "sparsity": 0.9,
+                         "tolerance": 0.02, "seed": 0, "split": "test", "group_id": range(5),
+                         "group_name": [f"g{i}" for i in range(5)], "acc_gap": 0.0, "excess_gap": 0.0,
+                         "excess_gap_low": [-0.1, -0.1, -0.1, -0.1, 0.05], "excess_gap_high": 0.1})
+    assert ("On test, the ψ_g intervals of 4 of 5 groups under CEAG (ε = 2 %) contain the tolerance: with this "
+            "many samples they cannot be told apart from it.") in comparison_sentences(rows)
