@@ -290,11 +290,13 @@ def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap") -> go.
                         hovertemplate=f"<b>{label}</b><br>%{{x}} ({split}, n = %{{customdata[0]}})<br>"
                                       f"{AUDIT_METRICS[metric]}: %{{y:.1f}}{extra}<extra></extra>")
     if metric == "excess_gap":
-        for tol, color in tolerances.items():
+        positions = ["top left", "top right", "bottom left", "bottom right"]  # close tolerances: labels apart
+        for i, (tol, color) in enumerate(tolerances.items()):
             for row in range(1, len(splits) + 1):
+                label = dict(annotation_text=f"ε = {100 * tol:g} %", annotation_position=positions[i % 4],
+                             annotation_font_color=color) if row == 1 else {}
                 fig.add_hline(y=100 * tol, line_dash="dash", line_color=color, line_width=1.5, row=row, col=1,
-                              annotation_text=f"ε = {100 * tol:g} %" if row == 1 else None,
-                              annotation_position="top left")
+                              **label)
     fig.update_yaxes(title_text=AUDIT_METRICS[metric])
     fig.update_layout(barmode="group", legend_title="run", margin=dict(t=40, b=10),
                       height=max(320, 260 * len(splits)))

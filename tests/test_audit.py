@@ -179,6 +179,8 @@ def test_interval_bars_and_overview_chart(store):
     eps = sorted({round(s.y0, 9) for s in fig.layout.shapes})
     assert eps == [1.0, 5.0]  # one dashed line per CEAG tolerance (in points)
     assert len(fig.layout.shapes) == 2 * 3
+    assert sorted(a.text for a in fig.layout.annotations if a.text.startswith("ε")) == ["ε = 1 %", "ε = 5 %"]
+    assert not [a for a in fig.layout.annotations if a.text == "new text"]
     with pytest.raises(ValueError, match="unknown metric 'psi'; choose one of excess_gap, acc_gap, accuracy"):
         group_interval_bars(result.groups, "psi")
     summary = pd.concat([queries.frontier_summary(results, dataset="synthetic", split=s).assign(split=s)
