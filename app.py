@@ -2,26 +2,26 @@
 
 import streamlit as st
 
-from pages._shared import DATA_KEY, RESULTS_KEY, data_dir, data_root, results_dir
+from pages import _state
+from pages._shared import FolderError, confine, data_root, results_problem, results_root
 
 
 def sidebar() -> None:
+    """The folders, as typed (kept in the view and the URL); a bad one gets an error box, never a traceback."""
     with st.sidebar:
-        current = str(results_dir())
-        chosen = st.text_input("Results folder", current, help="Where runs and the DuckDB store live "
-                               "(default: $CEAG_RESULTS, else ./results).")
-        if chosen and chosen != current:
-            st.session_state[RESULTS_KEY] = chosen
-            st.rerun()
-        root = data_root()
-        typed = st.text_input("Data folder", str(data_dir()), help=f"Where UTKFace, FairFace and CIFAR-100 are "
-                              f"read from: {root} ($CEAG_DATA) or a folder inside it.")
-        resolved = (root / typed).resolve() if typed else root
-        if not resolved.is_relative_to(root):
-            st.error(f"The data folder must be {root} or inside it.")
-        elif resolved != data_dir():
-            st.session_state[DATA_KEY] = str(resolved)
-            st.rerun()
+        _state.widget(st.text_input, "results", "Results folder", default=str(results_root()),
+                      help=f"Where runs and the DuckDB store live: {results_root()} ($CEAG_RESULTS, else "
+                           "./results) or a folder inside it.")
+        problem = results_problem()
+        if problem:
+            st.error(problem)
+        typed = _state.widget(st.text_input, "data", "Data folder", default=str(data_root()),
+                              help=f"Where UTKFace, FairFace and CIFAR-100 are read from: {data_root()} "
+                                   "($CEAG_DATA) or a folder inside it.")
+        try:
+            confine(data_root(), typed, "data")
+        except FolderError as err:
+            st.error(str(err))
 
 
 def main() -> None:
@@ -37,6 +37,7 @@ def main() -> None:
         st.Page("pages/run_one.py", title="Run one experiment", icon=":material/play_arrow:"),
     ]
     nav = st.navigation(pages)
+    _state.restore()  # before anything reads the view: a sidebar click cleared the URL
     sidebar()
     nav.run()
 

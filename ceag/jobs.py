@@ -7,12 +7,15 @@ the browser or stopping the app does not stop it. Its progress feed is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +72,10 @@ def launch(spec: GridSpec, results: str | os.PathLike, *, workers: int | None = 
     jdir.mkdir(parents=True, exist_ok=True)
     write_json(jdir / "spec.json", spec.to_dict())
     write_json(jdir / "progress.json", {"job_id": job_id, "state": "starting", "total": spec.size(),
-                                        "cached": 0, "finished": 0, "diverged": 0, "failed": 0, "cancelled": 0,
-                                        "busy": 0, "runs": {}})
+                                        **dict.fromkeys(RUN_STATES, 0), "pending": spec.size(),
+                                        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                        "datasets": list(spec.datasets), "models": list(spec.models),
+                                        "methods": list(spec.methods), "runs": {}})
     cmd = [sys.executable, "-m", "ceag", "grid", "--spec", str(jdir / "spec.json"), "--job-id", job_id,
            "--results", str(results), "--json"]
     if workers:
@@ -83,40 +88,142 @@ def launch(spec: GridSpec, results: str | os.PathLike, *, workers: int | None = 
     return job_id
 
 
-def job_state(results: str | os.PathLike, job_id: str) -> dict[str, Any]:
-    """The job's progress feed, with ``state`` 'lost' when its process died without finishing."""
-    jdir = job_dir(Path(results), job_id)
+RUN_STATES = ("pending", "running", "cached", "finished", "diverged", "failed", "cancelled")
+ACTIVE = ("starting", "running")
+ENDED = ("finished", "cancelled", "failed", "lost")
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _read_json(path: Path) -> Any:
     try:
-        progress = json.loads((jdir / "progress.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        progress = {"job_id": job_id, "state": "unknown", "runs": {}}
-    if progress.get("state") in ("starting", "running"):
-        try:
-            pid = json.loads((jdir / "launcher.json").read_text()).get("pid")
-        except (FileNotFoundError, json.JSONDecodeError):
-            pid = progress.get("pid")
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def job_counts(feed: dict[str, Any]) -> dict[str, int]:
+    """Runs per status (``RUN_STATES``), adding up to ``total``.
+
+    Counted from the feed's per-run entries when it has them (a status outside ``RUN_STATES``,
+    such as a run another process was training, counts as failed); runs the feed does not list yet
+    are pending. Without entries, the feed's own counts are used and the rest is pending.
+    """
+    runs = feed.get("runs") if isinstance(feed.get("runs"), dict) else {}
+    counts = dict.fromkeys(RUN_STATES, 0)
+    if runs:
+        for entry in runs.values():
+            status = entry.get("status") if isinstance(entry, dict) else None
+            counts[status if status in RUN_STATES else "failed"] += 1
+    else:
+        for status in RUN_STATES:
+            value = feed.get(status)
+            counts[status] = value if isinstance(value, int) and value > 0 else 0
+    total = feed.get("total")
+    total = total if isinstance(total, int) and total >= 0 else 0
+    total = max(total, sum(counts.values()))
+    counts["pending"] += total - sum(counts.values())
+    counts["total"] = total
+    return counts
+
+
+def job_state(results: str | os.PathLike, job_id: str) -> dict[str, Any]:
+    """The job's progress feed, normalized for display; never raises for a bad id or a bad feed.
+
+    ``state`` is the feed's (starting, running, finished, cancelled, failed), or ``unknown`` when
+    there is no readable feed for ``job_id`` in ``results``, or ``lost`` when the feed says it
+    runs but its process is gone. The counts (``RUN_STATES`` and ``total``) always add up; the
+    feed's ``datasets``, ``models``, ``methods`` and ``started_at`` are filled in from the job's
+    spec and files when the feed lacks them; ``seconds``: its duration so far (s), or in all.
+    A running run's ``epoch``/``total_epochs`` come from its run folder when the feed has none.
+    """
+    unknown = {"job_id": job_id, "state": "unknown", "runs": {}, **dict.fromkeys(RUN_STATES, 0), "total": 0}
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        return unknown
+    jdir = job_dir(Path(results), job_id)
+    progress = _read_json(jdir / "progress.json")
+    if not isinstance(progress, dict):
+        return unknown
+    if not isinstance(progress.get("runs"), dict):
+        progress["runs"] = {}
+    launcher = _read_json(jdir / "launcher.json")
+    if progress.get("state") in ACTIVE:
+        pid = launcher.get("pid") if isinstance(launcher, dict) else None
         if not pid_alive(pid) and not pid_alive(progress.get("pid")):
             progress["state"] = "lost"
-    # Live epoch progress of the runs that are training now.
-    for rid, entry in progress.get("runs", {}).items():
-        if entry.get("status") == "running":
+    if progress.get("state") not in (*ACTIVE, *ENDED):
+        progress["state"] = "unknown"
+    progress.update(job_counts(progress))
+    spec = _read_json(jdir / "spec.json")
+    entries = [e for e in progress["runs"].values() if isinstance(e, dict)]
+    for key, singular in (("datasets", "dataset"), ("models", "model"), ("methods", "method")):
+        if not isinstance(progress.get(key), list):
+            from_spec = spec.get(key) if isinstance(spec, dict) else None
+            progress[key] = list(from_spec) if isinstance(from_spec, list) else sorted(
+                {str(e[singular]) for e in entries if e.get(singular) is not None})
+    if not progress.get("started_at"):
+        for name in ("launcher.json", "spec.json", "progress.json"):
+            with contextlib.suppress(OSError):
+                progress["started_at"] = _iso((jdir / name).stat().st_mtime)
+                break
+    progress["seconds"] = _duration(progress)
+    # Live epoch progress of the runs that are training now, from their folders when the feed has none.
+    for rid, entry in progress["runs"].items():
+        if isinstance(entry, dict) and entry.get("status") == "running" and entry.get("epoch") is None:
             status = read_status(run_dir(Path(results), rid))
-            entry["epoch"], entry["total_epochs"] = status.get("epoch"), status.get("total")
+            if status.get("status") == "running":
+                entry["epoch"], entry["total_epochs"] = status.get("epoch"), status.get("total")
     progress["job_id"] = job_id
     return progress
 
 
-def list_jobs(results: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every job's state, newest first."""
+def _duration(progress: dict[str, Any]) -> float | None:
+    try:
+        start = datetime.fromisoformat(str(progress.get("started_at")))
+    except ValueError:
+        return progress.get("wall_seconds")
+    if progress.get("state") in ACTIVE:
+        end = datetime.now(UTC)
+    else:
+        try:
+            end = datetime.fromisoformat(str(progress.get("updated_at")))
+        except ValueError:
+            return progress.get("wall_seconds")
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return max((end - start).total_seconds(), 0.0)
+
+
+def list_jobs(results: str | os.PathLike, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every job's state (the ``limit`` most recently updated), newest first."""
     root = Path(results) / "jobs"
-    if not root.is_dir():
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
         return []
-    dirs = sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
-    return [job_state(results, d.name) for d in dirs]
+
+    def mtime(d: Path) -> float:
+        try:
+            return max(d.stat().st_mtime, (d / "progress.json").stat().st_mtime)
+        except OSError:
+            return 0.0
+
+    dirs.sort(key=mtime, reverse=True)
+    return [job_state(results, d.name) for d in dirs[:limit]]
 
 
 def running_jobs(results: str | os.PathLike) -> list[dict[str, Any]]:
-    return [j for j in list_jobs(results) if j.get("state") in ("starting", "running")]
+    return [j for j in list_jobs(results) if j.get("state") in ACTIVE]
+
+
+def job_run_ids(job: dict[str, Any]) -> list[str]:
+    """The run ids of the job's cells, in the feed's order."""
+    return [str(rid) for rid in job.get("runs", {})]
 
 
 def cancel(results: str | os.PathLike, job_id: str) -> None:

@@ -6,6 +6,8 @@ of its points in ``customdata`` so a page can open the run a user selects.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,7 +17,11 @@ SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 METHOD_COLORS = {"nft": "#7f7f7f", "nft_es": "#bcbd22", "el_rb": "#1f77b4", "ceag": "#d62728"}
 METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
 METRIC_LABELS = {"psi_pw": "Ψ_PW (points)", "max_excess_gap": "max_g ψ_g (points)"}
-SPARSITY_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "pentagon", "star-square"]
+FIXED_SPARSITY_SYMBOLS = {0.9: "circle", 0.95: "square", 0.98: "diamond", 0.85: "triangle-up", 0.925: "pentagon",
+                          0.99: "hexagon", 0.8: "triangle-down", 0.995: "star-square", 0.5: "triangle-left",
+                          0.7: "triangle-right", 0.75: "hourglass", 0.6: "bowtie"}
+SPARE_SYMBOLS = ["cross", "x", "star-diamond", "hexagram", "star-triangle-up", "diamond-wide", "square-x",
+                 "circle-x"]
 TOLERANCE_SIZES = [9, 12, 15, 18, 21]
 
 
@@ -37,65 +43,165 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(front, dtype=int)
 
 
-def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "test") -> go.Figure:
-    """Accuracy versus a disparity metric, one colour per method.
+def sparsity_symbol(sparsity: float) -> str:
+    """The marker symbol of a sparsity: fixed per value, so adding runs never changes what a symbol means.
+
+    The sparsities of the presets and the paper have their own symbols; any other value gets one of
+    the spare symbols by a stable hash of its rounded value (two such values may share one, and the
+    legend names every symbol shown).
+    """
+    key = round(float(sparsity), 4)
+    if key in FIXED_SPARSITY_SYMBOLS:
+        return FIXED_SPARSITY_SYMBOLS[key]
+    digest = int(hashlib.sha1(f"{key:.4f}".encode()).hexdigest(), 16)
+    return SPARE_SYMBOLS[digest % len(SPARE_SYMBOLS)]
+
+
+def robust_range(values: np.ndarray, k: float = 3.0) -> tuple[float, float] | None:
+    """An axis range that keeps outliers from squashing the rest: Tukey's fences at ``k`` IQRs.
+
+    Returns (low, high) padded by 5 %, or None when every finite value already lies within the fences.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 4:
+        return None
+    q1, q3 = np.percentile(v, [25, 75])
+    spread = max(q3 - q1, 1e-9 * max(abs(q1), abs(q3), 1.0))
+    lo, hi = q1 - k * spread, q3 + k * spread
+    if v.min() >= lo and v.max() <= hi:
+        return None
+    inside = v[(v >= lo) & (v <= hi)]
+    lo, hi = float(inside.min()), float(inside.max())
+    pad = 0.05 * max(hi - lo, 1e-9)
+    return lo - pad, hi + pad
+
+
+def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "test", clip: bool = False) -> go.Figure:
+    """Accuracy (%) versus a disparity metric (points), one colour per method.
 
     ``summary``: rows of ``queries.frontier_summary`` (mean and std across seeds per method,
     sparsity and tolerance, with ``run_ids`` and ``dense_accuracy``). Sparsity is the marker
-    symbol, tolerance the marker size; the dense model is the star at zero disparity; the dashed
-    line is the Pareto front over all points.
+    symbol (fixed per value: ``sparsity_symbol``), tolerance the marker size; the dense model is
+    the star at zero disparity; the dashed line is the Pareto front over all points. With
+    ``clip``, both axes span ``robust_range`` of the points, and a point outside is drawn on the
+    edge as an arrow pointing the way it was moved, its true values in the tooltip.
+    ``customdata`` columns: run ids (comma-joined), sparsity, tolerance, seeds, model, the
+    tooltip's setting text, the true x and y.
     """
     fig = go.Figure()
     if summary.empty:
         fig.update_layout(title="no finished runs for this selection")
         return fig
-    sparsities = sorted(summary["sparsity"].unique())
     tolerances = sorted(t for t in summary["tolerance"].dropna().unique())
+    xs_all, ys_all = 100 * summary[metric].to_numpy(dtype=float), 100 * summary["accuracy"].to_numpy(dtype=float)
+    x_range = robust_range(xs_all) if clip else None
+    y_range = robust_range(ys_all) if clip else None
+    clipped_any = False
     for method, part in summary.groupby("method", sort=False):
-        x = 100 * part[metric].to_numpy()
-        y = 100 * part["accuracy"].to_numpy()
+        true_x = 100 * part[metric].to_numpy(dtype=float)
+        true_y = 100 * part["accuracy"].to_numpy(dtype=float)
+        x, y = true_x.copy(), true_y.copy()
+        arrows = [""] * len(part)
+        for i in range(len(part)):
+            if y_range is not None and y[i] < y_range[0]:
+                y[i], arrows[i] = y_range[0], "arrow-down"
+            elif y_range is not None and y[i] > y_range[1]:
+                y[i], arrows[i] = y_range[1], "arrow-up"
+            if x_range is not None and x[i] > x_range[1]:
+                x[i], arrows[i] = x_range[1], "arrow-right"
+            elif x_range is not None and x[i] < x_range[0]:
+                x[i], arrows[i] = x_range[0], "arrow-left"
+        clipped = np.array([bool(a) for a in arrows])
+        clipped_any |= bool(clipped.any())
         diverged = part["diverged"].to_numpy() > 0 if "diverged" in part else np.zeros(len(part), dtype=bool)
         # Cells with a diverged run are drawn open, so they never pass for ordinary results.
-        symbols = [SPARSITY_SYMBOLS[sparsities.index(s) % len(SPARSITY_SYMBOLS)] + ("-open" if d else "")
-                   for s, d in zip(part["sparsity"], diverged, strict=True)]
+        symbols = [(a or sparsity_symbol(s)) + ("-open" if d else "")
+                   for s, d, a in zip(part["sparsity"], diverged, arrows, strict=True)]
         sizes = [TOLERANCE_SIZES[min(tolerances.index(t), 4)] if not pd.isna(t) else 11 for t in part["tolerance"]]
-        std_x = 100 * part[f"{metric}_std"].fillna(0).to_numpy()
-        std_y = 100 * part["accuracy_std"].fillna(0).to_numpy()
+        std_x = np.where(clipped, 0, 100 * part[f"{metric}_std"].fillna(0).to_numpy())
+        std_y = np.where(clipped, 0, 100 * part["accuracy_std"].fillna(0).to_numpy())
+        setting = [f"sparsity {s:g}" + ("" if pd.isna(t) else f"<br>tolerance ε {100 * t:g}%")
+                   + ("<br><i>outside the clipped range: drawn on its edge</i>" if c else "")
+                   for s, t, c in zip(part["sparsity"], part["tolerance"], clipped, strict=True)]
         custom = np.stack([
             part["run_ids"].map(lambda ids: ",".join(ids)).to_numpy(),
             part["sparsity"].to_numpy(), part["tolerance"].fillna(np.nan).to_numpy(),
-            part["seeds"].to_numpy(), part["model"].to_numpy(),
+            part["seeds"].to_numpy(), part["model"].to_numpy(), np.asarray(setting, dtype=object), true_x, true_y,
         ], axis=1)
         fig.add_scatter(
-            x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method),
+            x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method), legendgroup="method",
+            legendgrouptitle_text="method",
             marker=dict(color=METHOD_COLORS.get(method), symbol=symbols, size=sizes,
                         line=dict(width=1, color="white")),
             error_x=dict(type="data", array=std_x, visible=bool(std_x.any()), thickness=1),
             error_y=dict(type="data", array=std_y, visible=bool(std_y.any()), thickness=1),
             customdata=custom,
             hovertemplate=(f"<b>{METHOD_LABELS.get(method, method)}</b> (%{{customdata[4]}})<br>"
-                           "sparsity %{customdata[1]:.3f}<br>tolerance ε %{customdata[2]:.3f}<br>"
-                           "seeds %{customdata[3]}<br>accuracy %{y:.2f}%<br>"
-                           f"{METRIC_LABELS[metric]} %{{x:.2f}}<br>runs %{{customdata[0]}}<extra></extra>"),
+                           "%{customdata[5]}<br>seeds %{customdata[3]}<br>accuracy %{customdata[7]:.2f}%<br>"
+                           f"{METRIC_LABELS[metric]} %{{customdata[6]:.2f}}<br>runs %{{customdata[0]}}<extra></extra>"),
         )
-    xs, ys = 100 * summary[metric].to_numpy(), 100 * summary["accuracy"].to_numpy()
-    ok = ~(np.isnan(xs) | np.isnan(ys))
-    front = pareto_front(xs[ok], ys[ok])
+    ok = ~(np.isnan(xs_all) | np.isnan(ys_all))
+    front = pareto_front(xs_all[ok], ys_all[ok])
     if len(front) > 1:
-        fig.add_scatter(x=xs[ok][front], y=ys[ok][front], mode="lines", name="Pareto front",
+        fx, fy = xs_all[ok][front], ys_all[ok][front]
+        if x_range is not None:
+            fx = np.clip(fx, *x_range)
+        if y_range is not None:
+            fy = np.clip(fy, *y_range)
+        fig.add_scatter(x=fx, y=fy, mode="lines", name="Pareto front",
                         line=dict(dash="dash", color="#9467bd", width=1.5), hoverinfo="skip")
     dense = summary["dense_accuracy"].dropna()
     if not dense.empty:
         fig.add_scatter(x=[0.0], y=[100 * float(dense.mean())], mode="markers", name="dense model",
                         marker=dict(symbol="star", size=16, color="#ffbf00", line=dict(width=1, color="black")),
                         hovertemplate="dense model<br>accuracy %{y:.2f}%<extra></extra>")
-    legend_note = ", ".join(f"{s:g}: {SPARSITY_SYMBOLS[i % len(SPARSITY_SYMBOLS)]}" for i, s in enumerate(sparsities))
+    for s in sorted(summary["sparsity"].unique()):  # the symbol key: legend entries only
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=f"sparsity {s:g}", legendgroup="sparsity",
+                        legendgrouptitle_text="marker", marker=dict(symbol=sparsity_symbol(s), size=10, color="#555"),
+                        hoverinfo="skip")
+    note = "size grows with ε" + ("; arrows: points outside the clipped range" if clipped_any else "")
     fig.update_layout(
         xaxis_title=f"{METRIC_LABELS[metric]} on {split}, lower is fairer", yaxis_title=f"{split} accuracy (%)",
-        legend_title="method", margin=dict(t=40, b=10),
-        title=dict(text=f"marker = sparsity ({legend_note}); size grows with ε", font=dict(size=12)),
+        margin=dict(t=40, b=10), height=520, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
+        title=dict(text=note, font=dict(size=12)),
     )
+    if x_range is not None:
+        fig.update_xaxes(range=list(x_range))
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
     return fig
+
+
+FRONTIER_COLUMNS = {  # summary column -> (label with its unit, scale)
+    "model": ("model", None), "method": ("method", None), "sparsity": ("sparsity (%)", 100),
+    "tolerance": ("tolerance ε (%)", 100), "seeds": ("seeds", None), "accuracy": ("accuracy (%)", 100),
+    "accuracy_std": ("accuracy std (points)", 100), "max_excess_gap": ("max_g ψ_g (points)", 100),
+    "max_excess_gap_std": ("max_g ψ_g std (points)", 100), "psi_pw": ("Ψ_PW (points)", 100),
+    "psi_pw_std": ("Ψ_PW std (points)", 100), "dense_accuracy": ("dense accuracy (%)", 100),
+    "diverged": ("diverged runs", None), "run_ids": ("run ids", None),
+}
+
+
+def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The frontier summary as shown and exported: method labels as on screen, units in column names.
+
+    Percent and points are 100x the store's fractions; ``run ids`` is comma-joined. A method
+    without a tolerance has an empty tolerance. Every column name ends in its unit where it has one.
+    """
+    out = pd.DataFrame({"split": split}, index=summary.index)
+    for column, (label, scale) in FRONTIER_COLUMNS.items():
+        if column not in summary:
+            continue
+        values = summary[column]
+        if column == "method":
+            values = values.map(lambda m: METHOD_LABELS.get(m, m))
+        elif column == "run_ids":
+            values = values.map(lambda ids: ",".join(ids))
+        elif scale:
+            values = scale * values.astype(float)
+        out[label] = values
+    return out.reset_index(drop=True)
 
 
 def excess_gap_bars(groups: pd.DataFrame, tolerance: float | None = None) -> go.Figure:

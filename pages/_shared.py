@@ -1,4 +1,7 @@
-"""Helpers shared by the pages: the results folder, cached store queries, the selection in the URL."""
+"""Helpers shared by the pages: the confined results and data folders, cached store queries, labels.
+
+The view (selection, split, filters, form fields, folders) lives in ``pages/_state.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +11,72 @@ from pathlib import Path
 import streamlit as st
 
 from ceag.runs import resolve_results
-from ceag.store import StoreError, db_path, queries, sync
+from ceag.store import StoreError, db_path, queries, sync, verify
+from pages import _state
 
-RESULTS_KEY = "results_dir"
-DATA_KEY = "data_dir"
 CHART_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
+class FolderError(ValueError):
+    """A folder typed in the sidebar cannot be used; the message names the problem."""
+
+
+def confine(root: Path, typed: str | None, what: str) -> Path:
+    """``typed`` (relative to ``root``, or absolute) resolved; it must be ``root`` or a folder inside it.
+
+    Raises FolderError naming the folder and what is allowed. The folder need not exist yet.
+    """
+    typed = (typed or "").strip()
+    resolved = (root / typed).resolve() if typed else root
+    if not resolved.is_relative_to(root):
+        raise FolderError(f"The {what} folder must be {root} or inside it.")
+    return resolved
+
+
+def check_results_folder(folder: Path) -> None:
+    """Raise FolderError when ``folder`` cannot serve as a results folder (a missing one is an empty store)."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"The results folder {folder} is a file, not a folder: choose a folder.")
+    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+        raise FolderError(f"The results folder {folder} cannot be read (permission denied).")
+    if folder.is_dir():
+        try:
+            _verified(str(folder), store_version(folder))
+        except StoreError as err:
+            raise FolderError(f"The results folder {folder} holds a store that cannot be used: {err}") from None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _verified(results: str, version: tuple[int, int]) -> None:
+    verify(results)
+
+
+def results_root() -> Path:
+    """The results folder the server was configured with ($CEAG_RESULTS, else ./results)."""
+    return resolve_results().resolve()
+
+
+def results_problem() -> str | None:
+    """Why the results folder chosen in the view cannot be used, or None."""
+    try:
+        check_results_folder(confine(results_root(), _state.get("results"), "results"))
+    except FolderError as err:
+        return str(err)
+    return None
+
+
 def results_dir() -> Path:
-    if RESULTS_KEY not in st.session_state:
-        st.session_state[RESULTS_KEY] = str(resolve_results())
-    return Path(st.session_state[RESULTS_KEY])
+    """The results folder chosen in the view (the configured root or a folder inside it).
+
+    A folder that cannot be used stops the page with an error box naming the problem.
+    """
+    try:
+        folder = confine(results_root(), _state.get("results"), "results")
+        check_results_folder(folder)
+    except FolderError as err:
+        st.error(str(err))
+        st.stop()
+    return folder
 
 
 def data_root() -> Path:
@@ -27,8 +85,11 @@ def data_root() -> Path:
 
 
 def data_dir() -> Path:
-    """The data folder chosen in the sidebar: the configured root or a folder inside it."""
-    return Path(st.session_state.get(DATA_KEY) or data_root())
+    """The data folder chosen in the view: the configured root or a folder inside it (else the root)."""
+    try:
+        return confine(data_root(), _state.get("data"), "data")
+    except FolderError:
+        return data_root()
 
 
 def store_version(results: Path) -> tuple[int, int]:
@@ -37,7 +98,7 @@ def store_version(results: Path) -> tuple[int, int]:
         stat = db_path(results).stat()
         wal = db_path(results).with_suffix(".duckdb.wal")
         return stat.st_mtime_ns + (wal.stat().st_mtime_ns if wal.exists() else 0), stat.st_size
-    except FileNotFoundError:
+    except OSError:
         return 0, 0
 
 
@@ -52,8 +113,8 @@ def query(name: str, **kwargs):
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
     try:
         out = _cached(name, str(results), store_version(results), frozen)
-    except StoreError as err:
-        st.error(f"The results store could not be read: {err}")
+    except (StoreError, OSError) as err:
+        st.error(f"The results store in {results} could not be read: {err}")
         st.stop()
     return out.copy() if hasattr(out, "copy") else out
 
@@ -71,55 +132,6 @@ def sync_store() -> None:
     results = results_dir()
     if (results / "runs").is_dir() and os.access(results, os.W_OK):
         _sync(str(results))
-
-
-def selected_runs() -> list[str]:
-    raw = st.query_params.get("runs", "")
-    return [r for r in raw.split(",") if r]
-
-
-def select_runs(run_ids: list[str]) -> None:
-    if run_ids:
-        st.query_params["runs"] = ",".join(dict.fromkeys(run_ids))
-    elif "runs" in st.query_params:
-        del st.query_params["runs"]
-
-
-def param(key: str, options: list, default=None):
-    """A URL query parameter restricted to ``options`` (the first option when absent or unknown)."""
-    value = st.query_params.get(key)
-    if value is not None:
-        for option in options:
-            if str(option) == value:
-                return option
-    return default if default in options else (options[0] if options else None)
-
-
-def seeded(key: str, options: list, default=None) -> str:
-    """Session-state key for a widget whose value lives in the URL parameter ``key``.
-
-    The widget keeps a stable identity (so every edit sticks); its value is taken from the URL
-    when the page opens, or when the remembered value is no longer among ``options``.
-    """
-    wkey = f"url_{key}"
-    if wkey not in st.session_state or st.session_state[wkey] not in options:
-        st.session_state[wkey] = param(key, options, default)
-    return wkey
-
-
-def seeded_list(wkey: str, options: list, default: list) -> str:
-    """Like ``seeded`` for a multiselect: the remembered list when still valid, else ``default``."""
-    current = st.session_state.get(wkey)
-    if current is None or not set(current) <= set(options):
-        st.session_state[wkey] = [d for d in default if d in options]
-    return wkey
-
-
-def set_param(key: str, value) -> None:
-    if value is None:
-        st.query_params.pop(key, None)
-    elif st.query_params.get(key) != str(value):
-        st.query_params[key] = str(value)
 
 
 def run_labels(runs) -> dict[str, str]:

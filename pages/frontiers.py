@@ -3,8 +3,18 @@
 import streamlit as st
 
 from ceag import plots
-from pages._shared import CHART_CONFIG, empty_store_hint, query, seeded, select_runs, selected_runs, set_param
+from pages import _state
+from pages._shared import CHART_CONFIG, empty_store_hint, query
 
+# Side by side on a wide screen; below this viewport width the two charts stack.
+STACK_BELOW_PX = 1280
+st.markdown(f"""<style>
+@media (max-width: {STACK_BELOW_PX}px) {{
+  .st-key-frontier_charts [data-testid="stHorizontalBlock"] {{ flex-direction: column; }}
+  .st-key-frontier_charts [data-testid="stColumn"] {{ width: 100% !important; flex: 1 1 100% !important; }}
+}}</style>""", unsafe_allow_html=True)
+
+_state.restore()
 st.title("Accuracy–disparity frontiers")
 overview = query("overview")
 if overview.empty:
@@ -13,15 +23,12 @@ if overview.empty:
 
 datasets = sorted(overview["dataset"].unique())
 c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
-dataset = c1.selectbox("Dataset", datasets, key=seeded("dataset", datasets))
+dataset = _state.widget(c1.selectbox, "dataset", "Dataset", default=datasets[0], options=datasets)
 models = ["all", *sorted(overview.loc[overview.dataset == dataset, "model"].unique())]
-model = c2.selectbox("Model", models, key=seeded("model", models))
-splits = ["test", "train", "val"]
-split = c3.radio("Split", splits, key=seeded("split", splits), horizontal=True)
-show_diverged = c4.toggle("Include diverged runs", key=seeded("diverged", [False, True]),
-                          help="Runs whose loss or multipliers blew up; drawn with open markers.")
-for key, value in (("dataset", dataset), ("model", model), ("split", split), ("diverged", show_diverged)):
-    set_param(key, value)
+model = _state.widget(c2.selectbox, "model", "Model", default="all", options=models)
+split = _state.widget(c3.radio, "split", "Split", default="test", options=["test", "train", "val"], horizontal=True)
+show_diverged = _state.widget(c4.toggle, "diverged", "Include diverged runs", default=False,
+                              help="Runs whose loss or multipliers blew up; drawn with open markers.")
 
 summary = query("frontier_summary", dataset=dataset, model=None if model == "all" else model, split=split,
                 include_diverged=show_diverged)
@@ -29,35 +36,59 @@ if summary.empty:
     st.info(f"No finished runs with a {split} split for {dataset}" + ("" if model == "all" else f"/{model}") + ".")
     st.stop()
 
-st.caption("Each point is a (method, sparsity, tolerance) cell: the mean across seeds, with ± one standard "
-           "deviation when there are several. Click a point to select its runs for the other pages.")
-chosen: list[str] = []
-for col, metric in zip(st.columns(2), ("psi_pw", "max_excess_gap"), strict=True):
-    with col:
-        fig = plots.frontier(summary, metric, split=split)
-        event = st.plotly_chart(fig, key=f"frontier_{metric}", on_select="rerun", selection_mode="points",
-                                config=CHART_CONFIG, width="stretch")
-        for point in (event or {}).get("selection", {}).get("points", []):
-            data = point.get("customdata")
-            if data:
-                chosen += str(data[0]).split(",")
-if chosen:
-    select_runs(chosen)
-if selected_runs():
-    st.success(f"Selected runs: {', '.join(selected_runs())}")
-    links = st.columns(3)
-    links[0].page_link("pages/multipliers.py", label="Multipliers of the selection", icon=":material/show_chart:",
-                       query_params={"runs": ",".join(selected_runs())})
-    links[1].page_link("pages/generalization.py", label="Generalization of the selection",
-                       icon=":material/compare_arrows:", query_params={"runs": ",".join(selected_runs())})
-    links[2].page_link("pages/runs.py", label="Table of the selection", icon=":material/table_rows:",
-                       query_params={"runs": ",".join(selected_runs())})
+c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+methods = _state.widget(c1.multiselect, "methods", "Methods", default=[], options=list(dict.fromkeys(summary.method)),
+                        format_func=lambda m: plots.METHOD_LABELS.get(m, m), placeholder="all")
+sparsities = _state.widget(c2.multiselect, "sparsities", "Sparsities", default=[],
+                           options=sorted(summary.sparsity.unique()), format_func=lambda s: f"{s:g}", placeholder="all")
+tolerances = _state.widget(c3.multiselect, "tolerances", "Tolerances ε (CEAG)", default=[],
+                           options=sorted(summary.tolerance.dropna().unique()), format_func=lambda t: f"{100 * t:g}%",
+                           placeholder="all", help="Methods without a tolerance are always shown.")
+clip = _state.widget(c4.toggle, "clip", "Clip outliers", default=False,
+                     help="Zoom to the bulk of the points; points outside are drawn on the edge as arrows.")
+keep = summary.method.notna()
+if methods:
+    keep &= summary.method.isin(methods)
+if sparsities:
+    keep &= summary.sparsity.isin(sparsities)
+if tolerances:
+    keep &= summary.tolerance.isna() | summary.tolerance.isin(tolerances)
+summary = summary[keep].reset_index(drop=True)
+if summary.empty:
+    st.info("No cell matches these filters.")
+    st.stop()
 
-table = summary.drop(columns=["run_ids"]).copy()
-pct = [c for c in table.columns if c.startswith(("accuracy", "max_excess_gap", "psi_pw", "dense_accuracy"))]
-table[pct] = 100 * table[pct]
-table["method"] = table["method"].map(plots.METHOD_LABELS)
+st.caption("Each point is a (method, sparsity, tolerance) cell: the mean across seeds, with ± one standard "
+           "deviation when there are several. Click a point, or drag a box or lasso (toolbar), to select its runs "
+           "for the other pages.")
+chosen: list[str] = []
+# Charts are keyed by what they show, so a selection made on one view never applies to another.
+view_key = abs(hash((dataset, model, split, show_diverged, tuple(methods), tuple(sparsities), tuple(tolerances),
+                     clip))) & 0xFFFFFFFF
+with st.container(key="frontier_charts"):
+    for col, metric in zip(st.columns(2), ("psi_pw", "max_excess_gap"), strict=True):
+        with col:
+            fig = plots.frontier(summary, metric, split=split, clip=clip)
+            event = st.plotly_chart(fig, key=f"frontier_{metric}_{view_key:x}", on_select="rerun",
+                                    selection_mode=("points", "box", "lasso"), config=CHART_CONFIG, width="stretch")
+            for point in (event or {}).get("selection", {}).get("points", []):
+                data = point.get("customdata")
+                if data:
+                    chosen += str(data[0]).split(",")
+if chosen and sorted(set(chosen)) != sorted(_state.selected_runs()):
+    _state.select_runs(chosen)
+selection = _state.selected_runs()
+if selection:
+    st.success(f"{len(selection)} selected run(s): {', '.join(selection[:8])}" + (" …" if len(selection) > 8 else ""))
+    links = st.columns(3)
+    links[0].page_link("pages/multipliers.py", label="Multipliers of the selection", icon=":material/show_chart:")
+    links[1].page_link("pages/generalization.py", label="Generalization of the selection",
+                       icon=":material/compare_arrows:")
+    links[2].page_link("pages/runs.py", label="Table of the selection", icon=":material/table_rows:")
+
+table = plots.frontier_table(summary, split)
+numeric = [c for c in table.columns if c.endswith(("(%)", "(points)"))]
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in pct})
-st.download_button("Download this table (CSV)", summary.drop(columns=["run_ids"]).to_csv(index=False),
+             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in numeric})
+st.download_button("Download this table (CSV)", table.to_csv(index=False),
                    file_name=f"frontier_{dataset}_{split}.csv", mime="text/csv")

@@ -3,37 +3,39 @@
 import streamlit as st
 
 from ceag import plots
-from pages._shared import (
-    CHART_CONFIG,
-    empty_store_hint,
-    query,
-    run_labels,
-    seeded,
-    seeded_list,
-    select_runs,
-    selected_runs,
-    set_param,
-)
+from pages import _state
+from pages._shared import CHART_CONFIG, empty_store_hint, query, run_labels
 
+SHOWN_WITHOUT_SELECTION = 30
+
+_state.restore()
 st.title("Train versus test excess gaps")
 runs = query("runs", status="finished")
 if runs.empty:
     empty_store_hint()
     st.stop()
 
+selection = _state.selected_runs()
 datasets = sorted(runs["dataset"].unique())
-dataset = st.selectbox("Dataset", datasets, key=seeded("dataset", datasets))
-set_param("dataset", dataset)
+# A selection decides the dataset first shown; the view's own choice wins once made.
+first = runs.loc[runs.run_id.isin(selection), "dataset"]
+dataset = _state.widget(st.selectbox, "dataset", "Dataset", default=first.iloc[0] if len(first) else datasets[0],
+                        options=datasets)
 pool = runs[runs.dataset == dataset].sort_values(["method", "sparsity", "tolerance", "seed"])
 labels = run_labels(pool)
-default = [r for r in selected_runs() if r in labels] or list(pool["run_id"])[:30]
-chosen = st.multiselect("Runs", list(labels), key=seeded_list("generalization_runs", list(labels), default),
-                        format_func=labels.get)
-if sorted(chosen) != sorted(selected_runs()):
-    select_runs(chosen)
-if not chosen:
-    st.info("Select one or more runs.")
-    st.stop()
+picked = st.multiselect("Runs", list(labels), default=[r for r in selection if r in labels],
+                        format_func=labels.get, help="The selection, carried to every page.",
+                        key=f"generalization_runs_{hash(tuple(selection)) & 0xFFFFFFFF:x}")
+if sorted(picked) != sorted(r for r in selection if r in labels):
+    # Selected runs of other datasets stay selected.
+    _state.select_runs([r for r in selection if r not in labels] + picked)
+    st.rerun()
+if picked:
+    chosen = picked
+else:
+    chosen = list(pool["run_id"])[:SHOWN_WITHOUT_SELECTION]
+    st.caption(f"No run of {dataset} is selected: showing {len(chosen)} of its {len(pool)} finished runs. "
+               "Pick runs above to select them.")
 
 gen = query("generalization", run_ids=chosen)
 if gen["test_excess_gap"].isna().all():

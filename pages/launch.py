@@ -7,12 +7,16 @@ from ceag.config import METHODS, ConfigError
 from ceag.grid import GridSpec
 from ceag.layouts import available
 from ceag.plots import METHOD_LABELS
+from pages import _state
+from pages._forms import NumberFields
+from pages._jobs import job_card
 from pages._shared import data_dir, query, results_dir
 
 MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"],
           "utkface": ["cnn", "mobilenet_v2", "resnet18", "resnet34"],
           "fairface": ["cnn", "resnet18", "resnet34", "mobilenet_v2"], "cifar100": ["resnet20", "resnet56", "cnn"]}
 
+_state.restore()
 st.title("Launch a grid")
 results = results_dir()
 try:
@@ -51,32 +55,12 @@ def parse_list(text: str, kind, name: str) -> list:
 
 @st.fragment(run_every=1.0)
 def job_panel() -> None:
-    listed = jobs.list_jobs(results)[:5]
+    listed = jobs.list_jobs(results, limit=5)
     if not listed:
         st.caption("No jobs yet.")
         return
     for job in listed:
-        total = max(int(job.get("total") or 1), 1)
-        done = sum(int(job.get(k) or 0) for k in ("cached", "finished", "diverged", "failed", "cancelled"))
-        state = job.get("state")
-        with st.container(border=True):
-            c1, c2 = st.columns([5, 1])
-            c1.progress(min(done / total, 1.0), text=f"job {job['job_id']}: {state}, {done} of {total} runs "
-                        f"({job.get('cached', 0)} cached, {job.get('failed', 0)} failed, "
-                        f"{job.get('diverged', 0)} diverged)")
-            if state in ("starting", "running") and c2.button("Cancel", key=f"cancel_{job['job_id']}"):
-                jobs.cancel(results, job["job_id"])
-            running = [(rid, r) for rid, r in job.get("runs", {}).items() if r.get("status") == "running"]
-            for rid, r in running:
-                epoch, total_epochs = r.get("epoch") or 0, r.get("total_epochs") or 0
-                st.caption(f"{METHOD_LABELS.get(r['method'], r['method'])} sparsity {r['sparsity']:g}"
-                           + (f" ε {r['tolerance']:g}" if r.get("tolerance") is not None else "")
-                           + f" seed {r['seed']}: epoch {epoch} of {total_epochs} ({rid})")
-            if job.get("error"):
-                st.error(f"The grid stopped: {job['error']}")
-            if state in ("lost", "failed") or job.get("failed"):
-                with st.expander("Log"):
-                    st.code(jobs.log_tail(results, job["job_id"]) or "(empty)")
+        job_card(job, results)
 
 
 if not password_ok():
@@ -84,35 +68,49 @@ if not password_ok():
 
 c1, c2 = st.columns(2)
 datasets = ["digits", "synthetic", *available(data_dir())]
-dataset = c1.selectbox("Dataset", datasets, help=f"Real datasets appear when their folder is in {data_dir()}.")
-models = c2.multiselect("Models", MODELS[dataset], default=MODELS[dataset][:1])
+dataset = _state.widget(c1.selectbox, "launch_dataset", "Dataset", default="digits", options=datasets,
+                        help=f"Real datasets appear when their folder is in {data_dir()}.")
+models = _state.widget(c2.multiselect, "launch_models", "Models", default=MODELS[dataset][:1], options=MODELS[dataset])
+numbers = NumberFields()
 data_settings = {}
 if dataset in ("utkface", "fairface", "cifar100"):
     c1, c2, c3 = st.columns(3)
     data_settings["data_dir"] = str(data_dir())
     if dataset != "cifar100":
-        data_settings["target"] = c1.selectbox("Target", ["race", "gender", "age"])
-        data_settings["groups"] = c2.multiselect("Protected groups", ["race", "gender", "age"], default=["race"])
-    data_settings["image_size"] = int(c3.number_input("Image size (pixels)", 16, 256, 64 if dataset != "cifar100"
-                                                      else 32))
-methods = st.multiselect("Methods", METHODS, default=list(METHODS), format_func=METHOD_LABELS.get)
+        data_settings["target"] = _state.widget(c1.selectbox, "launch_target", "Target", default="race",
+                                                options=["race", "gender", "age"])
+        data_settings["groups"] = _state.widget(c2.multiselect, "launch_groups", "Protected groups", default=["race"],
+                                                options=["race", "gender", "age"])
+    data_settings["image_size"] = numbers.field(c3.text_input, "launch_image_size", "Image size (pixels)",
+                                                default=64 if dataset != "cifar100" else 32, kind=int, lo=16, hi=256)
+methods = _state.widget(st.multiselect, "launch_methods", "Methods", default=list(METHODS), options=list(METHODS),
+                        format_func=METHOD_LABELS.get)
 c1, c2, c3 = st.columns(3)
-sparsities_text = c1.text_input("Sparsities", "0.9, 0.95")
-tolerances_text = c2.text_input("Tolerances ε (CEAG only)", "0.02")
-seeds_text = c3.text_input("Seeds", "0")
+sparsities_text = _state.widget(c1.text_input, "launch_sparsities", "Sparsities", default="0.9, 0.95")
+tolerances_text = _state.widget(c2.text_input, "launch_tolerances", "Tolerances ε (CEAG only)", default="0.02")
+seeds_text = _state.widget(c3.text_input, "launch_seeds", "Seeds", default="0")
 c1, c2, c3 = st.columns(3)
-dense_epochs = c1.number_input("Dense epochs", 1, limits.max_epochs, min(60, limits.max_epochs))
-prune_epochs = c2.number_input("Pruning epochs", 0, limits.max_epochs, min(20, limits.max_epochs))
-finetune_epochs = c3.number_input("Fine-tuning epochs", 0, limits.max_epochs, min(40, limits.max_epochs))
+cap = limits.max_epochs
+dense_epochs = numbers.field(c1.text_input, "launch_dense_epochs", "Dense epochs", default=min(60, cap), kind=int,
+                             lo=1, hi=cap)
+prune_epochs = numbers.field(c2.text_input, "launch_prune_epochs", "Pruning epochs", default=min(20, cap), kind=int,
+                             lo=0, hi=cap)
+finetune_epochs = numbers.field(c3.text_input, "launch_finetune_epochs", "Fine-tuning epochs", default=min(40, cap),
+                                kind=int, lo=0, hi=cap)
 
+spec, configs = None, []
+for message in numbers.errors:  # an invalid number blocks the launch; the others are still checked below
+    st.error(message)
 try:
     spec = GridSpec(datasets=(dataset,), models=tuple(models), methods=tuple(methods),
                     sparsities=tuple(parse_list(sparsities_text, float, "sparsities")),
                     tolerances=tuple(parse_list(tolerances_text, float, "tolerances")),
                     seeds=tuple(parse_list(seeds_text, int, "seeds")),
-                    settings={"dense_epochs": int(dense_epochs), "prune_epochs": int(prune_epochs),
-                              "finetune_epochs": int(finetune_epochs), **data_settings})
-    configs = spec.configs(max_cells=limits.max_cells)
+                    settings={"dense_epochs": dense_epochs or 1, "prune_epochs": prune_epochs or 0,
+                              "finetune_epochs": finetune_epochs or 0,
+                              **{k: v for k, v in data_settings.items() if v is not None}})
+    if not numbers.errors:
+        configs = spec.configs(max_cells=limits.max_cells)
 except ConfigError as err:
     st.error(str(err))
     spec, configs = None, []

@@ -5,28 +5,56 @@ import json
 import streamlit as st
 
 from ceag import plots
-from pages._shared import CHART_CONFIG, empty_store_hint, query, run_labels, select_runs, selected_runs
+from pages import _state
+from pages._shared import CHART_CONFIG, empty_store_hint, query, run_labels
 
 HEATMAP_FROM = 13  # groups; beyond this, lines are unreadable
+CLOSEST = 5
 
+
+def closest(constrained, chosen):
+    """Constrained runs ordered by how much of their setting they share with a selected run.
+
+    Shared dataset, model, seed and sparsity each count one; ties go to the nearer sparsity.
+    """
+    best = None
+    for _, sel in chosen.iterrows():
+        score = sum((constrained[c] == sel[c]).astype(int) for c in ("dataset", "model", "seed", "sparsity"))
+        rank = score * 10 - (constrained["sparsity"] - sel["sparsity"]).abs()
+        best = rank if best is None else best.combine(rank, max)
+    return constrained.assign(_rank=best).sort_values("_rank", ascending=False, kind="stable").head(CLOSEST)
+
+
+_state.restore()
 st.title("Multiplier trajectories")
 runs = query("runs", status="finished")
-constrained = runs[runs.method.isin(["ceag", "el_rb"])].sort_values(["dataset", "method", "sparsity", "tolerance"])
 if runs.empty:
     empty_store_hint()
     st.stop()
+constrained = runs[runs.method.isin(["ceag", "el_rb"])].sort_values(["dataset", "method", "sparsity", "tolerance"])
 if constrained.empty:
     st.info("No finished CEAG or EL+RB runs yet: only they have multipliers. Launch some on **Launch**.")
     st.stop()
 
-ids = list(constrained["run_id"])
-labels = run_labels(constrained)
-wanted = [r for r in selected_runs() if r in labels]
-if st.session_state.get("multipliers_run") not in ids:
-    st.session_state["multipliers_run"] = wanted[0] if wanted else ids[0]
-run_id = st.selectbox("Run", ids, key="multipliers_run", format_func=labels.get)
-if run_id not in selected_runs():
-    select_runs([run_id])
+selection = _state.selected_runs()
+in_selection = [r for r in selection if r in set(constrained.run_id)]
+if in_selection:  # the selection's constrained runs; the selection itself is never changed here
+    pool = constrained.set_index("run_id").loc[in_selection].reset_index()
+    st.caption(f"{len(in_selection)} of the {len(selection)} selected runs have multipliers.")
+elif selection:
+    chosen = runs[runs.run_id.isin(selection)]
+    named = ", ".join(run_labels(chosen).values()) or ", ".join(selection)
+    pool = closest(constrained, chosen) if not chosen.empty else constrained.head(CLOSEST)
+    st.info(f"No CEAG or EL+RB run is in the selection ({named}): only those runs have multipliers. "
+            f"Below are the {len(pool)} constrained runs closest to it; your selection is unchanged.")
+else:
+    pool = constrained
+ids = list(pool["run_id"])
+labels = run_labels(pool)
+run_id = _state.widget(st.selectbox, "run", "Run", default=ids[0], options=ids, format_func=labels.get)
+if run_id not in selection and st.button("Add this run to the selection", icon=":material/add:"):
+    _state.select_runs([*selection, run_id])
+    st.rerun()
 row = constrained.set_index("run_id").loc[run_id]
 detail = query("run_detail", run_id=run_id)  # one connection for the whole page
 config = json.loads(detail["config"])

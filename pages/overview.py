@@ -6,8 +6,11 @@ import streamlit as st
 
 from ceag import jobs
 from ceag.grid import preset
-from pages._shared import query, results_dir, set_param, sync_store
+from pages import _state
+from pages._jobs import job_card
+from pages._shared import query, results_dir, sync_store
 
+_state.restore()
 st.title("The disparate impact of pruning")
 sync_store()
 results = results_dir()
@@ -29,36 +32,47 @@ with st.expander("What the numbers mean", expanded=overview.empty):
 
 
 @st.fragment(run_every=1.0)
-def demo_progress(job_id: str) -> None:
-    state = jobs.job_state(results, job_id)
-    total = max(int(state.get("total") or 1), 1)
-    done = sum(int(state.get(k) or 0) for k in ("cached", "finished", "diverged", "failed"))
-    st.progress(min(done / total, 1.0), text=f"demo grid: {done} of {total} runs ({state.get('state')})")
-    if state.get("state") in ("finished", "cancelled", "failed", "lost"):
-        if state.get("state") != "finished":
-            st.session_state["demo_message"] = f"The demo job {state.get('state')}; see Launch for its log."
-        set_param("job", None)
+def live_jobs(store_empty: bool) -> None:
+    """The jobs running in this results folder (found from the folder, not the URL) and the one followed.
+
+    Redraws the whole page when a job starts or ends (and, on an empty store, when a run lands),
+    so results show without a reload.
+    """
+    active = [j for j in jobs.list_jobs(results, limit=50) if j.get("state") in jobs.ACTIVE]
+    followed = _state.get("job")
+    shown = list(active)
+    if followed and followed not in {j["job_id"] for j in active}:
+        job = jobs.job_state(results, followed)
+        if job["state"] == "unknown":
+            st.warning(f"Job {followed} is unknown in {results}: it has no progress feed there (a link from "
+                       "another results folder or machine, or a job whose folder was removed).")
+        else:
+            shown.insert(0, job)
+    for job in shown:
+        job_card(job, results)
+    done = sum(int(j.get(s) or 0) for j in active for s in ("cached", "finished", "diverged", "failed"))
+    signature = (tuple(sorted(j["job_id"] for j in active)), done if store_empty else None)
+    before = st.session_state.get("overview_jobs")
+    st.session_state["overview_jobs"] = signature
+    if before is not None and before != signature:
         st.rerun()
 
 
-if "demo_message" in st.session_state:
-    st.warning(st.session_state.pop("demo_message"))
-job = st.query_params.get("job")
-if job:
-    demo_progress(job)
-
+live_jobs(overview.empty)
 if overview.empty:
     st.subheader("Start here")
     st.write("This results folder is empty. The demo grid prunes a small MLP on scikit-learn's 8×8 digits "
              "(digit 8 is rare in training) to 90, 95 and 98 % sparsity and fine-tunes it with NFT, NFT+ES, "
              "EL+RB and CEAG (ε = 1, 2, 5 %): 18 runs, about 15 s to a minute on a laptop CPU.")
-    if not job and st.button("Run the demo grid", type="primary", icon=":material/play_arrow:"):
+    if jobs.running_jobs(results):
+        st.caption("Results appear here as soon as the running job's first runs are stored.")
+    elif st.button("Run the demo grid", type="primary", icon=":material/play_arrow:"):
         try:
             job_id = jobs.launch(preset("demo"), results)
         except OSError as err:
             st.error(f"Could not start the demo in {results}: {err}")
             st.stop()
-        set_param("job", job_id)
+        _state.put("job", job_id)
         st.rerun()
     st.stop()
 
@@ -80,8 +94,6 @@ def listing(values) -> str:
 table = overview.assign(sparsities=overview["sparsities"].map(listing),
                         tolerances=overview["tolerances"].map(listing))
 st.dataframe(table, hide_index=True, width="stretch")
-for j in running:
-    st.write(f"Job `{j['job_id']}`: {j.get('finished', 0) + j.get('cached', 0)} of {j.get('total')} runs done")
 st.subheader("The story in numbers")
 dataset = sorted(overview["dataset"].unique())[0]
 train = query("frontier_summary", dataset=dataset, split="train")

@@ -6,11 +6,15 @@ import streamlit as st
 from ceag.config import METHODS, ConfigError, RunConfig
 from ceag.plots import excess_gap_bars
 from ceag.runs import run
+from pages import _state
+from pages._forms import NumberFields
 from pages._shared import results_dir
 
 LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
 
+_state.restore()
 st.title("Run one experiment")
+results = results_dir()
 st.caption(
     "Prune a small MLP on scikit-learn's 8×8 digits (digit 8 is rare in the training split) and "
     "fine-tune it with a method. ψ_g, a group's excess accuracy gap, is how much more accuracy "
@@ -19,20 +23,35 @@ st.caption(
 
 with st.form("run"):
     c1, c2, c3, c4 = st.columns(4)
-    method = c1.selectbox("Method", METHODS, index=METHODS.index("ceag"), format_func=LABELS.get)
-    sparsity = c2.slider("Sparsity", 0.0, 0.99, 0.95, 0.01)
-    tolerance = c3.number_input("Tolerance ε (CEAG)", 0.0, 1.0, 0.02, 0.005, format="%.3f")
-    seed = c4.number_input("Seed", 0, 10_000, 0, 1)
+    numbers = NumberFields()
+    method = _state.widget(c1.selectbox, "one_method", "Method", default="ceag", options=list(METHODS),
+                           format_func=LABELS.get)
+    sparsity = numbers.field(c2.text_input, "one_sparsity", "Sparsity", default=0.95, kind=float, lo=0.0, hi=1.0,
+                             hi_open=True, help="Fraction of weights removed.")
+    tolerance = numbers.field(c3.text_input, "one_tolerance", "Tolerance ε (CEAG)", default=0.02, kind=float,
+                              lo=0.0, hi=1.0, help="Largest excess accuracy gap ψ_g allowed, as a fraction.")
+    seed = numbers.field(c4.text_input, "one_seed", "Seed", default=0, kind=int, lo=0, hi=2**31 - 1)
     submitted = st.form_submit_button("Run", type="primary")
 
 if submitted:
+    for message in numbers.errors:
+        st.error(message)
+    if numbers.errors:  # nothing runs, and the previous result is not passed off as this one
+        st.session_state.pop("last_result", None)
+        st.stop()
     try:
-        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=int(seed))
+        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=seed)
     except ConfigError as err:
         st.error(str(err))
+        st.session_state.pop("last_result", None)
         st.stop()
     with st.spinner("Training (a few seconds; finished runs load from the cache)…"):
-        st.session_state["last_result"] = run(cfg, results_dir())
+        try:
+            st.session_state["last_result"] = run(cfg, results)
+        except OSError as err:  # e.g. the results folder cannot be written
+            st.error(f"The run could not be written to {results}: {err}")
+            st.session_state.pop("last_result", None)
+            st.stop()
 
 result = st.session_state.get("last_result")
 if result is None:

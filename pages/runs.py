@@ -5,8 +5,10 @@ import io
 import streamlit as st
 
 from ceag.plots import METHOD_LABELS
-from pages._shared import empty_store_hint, query, results_dir, select_runs, selected_runs, sync_store
+from pages import _state
+from pages._shared import empty_store_hint, query, results_dir, sync_store
 
+_state.restore()
 st.title("Runs")
 sync_store()
 runs = query("runs")
@@ -15,25 +17,44 @@ if runs.empty:
     st.stop()
 
 c1, c2, c3 = st.columns(3)
-datasets = c1.multiselect("Dataset", sorted(runs.dataset.unique()))
-methods = c2.multiselect("Method", sorted(runs.method.unique()), format_func=lambda m: METHOD_LABELS.get(m, m))
-statuses = c3.multiselect("Status", sorted(runs.status.unique()))
+datasets = _state.widget(c1.multiselect, "runs_dataset", "Dataset", default=[], options=sorted(runs.dataset.unique()))
+methods = _state.widget(c2.multiselect, "runs_method", "Method", default=[], options=sorted(runs.method.unique()),
+                        format_func=lambda m: METHOD_LABELS.get(m, m))
+statuses = _state.widget(c3.multiselect, "runs_status", "Status", default=[], options=sorted(runs.status.unique()))
 keep = runs.run_id.notna()
 for column, values in (("dataset", datasets), ("method", methods), ("status", statuses)):
     if values:
         keep &= runs[column].isin(values)
 shown = runs[keep].reset_index(drop=True)
+selection = _state.selected_runs()
+known = set(runs.run_id)
 st.caption(f"{len(shown)} of {len(runs)} runs. Select rows to carry them to the other pages.")
 
-preselected = [i for i, r in enumerate(shown.run_id) if r in set(selected_runs())]
+# The table's own selection state is keyed by the view's selection, so a selection made on another
+# page (or by a link) shows here as ticked rows, and a tick here changes the view's selection.
+preselected = [i for i, r in enumerate(shown.run_id) if r in set(selection)]
 cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "achieved_sparsity", "tolerance", "seed",
         "progress_epoch", "total_epochs", "wall_seconds", "device", "reason"]
 event = st.dataframe(shown[cols], hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
-                     key="runs_table", selection_default={"selection": {"rows": preselected}} if preselected else None)
+                     key=f"runs_table_{hash((tuple(selection), tuple(shown.run_id))) & 0xFFFFFFFF:x}",
+                     selection_default={"selection": {"rows": preselected}} if preselected else None)
 rows = (event or {}).get("selection", {}).get("rows", [])
-if rows:
-    select_runs(list(shown.run_id.iloc[rows]))
-chosen = [r for r in selected_runs() if r in set(runs.run_id)]
+if sorted(rows) != preselected:
+    hidden = [r for r in selection if r not in set(shown.run_id)]  # selected runs the filters hide stay selected
+    _state.select_runs(hidden + list(shown.run_id.iloc[sorted(rows)]))
+    st.rerun()
+chosen = [r for r in _state.selected_runs() if r in known]
+missing = [r for r in _state.selected_runs() if r not in known]
+if missing:
+    st.warning(f"{len(missing)} selected run(s) are not in this store: {', '.join(missing[:5])}"
+               + (" …" if len(missing) > 5 else ""))
+if chosen:
+    hidden = len([r for r in chosen if r not in set(shown.run_id)])
+    c1, c2 = st.columns([4, 1])
+    c1.caption(f"{len(chosen)} selected" + (f" ({hidden} hidden by the filters)" if hidden else "") + ".")
+    if c2.button("Clear the selection"):
+        _state.select_runs([])
+        st.rerun()
 if not chosen:
     st.info("Select runs to download their metrics or predictions.")
     st.stop()

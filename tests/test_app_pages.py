@@ -202,8 +202,8 @@ def test_overview_demo_button_launches_the_demo_grid_and_shows_its_progress(empt
     assert not at.exception
     assert calls == [(preset("demo"), empty)]
     assert at.query_params["job"] == "fakejob0001"
-    assert progress_texts(at) == ["demo grid: 1 of 18 runs (running)"]
-    assert not at.button  # no second demo while one runs
+    assert progress_texts(at) == ["job fakejob0001: running, 1 of 18 runs done"]
+    assert "Run the demo grid" not in [b.label for b in at.button]  # no second demo while one runs
 
 
 def test_launch_on_an_empty_store_counts_the_default_grid(empty):
@@ -244,7 +244,9 @@ def test_frontiers_plot_every_method_at_the_stores_accuracies(seeded, split):
     if split != "test":
         widget(at.radio, "Split").set_value(split).run()
         assert not at.exception
-    assert at.query_params["split"] == split
+        assert at.query_params["split"] == split
+    else:  # the default is not written: a link carries only what differs from the defaults
+        assert "split" not in at.query_params
     summary = queries.frontier_summary(seeded, dataset="digits", split=split)
     specs = charts(at)
     assert len(specs) == 2
@@ -290,11 +292,11 @@ def test_multipliers_page_selects_the_run_in_the_url_and_plots_its_multipliers(s
     assert {t["name"] for t in specs[2]["data"]} == set(queries.group_metrics(seeded, run_id)["split"])
 
 
-def test_multipliers_page_defaults_to_the_first_constrained_run_and_writes_it_to_the_url(seeded):
+def test_multipliers_page_defaults_to_the_first_constrained_run_and_leaves_the_selection_alone(seeded):
     at = open_page("multipliers")
     run_id = ceag_run(seeded, 0.9)
     assert widget(at.selectbox, "Run").value == run_id
-    assert at.query_params["runs"] == run_id
+    assert "runs" not in at.query_params
     constrained = set(queries.runs(seeded, method="ceag").run_id) | set(queries.runs(seeded, method="el_rb").run_id)
     options = widget(at.selectbox, "Run").options  # labels that end in the run id
     assert len(options) == len(constrained) == 4
@@ -418,7 +420,7 @@ def test_launch_recognizes_runs_already_in_the_store(seeded):
     at = open_page("launch")
     for label, key in (("Dense epochs", "dense_epochs"), ("Pruning epochs", "prune_epochs"),
                        ("Fine-tuning epochs", "finetune_epochs")):
-        widget(at.number_input, label).set_value(SEED_SETTINGS[key])
+        widget(at.text_input, label).set_value(str(SEED_SETTINGS[key]))
     widget(at.text_input, "Tolerances ε (CEAG only)").set_value("0.02, 0.05")
     at.run()
     assert not at.exception
@@ -434,7 +436,7 @@ def test_launch_button_starts_the_grid_shown_by_the_widgets(empty, monkeypatch):
     at = open_page("launch")
     widget(at.text_input, "Sparsities").set_value("0.9")
     widget(at.multiselect, "Methods").set_value(["nft", "ceag"])
-    widget(at.number_input, "Dense epochs").set_value(10)
+    widget(at.text_input, "Dense epochs").set_value("10")
     at.run()
     widget(at.button, "Launch").click().run()
     assert not at.exception
@@ -444,7 +446,7 @@ def test_launch_button_starts_the_grid_shown_by_the_widgets(empty, monkeypatch):
                             tolerances=(0.02,), seeds=(0,),
                             settings={"dense_epochs": 10, "prune_epochs": 20, "finetune_epochs": 40})
     assert [s.value for s in at.success][0].startswith("Started job fakejob0001.")
-    assert progress_texts(at) == ["job fakejob0001: running, 1 of 2 runs (0 cached, 0 failed, 0 diverged)"]
+    assert progress_texts(at) == ["job fakejob0001: running, 1 of 2 runs done"]
 
 
 @pytest.mark.parametrize(("label", "text", "message"), [
@@ -466,7 +468,9 @@ def test_launch_page_works_under_a_small_epoch_limit(empty, monkeypatch):
     monkeypatch.setenv("CEAG_MAX_EPOCHS", "50")
     at = open_page("launch", check=False)
     assert not at.exception, [e.value for e in at.exception]
-    assert all(n.value <= 50 for n in at.number_input)
+    epochs = [t for t in at.text_input if t.label.endswith("epochs")]
+    assert len(epochs) == 3 and all(int(t.value) <= 50 for t in epochs)
+    assert not at.error
 
 
 def test_run_one_page_on_a_seeded_store(seeded):
@@ -484,3 +488,227 @@ def test_run_labels_name_method_tolerance_setting_seed_and_id():
     assert run_labels(runs) == {"a1": "CEAG ε=2% · digits/mlp · sparsity 0.9 · seed 0 · a1",
                                 "b2": "NFT+ES · utkface/resnet18 · sparsity 0.995 · seed 3 · b2"}
     assert run_labels(runs.iloc[:0]) == {}
+
+
+# -- the view survives navigation, and pages never rewrite the selection on their own ----------------------
+
+
+def navigate(at: AppTest, page: str) -> AppTest:
+    """A sidebar click: Streamlit clears the URL's query parameters, then runs the other page."""
+    at.query_params.clear()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == [TITLES[page]]
+    return at
+
+
+def test_a_selection_and_split_survive_sidebar_navigation_through_every_page(seeded):
+    nft = queries.runs(seeded, method="nft").run_id[0]
+    at = open_page("frontiers", split="train", runs=nft)
+    assert widget(at.radio, "Split").value == "train"
+    navigate(at, "multipliers")
+    assert at.query_params["runs"] == nft and at.query_params["split"] == "train"
+    navigate(at, "generalization")
+    assert widget(at.multiselect, "Runs").value == [nft]
+    assert set(at.dataframe[1].value["run_id"]) == {nft}
+    navigate(at, "runs")
+    assert "1 selected." in [c.value for c in at.caption]
+    for page in ("launch", "run_one", "overview", "frontiers"):
+        navigate(at, page)
+        assert at.query_params["runs"] == nft and at.query_params["split"] == "train"
+    assert widget(at.radio, "Split").value == "train"
+
+
+def test_multipliers_with_no_constrained_run_selected_says_so_and_offers_the_closest(seeded):
+    runs = queries.runs(seeded)
+    nft = runs.loc[(runs.method == "nft") & (runs.sparsity == 0.95), "run_id"].item()
+    at = open_page("multipliers", runs=nft)
+    [info] = infos(at)
+    assert info.startswith("No CEAG or EL+RB run is in the selection") and "your selection is unchanged" in info
+    offered = widget(at.selectbox, "Run").options
+    assert {label.rsplit(" · ", 1)[-1] for label in offered} == set(
+        runs.loc[runs.method.isin(["ceag", "el_rb"]), "run_id"])
+    assert "sparsity 0.95" in offered[0]  # the nearest setting first
+    assert at.query_params["runs"] == nft  # never overwritten
+    assert charts(at)
+
+
+def test_runs_page_filters_are_kept_in_the_url(seeded):
+    at = open_page("runs")
+    widget(at.multiselect, "Method").set_value(["ceag"]).run()
+    assert at.query_params["runs_method"] == "ceag"
+    navigate(at, "frontiers")
+    navigate(at, "runs")
+    assert widget(at.multiselect, "Method").value == ["ceag"]
+    assert set(at.dataframe[0].value["run_id"]) == set(queries.runs(seeded, method="ceag").run_id)
+
+
+def test_launch_form_fields_survive_navigation(empty):
+    at = open_page("launch")
+    widget(at.text_input, "Sparsities").set_value("0.8").run()
+    widget(at.text_input, "Dense epochs").set_value("12").run()
+    navigate(at, "overview")
+    assert at.query_params["launch_sparsities"] == "0.8"
+    navigate(at, "launch")
+    assert widget(at.text_input, "Sparsities").value == "0.8"
+    assert widget(at.text_input, "Dense epochs").value == "12"
+
+
+# -- the results folder typed in the sidebar ------------------------------------------------------------------
+
+
+def results_errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", list(TITLES))
+def test_a_file_as_results_folder_is_an_error_box_on_every_page(empty, page):
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a folder")
+    at = open_page(page, check=False, results="notes.txt")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("is a file, not a folder" in e for e in results_errors(at)), results_errors(at)
+    assert not at.get("plotly_chart") and not at.dataframe
+
+
+def test_a_results_folder_outside_the_configured_root_is_refused(empty, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    at = open_page("launch", check=False, results=str(outside))
+    assert not at.exception
+    assert f"The results folder must be {empty.resolve()} or inside it." in results_errors(at)
+    assert "Launch" not in [b.label for b in at.button]
+
+
+def test_a_foreign_duckdb_file_is_named_in_an_error_box(empty):
+    import duckdb
+
+    (empty / "other").mkdir(parents=True)
+    with duckdb.connect(str(empty / "other" / "ceag.duckdb")) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    at = open_page("frontiers", check=False, results="other")
+    assert not at.exception
+    assert any("not a ceag store" in e for e in results_errors(at))
+
+
+# -- numbers that are not allowed block the action ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("label", "text", "message"), [
+    ("Dense epochs", "100000", "invalid Dense epochs='100000': must be a whole number from 1 to 500"),
+    ("Fine-tuning epochs", "-5", "invalid Fine-tuning epochs='-5': must be a whole number from 0 to 500"),
+    ("Pruning epochs", "3.5", "invalid Pruning epochs='3.5': must be a whole number from 0 to 500"),
+])
+def test_launch_refuses_an_invalid_number_and_keeps_it_as_typed(empty, monkeypatch, label, text, message):
+    calls = []
+    monkeypatch.setattr(jobs, "launch", fake_launch(calls))
+    at = open_page("launch")
+    widget(at.text_input, label).set_value(text).run()
+    assert not at.exception
+    assert message in [e.value for e in at.error]
+    assert "Launch" not in [b.label for b in at.button] and not infos(at)
+    assert widget(at.text_input, label).value == text  # never silently replaced
+    assert calls == []
+
+
+@pytest.mark.parametrize(("label", "text", "message"), [
+    ("Tolerance ε (CEAG)", "5", "invalid Tolerance ε (CEAG)='5': must be a number in [0, 1]"),
+    ("Seed", "-3", "invalid Seed='-3': must be a whole number from 0 to 2.14748e+09"),
+    ("Sparsity", "1", "invalid Sparsity='1': must be a number in [0, 1)"),
+])
+def test_run_one_refuses_an_invalid_number_instead_of_rerunning_the_last_setting(empty, monkeypatch, label, text,
+                                                                                 message):
+    import ceag.runs
+
+    calls = []
+    monkeypatch.setattr(ceag.runs, "run", lambda cfg, results: calls.append(cfg))
+    at = open_page("run_one")
+    widget(at.text_input, label).set_value(text)
+    at.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [message]
+    assert calls == [] and not at.metric
+
+
+# -- jobs on the Overview ---------------------------------------------------------------------------------------
+
+
+def live_feed(results: Path, job_id: str = "livejob00001") -> None:
+    runs = {f"r{i}": {"method": "ceag", "dataset": "digits", "model": "mlp", "sparsity": 0.9, "tolerance": 0.02,
+                      "seed": i, "status": status}
+            for i, status in enumerate(["finished", "cached", "running", "pending", "pending"])}
+    runs["r2"].update(phase="fine-tuning", epoch=3, total_epochs=40)
+    jdir = results / "jobs" / job_id
+    write_json(jdir / "progress.json", {"job_id": job_id, "state": "running", "total": 5, "finished": 1,
+                                        "cached": 1, "runs": runs, "started_at": "2026-01-01T10:00:00+00:00",
+                                        "datasets": ["digits"], "models": ["mlp"], "methods": ["ceag"]})
+    write_json(jdir / "launcher.json", {"pid": os.getpid()})
+
+
+def test_overview_finds_a_running_job_in_the_results_folder_without_a_job_link(empty):
+    live_feed(empty)
+    at = open_page("overview")
+    assert progress_texts(at) == ["job livejob00001: running, 2 of 5 runs done"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "digits · mlp · CEAG · 5 cells · started 2026-01-01 10:00:00 UTC" in captions
+    assert "1 finished, 1 cached, 1 running, 2 pending (of 5)" in captions
+    assert "CEAG ε=2% · sparsity 0.9 · seed 2: fine-tuning, epoch 3 of 40" in " ".join(m.value for m in at.markdown)
+    assert "Run the demo grid" not in [b.label for b in at.button]  # no second grid while one runs
+    [link] = [p for p in at.get("page_link") if p.proto.label == "Its runs"]
+    assert "runs=r0%2Cr1%2Cr2%2Cr3%2Cr4" in link.proto.page or "r0" in str(link.proto)
+
+
+def test_a_stale_job_link_says_the_job_is_unknown(empty):
+    at = open_page("overview", job="0123456789ab")
+    assert [w.value for w in at.warning][0].startswith("Job 0123456789ab is unknown in")
+    assert not progress_texts(at)
+    assert [b.label for b in at.button] == ["Run the demo grid"]
+
+
+def test_a_cancelled_job_says_cancelled_with_counts_that_add_up(empty):
+    runs = {f"r{i}": {"method": "nft", "dataset": "digits", "model": "mlp", "sparsity": 0.9, "tolerance": None,
+                      "seed": i, "status": "finished" if i < 4 else "cancelled"} for i in range(12)}
+    jdir = empty / "jobs" / "cancelled001"
+    write_json(jdir / "progress.json", {"job_id": "cancelled001", "state": "cancelled", "total": 12, "finished": 4,
+                                        "cancelled": 8, "runs": runs})
+    at = open_page("launch")
+    assert progress_texts(at) == ["job cancelled001: cancelled, 12 of 12 runs done"]
+    assert "4 finished, 8 cancelled, 0 pending (of 12)" in " ".join(c.value for c in at.caption)
+
+
+# -- Frontiers: filters, labels, exports ---------------------------------------------------------------------------
+
+
+def test_frontiers_filters_by_method_and_allows_box_and_lasso_selection(seeded):
+    at = open_page("frontiers")
+    widget(at.multiselect, "Methods").set_value(["ceag", "nft"]).run()
+    assert not at.exception
+    assert at.query_params["methods"] == "ceag,nft"
+    for spec in charts(at):
+        names = {t["name"] for t in spec["data"]}
+        assert {"CEAG", "NFT"} <= names and not names & {"NFT+ES", "EL+RB"}
+    modes = [list(c.proto.selection_mode) for c in at.get("plotly_chart")]
+    assert all(len(m) == 3 for m in modes), modes
+    assert set(at.dataframe[0].value["method"]) == {"CEAG", "NFT"}
+
+
+def test_frontiers_tooltips_name_a_tolerance_only_where_there_is_one(seeded):
+    at = open_page("frontiers")
+    for spec in charts(at):
+        for trace in spec["data"]:
+            if trace["name"] in ("NFT", "NFT+ES", "EL+RB"):
+                assert not any("tolerance" in str(row[5]) for row in trace["customdata"])
+            if trace["name"] == "CEAG":
+                assert all("tolerance ε 2%" in str(row[5]) for row in trace["customdata"])
+        assert "0.000" not in json.dumps(spec["data"])
+
+
+def test_frontiers_table_and_csv_share_labels_and_units(seeded):
+    at = open_page("frontiers")
+    table = at.dataframe[0].value
+    [button] = at.get("download_button")
+    assert "accuracy (%)" in table.columns and "Ψ_PW (points)" in table.columns
+    assert set(table["method"]) == {METHOD_LABELS[m] for m in SEED_SPEC.methods}
+    summary = queries.frontier_summary(seeded, dataset="digits", split="test")
+    np.testing.assert_allclose(sorted(table["accuracy (%)"]), sorted(100 * summary["accuracy"]))
+    assert button.proto.label == "Download this table (CSV)"

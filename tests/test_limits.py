@@ -198,27 +198,31 @@ def test_without_a_password_secret_the_form_shows_at_once(env):
 
 # -- the data folder typed in the sidebar stays inside CEAG_DATA --------------------------------------
 # AppTest runs app.py's sidebar only on the first run of a multipage app (later runs execute the page
-# alone), so the typed value is put where the widget reads its value from before that first run.
+# alone), so the typed value comes in the URL (the view's "data" field), as a copied link would bring it.
 @pytest.mark.parametrize("typed", ["../../etc", "/etc", "inside/../../..", "link-to-etc"])
 def test_a_data_folder_outside_ceag_data_is_refused(env, typed):
     root = (env.parent / "data").resolve()
     (root / "inside").mkdir()
     (root / "link-to-etc").symlink_to("/etc")
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["data_dir"] = typed
+    at.query_params["data"] = typed
     at.run()
     assert not at.exception
     assert [e.value for e in at.sidebar.error] == [f"The data folder must be {root} or inside it."]
+    assert [t.value for t in at.sidebar.text_input if t.label == "Data folder"] == [typed]  # kept as typed
 
 
 def test_a_data_folder_inside_ceag_data_is_accepted(env):
     root = (env.parent / "data").resolve()
     (root / "inside").mkdir()
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["data_dir"] = "inside"
+    at.query_params["data"] = "inside"
     at.run()
     assert not at.exception and not at.error
-    assert at.session_state["data_dir"] == str(root / "inside")
+    from pages._shared import confine
+
+    assert at.session_state["_view"]["data"] == "inside"  # what the pages read, resolved inside the root:
+    assert confine(root, "inside", "data") == root / "inside"
 
 
 # -- no shell -----------------------------------------------------------------------------------------------

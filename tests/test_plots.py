@@ -102,7 +102,8 @@ def test_pareto_front_agrees_with_a_brute_force_check():
 
 def test_frontier_has_one_trace_per_method_then_the_pareto_front_and_the_dense_star(summary):
     fig = plots.frontier(summary, "psi_pw", split="test")
-    assert [t.name for t in fig.data] == ["CEAG", "NFT", "Pareto front", "dense model"]
+    assert [t.name for t in fig.data] == ["CEAG", "NFT", "Pareto front", "dense model", "sparsity 0.9",
+                                          "sparsity 0.95"]
     traces = by_name(fig)
     np.testing.assert_allclose(traces["CEAG"].x, [5.0, 7.0])
     np.testing.assert_allclose(traces["CEAG"].y, [85.0, 80.0])
