@@ -37,7 +37,7 @@ def main() -> None:
         st.Page("pages/run_one.py", title="Run one experiment", icon=":material/play_arrow:"),
     ]
     nav = st.navigation(pages)
-    _state.restore()  # before anything reads the view: a sidebar click cleared the URL
+    _state.restore(entry=True)  # before anything reads the view: a sidebar click cleared the URL
     sidebar()
     nav.run()
 

@@ -41,6 +41,7 @@ FIELDS: dict[str, str] = {
     "results": "str", "data": "str",  # folders, as typed (each confined to its configured root)
     "job": "str",  # the job the Overview follows
 }
+_entry_ran = False  # whether app.py (with its st.navigation) has run in this process
 VIEW_KEY = "_view"
 WRITTEN_KEY = "_view_url"
 WIDGET_PREFIX = "view."
@@ -118,8 +119,34 @@ def _write_url() -> None:
     st.session_state[WRITTEN_KEY] = target
 
 
-def restore() -> dict[str, Any]:
-    """Bring the session's view and the URL together (see the module's docstring); returns the view."""
+def _leave_pages_directory_mode() -> None:
+    """Make the first request for a page go through app.py.
+
+    Streamlit treats an app beside a ``pages/`` folder as an old-style multipage app until
+    ``st.navigation`` has run once in the server: a fresh server's first request for, say,
+    ``/frontiers`` (a copied link, a reload after a restart) runs ``pages/frontiers.py`` alone,
+    without app.py's navigation and sidebar, and every later session of that server keeps the
+    folder's listing as its navigation. Clearing the flag and rerunning runs app.py instead.
+    Once app.py has run in this process its navigation holds (``AppTest``, which resets the flag
+    before every run and then runs a page alone, is left as it is).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not _entry_ran:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def restore(*, entry: bool = False) -> dict[str, Any]:
+    """Bring the session's view and the URL together (see the module's docstring); returns the view.
+
+    ``entry``: the call from app.py, after ``st.navigation``.
+    """
+    global _entry_ran
+    if entry:
+        _entry_ran = True
+    else:
+        _leave_pages_directory_mode()
     url = {k: st.query_params.get(k) for k in st.query_params.keys()}  # noqa: SIM118
     view, changed = merge(st.session_state.get(VIEW_KEY), url, st.session_state.get(WRITTEN_KEY))
     for name in changed:  # a widget bound to a field a link changed starts again from the view

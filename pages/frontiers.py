@@ -22,21 +22,22 @@ if overview.empty:
     st.stop()
 
 datasets = sorted(overview["dataset"].unique())
-c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+c1, c2, c3 = st.columns(3)
 dataset = _state.widget(c1.selectbox, "dataset", "Dataset", default=datasets[0], options=datasets)
 models = ["all", *sorted(overview.loc[overview.dataset == dataset, "model"].unique())]
 model = _state.widget(c2.selectbox, "model", "Model", default="all", options=models)
 split = _state.widget(c3.radio, "split", "Split", default="test", options=["test", "train", "val"], horizontal=True)
-show_diverged = _state.widget(c4.toggle, "diverged", "Include diverged runs", default=False,
+c1, c2, c3 = st.columns(3)
+show_diverged = _state.widget(c1.toggle, "diverged", "Include diverged runs", default=False,
                               help="Runs whose loss or multipliers blew up; drawn with open markers.")
-
+toggles = c2  # "Clip outliers" goes beside it, once the summary is known
 summary = query("frontier_summary", dataset=dataset, model=None if model == "all" else model, split=split,
                 include_diverged=show_diverged)
 if summary.empty:
     st.info(f"No finished runs with a {split} split for {dataset}" + ("" if model == "all" else f"/{model}") + ".")
     st.stop()
 
-c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
+c1, c2, c3 = st.columns(3)
 methods = _state.widget(c1.multiselect, "methods", "Methods", default=[], options=list(dict.fromkeys(summary.method)),
                         format_func=lambda m: plots.METHOD_LABELS.get(m, m), placeholder="all")
 sparsities = _state.widget(c2.multiselect, "sparsities", "Sparsities", default=[],
@@ -44,7 +45,7 @@ sparsities = _state.widget(c2.multiselect, "sparsities", "Sparsities", default=[
 tolerances = _state.widget(c3.multiselect, "tolerances", "Tolerances ε (CEAG)", default=[],
                            options=sorted(summary.tolerance.dropna().unique()), format_func=lambda t: f"{100 * t:g}%",
                            placeholder="all", help="Methods without a tolerance are always shown.")
-clip = _state.widget(c4.toggle, "clip", "Clip outliers", default=False,
+clip = _state.widget(toggles.toggle, "clip", "Clip outliers", default=False,
                      help="Zoom to the bulk of the points; points outside are drawn on the edge as arrows.")
 keep = summary.method.notna()
 if methods:

@@ -48,18 +48,17 @@ missing = [r for r in _state.selected_runs() if r not in known]
 if missing:
     st.warning(f"{len(missing)} selected run(s) are not in this store: {', '.join(missing[:5])}"
                + (" …" if len(missing) > 5 else ""))
-if chosen:
-    hidden = len([r for r in chosen if r not in set(shown.run_id)])
-    c1, c2 = st.columns([4, 1])
-    c1.caption(f"{len(chosen)} selected" + (f" ({hidden} hidden by the filters)" if hidden else "") + ".")
-    if c2.button("Clear the selection"):
-        _state.select_runs([])
-        st.rerun()
 if not chosen:
     st.info("Select runs to download their metrics or predictions.")
     st.stop()
 
+hidden = len([r for r in chosen if r not in set(shown.run_id)])
 st.subheader(f"{len(chosen)} selected")
+if hidden:
+    st.caption(f"{hidden} of them hidden by the filters above.")
+if st.button("Clear the selection", icon=":material/deselect:"):
+    _state.select_runs([])
+    st.rerun()
 final = query("export_table", table="final", run_ids=chosen)
 c1, c2 = st.columns(2)
 c1.download_button("Per-group metrics (CSV)", final.to_csv(index=False), file_name="ceag_metrics.csv",

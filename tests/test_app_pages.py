@@ -512,7 +512,7 @@ def test_a_selection_and_split_survive_sidebar_navigation_through_every_page(see
     assert widget(at.multiselect, "Runs").value == [nft]
     assert set(at.dataframe[1].value["run_id"]) == {nft}
     navigate(at, "runs")
-    assert "1 selected." in [c.value for c in at.caption]
+    assert [s.value for s in at.subheader][0] == "1 selected"
     for page in ("launch", "run_one", "overview", "frontiers"):
         navigate(at, page)
         assert at.query_params["runs"] == nft and at.query_params["split"] == "train"

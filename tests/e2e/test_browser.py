@@ -158,15 +158,38 @@ def job_text(page) -> str:
     return texts[0] if texts else ""
 
 
-def test_launch_a_tiny_grid_then_see_its_runs_on_the_frontier(app, page):
+def sidebar_click(page, label: str, title: str) -> None:
+    """Change page as a user does: the sidebar link (Streamlit clears the URL's query parameters)."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=label).first.click()
+    page.locator("h1", has_text=title).wait_for(state="visible", timeout=30_000)
+    settle(page)
+
+
+def url_params(page) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return dict(parse_qsl(urlsplit(page.url).query, keep_blank_values=True))
+
+
+def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_everywhere(app, page):
+    """One browser session: a grid launched on Launch is found and followed live by the Overview after a
+    sidebar click, its results appear without a reload, and a selection and split survive sidebar
+    navigation through every page, a reload and a copied link."""
     base, results = app
     open_page(page, f"{base}/launch", PAGES["launch"])
     for label, value in (("Sparsities", "0.9"), ("Tolerances ε (CEAG only)", "0.02"), ("Dense epochs", "10"),
-                         ("Pruning epochs", "3"), ("Fine-tuning epochs", "3")):
+                         ("Pruning epochs", "3"), ("Fine-tuning epochs", "100000")):
         field = page.get_by_label(label, exact=True)
         field.fill(value)
         field.press("Enter")
         settle(page)
+    # An invalid number blocks the launch and says which field, which value and what is allowed.
+    page.get_by_text("invalid Fine-tuning epochs='100000': must be a whole number from 0 to 500").wait_for()
+    assert page.get_by_role("button", name="Launch", exact=True).count() == 0
+    field = page.get_by_label("Fine-tuning epochs", exact=True)
+    field.fill("3")
+    field.press("Enter")
+    settle(page)
     page.get_by_text("This grid means 4 runs; 0 are already in the store").wait_for(timeout=30_000)
     assert page.locator(EXCEPTION).count() == 0
 
@@ -177,18 +200,24 @@ def test_launch_a_tiny_grid_then_see_its_runs_on_the_frontier(app, page):
     assert (spec["methods"], spec["sparsities"], spec["tolerances"]) == (["nft", "nft_es", "el_rb", "ceag"], [0.9],
                                                                          [0.02])
     assert spec["settings"] == {"dense_epochs": 10, "prune_epochs": 3, "finetune_epochs": 3}
+
+    # The Overview finds the job from the results folder (no ?job= in the URL) and shows it until it ends,
+    # then its results, with no reload.
+    sidebar_click(page, "Overview", PAGES[""])
+    assert "job" not in url_params(page)
     deadline = time.monotonic() + JOB_TIMEOUT
-    text = ""
-    while time.monotonic() < deadline:  # the job panel refreshes itself every second
-        text = job_text(page)
-        if re.search(r": (finished|cancelled|lost),", text):
+    seen_progress = False
+    while time.monotonic() < deadline:
+        seen_progress |= page.get_by_text(re.compile(f"job {job}: (starting|running)")).count() > 0
+        if page.locator('[data-testid="stMetric"]').count():
             break
-        page.wait_for_timeout(1000)
+        page.wait_for_timeout(500)
     log = (results / "jobs" / job / "log.txt").read_text(errors="replace")
-    assert text.startswith(f"job {job}: finished, 4 of 4 runs"), f"job panel says {text!r}; log:\n{log[-3000:]}"
-    assert "0 failed" in text
     progress = json.loads((results / "jobs" / job / "progress.json").read_text())
-    assert (progress["state"], progress["finished"], progress["failed"]) == ("finished", 4, 0)
+    assert (progress["state"], progress["finished"], progress["failed"]) == ("finished", 4, 0), log[-3000:]
+    page.get_by_text("What is in the store").wait_for(timeout=30_000)  # the results, without a reload
+    assert seen_progress or progress.get("wall_seconds", 99) < 2, "the running job never showed on the Overview"
+    assert page.locator(EXCEPTION).count() == 0
 
     open_page(page, f"{base}/frontiers", PAGES["frontiers"])
     page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30_000)
@@ -202,5 +231,36 @@ def test_launch_a_tiny_grid_then_see_its_runs_on_the_frontier(app, page):
             trace = traces[METHOD_LABELS[row["method"]]]
             assert trace["y"] == pytest.approx([100 * row["accuracy"]])
             assert trace["x"] == pytest.approx([100 * row[metric]])
-    legend = page.locator(".js-plotly-plot .legend").first.text_content()
-    assert "CEAG" in legend and "NFT" in legend
+
+    # A selection (an NFT run) and a split: through the sidebar to every page and back, a reload, a copied link.
+    nft = queries.runs(results, method="nft").run_id[0]
+    open_page(page, f"{base}/frontiers?split=train&runs={nft}", PAGES["frontiers"])
+    sidebar_click(page, "Multipliers", PAGES["multipliers"])
+    assert url_params(page) == {"split": "train", "runs": nft}
+    page.get_by_text("No CEAG or EL+RB run is in the selection").wait_for()
+    sidebar_click(page, "Generalization", PAGES["generalization"])
+    assert url_params(page)["runs"] == nft
+    assert page.locator('[data-testid="stMultiSelect"]').filter(has_text=nft).count() == 1
+    for label, key in (("Launch", "launch"), ("Runs", "runs"), ("Run one experiment", "run_one")):
+        sidebar_click(page, label, PAGES[key])
+        assert url_params(page) == {"split": "train", "runs": nft}, label
+        assert page.locator(EXCEPTION).count() == 0
+    sidebar_click(page, "Frontiers", PAGES["frontiers"])
+    assert page.get_by_role("radio", name="train").is_checked()
+    page.reload()
+    page.locator("h1", has_text=PAGES["frontiers"]).wait_for()
+    settle(page)
+    assert page.get_by_role("radio", name="train").is_checked()
+    assert url_params(page) == {"split": "train", "runs": nft}
+    copied = page.url
+    other = page.context.browser.new_page(viewport={"width": 900, "height": 900})  # a second tab: a new session
+    try:
+        open_page(other, copied, PAGES["frontiers"])
+        assert other.get_by_role("radio", name="train").is_checked()
+        assert nft in other.locator('[data-testid="stAlert"]').first.inner_text()
+        # At 900 px the two charts stack, each as wide as the page's main column.
+        widths = other.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                                ".map(e => e.getBoundingClientRect().width)")
+        assert len(widths) == 2 and min(widths) > 400, widths
+    finally:
+        other.close()
