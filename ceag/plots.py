@@ -98,6 +98,10 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
     x_range = robust_range(xs_all) if clip else None
     y_range = robust_range(ys_all) if clip else None
     clipped_any = False
+    for method in dict.fromkeys(summary["method"]):  # legend entries: a method's colour, not a sparsity's symbol
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=METHOD_LABELS.get(method, method), legendgroup=method,
+                        legendgrouptitle_text="method" if not fig.data else None,
+                        marker=dict(color=METHOD_COLORS.get(method), symbol="circle", size=10), hoverinfo="skip")
     for method, part in summary.groupby("method", sort=False):
         true_x = 100 * part[metric].to_numpy(dtype=float)
         true_y = 100 * part["accuracy"].to_numpy(dtype=float)
@@ -130,8 +134,7 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
             part["seeds"].to_numpy(), part["model"].to_numpy(), np.asarray(setting, dtype=object), true_x, true_y,
         ], axis=1)
         fig.add_scatter(
-            x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method), legendgroup="method",
-            legendgrouptitle_text="method",
+            x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method), legendgroup=method, showlegend=False,
             marker=dict(color=METHOD_COLORS.get(method), symbol=symbols, size=sizes,
                         line=dict(width=1, color="white")),
             error_x=dict(type="data", array=std_x, visible=bool(std_x.any()), thickness=1),

@@ -102,8 +102,10 @@ def test_pareto_front_agrees_with_a_brute_force_check():
 
 def test_frontier_has_one_trace_per_method_then_the_pareto_front_and_the_dense_star(summary):
     fig = plots.frontier(summary, "psi_pw", split="test")
-    assert [t.name for t in fig.data] == ["CEAG", "NFT", "Pareto front", "dense model", "sparsity 0.9",
+    # Legend entries first (a method's colour as a circle; a sparsity's symbol in grey), then the data.
+    assert [t.name for t in fig.data] == ["CEAG", "NFT", "CEAG", "NFT", "Pareto front", "dense model", "sparsity 0.9",
                                           "sparsity 0.95"]
+    assert [t.showlegend for t in fig.data[:4]] == [None, None, False, False]
     traces = by_name(fig)
     np.testing.assert_allclose(traces["CEAG"].x, [5.0, 7.0])
     np.testing.assert_allclose(traces["CEAG"].y, [85.0, 80.0])
@@ -146,6 +148,47 @@ def test_frontier_on_max_excess_gap_uses_that_column_and_labels_the_axes(summary
     layout = fig.to_dict()["layout"]
     assert layout["xaxis"]["title"]["text"].startswith("max_g ψ_g (points) on train")
     assert layout["yaxis"]["title"]["text"] == "train accuracy (%)"
+
+
+def test_frontier_symbols_keep_their_meaning_when_runs_with_new_sparsities_arrive(summary):
+    before = by_name(plots.frontier(summary, "psi_pw"))["CEAG"].marker.symbol
+    more = pd.concat([summary, summary.iloc[[0]].assign(sparsity=0.5, run_ids=[["z9"]])], ignore_index=True)
+    after = by_name(plots.frontier(more, "psi_pw"))["CEAG"].marker.symbol
+    assert list(after[:2]) == list(before)
+    assert after[2] == plots.sparsity_symbol(0.5) not in before
+    assert plots.sparsity_symbol(0.937) == plots.sparsity_symbol(0.93700001)  # any value: a stable symbol
+
+
+def test_frontier_clips_a_collapsed_run_and_marks_it(summary):
+    collapsed = pd.concat([summary, summary.iloc[[3]].assign(sparsity=0.99, accuracy=0.05, psi_pw=0.9,
+                                                             run_ids=[["x1"]])], ignore_index=True)
+    fig = plots.frontier(collapsed, "psi_pw", clip=True)
+    nft = by_name(fig)["NFT"]
+    layout = fig.to_dict()["layout"]
+    lo, hi = layout["xaxis"]["range"]
+    assert hi < 90 and layout["yaxis"]["range"][0] > 5  # the collapsed point no longer sets the ranges
+    assert nft.marker.symbol[-1].startswith("arrow") and not nft.marker.symbol[0].startswith("arrow")
+    assert nft.x[-1] == pytest.approx(hi) and nft.customdata[-1][6] == pytest.approx(90.0)  # true value kept
+    assert "outside the clipped range" in nft.customdata[-1][5]
+    unclipped = plots.frontier(collapsed, "psi_pw").to_dict()["layout"]
+    assert "range" not in unclipped["xaxis"]
+
+
+def test_frontier_tooltips_show_a_tolerance_only_for_methods_that_have_one(summary):
+    traces = by_name(plots.frontier(summary, "psi_pw"))
+    assert [row[5] for row in traces["CEAG"].customdata] == ["sparsity 0.9<br>tolerance ε 2%",
+                                                             "sparsity 0.95<br>tolerance ε 2%"]
+    assert [row[5] for row in traces["NFT"].customdata] == ["sparsity 0.9", "sparsity 0.95"]
+
+
+def test_frontier_table_names_units_and_uses_the_screen_labels(summary):
+    table = plots.frontier_table(summary, "test")
+    assert list(table.columns[:8]) == ["split", "model", "method", "sparsity (%)", "tolerance ε (%)", "seeds",
+                                       "accuracy (%)", "accuracy std (points)"]
+    assert list(table["method"]) == ["CEAG", "CEAG", "NFT", "NFT"]
+    np.testing.assert_allclose(table["Ψ_PW (points)"], [5.0, 7.0, 12.0, 25.0])
+    assert table["tolerance ε (%)"].isna().tolist() == [False, False, True, True]
+    assert list(table["run ids"]) == ["a1,a2", "b1", "c1", "d1"]
 
 
 def test_frontier_of_an_empty_summary_is_an_empty_figure_that_says_so(summary):
