@@ -135,6 +135,12 @@ def settle(page) -> None:
 
 def test_every_page_shows_its_title_and_no_exception(app, page):
     base, _ = app
+    # A fresh server's first request straight to a page (a copied link) still gets the app's navigation
+    # and sidebar, not a listing of the pages folder.
+    open_page(page, f"{base}/frontiers", PAGES["frontiers"])
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Results folder").wait_for(timeout=10_000)
+    assert sidebar.locator('[data-testid="stSidebarNav"] a').all_inner_texts()[0].endswith("Overview")
     for path, title in PAGES.items():
         open_page(page, f"{base}/{path}", title)
         errors = page.locator(EXCEPTION).all_inner_texts()
@@ -206,16 +212,21 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
     sidebar_click(page, "Overview", PAGES[""])
     assert "job" not in url_params(page)
     deadline = time.monotonic() + JOB_TIMEOUT
-    seen_progress = False
+    seen_progress, runs_metric = False, ""
+    feed = results / "jobs" / job / "progress.json"
     while time.monotonic() < deadline:
         seen_progress |= page.get_by_text(re.compile(f"job {job}: (starting|running)")).count() > 0
-        if page.locator('[data-testid="stMetric"]').count():
+        metric = page.locator('[data-testid="stMetric"]').filter(has_text="Runs")
+        runs_metric = metric.first.inner_text() if metric.count() else ""
+        if json.loads(feed.read_text()).get("state") == "finished" and runs_metric.endswith("4"):
             break
         page.wait_for_timeout(500)
     log = (results / "jobs" / job / "log.txt").read_text(errors="replace")
-    progress = json.loads((results / "jobs" / job / "progress.json").read_text())
+    progress = json.loads(feed.read_text())
     assert (progress["state"], progress["finished"], progress["failed"]) == ("finished", 4, 0), log[-3000:]
-    page.get_by_text("What is in the store").wait_for(timeout=30_000)  # the results, without a reload
+    assert runs_metric.endswith("4"), f"the Overview shows {runs_metric!r} after the job ended, without a reload"
+    # The ended job leaves the live list within a refresh or two.
+    page.get_by_text(re.compile(f"job {job}: (starting|running)")).wait_for(state="detached", timeout=10_000)
     assert seen_progress or progress.get("wall_seconds", 99) < 2, "the running job never showed on the Overview"
     assert page.locator(EXCEPTION).count() == 0
 
@@ -259,6 +270,7 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
         assert other.get_by_role("radio", name="train").is_checked()
         assert nft in other.locator('[data-testid="stAlert"]').first.inner_text()
         # At 900 px the two charts stack, each as wide as the page's main column.
+        other.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30_000)
         widths = other.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
                                 ".map(e => e.getBoundingClientRect().width)")
         assert len(widths) == 2 and min(widths) > 400, widths
