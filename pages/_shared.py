@@ -56,10 +56,17 @@ def results_root() -> Path:
     return resolve_results().resolve()
 
 
+def chosen_results() -> Path:
+    """The results folder chosen in the view, confined and checked; FolderError says why it cannot be used."""
+    folder = confine(results_root(), _state.get("results"), "results")
+    check_results_folder(folder)
+    return folder
+
+
 def results_problem() -> str | None:
     """Why the results folder chosen in the view cannot be used, or None."""
     try:
-        check_results_folder(confine(results_root(), _state.get("results"), "results"))
+        chosen_results()
     except FolderError as err:
         return str(err)
     return None
@@ -71,12 +78,10 @@ def results_dir() -> Path:
     A folder that cannot be used stops the page with an error box naming the problem.
     """
     try:
-        folder = confine(results_root(), _state.get("results"), "results")
-        check_results_folder(folder)
+        return chosen_results()
     except FolderError as err:
         st.error(str(err))
         st.stop()
-    return folder
 
 
 def data_root() -> Path:
