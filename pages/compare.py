@@ -8,17 +8,8 @@ from ceag.bootstrap import BootstrapSettings
 from ceag.plots import AUDIT_METRICS, audit_run_labels, group_interval_bars
 from ceag.report import render_html
 from ceag.sentences import GLOSSARY
-from pages._shared import (
-    CHART_CONFIG,
-    empty_store_hint,
-    query,
-    results_dir,
-    run_labels,
-    select_runs,
-    selected_runs,
-    store_version,
-    sync_store,
-)
+from pages import _state
+from pages._shared import CHART_CONFIG, empty_store_hint, query, results_dir, run_labels, store_version, sync_store
 
 
 @st.cache_data(show_spinner="Bootstrapping intervals…", max_entries=32)
@@ -40,6 +31,7 @@ def pick(column, label: str, options: list, preferred, **kwargs):
 
 
 SETTING_KEY = "compare_setting"
+_state.restore()
 st.title("Compare runs group by group")
 sync_store()
 runs = query("runs")
@@ -48,7 +40,7 @@ if finished.empty:
     empty_store_hint()
     st.stop()
 labels = run_labels(finished)
-chosen = [r for r in selected_runs() if r in labels]
+chosen = [r for r in _state.selected_runs() if r in labels]
 row = finished[finished.run_id == chosen[0]].iloc[0] if chosen else comparable_setting(finished)
 nothing_to_pair = row is None
 row = finished.iloc[0] if row is None else row
@@ -72,7 +64,7 @@ with st.expander("Runs and intervals", expanded=nothing_to_pair):
     c = st.columns(2)
     n_boot = c[0].number_input("Bootstrap resamples", 100, 20000, 1000, step=100)
     confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %")
-select_runs(chosen)
+_state.select_runs(chosen)
 
 if len(chosen) < 2:
     st.info("Choose two or more finished runs under **Runs and intervals** (this setting has no NFT and CEAG "

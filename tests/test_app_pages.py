@@ -33,6 +33,7 @@ TITLES = {
     "launch": "Launch a grid",
     "runs": "Runs",
     "run_one": "Run one experiment",
+    "compare": "Compare runs group by group",
 }
 EMPTY_HINT = "No runs in this results folder yet. Start the demo on **Overview** or launch a grid on **Launch**."
 SEED_SETTINGS = {"dense_epochs": 20, "prune_epochs": 5, "finetune_epochs": 5}

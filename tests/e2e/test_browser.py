@@ -39,6 +39,7 @@ PAGES = {
     "launch": "Launch a grid",
     "runs": "Runs",
     "run_one": "Run one experiment",
+    "compare": "Compare runs group by group",
 }
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 EXCEPTION = '[data-testid="stException"]'
