@@ -72,3 +72,94 @@ def run(quick: bool = False) -> list[Result]:
         out.append(Result(f"epochs executed / independent cells, {name} preset", ratio, "x", "", None,
                           f"{epochs['shared']} of {epochs['independent']} epochs"))
     return out
+
+
+# -- scheduling: how busy two workers are on grids whose cells depend on each other ---------------
+SCHEDULE_GRIDS = {
+    # The grid of the scheduling issue: one dense model, two end-of-pruning states, four fine-tunings.
+    "nft+ceag x 2 sparsities": ["--methods", "nft,ceag", "--sparsities", "0.9,0.95", "--seeds", "0",
+                                "--set", "dense_epochs=300", "--set", "prune_epochs=100", "--epochs", "200"],
+    "demo preset": ["--preset", "demo"],
+    "utkface-shaped (generated images)": ["--datasets", "utkface", "--models", "cnn", "--methods", "nft,ceag",
+                                          "--sparsities", "0.9,0.95", "--seeds", "0", "--set", "image_size=24",
+                                          "--set", "val_fraction=0", "--set", "batch_size=32",
+                                          "--set", "dense_epochs=12", "--set", "prune_epochs=4", "--epochs", "8"],
+}
+
+
+def write_utkface_like(root: Path, per_cell: int = 12, size: int = 24) -> Path:
+    """A tiny folder in UTKFace's published layout (``age_gender_race_date.jpg.chip.jpg``), random pixels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = root / "UTKFace"
+    folder.mkdir(parents=True, exist_ok=True)
+    i = 0
+    for race in range(5):
+        for gender in range(2):
+            for k in range(per_cell):
+                age = [5, 25, 45, 70][k % 4]
+                pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{age}_{gender}_{race}_2017010{i:010d}.jpg.chip.jpg")
+                i += 1
+    return root
+
+
+def _summed_training(results: Path, report: dict) -> tuple[float, str]:
+    """Seconds the workers spent on the grid's work, and where the figure comes from.
+
+    With phase records (the dependency scheduler) it is the sum of every phase task's time; an
+    older report has none, so it is the sum of the trained runs' own wall clocks (derived NFT+ES
+    cells copy their NFT run's clock and are left out).
+    """
+    if report.get("phases"):
+        return sum(p["seconds"] for p in report["phases"]), "phase tasks"
+    seconds = 0.0
+    for path in (results / "runs").glob("*/summary.json"):
+        summary = json.loads(path.read_text())
+        if not summary.get("derived_from"):
+            seconds += summary["wall_seconds"]
+    return seconds, "runs"
+
+
+def schedule(code: Path = ROOT, repeat: int = 2, workers: int = 2, only: list[str] | None = None) -> list[dict]:
+    """Wall time against summed training time for each of SCHEDULE_GRIDS, ``repeat`` times each.
+
+    ``code``: the checkout whose ``ceag`` runs the grid (compare another revision with ``--code``).
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_utkface_like(Path(tmp) / "data")
+        for name, args in SCHEDULE_GRIDS.items():
+            if only and name not in only:
+                continue
+            for attempt in range(repeat):
+                results = Path(tmp) / f"r{len(rows)}"
+                env = {**os.environ, "PYTHONPATH": str(code)}
+                cmd = [sys.executable, "-m", "ceag", "grid", *args, "--workers", str(workers), "--data-dir",
+                       str(data), "--results", str(results), "--json"]
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=code, check=True)
+                command = time.perf_counter() - start
+                report = json.loads(proc.stdout)
+                summed, source = _summed_training(results, report)
+                wall = report["wall_seconds"]
+                rows.append({"grid": name, "attempt": attempt + 1, "cells": report["total"], "wall_s": round(wall, 2),
+                             "command_s": round(command, 2), "summed_s": round(summed, 2), "summed_from": source,
+                             "wall_over_summed": round(wall / summed, 3),
+                             "busy_fraction": round(summed / (wall * workers), 3)})
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.grids",
+                                     description="wall time against summed training time of dependent grids")
+    parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose ceag runs the grids (default: this)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=list(SCHEDULE_GRIDS))
+    ns = parser.parse_args()
+    schedule(ns.code, ns.repeat, only=ns.only)

@@ -212,10 +212,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         print(f"job {report.job_id}: {report.total} runs: {report.finished} trained, {report.cached} cached, "
-              f"{report.diverged} diverged, {report.failed} failed, {report.cancelled} cancelled, "
-              f"{report.busy} busy elsewhere in {report.wall_seconds:.1f}s")
+              f"{report.diverged} diverged, {report.failed} failed, {report.cancelled} cancelled "
+              f"in {report.wall_seconds:.1f}s")
+        if report.busy_fraction is not None:
+            print(f"  {len(report.phases)} phase tasks, {report.worker_seconds:.1f}s of work on {report.workers} "
+                  f"worker(s): workers busy {100 * report.busy_fraction:.0f}% of the wall time")
         for rid, entry in report.runs.items():
-            if entry.get("status") in ("failed", "diverged", "busy"):
+            if entry.get("status") in ("failed", "diverged", "cancelled"):
                 print(f"  {rid} {entry['method']} {entry['status']}: {entry.get('reason')}")
     return 0 if report.failed == 0 and report.cancelled == 0 else 1
 
@@ -240,7 +243,7 @@ class _GridBar:
         self.total = total
 
     def __call__(self, report) -> None:
-        done = report.cached + report.finished + report.diverged + report.failed + report.busy
+        done = report.total - report.pending - report.running
         self.bar("grid", done, self.total)
 
     def close(self) -> None:

@@ -1,10 +1,16 @@
 """Executors for grids: a local pool of long-lived worker processes, or Ray tasks on a cluster.
 
-The driver plans the stages (shared dense and pruning work first), hands runs to workers,
-ingests each run into the store as soon as it ends (one transaction per run), and keeps a
-progress feed in ``<results>/jobs/<job_id>/progress.json`` that the app polls. Creating the
-file ``<results>/jobs/<job_id>/cancel`` cancels the job: pending runs are dropped, running
-ones stopped (their checkpoints let a later call resume them).
+A grid runs as a graph of phases (``grid.plan``): dense training -> pruning to the end-of-
+pruning state -> each run's fine-tuning -> derived cells (NFT+ES). A task starts as soon as the
+tasks it reads from have ended and a worker is free, the one with the longest chain of epochs
+behind it first; a failed input fails exactly the cells that need it, each with the reason.
+
+The driver ingests each run into the store as soon as it ends (one transaction per run) and
+keeps a progress feed in ``<results>/jobs/<job_id>/progress.json`` (rewritten at least every
+``FEED_SECONDS`` while anything runs, with each running cell's phase and epoch). Creating the
+file ``<results>/jobs/<job_id>/cancel`` cancels the job: pending cells are dropped, running
+tasks stopped, and what they leave is marked ``cancelled`` (their checkpoints let a later call
+resume them).
 """
 
 from __future__ import annotations
@@ -14,47 +20,81 @@ import contextlib
 import json
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, from_dict
-from .grid import plan
-from .runs import is_finished, now, pid_alive, resolve_results, write_json
+from .grid import Task, plan
+from .runs import is_finished, mark_cancelled, now, pid_alive, resolve_results, run_dir, write_json
 
 POLL_SECONDS = 0.25
+FEED_SECONDS = 1.0  # the feed is rewritten at least this often while the grid runs
+CELL_STATES = ("pending", "running", "cached", "finished", "diverged", "failed", "cancelled")
+FINAL_STATES = CELL_STATES[2:]
 
 
 @dataclass
 class GridReport:
+    """A grid's progress and outcome; ``to_json`` is the progress feed (counts always add up to ``total``)."""
+
     job_id: str
     total: int
-    cached: int = 0
-    finished: int = 0
-    diverged: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    busy: int = 0
+    workers: int = 1
     wall_seconds: float = 0.0
     epochs_trained: int = 0
     dense_trained: int = 0
+    started_at: str = field(default_factory=now)
+    datasets: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    phases: list[dict[str, Any]] = field(default_factory=list)  # one record per task that ran
     error: str | None = None  # why the grid as a whole stopped, when it did
+
+    def count(self, status: str) -> int:
+        return sum(1 for e in self.runs.values() if e.get("status") == status)
+
+    pending = property(lambda self: self.count("pending"))
+    running = property(lambda self: self.count("running"))
+    cached = property(lambda self: self.count("cached"))
+    finished = property(lambda self: self.count("finished"))
+    diverged = property(lambda self: self.count("diverged"))
+    failed = property(lambda self: self.count("failed"))
+    cancelled = property(lambda self: self.count("cancelled"))
 
     @property
     def state(self) -> str:
         return "cancelled" if self.cancelled else "finished"
 
+    @property
+    def worker_seconds(self) -> float:
+        """Seconds the workers spent in tasks, summed over every task."""
+        return sum(p["seconds"] for p in self.phases)
+
+    @property
+    def busy_fraction(self) -> float | None:
+        """Summed task time / (wall time x workers): 1.0 when every worker was busy all along."""
+        if not self.phases or self.wall_seconds <= 0:
+            return None
+        return self.worker_seconds / (self.wall_seconds * self.workers)
+
     def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "state": self.state, "total": self.total, "cached": self.cached,
-                "finished": self.finished, "diverged": self.diverged, "failed": self.failed,
-                "cancelled": self.cancelled, "busy": self.busy, "wall_seconds": round(self.wall_seconds, 3),
-                "epochs_trained": self.epochs_trained, "dense_trained": self.dense_trained,
-                **({"error": self.error} if self.error else {}), "runs": self.runs}
+        busy = self.busy_fraction
+        return {"job_id": self.job_id, "state": self.state, "total": self.total,
+                **{s: self.count(s) for s in CELL_STATES},
+                "started_at": self.started_at, "wall_seconds": round(self.wall_seconds, 3),
+                "datasets": self.datasets, "models": self.models, "methods": self.methods,
+                "workers": self.workers, "epochs_trained": self.epochs_trained, "dense_trained": self.dense_trained,
+                "worker_seconds": round(self.worker_seconds, 3),
+                "busy_fraction": None if busy is None else round(busy, 3),
+                **({"error": self.error} if self.error else {}), "runs": self.runs, "phases": self.phases}
 
 
 def job_dir(results: Path, job_id: str) -> Path:
@@ -71,23 +111,23 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-# -- the function every worker runs ---------------------------------------------------------
+# -- what every worker runs ------------------------------------------------------------------
 def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
 
 
-def execute_run(cfg_dict: dict[str, Any], results: str) -> dict[str, Any]:
-    """Run one config (or load it); never raises: failures come back as a record."""
+def execute_run(cfg_dict: dict[str, Any], results: str, progress=None) -> dict[str, Any]:
+    """Run one config (or load it), all its phases included; never raises: failures come back as a record."""
     from .runs import RunBusy, run
 
     cfg = from_dict(cfg_dict)
     try:
         # If another process (a second grid on this folder) trains this run, wait and load it.
-        result = run(cfg, results, wait=True)
-    except RunBusy as err:
-        return {"run_id": cfg.run_id, "status": "busy", "reason": str(err)}
+        result = run(cfg, results, wait=True, progress=progress)
+    except RunBusy as err:  # only without waiting; kept as a failure with its reason
+        return {"run_id": cfg.run_id, "status": "failed", "reason": str(err)}
     except Exception as err:  # recorded and reported; the grid goes on
         return {"run_id": cfg.run_id, "status": "failed",
                 "reason": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)}
@@ -96,6 +136,28 @@ def execute_run(cfg_dict: dict[str, Any], results: str) -> dict[str, Any]:
             "cached": result.cached, "epochs_trained": 0 if result.cached else s.get("epochs_trained", 0),
             "dense_trained": bool(s.get("dense_trained")) and not result.cached,
             "wall_seconds": s.get("wall_seconds")}
+
+
+def execute_task(task_id: str, kind: str, cfg_dict: dict[str, Any], results: str,
+                 progress=None) -> dict[str, Any]:
+    """One task of the phase graph (see ``grid.Task``); never raises. Adds the task's timing to the record."""
+    from .phases import ensure_dense, ensure_pruned
+
+    started, clock = time.time(), time.perf_counter()
+    try:
+        if kind in ("dense", "pruning"):
+            ensure = ensure_dense if kind == "dense" else ensure_pruned
+            phase = ensure(from_dict(cfg_dict), results, progress=progress)
+            rec = {"status": "finished", "trained": phase.trained, "epochs_trained": phase.epochs_trained,
+                   "dense_trained": kind == "dense" and phase.trained, "reason": phase.diverged}
+        else:
+            rec = execute_run(cfg_dict, results, progress)
+            rec["trained"] = not rec.get("cached") and rec["status"] != "failed"
+    except Exception as err:
+        rec = {"status": "failed", "reason": f"{type(err).__name__}: {err}",
+               "traceback": traceback.format_exc(limit=5)}
+    return {**rec, "task": task_id, "kind": kind, "started": started, "ended": time.time(),
+            "seconds": round(time.perf_counter() - clock, 3), "pid": os.getpid()}
 
 
 # -- the driver ---------------------------------------------------------------------------
@@ -119,6 +181,168 @@ def preflight(configs: list[RunConfig], results: Path) -> None:
     ensure_writable(results)
 
 
+class Graph:
+    """The driver's view of a running phase graph: what is ready, running and done, and the feed.
+
+    Executors call ``ready()``, ``start(task)`` when a task starts, ``end(task, record)`` when it
+    ends, and ``stop(reason)`` when the grid is cancelled. Every change is published to the feed.
+    """
+
+    def __init__(self, tasks: dict[str, Task], report: GridReport, results: Path, publish: Callable[[], None]):
+        self.tasks, self.report, self.results, self._publish = tasks, report, Path(results), publish
+        self.order = {tid: i for i, tid in enumerate(tasks)}
+        self.state: dict[str, str] = dict.fromkeys(tasks, "pending")  # pending|running|done|failed|skipped
+        self.live: dict[str, Callable[[], dict | None]] = {}  # running task -> its live progress
+        self.serving: dict[str, str] = {}  # running task -> the cell it shows progress on
+        self.lock = threading.RLock()
+        self.cell_configs = {t.cfg.run_id: t.cfg for t in tasks.values() if t.kind in ("run", "derive")}
+
+    # -- scheduling
+    def ready(self) -> list[Task]:
+        """Tasks whose inputs all exist, longest chain of epochs first."""
+        with self.lock:
+            out = [t for tid, t in self.tasks.items() if self.state[tid] == "pending"
+                   and all(self.state[d] == "done" for d in t.deps)]
+        return sorted(out, key=lambda t: (-t.priority, self.order[t.id]))
+
+    def unfinished(self) -> bool:
+        with self.lock:
+            return any(s in ("pending", "running") for s in self.state.values())
+
+    def start(self, task: Task, live: Callable[[], dict | None] | None = None) -> None:
+        with self.lock:
+            self.state[task.id] = "running"
+            cell = next((c for c in task.cells if self.report.runs[c]["status"] == "pending"), None)
+            if cell is not None:
+                self.serving[task.id] = cell
+                self.report.runs[cell].update(status="running", phase=task.phase)
+            if live is not None:
+                self.live[task.id] = live
+        self._publish()
+
+    def end(self, task: Task, rec: dict[str, Any]) -> None:
+        from .store import ingest_run
+
+        with self.lock:
+            self._release(task)
+            rep = self.report
+            rep.phases.append({"task": task.id, "kind": task.kind, "cells": len(task.cells),
+                               "status": rec["status"], "trained": bool(rec.get("trained")),
+                               "started": rec.get("started"), "ended": rec.get("ended"),
+                               "seconds": rec.get("seconds", 0.0), "pid": rec.get("pid")})
+            rep.epochs_trained += rec.get("epochs_trained", 0) or 0
+            rep.dense_trained += int(bool(rec.get("dense_trained")))
+            failed = rec["status"] == "failed"
+            self.state[task.id] = "failed" if failed else "done"
+            if task.kind in ("run", "derive"):
+                rid = task.cfg.run_id
+                if (run_dir(self.results, rid) / "config.json").exists():
+                    ingest_run(self.results, rid)
+                if rid in rep.runs:
+                    entry = rep.runs[rid]
+                    entry["status"] = "cached" if rec.get("cached") else rec["status"]
+                    for key in ("phase", "epoch", "total_epochs"):
+                        entry.pop(key, None)
+                    if rec.get("reason"):
+                        entry["reason"] = rec["reason"]
+            if failed:
+                self._skip_dependents(task, rec.get("reason") or "failed")
+        self._publish()
+
+    def _release(self, task: Task) -> None:
+        self.live.pop(task.id, None)
+        cell = self.serving.pop(task.id, None)
+        entry = self.report.runs.get(cell) if cell else None
+        if entry is not None and entry["status"] == "running":
+            entry["status"] = "pending"  # until a task of its next phase starts
+            for key in ("phase", "epoch", "total_epochs"):
+                entry.pop(key, None)
+
+    def _skip_dependents(self, task: Task, reason: str) -> None:
+        """Every task downstream of a failed one is skipped; every cell it served fails with the reason."""
+        from .runs import record_skipped
+        from .store import ingest_run
+
+        what = {"dense": "its dense phase", "pruning": "its pruning phase", "run": "its NFT run",
+                "derive": "its run"}[task.kind]
+        why = f"not run: {what} ({task.id.split(':', 1)[1][:12]}) failed: {reason}"
+        stack = [t for t in self.tasks.values() if task.id in t.deps]
+        while stack:
+            t = stack.pop()
+            if self.state[t.id] != "pending":
+                continue
+            self.state[t.id] = "skipped"
+            stack += [d for d in self.tasks.values() if t.id in d.deps]
+        for cell in task.cells:
+            entry = self.report.runs[cell]
+            if entry["status"] in FINAL_STATES:  # the failed task's own cell, already recorded
+                continue
+            entry.update(status="failed", reason=why)
+            if record_skipped(self.results, self.cell_configs[cell], why):
+                ingest_run(self.results, cell)
+
+    def stop(self, reason: str, running: list[Task]) -> None:
+        """The grid was cancelled: once ``running`` tasks' processes are gone, mark what they left cancelled."""
+        from .phases import dense_dir, pruned_dir
+        from .store import ingest_run
+
+        with self.lock:
+            for task in running:
+                self._release(task)
+                folder = {"dense": dense_dir, "pruning": pruned_dir}.get(task.kind, lambda r, c: run_dir(r, c.run_id))(
+                    self.results, task.cfg)
+                if mark_cancelled(folder, reason) and task.kind == "run":
+                    with contextlib.suppress(Exception):  # the folder says cancelled; `ls` ingests it later
+                        ingest_run(self.results, task.cfg.run_id)
+            for entry in self.report.runs.values():
+                if entry["status"] in ("pending", "running"):
+                    entry.update(status="cancelled", reason=reason)
+                    for key in ("phase", "epoch", "total_epochs"):
+                        entry.pop(key, None)
+            for tid, s in self.state.items():
+                if s in ("pending", "running"):
+                    self.state[tid] = "skipped"
+        self._publish()
+
+    def refresh(self) -> None:
+        """Copy each running task's live phase and epoch into the cell it serves."""
+        with self.lock:
+            live = list(self.live.items())
+        for tid, read in live:
+            try:
+                status = read()
+            except (OSError, ValueError):
+                continue
+            if not status or status.get("status", "running") != "running":
+                continue
+            with self.lock:
+                cell = self.serving.get(tid)
+                entry = self.report.runs.get(cell) if cell else None
+                if entry is not None and entry["status"] == "running" and tid in self.live:
+                    entry.update(phase=status.get("phase", entry.get("phase")), epoch=status.get("epoch"),
+                                 total_epochs=status.get("total"))
+
+
+def status_file_reader(results: Path, task: Task) -> Callable[[], dict | None]:
+    """Live progress of a task on this machine: the status.json its folder keeps while it trains."""
+    from .phases import dense_dir, pruned_dir
+
+    if task.kind == "dense":
+        path = dense_dir(results, task.cfg) / "status.json"
+    elif task.kind == "pruning":
+        path = pruned_dir(results, task.cfg) / "status.json"
+    else:
+        path = run_dir(results, task.cfg.run_id) / "status.json"
+
+    def read() -> dict | None:
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+
+    return read
+
+
 def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None, *,
              workers: int | None = None, executor: str = "local", address: str | None = None,
              job_id: str | None = None, progress: Callable[[GridReport], None] | None = None) -> GridReport:
@@ -139,81 +363,68 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
         if (jdir / "progress.json").exists():  # a job launched from the app: its feed says why
             with contextlib.suppress(OSError):
                 write_json(jdir / "progress.json", {"job_id": job_id, "state": "failed", "total": len(configs),
+                                                    **dict.fromkeys(CELL_STATES, 0), "pending": len(configs),
                                                     "error": str(err), "runs": {}, "updated_at": now()})
         raise
     _clear_stale_cancel(jdir)
+    workers = 1 if executor == "ray" else (workers or default_workers())
     start = time.perf_counter()
-    report = GridReport(job_id=job_id, total=len(configs))
+    report = GridReport(job_id=job_id, total=len(configs), workers=workers,
+                        datasets=sorted({c.dataset for c in configs}), models=sorted({c.model for c in configs}),
+                        methods=sorted({c.method for c in configs}))
     for cfg in configs:
         report.runs[cfg.run_id] = {"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model,
                                    "sparsity": cfg.sparsity, "tolerance": cfg.tolerance, "seed": cfg.seed,
                                    "status": "pending"}
+    feed_lock = threading.Lock()
 
     def publish(state: str = "running") -> None:
-        report.wall_seconds = time.perf_counter() - start
-        write_json(jdir / "progress.json", {**report.to_json(), "state": state, "pid": os.getpid(),
-                                            "updated_at": now()}, durable=False)
-        if progress:
-            progress(report)
-
-    def ingest_if_written(rid: str) -> None:
-        # A run that failed before writing its config (bad data, a lost Ray task) has no folder.
-        if (Path(results) / "runs" / rid / "config.json").exists():
-            ingest_run(results, rid)
-
-    def record(rec: dict[str, Any], counted: bool = True) -> None:
-        rid = rec["run_id"]
-        if not counted:
-            # Work done only to serve a derived cell (the NFT run behind an NFT+ES cell): its
-            # training counts, the run is ingested, but it is not one of the grid's cells.
-            report.epochs_trained += rec.get("epochs_trained", 0) or 0
-            report.dense_trained += int(bool(rec.get("dense_trained")))
-            if rec["status"] in ("finished", "diverged", "failed"):
-                ingest_if_written(rid)
-            publish()
-            return
-        entry = report.runs.setdefault(rid, {})
-        if rec.get("cached"):
-            entry["status"] = "cached"
-            report.cached += 1
-        else:
-            entry["status"] = rec["status"]
-            if rec["status"] in ("finished", "diverged", "failed", "busy"):
-                setattr(report, rec["status"], getattr(report, rec["status"]) + 1)
-        if rec.get("reason"):
-            entry["reason"] = rec["reason"]
-        report.epochs_trained += rec.get("epochs_trained", 0) or 0
-        report.dense_trained += int(bool(rec.get("dense_trained")))
-        if rec["status"] != "busy":
-            ingest_if_written(rid)
-        publish()
+        with feed_lock:
+            report.wall_seconds = time.perf_counter() - start
+            write_json(jdir / "progress.json", {**report.to_json(), "state": state, "pid": os.getpid(),
+                                                "updated_at": now()}, durable=False)
+            if progress:
+                progress(report)
 
     cancel_file = jdir / "cancel"
+    graph = Graph(plan(todo), report, results, publish)
+    ticker_stop = threading.Event()
+
+    def tick() -> None:  # the live phase and epoch of running cells, even while no task ends
+        while not ticker_stop.wait(FEED_SECONDS):
+            graph.refresh()
+            with contextlib.suppress(OSError):
+                publish()
+
+    ticker = threading.Thread(target=tick, name="ceag-feed", daemon=True)
     try:
         # Cached runs: make sure the store has them, and skip.
         for cfg in configs:
             if cfg.run_id in cached:
-                record({"run_id": cfg.run_id, "status": "finished", "cached": True})
+                ingest_run(results, cfg.run_id)
+                report.runs[cfg.run_id]["status"] = "cached"
         publish()
-        stages = plan(todo)
-        wanted = {c.run_id for c in todo}
+        ticker.start()
         if executor == "ray":
-            _run_ray(stages, results, address, record, cancel_file, wanted)
+            from .ray_executor import run_graph
+
+            report.workers = run_graph(graph, results, address, cancel_file)
         else:
-            _run_local(stages, results, workers or default_workers(), record, cancel_file, wanted, report)
+            _run_local(graph, results, workers, cancel_file)
     except BaseException as err:
         # The grid itself stopped (not one run): say so in the feed rather than leave it 'running'.
         interrupted = isinstance(err, KeyboardInterrupt)
         report.error = "interrupted" if interrupted else f"{type(err).__name__}: {err}"
-        with contextlib.suppress(OSError):  # the feed is best effort; the error itself propagates
+        ticker_stop.set()
+        with contextlib.suppress(Exception):  # the feed is best effort; the error itself propagates
+            graph.stop("cancelled: the grid was interrupted" if interrupted else f"not run: {report.error}",
+                       [t for tid, t in graph.tasks.items() if graph.state[tid] == "running"])
             publish("cancelled" if interrupted else "failed")
         raise
-
-    if cancel_file.exists():
-        for entry in report.runs.values():
-            if entry.get("status") in ("pending", "running"):
-                entry["status"] = "cancelled"
-                report.cancelled += 1
+    finally:
+        ticker_stop.set()
+        if ticker.is_alive():
+            ticker.join()
     publish(report.state)
     return report
 
@@ -238,65 +449,65 @@ def _clear_stale_cancel(jdir: Path) -> None:
     (jdir / "cancel").unlink(missing_ok=True)
 
 
-def _run_local(stages, results, workers: int, record, cancel_file: Path, wanted: set[str], report) -> None:
-    if not any(stages):
+CANCELLED = "cancelled: the job was cancelled; a later call resumes it from its last checkpoint"
+
+
+def _run_local(graph: Graph, results: Path, workers: int, cancel_file: Path) -> None:
+    if not graph.unfinished():
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
-        # No pool: run in this process (no start-up cost), still stage by stage.
+        # No pool: run in this process (no start-up cost), task by task in the graph's order.
         _init_worker(threads)
-        for stage in stages:
-            for cfg in stage:
-                if cancel_file.exists():
-                    return
-                _mark_running(report, cfg, wanted)
-                _record_if_wanted(execute_run(cfg.to_dict(), str(results)), record, wanted)
+        while (ready := graph.ready()) and not cancel_file.exists():
+            task = ready[0]
+            graph.start(task, status_file_reader(results, task))
+            graph.end(task, execute_task(task.id, task.kind, task.cfg.to_dict(), str(results)))
+        if cancel_file.exists():
+            graph.stop(CANCELLED, [])
         return
     ctx = multiprocessing.get_context("spawn")
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(threads,))
+
+    def new_pool() -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                      initargs=(threads,))
+
+    pool = new_pool()
+    running: dict[cf.Future, Task] = {}
     try:
-        for stage in stages:
-            futures = {}
-            for cfg in stage:
-                futures[pool.submit(execute_run, cfg.to_dict(), str(results))] = cfg
-                _mark_running(report, cfg, wanted)
-            pending = set(futures)
-            while pending:
-                done, pending = cf.wait(pending, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    cfg = futures[fut]
-                    try:
-                        rec = fut.result()
-                    except Exception as err:  # the worker process died
-                        rec = {"run_id": cfg.run_id, "status": "failed",
-                               "reason": f"worker process died: {type(err).__name__}: {err}"}
-                    _record_if_wanted(rec, record, wanted)
-                if cancel_file.exists():
-                    _stop_pool(pool)
-                    return
+        while graph.unfinished():
+            if cancel_file.exists():
+                _stop_pool(pool)
+                graph.stop(CANCELLED, list(running.values()))
+                return
+            # Only as many tasks as workers are handed over, so the most urgent ready task goes next.
+            for task in graph.ready()[:workers - len(running)]:
+                running[pool.submit(execute_task, task.id, task.kind, task.cfg.to_dict(), str(results))] = task
+                graph.start(task, status_file_reader(results, task))
+            if not running:  # nothing ready and nothing running: the rest was skipped
+                break
+            done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                task = running.pop(fut)
+                try:
+                    rec = fut.result()
+                except Exception as err:  # the worker process died
+                    broken = broken or isinstance(err, BrokenProcessPool)
+                    rec = {"status": "failed", "reason": f"worker process died: {type(err).__name__}: {err}"}
+                graph.end(task, rec)
+            if broken:  # a dead worker breaks the whole pool: start a new one for the rest
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _mark_running(report, cfg: RunConfig, wanted: set[str]) -> None:
-    if cfg.run_id in report.runs and report.runs[cfg.run_id].get("status") == "pending":
-        report.runs[cfg.run_id]["status"] = "running"
-
-
-def _record_if_wanted(rec: dict[str, Any], record, wanted: set[str]) -> None:
-    # A training that only serves a derived cell (NFT for NFT+ES) is ingested but not counted.
-    record(rec, counted=rec["run_id"] in wanted)
-
-
 def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
-    for proc in list(getattr(pool, "_processes", {}).values()):
+    """Terminate the workers and wait until they are gone (nothing they write can come after this)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    for proc in procs:
         proc.terminate()
+    for proc in procs:
+        proc.join(timeout=30)
     pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _run_ray(stages, results, address: str | None, record, cancel_file: Path, wanted: set[str]) -> None:
-    """Each stage as Ray tasks; results come back to this driver, which writes and ingests."""
-    from .ray_executor import run_stages
-
-    run_stages(stages, results, address, record, cancel_file, wanted)

@@ -1,9 +1,9 @@
 """Grids of runs: ``GridSpec`` expands its axes into RunConfigs; presets name useful grids.
 
-Tolerance multiplies only the methods that use it (CEAG). Shared work is done once: the plan
-runs one cell per dense model first, then one per end-of-pruning state, then the rest, so later
-cells load the dense model and the pruned state instead of training them again. NFT+ES cells
-are derived from their NFT runs.
+Tolerance multiplies only the methods that use it (CEAG). Shared work is done once: ``plan``
+makes a graph of phases (one dense model per dataset/model/seed, one end-of-pruning state per
+sparsity, then each run's fine-tuning, then NFT+ES cells derived from their NFT runs), and the
+executors start each phase as soon as its inputs exist.
 """
 
 from __future__ import annotations
@@ -185,30 +185,78 @@ def training_config(cfg: RunConfig) -> RunConfig:
     return cfg.replace(method="nft") if cfg.method == "nft_es" else cfg
 
 
-def plan(configs: list[RunConfig]) -> list[list[RunConfig]]:
-    """Stages to run in order; the cells within a stage may run in parallel.
+@dataclass
+class Task:
+    """One node of a grid's phase graph.
 
-    Stage 1 holds one cell per dense model, stage 2 one per end-of-pruning state not yet
-    covered, stage 3 the remaining trainings, stage 4 the NFT+ES cells (derived, no training).
+    ``kind``: "dense" (train the dense model of ``dense_key``), "pruning" (the state at the end of
+    pruning of ``prune_key``), "run" (a training run; fine-tuning when its pruning is shared) or
+    "derive" (an NFT+ES cell from its NFT run). ``deps``: ids of the tasks whose outputs it reads.
+    ``cells``: the grid cells that need it (a failure fails exactly these). ``epochs``: epochs it
+    trains; ``priority``: epochs on the longest chain from it to the end of the grid.
     """
-    trainings: dict[str, RunConfig] = {}
+
+    id: str
+    kind: str
+    cfg: RunConfig
+    deps: tuple[str, ...] = ()
+    cells: list[str] = field(default_factory=list)
+    epochs: int = 0
+    priority: int = 0
+
+    @property
+    def phase(self) -> str:
+        """The phase it reports while it runs ("dense", "pruning", "fine-tuning")."""
+        if self.kind == "run":
+            return "fine-tuning"
+        return "fine-tuning" if self.kind == "derive" else self.kind
+
+
+def plan(configs: list[RunConfig]) -> dict[str, Task]:
+    """The phase graph of a grid: dense -> pruning -> run (fine-tuning) -> derived cells.
+
+    One dense task per ``dense_key`` (none for runs given a ``dense_checkpoint``), one pruning
+    task per shared ``prune_key``, one run per distinct training (NFT+ES trains its NFT run), one
+    derive task per NFT+ES cell. Returned in a topological order (each task after its inputs);
+    ``priority`` lets a scheduler start the task with the longest chain behind it first.
+    """
+    from .phases import needs_dense, shares_pruning
+
+    tasks: dict[str, Task] = {}
     for cfg in configs:
         t = training_config(cfg)
-        trainings.setdefault(t.run_id, t)
-    stage1: dict[str, RunConfig] = {}
-    for t in trainings.values():
-        stage1.setdefault(dense_key(t), t)
-    covered = {prune_key(t) for t in stage1.values()}
-    stage2: dict[str, RunConfig] = {}
-    for t in trainings.values():
-        k = prune_key(t)
-        if k not in covered and t.run_id not in {s.run_id for s in stage1.values()}:
-            stage2.setdefault(k, t)
-    first = {t.run_id for t in [*stage1.values(), *stage2.values()]}
-    stage3 = [t for t in trainings.values() if t.run_id not in first]
-    # Grid cells that are trainings themselves keep their place; NFT+ES cells come last.
-    derived = [c for c in configs if c.method == "nft_es"]
-    return [s for s in (list(stage1.values()), list(stage2.values()), stage3, derived) if s]
+        run_id = f"run:{t.run_id}"
+        if run_id not in tasks:
+            deps: list[str] = []
+            if needs_dense(t):
+                d = tasks.setdefault(f"dense:{dense_key(t)}", Task(f"dense:{dense_key(t)}", "dense", t,
+                                                                   epochs=t.dense_epochs))
+                deps.append(d.id)
+            tuning = t.total_epochs
+            if shares_pruning(t):
+                p = tasks.setdefault(f"pruning:{prune_key(t)}", Task(f"pruning:{prune_key(t)}", "pruning", t,
+                                                                     deps=tuple(deps), epochs=t.prune_epochs))
+                deps.append(p.id)
+                tuning = t.finetune_epochs
+            tasks[run_id] = Task(run_id, "run", t, deps=tuple(deps), epochs=tuning)
+        if cfg.method == "nft_es":
+            tasks[f"derive:{cfg.run_id}"] = Task(f"derive:{cfg.run_id}", "derive", cfg, deps=(run_id,))
+    # The cells each task serves, through its dependents.
+    wanted = {c.run_id for c in configs}
+    for task in reversed(list(tasks.values())):
+        if task.kind in ("run", "derive") and task.cfg.run_id in wanted:
+            task.cells.insert(0, task.cfg.run_id)
+    for task in reversed(list(tasks.values())):
+        for dep in task.deps:
+            for cell in task.cells:
+                if cell not in tasks[dep].cells:
+                    tasks[dep].cells.append(cell)
+    below: dict[str, int] = {}
+    for task in reversed(list(tasks.values())):  # dependents come later: walk back from the end
+        task.priority = task.epochs + below.get(task.id, 0)
+        for dep in task.deps:
+            below[dep] = max(below.get(dep, 0), task.priority)
+    return tasks
 
 
 def count_epochs(configs: list[RunConfig]) -> dict[str, int]:

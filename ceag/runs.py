@@ -287,42 +287,48 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
 
     from .data import load_dataset
     from .engine import resolve_device, train, train_dense
+    from .phases import ensure_dense, ensure_pruned, shares_pruning
 
     elapsed = _stopwatch()
     device = resolve_device(cfg.device)
     write_json(folder / "config.json", cfg.to_dict())
     started = now()
     base_status = {"status": "running", "started_at": started, "pid": os.getpid(),
-                   "host": socket.gethostname(), "total": cfg.total_epochs}
-    write_json(folder / "status.json", {**base_status, "epoch": 0})
+                   "host": socket.gethostname()}
+    write_json(folder / "status.json", {**base_status, "phase": "dense", "epoch": 0, "total": cfg.dense_epochs,
+                                        "run_epoch": 0})
 
     def report(phase: str, done: int, total: int) -> None:
-        if phase == "train":
-            write_json(folder / "status.json", {**base_status, "epoch": done}, durable=False)
+        # The engine counts the run's epochs from the start of pruning; the status names the phase
+        # and counts within it ("pruning 3 of 15", "fine-tuning 2 of 45").
+        where = _phase_epoch(cfg, done) if phase == "train" else {"phase": phase, "epoch": done, "total": total,
+                                                                              "run_epoch": 0}
+        write_json(folder / "status.json", {**base_status, **where}, durable=False)
         if progress:
-            progress(phase, done, total)
+            progress(where["phase"], where["epoch"], where["total"])
 
+    # The shared phases first, each under its own lock (a grid may have run them already).
+    dense_phase = ensure_dense(cfg, results, progress=report)
+    pruned_phase = ensure_pruned(cfg, results, progress=report)
+    tuning_started, tuning_clock = now(), _stopwatch()
     data = load_dataset(cfg).to(device)
-    dense, dense_trained = load_dense(cfg, data, results, device, report, train_dense)
+    dense, _ = load_dense(cfg, data, results, device, report, train_dense)
 
     resume, resumed_from = None, None
     if (folder / "checkpoint.pt").exists():
         resume, resumed_from = load_torch(folder / "checkpoint.pt"), "checkpoint"
-    shares_pruning = prune_key(cfg) != cfg.run_id
+    shares = shares_pruning(cfg)
     pruned_path = Path(results) / "pruned" / prune_key(cfg) / "state.pt"
-    if resume is None and shares_pruning and pruned_path.exists():
+    if resume is None and shares and pruned_path.exists():
         # No method is active while pruning, so the saved method state carries nothing; it may come
         # from a run with other method settings (buffer size, ablation), so it is not loaded.
-        resume, resumed_from = {**load_torch(pruned_path), "method": None}, "pruned"
-
-    def save_pruned(ckpt: dict) -> None:
-        if shares_pruning and not pruned_path.exists():
-            save_torch(pruned_path, ckpt)
+        resume = {**load_torch(pruned_path), "method": None}
+        # Pruned by this call: the run did all its phases itself, as if it never stopped.
+        resumed_from = ("checkpoint" if pruned_phase.resumed else None) if pruned_phase.trained else "pruned"
 
     outcome = train(cfg, data, dense, device, resume=resume,
                     save_checkpoint=lambda ckpt: save_torch(folder / "checkpoint.pt", ckpt),
-                    save_pruned=save_pruned, progress=report)
-
+                    progress=report)
     state = outcome.state
     group_metrics = pd.DataFrame(state.group_rows)
     run_metrics = pd.DataFrame(state.run_rows)
@@ -335,8 +341,11 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "selection_split": outcome.selection_split,
         "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
         "group_names": data.group_names, "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
-        "dense_trained": dense_trained, "resumed_from": resumed_from, "skipped_files": data.skipped or {},
-        "epochs_trained": cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
+        "dense_trained": dense_phase.trained, "resumed_from": resumed_from, "skipped_files": data.skipped or {},
+        "epochs_trained": pruned_phase.epochs_trained + cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
+        "phases": {"dense": dense_phase.to_json(), "pruning": pruned_phase.to_json(),
+                   "fine-tuning": {"kind": "fine-tuning", "trained": True, "started_at": tuning_started,
+                                   "seconds": tuning_clock()}},
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "started_at": started, "finished_at": now(),
         "wall_seconds": elapsed(),
@@ -353,10 +362,55 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         save_torch(folder / "best_model.pt", outcome.best_model)
     write_json(folder / "summary.json", summary)
     write_json(folder / "status.json", {"status": summary["status"], "started_at": started,
-                                        "finished_at": summary["finished_at"], "epoch": state.epoch,
-                                        "total": cfg.total_epochs})
+                                        "finished_at": summary["finished_at"], **_phase_epoch(cfg, state.epoch)})
     (folder / "checkpoint.pt").unlink(missing_ok=True)
     return RunResult(cfg, summary, group_metrics, run_metrics, duals, cached=False)
+
+
+def _phase_epoch(cfg: RunConfig, run_epoch: int) -> dict[str, Any]:
+    """Where a run stands after ``run_epoch`` epochs of pruning + fine-tuning: phase, epoch in it, its length.
+
+    ``run_epoch`` (the run's own count, what the store's ``progress_epoch`` holds) travels along.
+    """
+    E = cfg.prune_epochs
+    if 0 < run_epoch <= E or (run_epoch == 0 and E > 0):
+        return {"phase": "pruning", "epoch": run_epoch, "total": E, "run_epoch": run_epoch}
+    return {"phase": "fine-tuning", "epoch": run_epoch - E, "total": cfg.total_epochs - E, "run_epoch": run_epoch}
+
+
+def mark_cancelled(folder: Path, reason: str) -> bool:
+    """Record a stopped, unfinished run or phase folder as ``cancelled`` (it stays resumable).
+
+    Call only once the process that trained it is gone. Returns whether the folder was marked.
+    """
+    if (folder / "summary.json").exists() or not (folder / "status.json").exists():
+        return False
+    try:
+        status = json.loads((folder / "status.json").read_text())
+    except (OSError, ValueError):
+        status = {}
+    if status.get("status") not in (None, "running", "interrupted"):
+        return False
+    write_json(folder / "status.json", {**status, "status": "cancelled", "reason": reason, "finished_at": now()})
+    return True
+
+
+def record_skipped(results: Path, cfg: RunConfig, reason: str) -> bool:
+    """Record a cell that was not run because an input it needs failed: its folder says ``failed`` with why.
+
+    Writes ``config.json`` and ``status.json`` only (a later call runs it normally); leaves a
+    finished run, or one another process trains, alone. Returns whether the folder was written.
+    """
+    folder = run_dir(results, cfg.run_id)
+    if is_finished(results, cfg.run_id):
+        return False
+    try:
+        with run_lock(folder, wait=False):
+            write_json(folder / "config.json", cfg.to_dict())
+            write_json(folder / "status.json", {"status": "failed", "reason": reason, "finished_at": now()})
+    except RunBusy:
+        return False
+    return True
 
 
 def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:

@@ -10,6 +10,7 @@ import ceag.engine
 from ceag.config import MODELS, ConfigError, RunConfig, prune_key
 from ceag.data import load_dataset
 from ceag.models import build_model
+from ceag.phases import pruned_dir
 from ceag.runs import load_result, run, run_dir
 
 FRAMES = ("run_metrics", "group_metrics", "duals")
@@ -58,22 +59,26 @@ def test_interrupted_run_resumes_to_identical_results(ceag_run, results_dir, sto
     cfg = make_cfg()
     seen = []
 
+    def run_epoch(phase, done):  # progress counts within a phase; the run's epochs start with pruning
+        return {"pruning": done, "fine-tuning": cfg.prune_epochs + done}.get(phase)
+
     def progress(phase, done, total):
-        if phase == "train":
-            seen.append(done)
-            if done == stop_at:
+        if run_epoch(phase, done) is not None:
+            seen.append(run_epoch(phase, done))
+            if run_epoch(phase, done) == stop_at:
                 raise Interrupt
 
     with pytest.raises(Interrupt):
         run(cfg, results_dir, progress=progress)
     assert seen == list(range(1, stop_at + 1))
     folder = run_dir(results_dir, cfg.run_id)
-    assert (folder / "checkpoint.pt").exists()
+    # stopped while pruning: the shared pruning phase keeps the checkpoint; later, the run itself
+    assert (folder if stop_at > cfg.prune_epochs else pruned_dir(results_dir, cfg)).joinpath("checkpoint.pt").exists()
     assert load_result(results_dir, cfg.run_id) is None
     assert '"status": "failed"' in (folder / "status.json").read_text()
 
     resumed_epochs = []
-    result = run(cfg, results_dir, progress=lambda p, d, t: p == "train" and resumed_epochs.append(d))
+    result = run(cfg, results_dir, progress=lambda p, d, t: run_epoch(p, d) and resumed_epochs.append(run_epoch(p, d)))
     assert result.summary["resumed_from"] == "checkpoint"
     assert result.summary["dense_trained"] is False
     assert resumed_epochs == list(range(stop_at, cfg.total_epochs + 1))  # redoes only the lost epoch

@@ -1,0 +1,226 @@
+"""The shared phases of a run as entry points of their own: dense training and gradual pruning.
+
+A run is dense training -> gradual pruning -> fine-tuning with its method. The first two are
+shared: one dense model per ``dense_key`` (``<results>/dense/<key>/``) and one state at the end
+of pruning per ``prune_key`` (``<results>/pruned/<key>/``). ``ensure_dense`` and
+``ensure_pruned`` produce them (or find them made), so a grid can schedule each phase as a task
+of its own that starts as soon as its input exists; ``runs.run`` calls them itself, so a run
+alone still does all its phases.
+
+Each phase folder works like a run folder: an exclusive lock while it trains (a second process
+waits and then finds the output), ``status.json`` with ``phase``, ``epoch`` and ``total`` while
+it trains, every file written atomically, and ``phase.json`` with its timing once it is done.
+The pruning phase checkpoints like a run (``checkpoint.pt``), so a killed pruning resumes to the
+same state; the dense phase restarts from its seed, which also ends in the same model.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, dense_key, prune_key
+
+Progress = Callable[[str, int, int], None]  # (phase, epoch within the phase, epochs in the phase)
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """What a phase call did: ``trained`` False when the output existed (or is not needed)."""
+
+    kind: str                 # "dense" | "pruning"
+    key: str
+    trained: bool
+    epochs_trained: int = 0
+    seconds: float = 0.0      # time this call spent (loading or training), wall clock
+    diverged: str | None = None  # pruning only: why the shared pruning diverged (no state kept)
+    resumed: bool = False     # continued from the phase's own checkpoint (a killed or stopped call)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "trained": self.trained, "epochs_trained": self.epochs_trained,
+                "seconds": round(self.seconds, 3), "resumed": self.resumed,
+                **({"diverged": self.diverged} if self.diverged else {})}
+
+
+def dense_dir(results: Path, cfg: RunConfig) -> Path:
+    return Path(results) / "dense" / dense_key(cfg)
+
+
+def pruned_dir(results: Path, cfg: RunConfig) -> Path:
+    return Path(results) / "pruned" / prune_key(cfg)
+
+
+def needs_dense(cfg: RunConfig) -> bool:
+    """Whether the run trains a dense model (not when it loads one from ``dense_checkpoint``)."""
+    return not cfg.dense_checkpoint
+
+
+def shares_pruning(cfg: RunConfig) -> bool:
+    """Whether the state at the end of pruning is a shared phase of its own.
+
+    Not when pruning is instantaneous (``prune_epochs`` 0), when nothing follows it
+    (``finetune_epochs`` 0), or when the method acts during pruning (its ``prune_key`` is then the
+    run's own id).
+    """
+    return cfg.prune_epochs > 0 and cfg.finetune_epochs > 0 and prune_key(cfg) != cfg.run_id
+
+
+def dense_ready(results: Path, cfg: RunConfig) -> bool:
+    return not needs_dense(cfg) or (dense_dir(results, cfg) / "model.pt").exists()
+
+
+def pruned_ready(results: Path, cfg: RunConfig) -> bool:
+    folder = pruned_dir(results, cfg)
+    return not shares_pruning(cfg) or (folder / "state.pt").exists() or (folder / "diverged.json").exists()
+
+
+def _status_writer(folder: Path, phase: str, total: int, progress: Progress | None) -> tuple[dict, Progress]:
+    from .runs import now, write_json
+
+    base = {"status": "running", "phase": phase, "total": total, "started_at": now(), "pid": os.getpid(),
+            "host": socket.gethostname()}
+    write_json(folder / "status.json", {**base, "epoch": 0}, durable=False)
+
+    def report(_phase: str, done: int, total_: int) -> None:
+        write_json(folder / "status.json", {**base, "epoch": done}, durable=False)
+        if progress:
+            progress(phase, done, total_)
+
+    return base, report
+
+
+def _finish(folder: Path, base: dict, status: str, started: float, **extra: Any) -> float:
+    from .runs import now, write_json
+
+    seconds = round(time.perf_counter() - started, 3)
+    write_json(folder / "phase.json", {"phase": base["phase"], "status": status, "started_at": base["started_at"],
+                                       "finished_at": now(), "seconds": seconds, "pid": base["pid"],
+                                       "host": base["host"], **extra})
+    write_json(folder / "status.json", {**base, "status": status, "finished_at": now(), **extra})
+    return seconds
+
+
+def _fail(folder: Path, base: dict, err: BaseException) -> None:
+    import contextlib
+
+    from .runs import now, write_json
+
+    status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    with contextlib.suppress(OSError):
+        write_json(folder / "status.json", {**base, "status": status, "reason": f"{type(err).__name__}: {err}",
+                                            "finished_at": now()})
+
+
+def ensure_dense(cfg: RunConfig, results: str | os.PathLike, *, progress: Progress | None = None,
+                 wait: bool = True) -> PhaseResult:
+    """The dense model of ``cfg`` in ``<results>/dense/<dense_key>/model.pt``: trained unless it exists.
+
+    Raises what training raises (``DenseDiverged`` when the loss becomes non-finite: nothing is
+    kept), ``RunBusy`` when ``wait`` is False and another process trains it.
+    """
+    from .runs import run_lock, save_torch
+
+    results = Path(results)
+    key, start = dense_key(cfg), time.perf_counter()
+    if dense_ready(results, cfg):
+        return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
+    from .data import load_dataset
+    from .engine import resolve_device, train_dense
+
+    folder = dense_dir(results, cfg)
+    with run_lock(folder, wait=wait):
+        if dense_ready(results, cfg):  # trained by another process while we waited
+            return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
+        base, report = _status_writer(folder, "dense", cfg.dense_epochs, progress)
+        try:
+            device = resolve_device(cfg.device)
+            data = load_dataset(cfg).to(device)
+            model = train_dense(cfg, data, device, report)
+            save_torch(folder / "model.pt", {k: v.cpu() for k, v in model.state_dict().items()})
+        except BaseException as err:
+            _fail(folder, base, err)
+            raise
+        seconds = _finish(folder, base, "finished", start, epochs=cfg.dense_epochs)
+    return PhaseResult("dense", key, True, cfg.dense_epochs, seconds)
+
+
+class _PruningDone(Exception):
+    """Raised from the end-of-pruning callback: the pruning phase stops there."""
+
+
+def ensure_pruned(cfg: RunConfig, results: str | os.PathLike, *, progress: Progress | None = None,
+                  wait: bool = True) -> PhaseResult:
+    """The state at the end of gradual pruning, ``<results>/pruned/<prune_key>/state.pt``, unless it exists.
+
+    Trains the dense phase first when it is missing. The state is the checkpoint a run takes at
+    the start of epoch ``prune_epochs`` (no method acts while pruning, so it serves every method
+    and tolerance). A pruning that diverges keeps no state; it writes ``diverged.json`` with the
+    reason, and each run then trains its own pruning (and diverges with its own record).
+    A no-op when the run has no shared pruning phase (``shares_pruning``).
+    """
+    from .runs import load_torch, run_lock, save_torch, write_json
+
+    results = Path(results)
+    key, start = prune_key(cfg), time.perf_counter()
+    folder = pruned_dir(results, cfg)
+
+    def already() -> PhaseResult | None:
+        if not shares_pruning(cfg) or (folder / "state.pt").exists():
+            return PhaseResult("pruning", key, False, seconds=time.perf_counter() - start)
+        if (folder / "diverged.json").exists():
+            from json import loads
+
+            reason = loads((folder / "diverged.json").read_text()).get("reason") or "diverged"
+            return PhaseResult("pruning", key, False, seconds=time.perf_counter() - start, diverged=reason)
+        return None
+
+    done = already()
+    if done is not None:
+        return done
+    from .data import load_dataset
+    from .engine import resolve_device, train, train_dense
+    from .runs import load_dense
+
+    with run_lock(folder, wait=wait):
+        done = already()
+        if done is not None:
+            return done
+        ensure_dense(cfg, results, progress=progress, wait=wait)
+        base, report = _status_writer(folder, "pruning", cfg.prune_epochs, progress)
+        try:
+            device = resolve_device(cfg.device)
+            data = load_dataset(cfg).to(device)
+            dense, _ = load_dense(cfg, data, results, device, None, train_dense)
+            resume = load_torch(folder / "checkpoint.pt") if (folder / "checkpoint.pt").exists() else None
+            first = resume["state"]["epoch"] if resume else 0
+
+            def save_pruned(ckpt: dict) -> None:
+                save_torch(folder / "state.pt", ckpt)
+                raise _PruningDone
+
+            def pruning_progress(_phase: str, epoch: int, _total: int) -> None:
+                report("pruning", epoch, cfg.prune_epochs)
+
+            try:
+                outcome = train(cfg, data, dense, device, resume=resume,
+                                save_checkpoint=lambda ckpt: save_torch(folder / "checkpoint.pt", ckpt),
+                                save_pruned=save_pruned, progress=pruning_progress)
+            except _PruningDone:
+                outcome = None
+        except BaseException as err:
+            _fail(folder, base, err)
+            raise
+        (folder / "checkpoint.pt").unlink(missing_ok=True)
+        trained = cfg.prune_epochs - first
+        if outcome is not None and outcome.diverged is not None:
+            reason = f"the shared pruning phase diverged: {outcome.diverged}"
+            write_json(folder / "diverged.json", {"reason": reason, "step": outcome.diverged.step})
+            seconds = _finish(folder, base, "diverged", start, reason=reason, epochs=trained)
+            return PhaseResult("pruning", key, True, trained, seconds, diverged=reason, resumed=first > 0)
+        seconds = _finish(folder, base, "finished", start, epochs=trained)
+    return PhaseResult("pruning", key, True, trained, seconds, resumed=first > 0)
