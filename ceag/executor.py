@@ -150,9 +150,11 @@ def execute_task(task_id: str, kind: str, cfg_dict: dict[str, Any], results: str
             phase = ensure(from_dict(cfg_dict), results, progress=progress)
             rec = {"status": "finished", "trained": phase.trained, "epochs_trained": phase.epochs_trained,
                    "dense_trained": kind == "dense" and phase.trained, "reason": phase.diverged}
+            if kind == "dense":  # counted in dense_trained; epochs_trained counts pruning and fine-tuning
+                rec["epochs_trained"] = 0
         else:
             rec = execute_run(cfg_dict, results, progress)
-            rec["trained"] = not rec.get("cached") and rec["status"] != "failed"
+            rec["trained"] = kind == "run" and not rec.get("cached") and rec["status"] != "failed"
     except Exception as err:
         rec = {"status": "failed", "reason": f"{type(err).__name__}: {err}",
                "traceback": traceback.format_exc(limit=5)}

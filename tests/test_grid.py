@@ -13,7 +13,7 @@ import ceag.engine
 from ceag.config import NOT_IN_RUN_ID, ConfigError, RunConfig, dense_key, prune_key
 from ceag.executor import run_grid
 from ceag.grid import GridSpec, count_epochs, plan, preset, preset_names, training_config
-from ceag.runs import load_result, run, run_dir
+from ceag.runs import load_result, read_status, run, run_dir
 from tests.helpers import ROOT, subprocess_env
 
 TINY = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 2, "device": "cpu"}
@@ -227,33 +227,52 @@ def test_shared_phase_keys(base_cfg):
 
 
 # -- planning -----------------------------------------------------------------------------
-def test_plan_puts_one_cell_per_dense_model_first():
+def test_plan_is_a_graph_of_phases_each_shared_phase_once():
     configs = spec(sparsities=(0.8, 0.9), tolerances=(0.01, 0.05), seeds=(0, 1)).configs()
-    stages = plan(configs)
-    assert len(stages) == 4
-    first, second, third, derived = stages
+    tasks = plan(configs)
+    kinds = [t.kind for t in tasks.values()]
     trainings = {training_config(c).run_id: training_config(c) for c in configs}
-    dense_keys = {dense_key(t) for t in trainings.values()}
-    assert len(dense_keys) == 2
-    assert sorted(dense_key(c) for c in first) == sorted(dense_keys)  # one per dense model, all of them
-    # stage 2: one per end-of-pruning state that stage 1 does not produce
-    prune_keys = {prune_key(t) for t in trainings.values()}
-    assert len(prune_keys) == 4
-    assert {prune_key(c) for c in first}.isdisjoint({prune_key(c) for c in second})
-    assert len({prune_key(c) for c in second}) == len(second)
-    assert {prune_key(c) for c in [*first, *second]} == prune_keys
-    # every training once; NFT+ES cells last, derived
-    trained = [c.run_id for c in [*first, *second, *third]]
-    assert sorted(trained) == sorted(trainings)
-    assert all(c.method != "nft_es" for c in [*first, *second, *third])
-    assert sorted(c.run_id for c in derived) == sorted(c.run_id for c in configs if c.method == "nft_es")
+    # one dense task per dense model, one pruning task per end-of-pruning state, one run per training
+    assert kinds.count("dense") == len({dense_key(t) for t in trainings.values()}) == 2
+    assert kinds.count("pruning") == len({prune_key(t) for t in trainings.values()}) == 4
+    assert sorted(t.cfg.run_id for t in tasks.values() if t.kind == "run") == sorted(trainings)
+    assert sorted(t.cfg.run_id for t in tasks.values() if t.kind == "derive") == \
+        sorted(c.run_id for c in configs if c.method == "nft_es")
+    seen = set()
+    for task in tasks.values():  # a topological order: every input before the task reading it
+        assert set(task.deps) <= seen
+        seen.add(task.id)
+        if task.kind == "run":
+            assert task.deps == (f"dense:{dense_key(task.cfg)}", f"pruning:{prune_key(task.cfg)}")
+            assert task.epochs == task.cfg.finetune_epochs
+        if task.kind == "pruning":
+            assert task.deps == (f"dense:{dense_key(task.cfg)}",)
+    # a failure of a dense phase concerns exactly the cells of its seed
+    for task in tasks.values():
+        if task.kind == "dense":
+            assert sorted(task.cells) == sorted(c.run_id for c in configs if dense_key(c) == dense_key(task.cfg))
+    # the longest chain goes first: dense (2) + pruning (2) + fine-tuning (2)
+    assert {t.priority for t in tasks.values() if t.kind == "dense"} == {6}
+    assert {t.priority for t in tasks.values() if t.kind == "derive"} == {0}
 
 
 def test_plan_of_a_grid_without_nft_trains_nft_for_nft_es():
     configs = spec(methods=("nft_es",)).configs()
-    stages = plan(configs)
-    assert [[c.method for c in s] for s in stages] == [["nft"], ["nft_es"]]
-    assert plan([]) == []
+    tasks = plan(configs)
+    assert [t.kind for t in tasks.values()] == ["dense", "pruning", "run", "derive"]
+    run_task = tasks[f"run:{configs[0].replace(method='nft').run_id}"]
+    assert run_task.cfg.method == "nft" and run_task.cells == [configs[0].run_id]  # it serves the derived cell
+    assert plan([]) == {}
+
+
+def test_plan_without_a_shared_pruning_phase(tmp_path):
+    # mitigation from the start makes pruning part of the run; no pruning epochs leave nothing to share
+    for settings in ({**TINY, "mitigation_start": "start"}, {**TINY, "prune_epochs": 0}):
+        tasks = plan(spec(methods=("ceag",), settings=settings).configs())
+        assert [t.kind for t in tasks.values()] == ["dense", "run"]
+    (tmp_path / "model.pt").write_bytes(b"")
+    given = plan(spec(methods=("nft",), settings={**TINY, "dense_checkpoint": str(tmp_path / "model.pt")}).configs())
+    assert [t.kind for t in given.values()] == ["pruning", "run"]  # the dense model is given
 
 
 def test_count_epochs_shared_is_less_than_independent():
@@ -284,10 +303,14 @@ def test_grid_trains_each_dense_model_and_pruning_phase_once(shared_grid):
     assert report.epochs_trained == count_epochs(configs)["shared"] - 2 * 2 == 20
     assert len(list((results / "dense").iterdir())) == 2
     assert len(list((results / "pruned").iterdir())) == 2
+    # the shared phases ran as tasks of their own; every run fine-tuned from its pruned state
+    trained = [p for p in report.phases if p["trained"]]
+    assert sorted(p["kind"] for p in trained) == ["dense"] * 2 + ["pruning"] * 2 + ["run"] * 8
     summaries = [load_result(results, c.run_id).summary for c in configs if c.method != "nft_es"]
-    assert sorted(s["resumed_from"] or "none" for s in summaries) == ["none"] * 2 + ["pruned"] * 6
-    assert sum(s["dense_trained"] for s in summaries) == 2
-    assert sorted(s["epochs_trained"] for s in summaries) == [2] * 6 + [4] * 2
+    assert [s["resumed_from"] for s in summaries] == ["pruned"] * 8
+    assert sum(s["dense_trained"] for s in summaries) == 0
+    assert [s["epochs_trained"] for s in summaries] == [2] * 8
+    assert report.busy_fraction is not None and 0 < report.busy_fraction <= 1.01
 
 
 def test_nft_es_is_derived_from_the_nft_run(shared_grid):
@@ -441,12 +464,19 @@ def test_a_failed_training_behind_a_derived_cell_is_recorded_and_the_grid_goes_o
 
     real = ceag.executor.execute_run
 
-    def failing_nft(cfg_dict, results):
+    def failing_nft(cfg_dict, results, progress=None):
         if cfg_dict["method"] == "nft":
             return {"run_id": ceag.executor.from_dict(cfg_dict).run_id, "status": "failed",
                     "reason": "DatasetError: no data"}
-        return real(cfg_dict, results)
+        return real(cfg_dict, results, progress)
 
     monkeypatch.setattr(ceag.executor, "execute_run", failing_nft)
-    report = run_grid(spec(methods=("nft_es", "ceag")).configs(), tmp_path, workers=1)
-    assert report.finished == 2 and report.error is None  # the grid went on past the failed NFT run
+    configs = spec(methods=("nft_es", "ceag")).configs()
+    report = run_grid(configs, tmp_path, workers=1)
+    assert report.finished == 1 and report.failed == 1 and report.error is None  # the grid went on
+    es = next(c for c in configs if c.method == "nft_es")
+    # the derived cell fails with the reason of the run it needs; its folder and the store say so
+    reason = report.runs[es.run_id]["reason"]
+    assert reason.startswith("not run: its NFT run") and "DatasetError: no data" in reason
+    assert read_status(run_dir(tmp_path, es.run_id)) == {**read_status(run_dir(tmp_path, es.run_id)),
+                                                          "status": "failed", "reason": reason}
