@@ -207,6 +207,27 @@ class Graph:
                    and all(self.state[d] == "done" for d in t.deps)]
         return sorted(out, key=lambda t: (-t.priority, self.order[t.id]))
 
+    def submission_order(self) -> list[Task]:
+        """Every task, each after its inputs, the longest chain first among those ready together."""
+        import heapq
+
+        waiting = {tid: len(t.deps) for tid, t in self.tasks.items()}
+        children: dict[str, list[str]] = {tid: [] for tid in self.tasks}
+        for t in self.tasks.values():
+            for d in t.deps:
+                children[d].append(t.id)
+        heap = [(-t.priority, self.order[tid], tid) for tid, t in self.tasks.items() if not t.deps]
+        heapq.heapify(heap)
+        out = []
+        while heap:
+            _, _, tid = heapq.heappop(heap)
+            out.append(self.tasks[tid])
+            for child in children[tid]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    heapq.heappush(heap, (-self.tasks[child].priority, self.order[child], child))
+        return out
+
     def unfinished(self) -> bool:
         with self.lock:
             return any(s in ("pending", "running") for s in self.state.values())

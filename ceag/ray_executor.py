@@ -1,95 +1,162 @@
-"""Run grid stages as Ray tasks on an existing cluster (optional: ``pip install -r requirements-ray.txt``).
+"""Run a grid's phase graph as Ray tasks on a cluster (optional: ``pip install -r requirements-ray.txt``).
 
-A task gets the config and the shared files it needs (dense model, end-of-pruning state) as
-bytes, trains in a scratch folder on whichever node Ray picks, and returns the files it wrote.
-Only the driver writes into the results folder and ingests, so the cluster's nodes need no
-shared file system.
+Each task of ``grid.plan`` becomes one Ray task whose arguments include the ObjectRefs of the
+tasks it depends on, so Ray itself starts it once they are done, on whichever node it picks.
+A task gets its inputs' files (dense model, end-of-pruning state, the NFT run behind an NFT+ES
+cell) as bytes, from its dependencies' results or, when they were made earlier, from the
+driver's results folder; it trains in a scratch folder and returns the files it wrote. Only the
+driver writes into the results folder and ingests, so the nodes need no shared file system.
+Running tasks report their phase and epoch to a small progress actor the driver polls.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-from .config import dense_key, prune_key
-from .runs import atomic_write
+from .grid import Task
+from .runs import atomic_write, run_dir
+
+REPORT_SECONDS = 0.5  # a task sends its epoch at most this often (and at the end of each phase)
 
 
-def _shared_files(results: Path, cfg) -> dict[str, bytes]:
-    files = {}
-    for rel in (f"dense/{dense_key(cfg)}/model.pt", f"pruned/{prune_key(cfg)}/state.pt"):
+class ProgressBoard:
+    """A Ray actor: the latest phase and epoch of every running task, by task id."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, dict[str, Any]] = {}
+
+    def update(self, task_id: str, phase: str, epoch: int, total: int) -> None:
+        self.tasks[task_id] = {"status": "running", "phase": phase, "epoch": epoch, "total": total}
+
+    def done(self, task_id: str) -> None:
+        self.tasks.pop(task_id, None)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return dict(self.tasks)
+
+
+def _files_on_disk(results: Path, task: Task) -> dict[str, bytes]:
+    """Inputs made before this grid (or by another process): what the task's dependencies will not send."""
+    from .config import dense_key, prune_key
+
+    cfg, files = task.cfg, {}
+    wanted = [f"dense/{dense_key(cfg)}/model.pt", f"pruned/{prune_key(cfg)}/state.pt",
+              f"pruned/{prune_key(cfg)}/diverged.json"]
+    for rel in wanted:
         path = results / rel
         if path.exists():
             files[rel] = path.read_bytes()
-    if cfg.method == "nft_es":  # derived from its NFT run, which must travel too
+    if task.kind == "derive":  # derived from its NFT run, which must travel too
         nft = cfg.replace(method="nft")
-        folder = results / "runs" / nft.run_id
-        if folder.is_dir():
+        folder = run_dir(results, nft.run_id)
+        if (folder / "summary.json").exists():
             for f in folder.iterdir():
                 if f.is_file() and not f.name.startswith("."):
                     files[f"runs/{nft.run_id}/{f.name}"] = f.read_bytes()
     return files
 
 
-def remote_run(cfg_dict: dict[str, Any], shared: dict[str, bytes]) -> dict[str, Any]:
-    """Body of a Ray task: run in a scratch results folder, return the record and new files."""
-    from .executor import execute_run
+def remote_run(task_id: str, kind: str, cfg_dict: dict[str, Any], shared: dict[str, bytes], board,
+               *inputs: dict[str, Any]) -> dict[str, Any]:
+    """Body of a Ray task: ``inputs`` are the results of the tasks it depends on (Ray resolves the refs)."""
+    from .executor import execute_task
+
+    for dep in inputs:
+        if dep["record"]["status"] == "failed":  # the driver has recorded why; nothing to do here
+            return {"record": {"status": "failed", "reason": "an input failed", "skipped": True}, "files": {}}
+    last = [0.0]
+
+    def progress(phase: str, epoch: int, total: int) -> None:
+        now = time.monotonic()
+        if epoch >= total or now - last[0] >= REPORT_SECONDS:
+            last[0] = now
+            board.update.remote(task_id, phase, epoch, total)
 
     with tempfile.TemporaryDirectory(prefix="ceag-ray-") as tmp:
         root = Path(tmp)
-        for rel, data in shared.items():
+        given = dict(shared)
+        for dep in inputs:
+            given.update(dep["files"])
+        for rel, data in given.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
-        rec = execute_run(cfg_dict, str(root))
+        board.update.remote(task_id, {"run": "fine-tuning", "derive": "fine-tuning"}.get(kind, kind), 0, 0)
+        try:
+            rec = execute_task(task_id, kind, cfg_dict, str(root), progress)
+        finally:
+            board.done.remote(task_id)
         files = {}
         for path in root.rglob("*"):
             rel = path.relative_to(root).as_posix()
-            keep = path.is_file() and rel not in shared and not path.name.startswith(".")
+            keep = path.is_file() and rel not in given and not path.name.startswith(".")
             if keep and not rel.endswith("checkpoint.pt"):
                 files[rel] = path.read_bytes()
         return {"record": rec, "files": files}
 
 
-def run_stages(stages, results, address: str | None, record, cancel_file: Path, wanted: set[str]) -> None:
+def run_graph(graph, results, address: str | None, cancel_file: Path) -> int:
+    """Submit every task of ``graph`` at once, each after its inputs; record them as they end.
+
+    Returns the cluster's CPU count (the workers a busy fraction is measured against).
+    """
     try:
         import ray
     except ImportError as err:
         raise RuntimeError("the Ray executor needs Ray: pip install -r requirements-ray.txt") from err
+    from .executor import CANCELLED
+
     results = Path(results)
     started_here = not ray.is_initialized()
     if started_here:
         # Ship this package to the cluster's workers so their nodes need no ceag checkout.
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                  runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]})
-    task = ray.remote(num_cpus=1)(remote_run)
+    task_fn = ray.remote(num_cpus=1, max_retries=0)(remote_run)
+    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    latest: dict[str, dict[str, Any]] = {}
     try:
-        for stage in stages:
-            refs = {task.remote(cfg.to_dict(), _shared_files(results, cfg)): cfg for cfg in stage}
-            pending = list(refs)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
-                for ref in done:
-                    try:
-                        out = ray.get(ref)
-                    except Exception as err:  # the task failed outside the run (node lost, disk full)
-                        cause = getattr(err, "cause", None) or err
-                        rid = refs[ref].run_id
-                        record({"run_id": rid, "status": "failed",
-                                "reason": f"Ray task failed: {type(cause).__name__}: {cause}"},
-                               counted=rid in wanted)
-                        continue
-                    # Run folders first, summary.json last within each: a crash leaves no half run.
-                    items = sorted(out["files"].items(), key=lambda kv: kv[0].endswith("summary.json"))
-                    for rel, data in items:
-                        atomic_write(results / rel, lambda p, data=data: p.write_bytes(data))
-                    rec = out["record"]
-                    record(rec, counted=rec["run_id"] in wanted)
-                if cancel_file.exists():
-                    for ref in pending:
-                        ray.cancel(ref, force=True)
-                    return
+        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        refs: dict[str, Any] = {}
+        tasks_by_ref: dict[Any, Task] = {}
+        for task in graph.submission_order():
+            ref = task_fn.remote(task.id, task.kind, task.cfg.to_dict(), _files_on_disk(results, task), board,
+                                 *[refs[d] for d in task.deps])
+            refs[task.id] = ref
+            tasks_by_ref[ref] = task
+        pending = list(tasks_by_ref)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+            latest.clear()
+            latest.update(ray.get(board.snapshot.remote()))
+            for tid in latest:
+                if graph.state.get(tid) == "pending":
+                    graph.start(graph.tasks[tid], lambda tid=tid: latest.get(tid))
+            for ref in done:
+                task = tasks_by_ref[ref]
+                if graph.state[task.id] == "skipped":  # an input failed; the driver recorded why
+                    continue
+                try:
+                    out = ray.get(ref)
+                except Exception as err:  # the task failed outside the run (node lost, disk full)
+                    cause = getattr(err, "cause", None) or err
+                    graph.end(task, {"status": "failed", "reason": f"Ray task failed: {type(cause).__name__}: {cause}"})
+                    continue
+                # Run folders first, summary.json last within each: a crash leaves no half run.
+                items = sorted(out["files"].items(), key=lambda kv: kv[0].endswith("summary.json"))
+                for rel, data in items:
+                    atomic_write(results / rel, lambda p, data=data: p.write_bytes(data))
+                graph.end(task, out["record"])
+            if cancel_file.exists():
+                running = [graph.tasks[t] for t, s in graph.state.items() if s == "running"]
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                graph.stop(CANCELLED, running)
+                return workers
+        return workers
     finally:
+        ray.kill(board)
         if started_here:
             ray.shutdown()
-
