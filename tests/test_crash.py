@@ -126,7 +126,7 @@ def test_a_run_in_training_elsewhere_is_not_trained_twice(tmp_path, monkeypatch)
     assert result.cached is True and result.status == "finished"
     assert result.summary["wall_seconds"] == json.loads(stdout)["wall_seconds"]  # the other process's run
     assert rec["status"] == "finished" and rec["cached"] is True and rec["epochs_trained"] == 0
-    assert report.cached == 1 and report.epochs_trained == 0 and report.busy == 0
+    assert report.cached == 1 and report.epochs_trained == 0 and report.failed == 0
 
 
 def test_the_run_lock_dies_with_a_killed_process(tmp_path):
