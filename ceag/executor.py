@@ -85,7 +85,8 @@ class GridReport:
             return None
         return self.worker_seconds / (self.wall_seconds * self.workers)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, phases: bool = True) -> dict[str, Any]:
+        """The report; ``phases=False`` leaves out the per-task records (the feed, rewritten every second)."""
         busy = self.busy_fraction
         return {"job_id": self.job_id, "state": self.state, "total": self.total,
                 **{s: self.count(s) for s in CELL_STATES},
@@ -94,7 +95,8 @@ class GridReport:
                 "workers": self.workers, "epochs_trained": self.epochs_trained, "dense_trained": self.dense_trained,
                 "worker_seconds": round(self.worker_seconds, 3),
                 "busy_fraction": None if busy is None else round(busy, 3),
-                **({"error": self.error} if self.error else {}), "runs": self.runs, "phases": self.phases}
+                **({"error": self.error} if self.error else {}), "runs": self.runs,
+                **({"phases": self.phases} if phases else {})}
 
 
 def job_dir(results: Path, job_id: str) -> Path:
@@ -399,17 +401,18 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
         report.runs[cfg.run_id] = {"method": cfg.method, "dataset": cfg.dataset, "model": cfg.model,
                                    "sparsity": cfg.sparsity, "tolerance": cfg.tolerance, "seed": cfg.seed,
                                    "status": "pending"}
-    feed_lock = threading.Lock()
+    cancel_file = jdir / "cancel"
 
     def publish(state: str = "running") -> None:
-        with feed_lock:
+        with graph.lock:  # the feed is a consistent snapshot: no count changes while it is written
             report.wall_seconds = time.perf_counter() - start
-            write_json(jdir / "progress.json", {**report.to_json(), "state": state, "pid": os.getpid(),
+            write_json(jdir / "progress.json", {**report.to_json(phases=False), "state": state, "pid": os.getpid(),
                                                 "updated_at": now()}, durable=False)
+            if state != "running":  # the timeline of every task, once the grid has ended
+                write_json(jdir / "phases.json", report.phases, durable=False)
             if progress:
                 progress(report)
 
-    cancel_file = jdir / "cancel"
     graph = Graph(plan(todo), report, results, publish)
     ticker_stop = threading.Event()
 
