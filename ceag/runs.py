@@ -287,7 +287,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
 
     from .data import load_dataset
     from .engine import resolve_device, train, train_dense
-    from .phases import ensure_dense, ensure_pruned, shares_pruning
+    from .phases import dense_ready, ensure_dense, ensure_pruned, pruned_ready, shares_pruning
 
     elapsed = _stopwatch()
     device = resolve_device(cfg.device)
@@ -295,8 +295,14 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     started = now()
     base_status = {"status": "running", "started_at": started, "pid": os.getpid(),
                    "host": socket.gethostname()}
-    write_json(folder / "status.json", {**base_status, "phase": "dense", "epoch": 0, "total": cfg.dense_epochs,
-                                        "run_epoch": 0})
+    # The phase it starts in: the first whose output is missing.
+    if not dense_ready(results, cfg):
+        first = {"phase": "dense", "epoch": 0, "total": cfg.dense_epochs, "run_epoch": 0}
+    elif shares_pruning(cfg) and pruned_ready(results, cfg):
+        first = {"phase": "fine-tuning", "epoch": 0, "total": cfg.finetune_epochs, "run_epoch": cfg.prune_epochs}
+    else:
+        first = _phase_epoch(cfg, 0)
+    write_json(folder / "status.json", {**base_status, **first})
 
     def report(phase: str, done: int, total: int) -> None:
         # The engine counts the run's epochs from the start of pruning; the status names the phase

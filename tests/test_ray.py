@@ -41,6 +41,13 @@ def test_ray_grid_matches_the_local_executor(local_ray, tmp_path, monkeypatch):
     assert report.total == report.finished == len(configs) == 5
     assert report.failed == 0
     assert report.dense_trained == 1 and report.epochs_trained == 5 + 3 * 3  # pruning phase shared
+    # the same graph as locally: one dense and one pruning task, four fine-tunings, one derived cell
+    assert sorted(p["kind"] for p in report.phases) == ["dense", "derive", "pruning", "run", "run", "run", "run"]
+    times = {p["task"]: p for p in report.phases}
+    for task, p in times.items():
+        if task.startswith("run:"):
+            assert p["started"] >= max(q["ended"] for q in report.phases if q["kind"] == "pruning")
+    assert report.workers == 2  # the cluster's CPUs
 
     # Ray tasks run with one thread each; train the local reference with one thread too.
     threads = torch.get_num_threads()
@@ -76,6 +83,21 @@ def test_ray_grid_matches_the_local_executor(local_ray, tmp_path, monkeypatch):
     # a second Ray grid is all cached
     again = run_grid(configs, ray_dir, executor="ray")
     assert again.cached == len(configs) and again.epochs_trained == 0
+
+
+def test_ray_feed_shows_the_running_phase_and_epoch(local_ray, tmp_path):
+    configs = GridSpec(datasets=("synthetic",), methods=("nft", "ceag"), sparsities=(0.8,), tolerances=(0.02,),
+                       seeds=(0,), settings={**TINY, "dense_epochs": 300}).configs()
+    snapshots = []
+    report = run_grid(configs, tmp_path, executor="ray", job_id="live",
+                      progress=lambda r: snapshots.append(json.loads(json.dumps(r.to_json(phases=False)))))
+    assert report.finished == 2
+    dense = [(e["epoch"], e["total_epochs"]) for s in snapshots for e in s["runs"].values()
+             if e.get("phase") == "dense" and e.get("epoch")]
+    assert dense and all(total == 300 and 0 < epoch <= 300 for epoch, total in dense)
+    for s in snapshots:
+        assert sum(s[k] for k in ("pending", "running", "cached", "finished", "diverged", "failed",
+                                  "cancelled")) == s["total"] == 2
 
 
 FAILING_TASK = """
