@@ -245,7 +245,14 @@ class Graph:
                 self.live[task.id] = live
         self._publish()
 
+    def settle(self, task: Task, rec: dict[str, Any]) -> None:
+        """Mark ``task`` done (or failed) so what depends on it can start; ``end`` records it afterwards."""
+        with self.lock:
+            self._release(task)
+            self.state[task.id] = "failed" if rec["status"] == "failed" else "done"
+
     def end(self, task: Task, rec: dict[str, Any]) -> None:
+        """Record an ended task: its timing, its cell (ingested into the store), what its failure skips."""
         from .store import ingest_run
 
         with self.lock:
@@ -500,20 +507,25 @@ def _run_local(graph: Graph, results: Path, workers: int, cancel_file: Path) -> 
 
     pool = new_pool()
     running: dict[cf.Future, Task] = {}
+
+    def submit() -> None:
+        # Only as many tasks as workers are handed over, so the most urgent ready task goes next.
+        for task in graph.ready()[:workers - len(running)]:
+            running[pool.submit(execute_task, task.id, task.kind, task.cfg.to_dict(), str(results))] = task
+            graph.start(task, status_file_reader(results, task))
+
     try:
         while graph.unfinished():
             if cancel_file.exists():
                 _stop_pool(pool)
                 graph.stop(CANCELLED, list(running.values()))
                 return
-            # Only as many tasks as workers are handed over, so the most urgent ready task goes next.
-            for task in graph.ready()[:workers - len(running)]:
-                running[pool.submit(execute_task, task.id, task.kind, task.cfg.to_dict(), str(results))] = task
-                graph.start(task, status_file_reader(results, task))
+            submit()
             if not running:  # nothing ready and nothing running: the rest was skipped
                 break
             done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
             broken = False
+            ended = []
             for fut in done:
                 task = running.pop(fut)
                 try:
@@ -521,10 +533,16 @@ def _run_local(graph: Graph, results: Path, workers: int, cancel_file: Path) -> 
                 except Exception as err:  # the worker process died
                     broken = broken or isinstance(err, BrokenProcessPool)
                     rec = {"status": "failed", "reason": f"worker process died: {type(err).__name__}: {err}"}
-                graph.end(task, rec)
+                graph.settle(task, rec)
+                ended.append((task, rec))
             if broken:  # a dead worker breaks the whole pool: start a new one for the rest
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = new_pool()
+            # Free workers get their next task before the driver ingests (the store write takes a while).
+            if ended and not cancel_file.exists():
+                submit()
+            for task, rec in ended:
+                graph.end(task, rec)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
