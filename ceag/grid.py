@@ -215,23 +215,22 @@ class Task:
 def plan(configs: list[RunConfig]) -> dict[str, Task]:
     """The phase graph of a grid: dense -> pruning -> run (fine-tuning) -> derived cells.
 
-    One dense task per ``dense_key`` (none for runs given a ``dense_checkpoint``), one pruning
+    One dense task per ``dense_key`` (for a ``dense_checkpoint`` it only checks the file, or
+    trains from a backbone), one pruning
     task per shared ``prune_key``, one run per distinct training (NFT+ES trains its NFT run), one
     derive task per NFT+ES cell. Returned in a topological order (each task after its inputs);
     ``priority`` lets a scheduler start the task with the longest chain behind it first.
     """
-    from .phases import needs_dense, shares_pruning
+    from .phases import shares_pruning
 
     tasks: dict[str, Task] = {}
     for cfg in configs:
         t = training_config(cfg)
         run_id = f"run:{t.run_id}"
         if run_id not in tasks:
-            deps: list[str] = []
-            if needs_dense(t):
-                d = tasks.setdefault(f"dense:{dense_key(t)}", Task(f"dense:{dense_key(t)}", "dense", t,
-                                                                   epochs=t.dense_epochs))
-                deps.append(d.id)
+            d = tasks.setdefault(f"dense:{dense_key(t)}", Task(f"dense:{dense_key(t)}", "dense", t,
+                                                               epochs=t.dense_epochs))
+            deps = [d.id]
             tuning = t.total_epochs
             if shares_pruning(t):
                 p = tasks.setdefault(f"pruning:{prune_key(t)}", Task(f"pruning:{prune_key(t)}", "pruning", t,

@@ -55,11 +55,6 @@ def pruned_dir(results: Path, cfg: RunConfig) -> Path:
     return Path(results) / "pruned" / prune_key(cfg)
 
 
-def needs_dense(cfg: RunConfig) -> bool:
-    """Whether the run trains a dense model (not when it loads one from ``dense_checkpoint``)."""
-    return not cfg.dense_checkpoint
-
-
 def shares_pruning(cfg: RunConfig) -> bool:
     """Whether the state at the end of pruning is a shared phase of its own.
 
@@ -71,7 +66,8 @@ def shares_pruning(cfg: RunConfig) -> bool:
 
 
 def dense_ready(results: Path, cfg: RunConfig) -> bool:
-    return not needs_dense(cfg) or (dense_dir(results, cfg) / "model.pt").exists()
+    """Whether the dense model exists (or is given: ``dense_checkpoint``, unless only a backbone)."""
+    return bool(cfg.dense_checkpoint) or (dense_dir(results, cfg) / "model.pt").exists()
 
 
 def pruned_ready(results: Path, cfg: RunConfig) -> bool:
@@ -120,6 +116,8 @@ def ensure_dense(cfg: RunConfig, results: str | os.PathLike, *, progress: Progre
                  wait: bool = True) -> PhaseResult:
     """The dense model of ``cfg`` in ``<results>/dense/<dense_key>/model.pt``: trained unless it exists.
 
+    With a ``dense_checkpoint`` that fits the model as it is, that file is the dense model and
+    nothing is trained; one that gives only a backbone (ImageNet weights) is trained from, once.
     Raises what training raises (``DenseDiverged`` when the loss becomes non-finite: nothing is
     kept), ``RunBusy`` when ``wait`` is False and another process trains it.
     """
@@ -127,20 +125,28 @@ def ensure_dense(cfg: RunConfig, results: str | os.PathLike, *, progress: Progre
 
     results = Path(results)
     key, start = dense_key(cfg), time.perf_counter()
-    if dense_ready(results, cfg):
+    folder = dense_dir(results, cfg)
+    if (folder / "model.pt").exists():
         return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
     from .data import load_dataset
     from .engine import resolve_device, train_dense
 
-    folder = dense_dir(results, cfg)
+    initial = None
+    if cfg.dense_checkpoint:
+        from .checkpoints import dense_checkpoint_for
+
+        fitted = dense_checkpoint_for(cfg, load_dataset(cfg))
+        if not fitted.needs_training:  # the checkpoint is the dense model
+            return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
+        initial = fitted.state
     with run_lock(folder, wait=wait):
-        if dense_ready(results, cfg):  # trained by another process while we waited
+        if (folder / "model.pt").exists():  # trained by another process while we waited
             return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
         base, report = _status_writer(folder, "dense", cfg.dense_epochs, progress)
         try:
             device = resolve_device(cfg.device)
             data = load_dataset(cfg).to(device)
-            model = train_dense(cfg, data, device, report)
+            model = train_dense(cfg, data, device, report, **({"initial": initial} if initial is not None else {}))
             save_torch(folder / "model.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         except BaseException as err:
             _fail(folder, base, err)
