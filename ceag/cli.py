@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .bundle import BundleError
 from .config import DATASETS, METHODS, MITIGATION_START, MODELS, PRUNING, ConfigError, RunConfig, from_dict
-from .layouts import DatasetError
+from .datasets import DatasetError
 from .predictions import RunNotFound
 from .runs import resolve_results
 from .store import StoreError
@@ -123,8 +123,13 @@ def _print_run(result, out) -> None:
     if j.get("reason"):
         out.write(f"  reason: {j['reason']}\n")
     skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
+    out.write(f"  data {j.get('data_fingerprint') or 'fingerprint unknown'}\n")
     if skipped:
         out.write("  skipped while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items()) + "\n")
+    for warning in j.get("data_warnings") or []:
+        out.write(f"  WARNING: {warning}\n")
+    for note in j.get("data_notes") or []:
+        out.write(f"  note: {note}\n")
     for split in ("train", "val", "test"):
         if split not in j:
             continue
@@ -248,6 +253,8 @@ class _GridBar:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .store import queries, sync
 
     results = resolve_results(args.results)
@@ -261,9 +268,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if df.empty:
         print("no runs yet; try: python -m ceag grid --preset demo")
         return 0
+    df = df.assign(data=df.data_fingerprint.fillna("unknown"),
+                   skipped=[("?" if pd.isna(n) else str(int(n))) for n in df.skipped_rows])
     cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "tolerance", "seed", "progress_epoch",
-            "total_epochs", "wall_seconds"]
+            "total_epochs", "wall_seconds", "data", "skipped"]
     print(df[cols].to_string(index=False))
+    if df.data_fingerprint.isna().any():
+        print("data 'unknown': runs made before data fingerprints were recorded; their data cannot be told apart")
+    for row in df[df.data_warning.notna()].itertuples():
+        print(f"WARNING run {row.run_id}: {row.data_warning}")
     return 0
 
 

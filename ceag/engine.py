@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
-from .data import GroupedDataset, Split, batches
+from .datasets.base import GroupedDataset, Split, batches
 from .methods import DenseReference, Diverged, get_method
 from .metrics import GroupStats, disparity, group_stats
 from .models import build_model

@@ -4,8 +4,8 @@ import streamlit as st
 
 from ceag import jobs
 from ceag.config import METHODS, ConfigError
+from ceag.datasets import available
 from ceag.grid import GridSpec
-from ceag.layouts import available
 from ceag.plots import METHOD_LABELS
 from pages import _state
 from pages._forms import NumberFields
