@@ -63,9 +63,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder holding the real datasets (default: $CEAG_DATA, else ./data)")
-    p.add_argument("--target", help="attribute to predict (utkface, fairface: race, gender or age)")
+    p.add_argument("--target", help="attribute to predict (utkface, fairface: race, gender or age; custom: the "
+                                    "labels.csv column holding the class)")
     p.add_argument("--groups", help="protected attribute(s), comma-separated: e.g. race, or race,gender for "
-                                    "intersectional groups")
+                                    "intersectional groups (custom: labels.csv column names)")
     p.add_argument("--image-size", type=int, help="resize images to N x N pixels (e.g. 64 for a CPU run)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16) forward passes; metrics "
                                                       "stay float32")
@@ -88,7 +89,8 @@ def _data_settings(args: argparse.Namespace) -> dict:
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     data = RunConfig().to_dict()
-    data.update(target=None, groups=[], rare_groups=None)  # the chosen dataset's defaults
+    # the chosen dataset's defaults; its fingerprint is taken from its data when the run starts
+    data.update(target=None, groups=[], rare_groups=None, data_fingerprint=None)
     data.update(method=args.method, sparsity=args.sparsity, tolerance=args.tolerance, seed=args.seed,
                 dataset=args.dataset, model=args.model, finetune_epochs=args.epochs,
                 prune_epochs=args.prune_epochs, dense_epochs=args.dense_epochs, pruning=args.pruning,

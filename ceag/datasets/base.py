@@ -119,10 +119,13 @@ def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std) -> dict[str, S
 
 
 def carve_val(train: np.ndarray, strat: np.ndarray, cfg: RunConfig, rng) -> dict[str, np.ndarray]:
-    """{"train", "val"}: a stratified ``cfg.val_fraction`` of ``train`` (indices) becomes validation."""
+    """{"train", "val"}: a stratified ``cfg.val_fraction`` of ``train`` (indices) becomes validation
+    (no "val" when every stratum is too small to give it a sample)."""
     if cfg.val_fraction <= 0:
         return {"train": train}
     keep, val = stratified_split(strat[train], cfg.val_fraction, rng)
+    if len(val) == 0:
+        return {"train": train}
     return {"train": train[keep], "val": train[val]}
 
 

@@ -102,6 +102,9 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
     else:
         strat = (y * len(group_names) + g)[good]
         pool, test = stratified_split(strat, TEST_FRACTION, rng)
+        if len(test) == 0:
+            raise DatasetError(f"custom dataset: too few readable rows in {folder / CUSTOM_LABELS} for a test split "
+                               f"({len(good)}); add rows or a split column")
         parts = {"test": good[test], **carve_val(good[pool], y * len(group_names) + g, cfg, rng)}
         report.split_rule = (f"stratified by class and group (seed {DATA_SEED}): test {TEST_FRACTION:g}, "
                              f"validation {cfg.val_fraction:g} of the rest")

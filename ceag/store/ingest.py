@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import DATA_FIELDS, from_dict
 from ..runs import load_result, read_status, run_dir
-from .db import StoreError, connect, db_path
+from .db import StoreError, connect, db_path, migrate_if_needed
 
 RUN_COLUMNS = [
     "run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
@@ -152,6 +152,7 @@ def sync(results: str | os.PathLike) -> int:
     """Ingest run folders the store lacks or holds as unfinished; returns how many were ingested."""
     from .queries import run_statuses
 
+    migrate_if_needed(results)
     folder = Path(results) / "runs"
     if not folder.is_dir():
         return 0
