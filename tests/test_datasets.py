@@ -366,3 +366,35 @@ def test_custom_runs_end_to_end_from_the_command_line(tmp_path):
     assert code == 0, err
     assert "skipped while loading the data" in out and "1 (missing image)" in out
     assert "light × m" in out
+
+
+def _open(page):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.slow
+def test_custom_runs_from_the_app(tmp_path, monkeypatch, one_thread):
+    root = custom_folder(tmp_path / "data")
+    monkeypatch.setenv("CEAG_DATA", str(root))
+    monkeypatch.setenv("CEAG_RESULTS", str(tmp_path / "results"))
+    at = _open("launch")
+    assert at.selectbox[0].options == ["digits", "synthetic", "custom"]
+    at.selectbox[0].set_value("custom").run()
+    assert not at.exception, [e.value for e in at.exception]
+    targets = [s for s in at.selectbox if s.label == "Target"][0]
+    assert targets.options == ["label", "skin", "sex"]
+    assert any("This grid means" in i.value for i in at.info)
+    at = _open("run_one")
+    at.radio[0].set_value("custom").run()
+    [s for s in at.number_input if s.label == "Image size (pixels)"][0].set_value(8).run()
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(c.value for c in at.caption)
+    assert "missing image" in text and "unreadable image" in text
+    assert set(at.dataframe[0].value.group_name) == {"f", "m"}  # the default group column: the last one

@@ -105,4 +105,14 @@ def check_data(configs: list[RunConfig]) -> None:
         check_labels(cfg)
 
 
-__all__ = ["resolve", "resolve_all", "check_labels", "check_data", "cache_dir", "read_csv"]
+
+
+def custom_columns(root: str | Path) -> list[str]:
+    """The attribute columns of the custom dataset under ``root`` (``labels.csv`` minus file and split);
+    DatasetError when there is none or it cannot be read."""
+    folder = locate("custom", Path(root))
+    columns, _, _ = read_csv(folder / CUSTOM_LABELS, ("file",), "custom dataset")
+    return [c for c in columns if c not in ("file", "split") and c]
+
+
+__all__ = ["resolve", "resolve_all", "check_labels", "check_data", "cache_dir", "custom_columns"]
