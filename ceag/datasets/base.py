@@ -110,12 +110,13 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 
 def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std) -> dict[str, Split]:
-    """Splits of uint8 images ``x`` (N, C, H, W) by index arrays ``parts`` (name -> indices)."""
-    def make(idx):
-        return Split(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.as_tensor(y[idx], dtype=torch.int64),
-                     torch.as_tensor(g[idx], dtype=torch.int64), mean, std)
+    """Splits of uint8 images ``x`` (N, C, H, W; an array or a cache entry) by index arrays ``parts``."""
+    from .images import take_many
 
-    return {name: make(parts[name]) for name in ("train", "val", "test") if name in parts}
+    names = [n for n in ("train", "val", "test") if n in parts]
+    xs = take_many(x, {n: parts[n] for n in names})
+    return {n: Split(torch.from_numpy(xs[n]), torch.as_tensor(y[parts[n]], dtype=torch.int64),
+                     torch.as_tensor(g[parts[n]], dtype=torch.int64), mean, std) for n in names}
 
 
 def carve_val(train: np.ndarray, strat: np.ndarray, cfg: RunConfig, rng) -> dict[str, np.ndarray]:

@@ -107,8 +107,8 @@ def load_or_decode(paths: list[Path], size: int | None, *, cache_dir: Path | Non
                    names: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
     """(pixels (N, 3, H, W) uint8, ok (N,) bool, how: "cache" | "decoded" | "decoded (no cache: why)").
 
-    With a cache folder and a fingerprint, pixels come memory-mapped from the cache (decoded
-    into it first when absent). Without, or when the folder cannot be written, they are
+    With a cache folder and a fingerprint, pixels are a ``CachedPixels`` of the cache entry
+    (decoded into it first when absent); use ``take`` for rows. Without, or when the folder cannot be written, they are
     decoded in memory.
     """
     if cache_dir is None or fingerprint is None:
@@ -134,9 +134,85 @@ def load_or_decode(paths: list[Path], size: int | None, *, cache_dir: Path | Non
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         raise
-    pixels = np.load(entry / "pixels.npy", mmap_mode="r")
-    ok = np.load(entry / "ok.npy")
-    return pixels, ok, how
+    return CachedPixels(entry / "pixels.npy"), np.load(entry / "ok.npy"), how
+
+
+class CachedPixels:
+    """The pixels of a cache entry, read row by row into the arrays that need them.
+
+    Rows are read with plain file reads (no memory map), so a process holds only the rows it
+    took, once: loading a dataset peaks near the size of its pixels.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(fh)
+            self.offset = fh.tell()
+        if fortran or dtype != np.uint8 or len(shape) != 4:
+            raise DatasetError(f"{self.path} is not a cache of uint8 images; delete it to rebuild it")
+        self.shape = tuple(shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.take(np.arange(len(self)))
+        return out if dtype is None else out.astype(dtype)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), C, H, W) uint8: the given rows, in the given order."""
+        return self.take_many({"rows": rows})["rows"]
+
+    def take_many(self, parts: dict[str, np.ndarray], chunk_bytes: int = 32 << 20) -> dict[str, np.ndarray]:
+        """{name: rows} -> {name: (len(rows), C, H, W) uint8}, in one sequential pass over the file
+        (chunks of ``chunk_bytes``), so memory holds the outputs and one chunk."""
+        size = int(np.prod(self.shape[1:]))
+        out = {k: np.empty((len(v), *self.shape[1:]), dtype=np.uint8) for k, v in parts.items()}
+        # destination of every source row: (part, position), sorted by source row
+        src = np.concatenate([np.asarray(v, dtype=np.int64) for v in parts.values()] or [np.zeros(0, np.int64)])
+        part = np.concatenate([np.full(len(v), i) for i, v in enumerate(parts.values())] or [np.zeros(0, int)])
+        pos = np.concatenate([np.arange(len(v)) for v in parts.values()] or [np.zeros(0, int)])
+        order = np.argsort(src, kind="stable")
+        src, part, pos = src[order], part[order], pos[order]
+        names = list(parts)
+        flats = [out[k].reshape(len(out[k]), size) for k in names]
+        per_chunk = max(1, chunk_bytes // size)
+        buffer = np.empty((per_chunk, size), dtype=np.uint8)
+        with open(self.path, "rb", buffering=0) as fh:
+            start = 0
+            while start < len(src):
+                first = int(src[start])
+                stop = int(np.searchsorted(src, first + per_chunk, side="left"))
+                last = int(src[stop - 1])
+                count = last - first + 1
+                fh.seek(self.offset + first * size)
+                view = memoryview(buffer[:count].reshape(-1))
+                if fh.readinto(view) != count * size:
+                    raise DatasetError(f"{self.path} is truncated; delete it to rebuild it")
+                sel = slice(start, stop)
+                for k in range(len(names)):
+                    mask = part[sel] == k
+                    if not mask.any():
+                        continue
+                    rows, where = src[sel][mask] - first, pos[sel][mask]
+                    if where[-1] - where[0] + 1 == len(where) and (np.diff(where) == 1).all():
+                        # sorted parts land in a contiguous block: one copy, straight into place
+                        np.take(buffer, rows, axis=0, out=flats[k][where[0]:where[-1] + 1])
+                    else:
+                        flats[k][where] = buffer[rows]
+                start = stop
+        return out
+
+
+def take_many(pixels, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{name: rows} of an in-memory array or of a cache entry, each as a new contiguous array."""
+    if isinstance(pixels, CachedPixels):
+        return pixels.take_many(parts)
+    return {k: np.ascontiguousarray(pixels[v]) for k, v in parts.items()}
 
 
 def _complete(entry: Path, n: int) -> bool:

@@ -75,7 +75,8 @@ def available(root: str | os.PathLike) -> list[str]:
 
 def utkface_files(folder: Path) -> list[str]:
     """Names of the ``*.jpg`` files of a UTKFace folder, sorted (the order of the authors' split)."""
-    return sorted(f.name for f in folder.iterdir() if f.name.lower().endswith(".jpg") and f.is_file())
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.name.lower().endswith(".jpg") and e.is_file())
 
 
 FAIRFACE_COLUMNS = ("file", "age", "gender", "race")
