@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
-    except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError) as err:
+    except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError, MemoryError) as err:
         parser.exit(1, f"error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: the run folder keeps its last checkpoint; run again to resume\n")

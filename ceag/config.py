@@ -37,7 +37,7 @@ PRUNE_ROUNDING = ("round", "ceil")
 WEIGHT_DECAY_SCOPES = ("all", "last_layer")
 
 # Settings that change where or how fast a run happens, not what it computes.
-NOT_IN_RUN_ID = ("device", "data_dir")
+NOT_IN_RUN_ID = ("device", "data_dir", "eval_batch_size")
 
 DEFAULT_TOLERANCE = 0.02
 
@@ -133,6 +133,7 @@ class RunConfig:
     max_trace_points: int = 400
     amp: bool = False
     device: str = "auto"
+    eval_batch_size: int | None = None  # inputs per evaluation pass; None: sized to the memory available
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -183,6 +184,7 @@ class RunConfig:
         d["data_dir"] = self.data_dir
         d["dense_checkpoint"] = self.dense_checkpoint
         d["data_fingerprint"] = self.data_fingerprint
+        d["eval_batch_size"] = self.eval_batch_size
         return d
 
 
@@ -328,6 +330,9 @@ def _validate(c: RunConfig) -> None:
     integer("max_trace_points", 10, 1_000_000)
     boolean("amp")
     _validate_paper_settings(c, choice, number, boolean)
+    if c.eval_batch_size is not None and (not _is_int(c.eval_batch_size) or c.eval_batch_size < 1):
+        raise ConfigError("eval_batch_size", c.eval_batch_size, "must be an integer >= 1 (inputs per evaluation "
+                          "pass), or null to size it to the memory available")
     for f in ("sparsity", "val_fraction", "lr", "momentum", "weight_decay", "lr_gamma", "dual_lr",
               "divergence_threshold"):
         object.__setattr__(c, f, float(getattr(c, f)))
