@@ -224,6 +224,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         for rid, entry in report.runs.items():
             if entry.get("status") in ("failed", "diverged", "busy"):
                 print(f"  {rid} {entry['method']} {entry['status']}: {entry.get('reason')}")
+        _print_grid_data(args.results, list(report.runs))
     return 0 if report.failed == 0 and report.cancelled == 0 else 1
 
 
@@ -236,6 +237,22 @@ def _note_paper_checkpoint(args: argparse.Namespace, spec) -> None:
         print(f"note: the paper's runs start from the dense model {published[0]} ({published[1]}); without "
               f"--dense-checkpoint FILE the dense model is trained with the preset's dense recipe "
               f"(docs/presets.md)", file=sys.stderr)
+
+
+def _print_grid_data(results, run_ids: list[str]) -> None:
+    """What loading left out of the grid's data, once per dataset instance, with its warnings."""
+    from .store import queries
+
+    try:
+        df = queries.runs(resolve_results(results))
+    except StoreError:
+        return
+    df = df[df.run_id.isin(run_ids) & (df.skipped_rows.fillna(0) > 0)]
+    for (dataset, fp), rows in df.groupby(["dataset", df.data_fingerprint.fillna("unknown")]):
+        print(f"  data {dataset} {fp}: {int(rows.skipped_rows.max())} rows skipped while loading "
+              f"(`ceag run` or the Runs page lists them by reason and group)")
+        for warning in sorted(set(rows.data_warning.dropna())):
+            print(f"  WARNING: {warning}")
 
 
 class _GridBar:

@@ -398,3 +398,18 @@ def test_custom_runs_from_the_app(tmp_path, monkeypatch, one_thread):
     text = " ".join(c.value for c in at.caption)
     assert "missing image" in text and "unreadable image" in text
     assert set(at.dataframe[0].value.group_name) == {"f", "m"}  # the default group column: the last one
+
+
+def test_a_grid_says_what_loading_skipped(tmp_path):
+    root = custom_folder(tmp_path / "data")
+    spec = tmp_path / "spec.json"
+    settings = {k: v for k, v in TINY.items() if k not in ("model", "sparsity")}
+    spec.write_text(json.dumps({"datasets": ["custom"], "models": ["cnn"], "methods": ["nft"], "sparsities": [0.5],
+                                "settings": {**settings, "target": "label", "groups": ["skin"],
+                                             "data_dir": str(root)}}))
+    code, out, err = ceag_main("grid", "--spec", spec, "--results", tmp_path / "results", "--workers", "1")
+    assert code == 0, err
+    fp = resolve(RunConfig(dataset="custom", data_dir=str(root), target="label", groups=("skin",), **TINY))
+    assert f"data custom {fp.data_fingerprint}: 3 rows skipped while loading" in out
+    listed = ceag_main("ls", "--results", tmp_path / "results")[1]
+    assert fp.data_fingerprint in listed
