@@ -413,3 +413,15 @@ def test_a_grid_says_what_loading_skipped(tmp_path):
     assert f"data custom {fp.data_fingerprint}: 3 rows skipped while loading" in out
     listed = ceag_main("ls", "--results", tmp_path / "results")[1]
     assert fp.data_fingerprint in listed
+
+
+def test_a_grid_fingerprints_each_folder_once(tmp_path, monkeypatch):
+    import ceag.datasets.checks as checks
+
+    a = utk_folder(tmp_path / "a", 1)
+    calls = []
+    real = checks.fingerprint
+    monkeypatch.setattr(checks, "fingerprint", lambda cfg, cache=None: calls.append(cfg.dataset) or real(cfg, cache))
+    configs = [RunConfig(dataset="utkface", data_dir=str(a), seed=s, **TINY) for s in range(5)]
+    resolved = checks.resolve_all([*configs, RunConfig(dataset="digits")])
+    assert calls == ["utkface"] and len({c.data_fingerprint for c in resolved[:5]}) == 1

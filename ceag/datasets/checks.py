@@ -16,7 +16,7 @@ def cache_dir(results: str | Path | None) -> Path | None:
     return Path(results) / "cache" if results is not None else None
 
 
-def resolve(cfg: RunConfig, results: str | Path | None = None) -> RunConfig:
+def resolve(cfg: RunConfig, results: str | Path | None = None, *, _memo: dict | None = None) -> RunConfig:
     """``cfg`` with ``data_fingerprint`` set from its data (unchanged when already set).
 
     When the data folder is absent, finished runs in ``results`` with the same settings say
@@ -25,39 +25,50 @@ def resolve(cfg: RunConfig, results: str | Path | None = None) -> RunConfig:
     """
     if cfg.data_fingerprint is not None:
         return cfg
-    try:
-        fp = fingerprint(cfg, cache_dir(results))
-    except DatasetError:
-        found = _fingerprints_of_finished(cfg, results)
+    memo = {} if _memo is None else _memo
+    key = (cfg.dataset, str(data_root(cfg)))
+    if key not in memo:
+        try:
+            memo[key] = fingerprint(cfg, cache_dir(results))
+        except DatasetError as err:
+            memo[key] = err
+    fp = memo[key]
+    if isinstance(fp, DatasetError):
+        if "finished" not in memo:
+            memo["finished"] = _finished_fingerprints(results)
+        found = memo["finished"].get(_comparable(cfg.to_dict()), set())
         if len(found) != 1:
-            raise
-        fp = found.pop()
+            raise fp
+        fp = next(iter(found))
     return cfg.replace(data_fingerprint=fp)
 
 
 def resolve_all(configs: list[RunConfig], results: str | Path | None = None) -> list[RunConfig]:
-    return [resolve(c, results) for c in configs]
+    """Every config resolved; each dataset folder is fingerprinted once."""
+    memo: dict = {}
+    return [resolve(c, results, _memo=memo) for c in configs]
 
 
-def _fingerprints_of_finished(cfg: RunConfig, results: str | Path | None) -> set[str]:
+def _finished_fingerprints(results: str | Path | None) -> dict[str, set[str]]:
+    """{settings other than the data (canonical JSON): fingerprints of finished runs with them}."""
+    index: dict[str, set[str]] = {}
     if results is None or not (Path(results) / "runs").is_dir():
-        return set()
-    want = _comparable(cfg.to_dict())
-    found = set()
+        return index
     for folder in (Path(results) / "runs").iterdir():
         if not (folder / "summary.json").exists():
             continue
         try:
             other = json.loads((folder / "config.json").read_text())
+            if other.get("data_fingerprint"):
+                index.setdefault(_comparable(from_dict(other).to_dict()), set()).add(other["data_fingerprint"])
         except (OSError, ValueError):
             continue
-        if other.get("data_fingerprint") and _comparable(from_dict(other).to_dict()) == want:
-            found.add(other["data_fingerprint"])
-    return found
+    return index
 
 
-def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in ("data_fingerprint", "data_dir", "device")}
+def _comparable(d: dict) -> str:
+    return json.dumps({k: v for k, v in d.items() if k not in ("data_fingerprint", "data_dir", "device",
+                                                               "eval_batch_size")}, sort_keys=True)
 
 
 def check_labels(cfg: RunConfig) -> None:
