@@ -134,6 +134,7 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
     job_id = job_id or uuid.uuid4().hex[:12]
     jdir = job_dir(results, job_id)
     from .datasets.checks import resolve_all
+    from .datasets.fingerprint import save_cache
 
     try:
         # The data's fingerprint is part of every run id (a finished run's is known without its data).
@@ -142,6 +143,7 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
         cached = {cfg.run_id for cfg in configs if is_finished(results, cfg.run_id)}
         todo = [cfg for cfg in configs if cfg.run_id not in cached]
         preflight(todo, results)
+        save_cache()  # the data passed its checks: keep its files' content hashes
     except Exception as err:
         if (jdir / "progress.json").exists():  # a job launched from the app: its feed says why
             with contextlib.suppress(OSError):

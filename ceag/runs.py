@@ -253,6 +253,7 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
     A run that raises is recorded as failed with its reason, then the error propagates.
     """
     from .datasets.checks import cache_dir, resolve
+    from .datasets.fingerprint import save_cache
     from .datasets.loading import load_dataset
 
     results = resolve_results(results)
@@ -266,6 +267,7 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
 
         dense_checkpoint_for(cfg, data)  # so does a checkpoint that cannot be used
     ensure_writable(results)
+    save_cache()  # the data loaded: keep its files' content hashes for the next fingerprint
     folder = run_dir(results, cfg.run_id)
     with run_lock(folder, wait=wait):
         cached = load_result(results, cfg.run_id)  # finished while we waited for the lock

@@ -21,10 +21,11 @@ from PIL import Image
 from ceag import cli
 from ceag.config import RunConfig, dense_key, from_dict, prune_key
 from ceag.datasets import DatasetError
+from ceag.datasets import fingerprint as fp_module
 from ceag.datasets.checks import check_data, resolve
 from ceag.datasets.custom import load_custom
 from ceag.datasets.faces import load_fairface
-from ceag.datasets.fingerprint import fingerprint
+from ceag.datasets.fingerprint import fingerprint, save_cache
 from ceag.datasets.images import decode, load_or_decode
 from ceag.runs import run
 from ceag.store import queries
@@ -88,6 +89,11 @@ def test_a_copied_folder_keeps_its_fingerprint_and_a_changed_one_does_not(tmp_pa
     a = utk_folder(tmp_path / "a", 1)
     cfg = RunConfig(dataset="utkface", data_dir=str(a), **TINY)
     before = fingerprint(cfg, tmp_path / "cache")
+    save_cache()
+    stored = json.loads(next((tmp_path / "cache" / "fingerprints").glob("*.json")).read_text())
+    assert len(stored) == 42 and all(len(v) == 3 for v in stored.values())  # size, mtime, content hash
+    fp_module._MEMO.clear()
+    assert fingerprint(cfg, tmp_path / "cache") == before  # from the hashes on disk
     time.sleep(0.01)
     copy = tmp_path / "copy"
     shutil.copytree(a, copy, copy_function=shutil.copyfile)  # new modification times

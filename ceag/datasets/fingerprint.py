@@ -4,8 +4,9 @@ It is the SHA-256 of the dataset's rule version and, for a folder dataset, of ev
 reads: path relative to the dataset folder, size and content hash. Where the folder lies and
 the files' modification times are not part of it, so the same data copied or moved keeps its
 fingerprint; a changed, added or removed file changes it. Content hashes are cached per file by
-(path, size, modification time), in memory and, given a cache folder, on disk, so only new or
-changed files are read again. No torch: planning a grid computes fingerprints.
+(path, size, modification time), in memory and, given a cache folder, on disk (written by
+``save_cache`` once the data has loaded), so only new or changed files are read again.
+No torch: planning a grid computes fingerprints.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ RULES = {
 }
 
 _MEMO: dict[tuple[str, int, int], str] = {}
+_PENDING: dict[tuple[str, str], dict] = {}  # (cache folder, data folder) -> entries not yet on disk
 
 
 def _content_hash(path: Path) -> str:
@@ -94,9 +96,17 @@ def folder_fingerprint(folder: Path, names: list[str], rule: str, cache_dir: Pat
         digest = _MEMO[(str(folder / name), *st)]
         fresh[name] = [st[0], st[1], digest]
         h.update(f"\n{name}\0{st[0]}\0{digest}".encode())
-    if todo:
-        _save_disk(cache_dir, folder, fresh)
+    if todo and cache_dir is not None:
+        _PENDING[(str(cache_dir), str(folder))] = fresh
     return h.hexdigest()[:16]
+
+
+def save_cache() -> None:
+    """Write the content hashes computed since the last call to their cache folders. Called once a
+    run's data has loaded, so a run refused for bad data leaves the results folder as it was."""
+    while _PENDING:
+        (cache_dir, folder), entries = _PENDING.popitem()
+        _save_disk(Path(cache_dir), Path(folder), entries)
 
 
 def _disk_file(cache_dir: Path, folder: Path) -> Path:
