@@ -261,7 +261,8 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
     cached = load_result(results, cfg.run_id)
     if cached is not None:
         return cached
-    data = load_dataset(cfg, cache_dir(results))  # a missing or malformed dataset fails here, before anything is written
+    # A missing or malformed dataset fails here, before anything is written.
+    data = load_dataset(cfg, cache_dir(results))
     if cfg.dense_checkpoint:
         from .checkpoints import dense_checkpoint_for
 
