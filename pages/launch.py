@@ -84,9 +84,9 @@ if dataset in ("utkface", "fairface", "cifar100", "custom"):
         st.error(str(err))
         st.stop()
     if dataset != "cifar100":
-        data_settings["target"] = _state.widget(c1.selectbox, f"launch_target_{dataset}", "Target",
+        data_settings["target"] = _state.widget(c1.selectbox, "launch_target", "Target",
                                                 default=attributes[0], options=attributes)
-        data_settings["groups"] = _state.widget(c2.multiselect, f"launch_groups_{dataset}", "Protected groups",
+        data_settings["groups"] = _state.widget(c2.multiselect, "launch_groups", "Protected groups",
                                                 default=attributes[-1:] if dataset == "custom" else ["race"],
                                                 options=attributes)
     data_settings["image_size"] = numbers.field(c3.text_input, "launch_image_size", "Image size (pixels)",
