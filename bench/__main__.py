@@ -11,11 +11,11 @@ import json
 import sys
 import time
 
-from bench import app, bootstrap, gpu, grids, method_cost, store
+from bench import app, bootstrap, data, gpu, grids, method_cost, store
 from bench.common import Result
 
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
-          "bootstrap": bootstrap.run}
+          "bootstrap": bootstrap.run, "data": data.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,7 +141,7 @@ def host_work(groups: int, batch: int = 64, repeat: int = 2000) -> float:
 
 def demo_finetune_ratio(repeat: int) -> tuple[float, float]:
     """Wall time of the demo's fine-tuning phase (40 epochs, evaluation included): CEAG / NFT."""
-    from ceag.data import load_dataset
+    from ceag.datasets.loading import load_dataset
     from ceag.engine import train, train_dense
 
     base = RunConfig(prune_epochs=0, dense_epochs=20, device="cpu")

@@ -52,16 +52,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _data_of(folder: Path) -> dict:
+    """Which data a bundled run read and what loading left out (the files hold it; listed for readers)."""
+    config = json.loads((folder / "config.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    report = summary.get("data_report") or {}
+    return {"dataset": config.get("dataset"), "data_fingerprint": config.get("data_fingerprint"),
+            "skipped": report.get("skipped", summary.get("skipped_files") or {}),
+            "warnings": report.get("warnings", [])}
+
+
 def export_bundle(results: str | os.PathLike | None, run_ids: list[str], out: str | os.PathLike) -> Path:
     """Write finished runs into one tar.gz with a manifest."""
     results = resolve_results(results)
-    manifest = {"format": FORMAT, "version": VERSION, "runs": [], "sha256": {}}
+    manifest = {"format": FORMAT, "version": VERSION, "runs": [], "sha256": {}, "data": {}}
     members = []
     for rid in run_ids:
         folder = run_dir(results, rid)
         if not (folder / "summary.json").exists():
             raise BundleError(f"run {rid} is not finished in {results}; only finished runs can be bundled")
         manifest["runs"].append(rid)
+        manifest["data"][rid] = _data_of(folder)
         for name in RUN_FILES + OPTIONAL_FILES:
             if (folder / name).exists():
                 rel = f"runs/{rid}/{name}"
@@ -90,7 +101,7 @@ def _validate_run(folder: Path) -> str:
             raise BundleError(f"run {name}: {required} is missing (a run folder needs {', '.join(RUN_FILES[:-1])} "
                               "and model.pt)")
     try:
-        cfg = from_dict(json.loads((folder / "config.json").read_text()))
+        cfg = from_dict(json.loads((folder / "config.json").read_text()), stored=True)
     except (json.JSONDecodeError, ConfigError, TypeError) as err:
         raise BundleError(f"run {name}: config.json is not a valid ceag config: {err}") from err
     if cfg.run_id != name:

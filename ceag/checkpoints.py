@@ -200,10 +200,7 @@ def dataset_labels(dataset: str, target: str) -> tuple[str, ...] | None:
     """The dataset's label names of ``target`` in label order, where a published head needs them (FairFace)."""
     if dataset != "fairface":
         return None
-    try:
-        from .datasets import faces as loader
-    except ImportError:
-        from . import real_data as loader
+    from .datasets import faces as loader
 
     return {"race": loader.FAIRFACE_RACES, "gender": loader.FAIRFACE_GENDERS, "age": loader.FAIRFACE_AGES}[target]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .bundle import BundleError
 from .config import DATASETS, METHODS, MITIGATION_START, MODELS, PRUNING, ConfigError, RunConfig, from_dict
-from .layouts import DatasetError
+from .datasets import DatasetError
 from .predictions import RunNotFound
 from .runs import resolve_results
 from .store import StoreError
@@ -63,9 +63,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder holding the real datasets (default: $CEAG_DATA, else ./data)")
-    p.add_argument("--target", help="attribute to predict (utkface, fairface: race, gender or age)")
+    p.add_argument("--target", help="attribute to predict (utkface, fairface: race, gender or age; custom: the "
+                                    "labels.csv column holding the class)")
     p.add_argument("--groups", help="protected attribute(s), comma-separated: e.g. race, or race,gender for "
-                                    "intersectional groups")
+                                    "intersectional groups (custom: labels.csv column names)")
     p.add_argument("--image-size", type=int, help="resize images to N x N pixels (e.g. 64 for a CPU run)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16) forward passes; metrics "
                                                       "stay float32")
@@ -88,7 +89,8 @@ def _data_settings(args: argparse.Namespace) -> dict:
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
     data = RunConfig().to_dict()
-    data.update(target=None, groups=[], rare_groups=None)  # the chosen dataset's defaults
+    # the chosen dataset's defaults; its fingerprint is taken from its data when the run starts
+    data.update(target=None, groups=[], rare_groups=None, data_fingerprint=None)
     data.update(method=args.method, sparsity=args.sparsity, tolerance=args.tolerance, seed=args.seed,
                 dataset=args.dataset, model=args.model, finetune_epochs=args.epochs,
                 prune_epochs=args.prune_epochs, dense_epochs=args.dense_epochs, pruning=args.pruning,
@@ -123,8 +125,13 @@ def _print_run(result, out) -> None:
     if j.get("reason"):
         out.write(f"  reason: {j['reason']}\n")
     skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
+    out.write(f"  data {j.get('data_fingerprint') or 'fingerprint unknown'}\n")
     if skipped:
         out.write("  skipped while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items()) + "\n")
+    for warning in j.get("data_warnings") or []:
+        out.write(f"  WARNING: {warning}\n")
+    for note in j.get("data_notes") or []:
+        out.write(f"  note: {note}\n")
     for split in ("train", "val", "test"):
         if split not in j:
             continue
@@ -220,6 +227,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         for rid, entry in report.runs.items():
             if entry.get("status") in ("failed", "diverged", "cancelled"):
                 print(f"  {rid} {entry['method']} {entry['status']}: {entry.get('reason')}")
+        _print_grid_data(args.results, list(report.runs))
     return 0 if report.failed == 0 and report.cancelled == 0 else 1
 
 
@@ -232,6 +240,22 @@ def _note_paper_checkpoint(args: argparse.Namespace, spec) -> None:
         print(f"note: the paper's runs start from the dense model {published[0]} ({published[1]}); without "
               f"--dense-checkpoint FILE the dense model is trained with the preset's dense recipe "
               f"(docs/presets.md)", file=sys.stderr)
+
+
+def _print_grid_data(results, run_ids: list[str]) -> None:
+    """What loading left out of the grid's data, once per dataset instance, with its warnings."""
+    from .store import queries
+
+    try:
+        df = queries.runs(resolve_results(results))
+    except StoreError:
+        return
+    df = df[df.run_id.isin(run_ids) & (df.skipped_rows.fillna(0) > 0)]
+    for (dataset, fp), rows in df.groupby(["dataset", df.data_fingerprint.fillna("unknown")]):
+        print(f"  data {dataset} {fp}: {int(rows.skipped_rows.max())} rows skipped while loading "
+              f"(`ceag run` or the Runs page lists them by reason and group)")
+        for warning in sorted(set(rows.data_warning.dropna())):
+            print(f"  WARNING: {warning}")
 
 
 class _GridBar:
@@ -251,6 +275,8 @@ class _GridBar:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .store import queries, sync
 
     results = resolve_results(args.results)
@@ -264,9 +290,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if df.empty:
         print("no runs yet; try: python -m ceag grid --preset demo")
         return 0
+    df = df.assign(data=df.data_fingerprint.fillna("unknown"),
+                   skipped=[("?" if pd.isna(n) else str(int(n))) for n in df.skipped_rows])
     cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "tolerance", "seed", "progress_epoch",
-            "total_epochs", "wall_seconds"]
+            "total_epochs", "wall_seconds", "data", "skipped"]
     print(df[cols].to_string(index=False))
+    if df.data_fingerprint.isna().any():
+        print("data 'unknown': runs made before data fingerprints were recorded; their data cannot be told apart")
+    for row in df[df.data_warning.notna()].itertuples():
+        print(f"WARNING run {row.run_id}: {row.data_warning}")
     return 0
 
 
@@ -454,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
-    except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError) as err:
+    except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError, MemoryError) as err:
         parser.exit(1, f"error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "interrupted: the run folder keeps its last checkpoint; run again to resume\n")

@@ -9,22 +9,20 @@ import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-DATASETS = ("digits", "synthetic", "utkface", "fairface", "cifar100")
+from .datasets.registry import DATASETS, REGISTRY
+
 MODELS = ("mlp", "cnn", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
-# Attributes a dataset offers as target and as protected groups.
-TARGETS = {"digits": ("class",), "synthetic": ("class",), "utkface": ("race", "gender", "age"),
-           "fairface": ("race", "gender", "age"), "cifar100": ("class",)}
-GROUP_ATTRIBUTES = {"digits": ("class",), "synthetic": ("group",), "utkface": ("race", "gender", "age"),
-                    "fairface": ("race", "gender", "age"), "cifar100": ("class",)}
-DEFAULT_TARGET = {"digits": "class", "synthetic": "class", "utkface": "race", "fairface": "race",
-                  "cifar100": "class"}
-DEFAULT_RARE_GROUPS = {"digits": (8,)}
-DEFAULT_GROUPS = {"digits": ("class",), "synthetic": ("group",), "utkface": ("race",),
-                  "fairface": ("race",), "cifar100": ("class",)}
+# Attributes a dataset offers as target and as protected groups (custom: the user's columns).
+TARGETS = {n: d.targets for n, d in REGISTRY.items()}
+GROUP_ATTRIBUTES = {n: d.group_attributes for n, d in REGISTRY.items()}
+DEFAULT_TARGET = {n: d.default_target for n, d in REGISTRY.items()}
+DEFAULT_RARE_GROUPS = {n: d.default_rare_groups for n, d in REGISTRY.items() if d.default_rare_groups}
+DEFAULT_GROUPS = {n: d.default_groups for n, d in REGISTRY.items()}
 METHODS = ("nft", "nft_es", "el_rb", "ceag")
 # Methods whose results depend on the tolerance; for the others it is not part of the run.
 TOLERANCE_METHODS = ("ceag",)
@@ -39,7 +37,7 @@ PRUNE_ROUNDING = ("round", "ceil")
 WEIGHT_DECAY_SCOPES = ("all", "last_layer")
 
 # Settings that change where or how fast a run happens, not what it computes.
-NOT_IN_RUN_ID = ("device", "data_dir")
+NOT_IN_RUN_ID = ("device", "data_dir", "eval_batch_size")
 
 DEFAULT_TOLERANCE = 0.02
 
@@ -82,6 +80,11 @@ class RunConfig:
     groups: tuple[str, ...] = ()
     image_size: int | None = None
     data_dir: str | None = None
+    # What the data was (ceag.datasets.fingerprint), so other data never shares a run id or a
+    # shared phase. Datasets without a folder get theirs here; folder datasets when a run or
+    # grid is planned (ceag.datasets.checks.resolve). None in configs written before
+    # fingerprints existed: left out of their ids, which stay as they were.
+    data_fingerprint: str | None = None
     dense_checkpoint: str | None = None  # a user's dense weights instead of training them
     val_fraction: float = 0.15
     rare_groups: tuple[int, ...] | None = None  # None: the dataset's default (digit 8 on digits)
@@ -130,6 +133,7 @@ class RunConfig:
     max_trace_points: int = 400
     amp: bool = False
     device: str = "auto"
+    eval_batch_size: int | None = None  # inputs per evaluation pass; None: sized to the memory available
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -139,7 +143,7 @@ class RunConfig:
         """The settings that determine results, as plain JSON types."""
         out = {}
         for f in fields(self):
-            if f.name in NOT_IN_RUN_ID:
+            if f.name in NOT_IN_RUN_ID or (f.name == "data_fingerprint" and self.data_fingerprint is None):
                 continue
             v = getattr(self, f.name)
             if f.name == "dense_checkpoint" and v is not None:
@@ -155,22 +159,32 @@ class RunConfig:
         return _digest(self.canonical_json())
 
     def key(self, names: tuple[str, ...]) -> str:
-        """Hash of a subset of the canonical settings (used for shared phases)."""
+        """Hash of a subset of the canonical settings (used for shared phases).
+
+        A setting absent from the canonical form (an old config's missing fingerprint) is left
+        out, so keys computed before it existed stay the same.
+        """
         c = self.canonical()
-        return _digest(json.dumps({n: c[n] for n in names}, sort_keys=True, separators=(",", ":")))
+        return _digest(json.dumps({n: c[n] for n in names if n in c}, sort_keys=True, separators=(",", ":")))
 
     @property
     def total_epochs(self) -> int:
         return self.prune_epochs + self.finetune_epochs
 
     def replace(self, **changes: Any) -> RunConfig:
-        return from_dict({**self.to_dict(), **changes})
+        """A copy with ``changes``; other data (dataset or folder) drops the fingerprint (resolved again)."""
+        base = self.to_dict()
+        if {"dataset", "data_dir"} & set(changes) and "data_fingerprint" not in changes:
+            base["data_fingerprint"] = None
+        return from_dict({**base, **changes})
 
     def to_dict(self) -> dict[str, Any]:
         d = self.canonical()
         d["device"] = self.device
         d["data_dir"] = self.data_dir
         d["dense_checkpoint"] = self.dense_checkpoint
+        d["data_fingerprint"] = self.data_fingerprint
+        d["eval_batch_size"] = self.eval_batch_size
         return d
 
 
@@ -196,8 +210,12 @@ def config_fields() -> list[str]:
     return [f.name for f in fields(RunConfig)]
 
 
-def from_dict(data: dict[str, Any]) -> RunConfig:
-    """Build a config from JSON-like data; unknown keys are an error that lists the known ones."""
+def from_dict(data: dict[str, Any], *, stored: bool = False) -> RunConfig:
+    """Build a config from JSON-like data; unknown keys are an error that lists the known ones.
+
+    ``stored``: ``data`` is a run folder's config.json. One written before data fingerprints
+    existed (no ``data_fingerprint`` key) keeps none, so it hashes to its run id as before.
+    """
     if not isinstance(data, dict):
         raise ConfigError("config", type(data).__name__, "expected a JSON object of settings")
     known = set(config_fields())
@@ -207,7 +225,10 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     clean = {}
     for k, v in data.items():
         clean[k] = tuple(v) if isinstance(v, list) else v
-    return RunConfig(**clean)
+    cfg = RunConfig(**clean)
+    if stored and "data_fingerprint" not in data:
+        object.__setattr__(cfg, "data_fingerprint", None)
+    return cfg
 
 
 def _validate(c: RunConfig) -> None:
@@ -239,27 +260,19 @@ def _validate(c: RunConfig) -> None:
             raise ConfigError(name, v, "must be true or false")
 
     choice("dataset", DATASETS)
-    attrs = GROUP_ATTRIBUTES[c.dataset]
-    target = DEFAULT_TARGET[c.dataset] if c.target is None else c.target
-    if target not in TARGETS[c.dataset]:
-        raise ConfigError("target", c.target, f"dataset {c.dataset} offers targets {', '.join(TARGETS[c.dataset])}")
-    object.__setattr__(c, "target", target)
-    groups = c.groups
-    if isinstance(groups, str):
-        groups = tuple(g.strip() for g in groups.split(",") if g.strip())
-    if not isinstance(groups, tuple) or not all(isinstance(g, str) for g in groups):
-        raise ConfigError("groups", c.groups, "must be a list of attribute names")
-    groups = groups or DEFAULT_GROUPS[c.dataset]
-    if len(set(groups)) != len(groups) or not set(groups) <= set(attrs):
-        unknown = [g for g in groups if g not in attrs]
-        what = f"unknown attribute {', '.join(map(repr, unknown))}; " if unknown else "an attribute is repeated; "
-        raise ConfigError("groups", list(groups), f"{what}dataset {c.dataset} offers distinct attributes among "
-                          f"{', '.join(attrs)}")
-    object.__setattr__(c, "groups", groups)
+    _validate_attributes(c)
     if c.image_size is not None and (not _is_int(c.image_size) or not 8 <= c.image_size <= 1024):
         raise ConfigError("image_size", c.image_size, "must be an integer in [8, 1024] (pixels), or null")
     if c.data_dir is not None and not isinstance(c.data_dir, str):
         raise ConfigError("data_dir", c.data_dir, "must be a folder path")
+    if c.data_fingerprint is None:
+        from .datasets.fingerprint import builtin_fingerprint
+
+        object.__setattr__(c, "data_fingerprint", builtin_fingerprint(c.dataset))
+    if c.data_fingerprint is not None and not (isinstance(c.data_fingerprint, str)
+                                               and re.fullmatch(r"[0-9a-f]{16}", c.data_fingerprint)):
+        raise ConfigError("data_fingerprint", c.data_fingerprint, "must be 16 hexadecimal digits (set from the "
+                          "data by ceag.datasets.fingerprint), or null")
     if c.dense_checkpoint is not None and not (isinstance(c.dense_checkpoint, str)
                                                and Path(c.dense_checkpoint).is_file()):
         raise ConfigError("dense_checkpoint", c.dense_checkpoint, "must be the path of an existing file of "
@@ -317,6 +330,9 @@ def _validate(c: RunConfig) -> None:
     integer("max_trace_points", 10, 1_000_000)
     boolean("amp")
     _validate_paper_settings(c, choice, number, boolean)
+    if c.eval_batch_size is not None and (not _is_int(c.eval_batch_size) or c.eval_batch_size < 1):
+        raise ConfigError("eval_batch_size", c.eval_batch_size, "must be an integer >= 1 (inputs per evaluation "
+                          "pass), or null to size it to the memory available")
     for f in ("sparsity", "val_fraction", "lr", "momentum", "weight_decay", "lr_gamma", "dual_lr",
               "divergence_threshold"):
         object.__setattr__(c, f, float(getattr(c, f)))
@@ -346,8 +362,43 @@ def _validate_paper_settings(c: RunConfig, choice, number, boolean) -> None:
             object.__setattr__(c, f, float(getattr(c, f)))
 
 
+def _validate_attributes(c: RunConfig) -> None:
+    """Target and protected attributes: one of the dataset's, or any column name for ``custom``."""
+    attrs, targets = GROUP_ATTRIBUTES[c.dataset], TARGETS[c.dataset]
+    groups = c.groups
+    if isinstance(groups, str):
+        groups = tuple(g.strip() for g in groups.split(",") if g.strip())
+    if not isinstance(groups, tuple) or not all(isinstance(g, str) for g in groups):
+        raise ConfigError("groups", c.groups, "must be a list of attribute names")
+    if targets is None:  # the user's own columns: names are checked against labels.csv when it is read
+        if not isinstance(c.target, str) or not c.target.strip():
+            raise ConfigError("target", c.target, f"dataset {c.dataset} needs the name of the label column that "
+                              "holds the class (--target COLUMN)")
+        if not groups:
+            raise ConfigError("groups", [], f"dataset {c.dataset} needs the protected attribute column(s) "
+                              "(--groups COLUMN[,COLUMN])")
+        groups = tuple(g.strip() for g in groups)
+        if len(set(groups)) != len(groups) or not all(groups) or "file" in groups or c.target.strip() == "file":
+            raise ConfigError("groups", list(groups), "must be distinct, non-empty label column names other than "
+                              "'file'")
+        object.__setattr__(c, "target", c.target.strip())
+        object.__setattr__(c, "groups", groups)
+        return
+    target = DEFAULT_TARGET[c.dataset] if c.target is None else c.target
+    if target not in targets:
+        raise ConfigError("target", c.target, f"dataset {c.dataset} offers targets {', '.join(targets)}")
+    object.__setattr__(c, "target", target)
+    groups = groups or DEFAULT_GROUPS[c.dataset]
+    if len(set(groups)) != len(groups) or not set(groups) <= set(attrs):
+        unknown = [g for g in groups if g not in attrs]
+        what = f"unknown attribute {', '.join(map(repr, unknown))}; " if unknown else "an attribute is repeated; "
+        raise ConfigError("groups", list(groups), f"{what}dataset {c.dataset} offers distinct attributes among "
+                          f"{', '.join(attrs)}")
+    object.__setattr__(c, "groups", groups)
+
+
 # Settings each shared phase depends on (everything else may differ between runs sharing it).
-DATA_FIELDS = ("dataset", "target", "groups", "image_size", "val_fraction", "rare_groups",
+DATA_FIELDS = ("dataset", "data_fingerprint", "target", "groups", "image_size", "val_fraction", "rare_groups",
                "rare_train_count", "num_groups")
 DENSE_FIELDS = DATA_FIELDS + (
     "model", "seed", "dense_epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "amp",

@@ -20,14 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
-from .data import GroupedDataset, Split, batches
+from .datasets.base import GroupedDataset, Split, batches
 from .methods import DenseReference, Diverged, get_method
 from .metrics import GroupStats, disparity, group_stats
 from .models import build_model
 from .pruning import MagnitudePruner, cubic_sparsity, model_sparsity
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
-EVAL_BATCH = 1024
 
 
 def resolve_device(name: str) -> torch.device:
@@ -39,18 +38,33 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, split: Split, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted classes (N,) and per-sample cross-entropy (N,) in eval mode."""
+def predict(model: nn.Module, split: Split, amp: bool = False,
+            batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted classes (N,) and per-sample cross-entropy (N,) in eval mode.
+
+    ``batch_size``: inputs per forward pass; None sizes it from the model's activations and the
+    memory available (ceag.memory). Running out of memory raises EvalMemoryError naming the setting.
+    """
+    from .memory import EvalMemoryError, eval_batch_size, is_out_of_memory, out_of_memory_message
+
     was_training = model.training
     model.eval()
+    shape = tuple(split.x.shape[1:])
+    batch = eval_batch_size(model, shape, split.x.device, batch_size) if len(split) else 1
     preds, losses = [], []
-    for start in range(0, len(split), EVAL_BATCH):
-        x, y = split.prepare(split.x[start:start + EVAL_BATCH]), split.y[start:start + EVAL_BATCH]
-        with autocast(x.device, amp):
-            logits = model(x).float()
-        preds.append(logits.argmax(1))
-        losses.append(F.cross_entropy(logits, y, reduction="none"))
-    model.train(was_training)
+    try:
+        for start in range(0, len(split), batch):
+            x, y = split.prepare(split.x[start:start + batch]), split.y[start:start + batch]
+            with autocast(x.device, amp):
+                logits = model(x).float()
+            preds.append(logits.argmax(1))
+            losses.append(F.cross_entropy(logits, y, reduction="none"))
+    except (RuntimeError, MemoryError) as err:
+        if is_out_of_memory(err):
+            raise EvalMemoryError(out_of_memory_message(batch, shape, split.x.device)) from err
+        raise
+    finally:
+        model.train(was_training)
     return torch.cat(preds), torch.cat(losses)
 
 
@@ -59,8 +73,9 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def evaluate(model: nn.Module, split: Split, num_groups: int, amp: bool = False) -> GroupStats:
-    pred, loss = predict(model, split, amp)
+def evaluate(model: nn.Module, split: Split, num_groups: int, amp: bool = False,
+             batch_size: int | None = None) -> GroupStats:
+    pred, loss = predict(model, split, amp, batch_size)
     return group_stats(pred == split.y, loss, split.g, num_groups)
 
 
@@ -249,7 +264,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
     G, E, total = data.num_groups, cfg.prune_epochs, cfg.total_epochs
     splits = list(data.splits)
     selection_split = "val" if "val" in data.splits else "test"
-    dense_stats = {s: evaluate(dense_model, data.splits[s], G, cfg.amp) for s in splits}
+    dense_stats = {s: evaluate(dense_model, data.splits[s], G, cfg.amp, cfg.eval_batch_size) for s in splits}
 
     model = copy.deepcopy(dense_model).to(device)
     pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
@@ -326,7 +341,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
         if last or done % cfg.eval_every == 0 or done == E:
             sparsity = pruner.achieved_sparsity()
             for s in splits:
-                stats = evaluate(model, data.splits[s], G, cfg.amp)
+                stats = evaluate(model, data.splits[s], G, cfg.amp, cfg.eval_batch_size)
                 rows, run_row = metric_rows(done, s, stats, dense_stats[s], sparsity, data.group_names)
                 state.group_rows += rows
                 state.run_rows.append(run_row)

@@ -131,6 +131,10 @@ def execute_run(cfg_dict: dict[str, Any], results: str, progress=None) -> dict[s
     except RunBusy as err:  # only without waiting; kept as a failure with its reason
         return {"run_id": cfg.run_id, "status": "failed", "reason": str(err)}
     except Exception as err:  # recorded and reported; the grid goes on
+        from .runs import record_failure
+
+        with contextlib.suppress(OSError):  # e.g. the data failed to load: still a failed run in `ls`
+            record_failure(Path(results), cfg, f"{type(err).__name__}: {err}")
         return {"run_id": cfg.run_id, "status": "failed",
                 "reason": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)}
     s = result.summary
@@ -170,12 +174,11 @@ def preflight(configs: list[RunConfig], results: Path) -> None:
 
     Each check only reads, so a grid refused here leaves the results folder as it was.
     """
-    from .layouts import LAYOUTS, data_root, locate
+    from .datasets.checks import check_data
     from .runs import ensure_writable
     from .store import verify
 
-    for dataset, root in sorted({(c.dataset, str(data_root(c))) for c in configs if c.dataset in LAYOUTS}):
-        locate(dataset, root)
+    check_data(configs)  # folders, label columns and values of every dataset
     if any(c.dense_checkpoint for c in configs):
         from .checkpoints import read_state_dict
 
@@ -386,11 +389,17 @@ def run_grid(configs: list[RunConfig], results: str | os.PathLike | None = None,
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
     job_id = job_id or uuid.uuid4().hex[:12]
     jdir = job_dir(results, job_id)
-    # Runs finished earlier are loaded, not trained: only the others need their data.
-    cached = {cfg.run_id for cfg in configs if is_finished(results, cfg.run_id)}
-    todo = [cfg for cfg in configs if cfg.run_id not in cached]
+    from .datasets.checks import resolve_all
+    from .datasets.fingerprint import save_cache
+
     try:
+        # The data's fingerprint is part of every run id (a finished run's is known without its data).
+        configs = resolve_all(configs, results)
+        # Runs finished earlier are loaded, not trained: only the others need their data.
+        cached = {cfg.run_id for cfg in configs if is_finished(results, cfg.run_id)}
+        todo = [cfg for cfg in configs if cfg.run_id not in cached]
         preflight(todo, results)
+        save_cache()  # the data passed its checks: keep its files' content hashes
     except Exception as err:
         if (jdir / "progress.json").exists():  # a job launched from the app: its feed says why
             with contextlib.suppress(OSError):

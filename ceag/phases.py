@@ -128,14 +128,15 @@ def ensure_dense(cfg: RunConfig, results: str | os.PathLike, *, progress: Progre
     folder = dense_dir(results, cfg)
     if (folder / "model.pt").exists():
         return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
-    from .data import load_dataset
+    from .datasets.checks import cache_dir
+    from .datasets.loading import load_dataset
     from .engine import resolve_device, train_dense
 
     initial = None
     if cfg.dense_checkpoint:
         from .checkpoints import dense_checkpoint_for
 
-        fitted = dense_checkpoint_for(cfg, load_dataset(cfg))
+        fitted = dense_checkpoint_for(cfg, load_dataset(cfg, cache_dir(results)))
         if not fitted.needs_training:  # the checkpoint is the dense model
             return PhaseResult("dense", key, False, seconds=time.perf_counter() - start)
         initial = fitted.state
@@ -145,7 +146,7 @@ def ensure_dense(cfg: RunConfig, results: str | os.PathLike, *, progress: Progre
         base, report = _status_writer(folder, "dense", cfg.dense_epochs, progress)
         try:
             device = resolve_device(cfg.device)
-            data = load_dataset(cfg).to(device)
+            data = load_dataset(cfg, cache_dir(results)).to(device)
             model = train_dense(cfg, data, device, report, **({"initial": initial} if initial is not None else {}))
             save_torch(folder / "model.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         except BaseException as err:
@@ -188,7 +189,8 @@ def ensure_pruned(cfg: RunConfig, results: str | os.PathLike, *, progress: Progr
     done = already()
     if done is not None:
         return done
-    from .data import load_dataset
+    from .datasets.checks import cache_dir
+    from .datasets.loading import load_dataset
     from .engine import resolve_device, train, train_dense
     from .runs import load_dense
 
@@ -200,7 +202,7 @@ def ensure_pruned(cfg: RunConfig, results: str | os.PathLike, *, progress: Progr
         base, report = _status_writer(folder, "pruning", cfg.prune_epochs, progress)
         try:
             device = resolve_device(cfg.device)
-            data = load_dataset(cfg).to(device)
+            data = load_dataset(cfg, cache_dir(results)).to(device)
             dense, _ = load_dense(cfg, data, results, device, None, train_dense)
             resume = load_torch(folder / "checkpoint.pt") if (folder / "checkpoint.pt").exists() else None
             first = resume["state"]["epoch"] if resume else 0

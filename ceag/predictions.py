@@ -123,13 +123,13 @@ def run_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFr
 
 
 def _compute(results: Path, run_id: str) -> pd.DataFrame:
-    from .data import load_dataset
+    from .datasets.loading import load_dataset
     from .models import build_model
 
     folder = run_dir(results, run_id)
     if not (folder / "model.pt").exists():
         raise RunNotFound(f"run {run_id} has no finished model in {folder}; `python -m ceag ls` lists the runs")
-    cfg = from_dict(json.loads((folder / "config.json").read_text()))
+    cfg = from_dict(json.loads((folder / "config.json").read_text()), stored=True)
     data = load_dataset(cfg)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     model.load_state_dict(load_torch(folder / "model.pt"))

@@ -208,6 +208,9 @@ class RunResult:
             "selection_split": s["selection_split"], "device": s["device"],
             "wall_seconds": s["wall_seconds"], "reason": s.get("reason"),
             "skipped_files": s.get("skipped_files") or {},
+            "data_fingerprint": self.config.data_fingerprint,
+            "data_warnings": (s.get("data_report") or {}).get("warnings", []),
+            "data_notes": (s.get("data_report") or {}).get("notes", []),
         }
         for split in self.splits:
             run, groups = self.final(split)
@@ -235,7 +238,7 @@ def load_result(results: Path, run_id: str) -> RunResult | None:
         return None
     folder = run_dir(results, run_id)
     summary = json.loads((folder / "summary.json").read_text())
-    config = from_dict(json.loads((folder / "config.json").read_text()))
+    config = from_dict(json.loads((folder / "config.json").read_text()), stored=True)
     return RunResult(config, summary, pd.read_parquet(folder / "group_metrics.parquet"),
                      pd.read_parquet(folder / "run_metrics.parquet"),
                      pd.read_parquet(folder / "duals.parquet"), cached=True)
@@ -249,18 +252,23 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
     NFT with a different reported iterate, so it is derived from the NFT run (run if needed).
     A run that raises is recorded as failed with its reason, then the error propagates.
     """
+    from .datasets.checks import cache_dir, resolve
+    from .datasets.fingerprint import save_cache
+    from .datasets.loading import load_dataset
+
     results = resolve_results(results)
+    cfg = resolve(cfg, results)  # the data's fingerprint is part of the run id
     cached = load_result(results, cfg.run_id)
     if cached is not None:
         return cached
-    from .data import load_dataset
-
-    data = load_dataset(cfg)  # a missing or malformed dataset fails here, before anything is written
+    # A missing or malformed dataset fails here, before anything is written.
+    data = load_dataset(cfg, cache_dir(results))
     if cfg.dense_checkpoint:
         from .checkpoints import dense_checkpoint_for
 
         dense_checkpoint_for(cfg, data)  # so does a checkpoint that cannot be used
     ensure_writable(results)
+    save_cache()  # the data loaded: keep its files' content hashes for the next fingerprint
     folder = run_dir(results, cfg.run_id)
     with run_lock(folder, wait=wait):
         cached = load_result(results, cfg.run_id)  # finished while we waited for the lock
@@ -285,7 +293,8 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
 def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResult:
     import torch
 
-    from .data import load_dataset
+    from .datasets.checks import cache_dir
+    from .datasets.loading import load_dataset
     from .engine import resolve_device, train, train_dense
     from .phases import dense_ready, ensure_dense, ensure_pruned, pruned_ready, shares_pruning
 
@@ -317,7 +326,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     dense_phase = ensure_dense(cfg, results, progress=report)
     pruned_phase = ensure_pruned(cfg, results, progress=report)
     tuning_started, tuning_clock = now(), _stopwatch()
-    data = load_dataset(cfg).to(device)
+    data = load_dataset(cfg, cache_dir(results)).to(device)
     dense, _ = load_dense(cfg, data, results, device, report, train_dense)
 
     resume, resumed_from = None, None
@@ -348,6 +357,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
         "group_names": data.group_names, "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
         "dense_trained": dense_phase.trained, "resumed_from": resumed_from, "skipped_files": data.skipped or {},
+        "data_fingerprint": cfg.data_fingerprint, "data_report": data.report or {},
         "epochs_trained": pruned_phase.epochs_trained + cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
         "phases": {"dense": dense_phase.to_json(), "pruning": pruned_phase.to_json(),
                    "fine-tuning": {"kind": "fine-tuning", "trained": True, "started_at": tuning_started,
@@ -417,6 +427,14 @@ def record_skipped(results: Path, cfg: RunConfig, reason: str) -> bool:
     except RunBusy:
         return False
     return True
+
+
+def record_failure(results: Path, cfg: RunConfig, reason: str) -> bool:
+    """Record ``cfg`` as a failed run with ``reason`` when it failed before writing its folder
+    (e.g. while loading its data), so grids, ``ls`` and the app list it. True when written."""
+    if (run_dir(Path(results), cfg.run_id) / "config.json").exists():
+        return False  # the run wrote its own record
+    return record_skipped(Path(results), cfg, reason)
 
 
 def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:

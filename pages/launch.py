@@ -4,8 +4,9 @@ import streamlit as st
 
 from ceag import jobs
 from ceag.config import METHODS, ConfigError
+from ceag.datasets import DatasetError, available
+from ceag.datasets.checks import custom_columns, resolve_all
 from ceag.grid import GridSpec
-from ceag.layouts import available
 from ceag.plots import METHOD_LABELS
 from pages import _state
 from pages._forms import NumberFields
@@ -14,7 +15,8 @@ from pages._shared import data_dir, query, results_dir
 
 MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"],
           "utkface": ["cnn", "mobilenet_v2", "resnet18", "resnet34"],
-          "fairface": ["cnn", "resnet18", "resnet34", "mobilenet_v2"], "cifar100": ["resnet20", "resnet56", "cnn"]}
+          "fairface": ["cnn", "resnet18", "resnet34", "mobilenet_v2"], "cifar100": ["resnet20", "resnet56", "cnn"],
+          "custom": ["cnn", "mobilenet_v2", "resnet18", "resnet34"]}
 
 _state.restore()
 st.title("Launch a grid")
@@ -73,14 +75,20 @@ dataset = _state.widget(c1.selectbox, "launch_dataset", "Dataset", default="digi
 models = _state.widget(c2.multiselect, "launch_models", "Models", default=MODELS[dataset][:1], options=MODELS[dataset])
 numbers = NumberFields()
 data_settings = {}
-if dataset in ("utkface", "fairface", "cifar100"):
+if dataset in ("utkface", "fairface", "cifar100", "custom"):
     c1, c2, c3 = st.columns(3)
     data_settings["data_dir"] = str(data_dir())
+    try:
+        attributes = custom_columns(data_dir()) if dataset == "custom" else ["race", "gender", "age"]
+    except DatasetError as err:
+        st.error(str(err))
+        st.stop()
     if dataset != "cifar100":
-        data_settings["target"] = _state.widget(c1.selectbox, "launch_target", "Target", default="race",
-                                                options=["race", "gender", "age"])
-        data_settings["groups"] = _state.widget(c2.multiselect, "launch_groups", "Protected groups", default=["race"],
-                                                options=["race", "gender", "age"])
+        data_settings["target"] = _state.widget(c1.selectbox, "launch_target", "Target",
+                                                default=attributes[0], options=attributes)
+        data_settings["groups"] = _state.widget(c2.multiselect, "launch_groups", "Protected groups",
+                                                default=attributes[-1:] if dataset == "custom" else ["race"],
+                                                options=attributes)
     data_settings["image_size"] = numbers.field(c3.text_input, "launch_image_size", "Image size (pixels)",
                                                 default=64 if dataset != "cifar100" else 32, kind=int, lo=16, hi=256)
 methods = _state.widget(st.multiselect, "launch_methods", "Methods", default=list(METHODS), options=list(METHODS),
@@ -116,6 +124,11 @@ except ConfigError as err:
     spec, configs = None, []
 
 if configs:
+    try:  # the data's fingerprint is part of each run id
+        configs = resolve_all(configs, results)
+    except DatasetError as err:
+        st.error(str(err))
+        st.stop()
     cached = query("finished_ids", run_ids=[c.run_id for c in configs])
     st.info(f"This grid means **{len(configs)} runs**; {len(cached)} are already in the store and load from "
             f"the cache, {len(configs) - len(cached)} will train.")

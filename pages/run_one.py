@@ -4,11 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from ceag.config import METHODS, ConfigError, RunConfig
+from ceag.datasets import DatasetError, available
+from ceag.datasets.checks import custom_columns
 from ceag.plots import excess_gap_bars
 from ceag.runs import run
 from pages import _state
 from pages._forms import NumberFields
-from pages._shared import results_dir
+from pages._shared import data_dir, results_dir
 
 LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
 
@@ -16,10 +18,26 @@ _state.restore()
 st.title("Run one experiment")
 results = results_dir()
 st.caption(
-    "Prune a small MLP on scikit-learn's 8×8 digits (digit 8 is rare in the training split) and "
-    "fine-tune it with a method. ψ_g, a group's excess accuracy gap, is how much more accuracy "
+    "Prune a small MLP on scikit-learn's 8×8 digits (digit 8 is rare in the training split), or a small CNN "
+    "on your own labelled images when the data folder holds a labels.csv, and fine-tune it with a method. "
+    "ψ_g, a group's excess accuracy gap, is how much more accuracy "
     "the group lost to pruning than the model as a whole; CEAG keeps every ψ_g below ε on train."
 )
+
+data = {}
+if "custom" in available(data_dir()):
+    source = st.radio("Data", ["digits", "custom"], horizontal=True,
+                      format_func={"digits": "8×8 digits", "custom": f"your labelled images in {data_dir()}"}.get)
+    if source == "custom":
+        try:
+            columns = custom_columns(data_dir())
+        except DatasetError as err:
+            st.error(str(err))
+            st.stop()
+        c1, c2, c3 = st.columns(3)
+        data = dict(dataset="custom", model="cnn", data_dir=str(data_dir()), target=c1.selectbox("Target", columns),
+                    groups=tuple(c2.multiselect("Protected groups", columns, default=columns[-1:])),
+                    image_size=int(c3.number_input("Image size (pixels)", 8, 256, 32)))
 
 with st.form("run"):
     c1, c2, c3, c4 = st.columns(4)
@@ -40,7 +58,7 @@ if submitted:
         st.session_state.pop("last_result", None)
         st.stop()
     try:
-        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=seed)
+        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=seed, **data)
     except ConfigError as err:
         st.error(str(err))
         st.session_state.pop("last_result", None)
@@ -48,6 +66,9 @@ if submitted:
     with st.spinner("Training (a few seconds; finished runs load from the cache)…"):
         try:
             st.session_state["last_result"] = run(cfg, results)
+        except DatasetError as err:
+            st.error(str(err))
+            st.stop()
         except OSError as err:  # e.g. the results folder cannot be written
             st.error(f"The run could not be written to {results}: {err}")
             st.session_state.pop("last_result", None)
@@ -66,6 +87,12 @@ st.caption(f"run {info['run_id']} · {took}"
            f" · achieved sparsity {100 * info['achieved_sparsity']:.1f}% · reported epoch {info['reported_epoch']}")
 if info["status"] != "finished":
     st.warning(f"This run {info['status']}: {info.get('reason')}")
+skipped = {k: v for k, v in (info.get("skipped_files") or {}).items() if v}
+if skipped:
+    st.caption("Left out while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items())
+               + f" · data {info.get('data_fingerprint') or 'fingerprint unknown'}")
+for warning in info.get("data_warnings") or []:
+    st.warning(warning)
 
 cols = st.columns(len(result.splits))
 frames = []

@@ -34,7 +34,11 @@ st.caption(f"{len(shown)} of {len(runs)} runs. Select rows to carry them to the 
 # page (or by a link) shows here as ticked rows, and a tick here changes the view's selection.
 preselected = [i for i, r in enumerate(shown.run_id) if r in set(selection)]
 cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "achieved_sparsity", "tolerance", "seed",
-        "progress_epoch", "total_epochs", "wall_seconds", "device", "reason"]
+        "progress_epoch", "total_epochs", "wall_seconds", "device", "reason", "data", "skipped_rows"]
+shown = shown.assign(data=shown.data_fingerprint.fillna("fingerprint unknown"))
+for row in shown[shown.data_warning.notna()].itertuples():
+    st.warning(f"Run {row.run_id} ({row.dataset}): {row.data_warning}. Its group numbers rest on fewer rows than "
+               "the data folder holds.")
 event = st.dataframe(shown[cols], hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
                      key=f"runs_table_{hash((tuple(selection), tuple(shown.run_id))) & 0xFFFFFFFF:x}",
                      selection_default={"selection": {"rows": preselected}} if preselected else None)

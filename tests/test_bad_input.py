@@ -29,7 +29,7 @@ from PIL import Image
 from ceag import cli
 from ceag.bundle import export_bundle
 from ceag.config import DATASETS, METHODS, MODELS, RunConfig
-from ceag.layouts import CIFAR_FOLDERS, UTK_FOLDERS
+from ceag.datasets.layouts import CIFAR_FOLDERS, UTK_FOLDERS
 from ceag.runs import load_result, run, run_dir
 from ceag.store import connect, db_path, ingest_run, queries
 from tests.helpers import ROOT, subprocess_env
@@ -332,7 +332,8 @@ def test_a_fairface_csv_without_the_race_column_names_it(results, tmp_path, head
     before = Unchanged(results)
     code, _, err = ceag_main("run", "--dataset", "fairface", "--model", "cnn", "--data-dir", tmp_path / "data", *TINY,
                              "--results", results)
-    assert_error(code, err, 1, "fairface_label_train.csv", "lacks columns race", "expected file, age, gender, race")
+    assert_error(code, err, 1, "fairface_label_train.csv", "lacks column race", "needs file, age, gender, race",
+                 "found 'file', 'age', 'gender'")
     before.check()
 
 

@@ -149,7 +149,7 @@ def test_a_1000_class_head_needs_dense_epochs(tmp_path, dense_epochs):
     torch.save(build_model("cnn", (1, 8, 8), 1000, seed=0).state_dict(), path)
     cfg = RunConfig(dataset="digits", model="cnn", dense_checkpoint=str(path), dense_epochs=dense_epochs)
     from ceag.checkpoints import dense_checkpoint_for
-    from ceag.data import load_dataset
+    from ceag.datasets.loading import load_dataset
     if dense_epochs == 0:
         with pytest.raises(CheckpointError, match="set dense_epochs > 0 to train a new classifier"):
             dense_checkpoint_for(cfg, load_dataset(cfg))
@@ -162,7 +162,7 @@ def test_a_stem_that_does_not_fit_is_named(tmp_path):
     torch.save(build_model("resnet18", SIZE, 10, seed=0).state_dict(), path)  # 3 channels, 7x7 stem
     cfg = RunConfig(dataset="digits", model="resnet18", dense_checkpoint=str(path))
     from ceag.checkpoints import dense_checkpoint_for
-    from ceag.data import load_dataset
+    from ceag.datasets.loading import load_dataset
     with pytest.raises(CheckpointError, match=r"key conv1.weight has shape \(64, 3, 7, 7\) in the checkpoint and "
                                               r"\(64, 1, 3, 3\) in the model"):
         dense_checkpoint_for(cfg, load_dataset(cfg))
@@ -246,7 +246,7 @@ def test_a_checkpoint_is_the_dense_model_of_a_run(tmp_path, one_thread):
     result = run(cfg, tmp_path / "results")
     assert result.status == "finished" and result.summary["dense_trained"] is False
     # the dense accuracy the run measured is the checkpoint's (an untrained net: near chance)
-    from ceag.data import load_dataset
+    from ceag.datasets.loading import load_dataset
     from ceag.engine import predict
     net = build_model("mlp", (64,), 10, seed=0)
     net.load_state_dict(state)

@@ -8,7 +8,7 @@ import torch
 
 import ceag.engine
 from ceag.config import MODELS, ConfigError, RunConfig, prune_key
-from ceag.data import load_dataset
+from ceag.datasets.loading import load_dataset
 from ceag.models import build_model
 from ceag.phases import pruned_dir
 from ceag.runs import load_result, run, run_dir

@@ -388,7 +388,7 @@ def test_a_grid_that_stops_says_so_in_its_progress_feed(tmp_path, monkeypatch):
 
 def test_a_launched_grid_refused_before_training_says_why_in_its_feed(tmp_path):
     import ceag.executor
-    from ceag.layouts import DatasetError
+    from ceag.datasets import DatasetError
 
     feed_file = ceag.executor.job_dir(tmp_path, "launched") / "progress.json"
     feed_file.parent.mkdir(parents=True)
@@ -442,7 +442,7 @@ def test_a_grid_of_cached_runs_needs_no_data_folder(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from ceag.layouts import DatasetError
+    from ceag.datasets import DatasetError
 
     rng = np.random.default_rng(0)
     for i in range(40):

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from ceag.config import RunConfig
-from ceag.layouts import DatasetError, available
-from ceag.real_data import load_cifar100, load_fairface, load_utkface, parse_utkface_name
+from ceag.datasets import DatasetError, available
+from ceag.datasets.cifar import load_cifar100
+from ceag.datasets.faces import load_fairface, load_utkface, parse_utkface_name
 
 RNG = np.random.default_rng(0)
 
@@ -84,11 +85,32 @@ def test_utkface_intersectional_group_index(utk_root):
         assert torch.equal(split.y, split.g // 2)
 
 
-def test_utkface_age_target_uses_the_documented_bins(utk_root):
+def test_utkface_age_target_uses_the_authors_buckets(utk_root):
     data = load_utkface(utk_cfg(utk_root, target="age", groups=("gender",)))
-    assert data.num_classes == 4 and data.group_names == ["Male", "Female"]
+    # edges 10, 15, 20, 25, 30, 40, 50, 60 (balancing-act src/datasets/utkface.py): nine buckets
+    assert data.num_classes == 9 and data.group_names == ["Male", "Female"]
     ys = torch.cat([s.y for s in data.splits.values()])
-    assert torch.bincount(ys, minlength=4).tolist() == [20, 20, 10, 10]  # ages 5, 25, 45, 70, 5, 25 per pair
+    # ages 5, 25, 45, 70, 5, 25 per (race, gender) pair fall in buckets 0, 4, 6 and 8
+    assert torch.bincount(ys, minlength=9).tolist() == [20, 0, 0, 0, 20, 0, 10, 0, 10]
+
+
+def test_utkface_split_is_the_authors_rule(utk_root):
+    """Sorted *.jpg names, the files without labels dropped, RandomState(1357), first int(0.2 N) test."""
+    names = sorted(p.name for p in (utk_root / "UTKFace").glob("*.jpg"))
+    labelled = [n for n in names if len(n.split(".")[0].split("_")) == 4]
+    perm = np.random.RandomState(seed=1357).permutation(len(labelled))
+    n_test = int(0.2 * len(labelled))
+    unreadable = "30_0_0_20170117999999999.jpg.chip.jpg"
+    want = {"test": sorted(labelled[i] for i in perm[:n_test] if labelled[i] != unreadable),
+            "train": sorted(labelled[i] for i in perm[n_test:] if labelled[i] != unreadable)}
+    data = load_utkface(utk_cfg(utk_root))
+    images = {n: np.asarray(Image.open(utk_root / "UTKFace" / n).convert("RGB")).transpose(2, 0, 1)
+              for n in labelled if n != unreadable}
+    for split, expected in want.items():
+        got = data.splits[split].x.numpy()
+        assert len(got) == len(expected)
+        for row, name in zip(got, expected, strict=True):
+            assert np.array_equal(row, images[name]), (split, name)
 
 
 def test_missing_or_incomplete_folders_say_what_was_expected_where(tmp_path):

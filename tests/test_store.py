@@ -27,7 +27,8 @@ EXPECTED_COLUMNS = {
     "runs": ["run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
              "tolerance", "seed", "reported_epoch", "best_epoch", "selection_split", "progress_epoch",
              "total_epochs", "config", "data_key", "dense_key", "prune_key", "device", "threads",
-             "wall_seconds", "diverged_step", "started_at", "finished_at", "ingested_at"],
+             "wall_seconds", "diverged_step", "started_at", "finished_at", "ingested_at", "data_fingerprint",
+             "skipped_rows", "data_report", "data_warning"],
     "run_metrics": ["run_id", "epoch", "split", "accuracy", "loss", "dense_accuracy", "acc_gap",
                     "max_excess_gap", "psi_pw", "sparsity"],
     "group_metrics": ["run_id", "epoch", "split", "group_id", "group_name", "n", "accuracy", "loss",
@@ -388,7 +389,7 @@ def test_export_table_query(store):
     one = queries.export_table(results, "final", ids[:1])
     assert set(one.run_id) == {ids[0]}
     runs = queries.export_table(results, "runs", ids)
-    assert list(runs.columns) == EXPECTED_COLUMNS["runs"][:-1]  # without ingested_at
+    assert list(runs.columns) == [c for c in EXPECTED_COLUMNS["runs"] if c != "ingested_at"]
     for table in ("run_metrics", "group_metrics", "duals"):
         df = queries.export_table(results, table, ids)
         assert list(df.columns) == EXPECTED_COLUMNS[table]

@@ -92,6 +92,22 @@ def verify(results: str | Path) -> None:
         pass  # the first write migrates it
 
 
+def migrate_if_needed(results: str | Path) -> bool:
+    """Bring an existing store of an older schema up to date (one short write); True when migrated.
+
+    Reading never migrates, so callers that may write (``sync``) call this first; otherwise an old
+    store with nothing new to ingest would stay unreadable.
+    """
+    if not db_path(results).exists():
+        return False
+    try:
+        with connect(results):
+            return False
+    except StoreNeedsMigration:
+        with connect(results, write=True):
+            return True
+
+
 def _check_and_migrate(con: duckdb.DuckDBPyConnection, path: Path, write: bool) -> None:
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if tables and MARKER_TABLE not in tables:

@@ -11,13 +11,14 @@ import pandas as pd
 
 from ..config import DATA_FIELDS, from_dict
 from ..runs import load_result, read_status, run_dir
-from .db import StoreError, connect, db_path
+from .db import StoreError, connect, db_path, migrate_if_needed
 
 RUN_COLUMNS = [
     "run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
     "tolerance", "seed", "reported_epoch", "best_epoch", "selection_split", "progress_epoch",
     "total_epochs", "config", "data_key", "dense_key", "prune_key", "device", "threads",
-    "wall_seconds", "diverged_step", "started_at", "finished_at",
+    "wall_seconds", "diverged_step", "started_at", "finished_at", "data_fingerprint", "skipped_rows",
+    "data_report", "data_warning",
 ]
 TABLES = {
     "run_metrics": ["run_id", "epoch", "split", "accuracy", "loss", "dense_accuracy", "acc_gap",
@@ -42,8 +43,21 @@ def _run_row(run_id: str, cfg, status: dict, summary: dict | None) -> dict:
         "dense_key": s.get("dense_key") or "", "prune_key": s.get("prune_key") or "",
         "device": s.get("device"), "threads": s.get("threads"), "wall_seconds": s.get("wall_seconds"),
         "diverged_step": s.get("diverged_step"), "started_at": s.get("started_at", status.get("started_at")),
-        "finished_at": s.get("finished_at"),
+        "finished_at": s.get("finished_at"), "data_fingerprint": cfg.data_fingerprint,
+        **_data_columns(s),
     }
+
+
+def _data_columns(summary: dict) -> dict:
+    """What loading skipped, from a run's summary (older summaries had only ``skipped_files``)."""
+    report = summary.get("data_report")
+    skipped = (report or {}).get("skipped", summary.get("skipped_files"))
+    if report is None and skipped is None:
+        return {"skipped_rows": None, "data_report": None, "data_warning": None}
+    warnings = (report or {}).get("warnings") or []
+    return {"skipped_rows": int(sum((skipped or {}).values())),
+            "data_report": json.dumps(report if report is not None else {"skipped": skipped}),
+            "data_warning": "; ".join(warnings) or None}
 
 
 def ingest_run(results: str | os.PathLike, run_id: str) -> str:
@@ -56,7 +70,7 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
 
     results = Path(results)
     folder = run_dir(results, run_id)
-    cfg = from_dict(json.loads((folder / "config.json").read_text()))
+    cfg = from_dict(json.loads((folder / "config.json").read_text()), stored=True)
     status = read_status(folder)
     result = load_result(results, run_id)
     summary = result.summary if result is not None else None
@@ -139,6 +153,7 @@ def sync(results: str | os.PathLike) -> int:
     """Ingest run folders the store lacks or holds as unfinished; returns how many were ingested."""
     from .queries import run_statuses
 
+    migrate_if_needed(results)
     folder = Path(results) / "runs"
     if not folder.is_dir():
         return 0

@@ -74,4 +74,10 @@ CREATE TABLE groups (
     PRIMARY KEY (data_key, group_id)
 );
 """),
+    (2, "the data each run read", """
+ALTER TABLE runs ADD COLUMN data_fingerprint VARCHAR;  -- NULL: a run made before fingerprints
+ALTER TABLE runs ADD COLUMN skipped_rows INTEGER;      -- rows or files left out while loading
+ALTER TABLE runs ADD COLUMN data_report JSON;          -- skips by reason and group, notes, split rule
+ALTER TABLE runs ADD COLUMN data_warning VARCHAR;      -- a group that lost more than a few percent
+"""),
 ]

@@ -15,7 +15,8 @@ from .db import connect
 FINAL_RUN_METRICS = """
     SELECT r.run_id, r.status, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity,
            r.tolerance, r.seed, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
-           m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch
+           m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch, r.data_fingerprint, r.skipped_rows,
+           r.data_warning
     FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
 """
 
@@ -31,7 +32,7 @@ def runs(results: str | os.PathLike, *, status: str | None = None, dataset: str 
     return _query(results, """
         SELECT run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
                seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
-               finished_at, diverged_step
+               finished_at, diverged_step, data_fingerprint, skipped_rows, data_warning
         FROM runs
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR dataset = ?) AND (? IS NULL OR method = ?)
         ORDER BY finished_at DESC NULLS FIRST, run_id

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import RunConfig
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 DATA_ENV = "CEAG_DATA"
 UTK_FOLDERS = ("UTKFace", "utkface", "utkface_aligned_cropped/UTKFace", "utkface/UTKFace")
-FAIRFACE_FOLDERS = ("fairface", "FairFace", "fairface-img-margin025-trainval", "")
+# The authors' FairFace image folder: the label CSVs beside it (their layout) or inside it.
+FAIRFACE_IMAGE_FOLDER = "fairface-img-margin025-trainval"
+FAIRFACE_FOLDERS = ("fairface", "FairFace", FAIRFACE_IMAGE_FOLDER, "fairface/" + FAIRFACE_IMAGE_FOLDER, "")
 CIFAR_FOLDERS = ("cifar-100-python", "cifar100/cifar-100-python")
+CUSTOM_FOLDERS = ("", "custom")
+CUSTOM_LABELS = "labels.csv"
 
 
 class DatasetError(ValueError):
@@ -44,6 +50,8 @@ LAYOUTS = {
                  "FairFace (fairface_label_train.csv and fairface_label_val.csv beside the train/ and val/ folders)"),
     "cifar100": (CIFAR_FOLDERS, lambda p: all((p / n).is_file() for n in ("train", "test", "meta")),
                  "CIFAR-100 (the cifar-100-python/ folder with its train, test and meta files)"),
+    "custom": (CUSTOM_FOLDERS, lambda p: (p / CUSTOM_LABELS).is_file(),
+               "a custom dataset (a folder with labels.csv: a file column, then attribute columns)"),
 }
 
 
@@ -54,7 +62,7 @@ def locate(dataset: str, root: str | os.PathLike) -> Path:
 
 
 def available(root: str | os.PathLike) -> list[str]:
-    """Names of the real datasets whose folders are present under ``root`` (nothing is loaded)."""
+    """Names of the folder datasets present under ``root`` (nothing is loaded)."""
     found = []
     for name in LAYOUTS:
         try:
@@ -63,3 +71,21 @@ def available(root: str | os.PathLike) -> list[str]:
         except (DatasetError, OSError):
             pass
     return found
+
+
+def utkface_files(folder: Path) -> list[str]:
+    """Names of the ``*.jpg`` files of a UTKFace folder, sorted (the order of the authors' split)."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.name.lower().endswith(".jpg") and e.is_file())
+
+
+FAIRFACE_COLUMNS = ("file", "age", "gender", "race")
+FAIRFACE_CSVS = (("train", "fairface_label_train.csv"), ("test", "fairface_label_val.csv"))
+
+
+def fairface_image_root(folder: Path, first_file: str | None) -> Path:
+    """Where the CSVs' ``file`` paths start: beside the CSVs, or the authors' image folder."""
+    inner = folder / FAIRFACE_IMAGE_FOLDER
+    if first_file and not (folder / first_file).exists() and (inner / first_file).exists():
+        return inner
+    return folder

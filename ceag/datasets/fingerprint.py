@@ -1,0 +1,170 @@
+"""The data fingerprint: 16 hex digits naming what a dataset instance read, and its split rule.
+
+It is the SHA-256 of the dataset's rule version and, for a folder dataset, of every file it
+reads: path relative to the dataset folder, size and content hash. Where the folder lies and
+the files' modification times are not part of it, so the same data copied or moved keeps its
+fingerprint; a changed, added or removed file changes it. Content hashes are cached per file by
+(path, size, modification time), in memory and, given a cache folder, on disk (written by
+``save_cache`` once the data has loaded), so only new or changed files are read again.
+No torch: planning a grid computes fingerprints.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .labels import read_csv, read_fairface_labels
+from .layouts import CUSTOM_LABELS, FAIRFACE_CSVS, DatasetError, data_root, fairface_image_root, locate, utkface_files
+from .registry import REGISTRY
+
+# Rule versions: bump one when its loader reads or splits the same files differently.
+RULES = {
+    "digits": "digits/1: sklearn digits, stratified test 0.3, seed 20240505",
+    "synthetic": "synthetic/1: 3 classes x 16 dims x 300 per group, seed 20240505",
+    "utkface": "utkface/2: authors' split RandomState(1357) test int(0.2N); age edges 10,15,20,25,30,40,50,60",
+    "fairface": "fairface/2: published train/val CSVs; spreadsheet values recognised",
+    "cifar100": "cifar100/1: published train/test pickles",
+    "custom": "custom/1: labels.csv; split column or stratified test 0.2, seed 20240505",
+}
+
+_MEMO: dict[tuple[str, int, int], str] = {}
+_PENDING: dict[tuple[str, str], dict] = {}  # (cache folder, data folder) -> entries not yet on disk
+
+
+def _content_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def files_read(dataset: str, folder: Path) -> list[str]:
+    """Paths, relative to ``folder``, of every file ``dataset`` reads there (listed, maybe missing)."""
+    if dataset == "utkface":
+        return utkface_files(folder)
+    if dataset == "fairface":
+        rows, _ = read_fairface_labels(folder)
+        files = [r["file"] for split_rows in rows.values() for r in split_rows if r["file"]]
+        root = fairface_image_root(folder, files[0] if files else None)
+        prefix = "" if root == folder else root.name + "/"
+        return [name for _, name in FAIRFACE_CSVS] + [prefix + f for f in files]
+    if dataset == "cifar100":
+        return ["meta", "train", "test"]
+    if dataset == "custom":
+        _, rows, _ = read_csv(folder / CUSTOM_LABELS, ("file",), "custom dataset")
+        return [CUSTOM_LABELS] + [r["file"] for r in rows if r["file"]]
+    raise ValueError(f"{dataset} is not a folder dataset")
+
+
+def folder_fingerprint(folder: Path, names: list[str], rule: str, cache_dir: Path | None = None) -> str:
+    """Fingerprint of the files ``names`` (relative to ``folder``; a missing one counts as missing)."""
+    folder = Path(folder)
+    disk = _load_disk(cache_dir, folder)
+    stats: dict[str, tuple[int, int] | None] = {}
+    todo = []
+    for name in dict.fromkeys(names):
+        try:
+            st = (folder / name).stat()
+        except OSError:
+            stats[name] = None
+            continue
+        stats[name] = (st.st_size, st.st_mtime_ns)
+        key = (str(folder / name), st.st_size, st.st_mtime_ns)
+        cached = _MEMO.get(key)
+        if cached is None and disk.get(name, [None, None])[:2] == [st.st_size, st.st_mtime_ns]:
+            cached = _MEMO[key] = disk[name][2]
+        if cached is None:
+            todo.append((name, key))
+    if todo:
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            for (_name, key), digest in zip(todo, pool.map(lambda t: _content_hash(folder / t[0]), todo),
+                                           strict=True):
+                _MEMO[key] = digest
+    h = hashlib.sha256(rule.encode())
+    fresh = {}
+    for name, st in stats.items():
+        if st is None:
+            h.update(f"\n{name}\0missing".encode())
+            continue
+        digest = _MEMO[(str(folder / name), *st)]
+        fresh[name] = [st[0], st[1], digest]
+        h.update(f"\n{name}\0{st[0]}\0{digest}".encode())
+    if todo and cache_dir is not None:
+        _PENDING[(str(cache_dir), str(folder))] = fresh
+    return h.hexdigest()[:16]
+
+
+def save_cache() -> None:
+    """Write the content hashes computed since the last call to their cache folders. Called once a
+    run's data has loaded, so a run refused for bad data leaves the results folder as it was."""
+    while _PENDING:
+        (cache_dir, folder), entries = _PENDING.popitem()
+        _save_disk(Path(cache_dir), Path(folder), entries)
+
+
+def _disk_file(cache_dir: Path, folder: Path) -> Path:
+    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "fingerprints" / f"{where}.json"
+
+
+def _load_disk(cache_dir: Path | None, folder: Path) -> dict:
+    if cache_dir is None:
+        return {}
+    try:
+        return json.loads(_disk_file(cache_dir, folder).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_disk(cache_dir: Path | None, folder: Path, entries: dict) -> None:
+    if cache_dir is None:
+        return
+    path = _disk_file(cache_dir, folder)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(entries, fh)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache: the next call reads the files again
+
+
+def _digits_file() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # located, not imported (that takes a second)
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+
+
+@functools.cache
+def builtin_fingerprint(dataset: str) -> str | None:
+    """The fingerprint of a dataset that needs no folder (None for folder datasets): its rule,
+    and for ``digits`` the content of scikit-learn's bundled file."""
+    if REGISTRY[dataset].from_folder:
+        return None
+    if dataset == "digits":
+        path = _digits_file()
+        return folder_fingerprint(path.parent, [path.name], RULES[dataset])
+    return hashlib.sha256(RULES[dataset].encode()).hexdigest()[:16]
+
+
+def fingerprint(cfg, cache_dir: Path | None = None) -> str:
+    """The fingerprint of ``cfg``'s data (16 hex digits). DatasetError when a folder dataset is
+    missing or its label files cannot be read."""
+    if not REGISTRY[cfg.dataset].from_folder:
+        return builtin_fingerprint(cfg.dataset)
+    rule = RULES[cfg.dataset]
+    folder = locate(cfg.dataset, data_root(cfg))
+    try:
+        names = files_read(cfg.dataset, folder)
+    except OSError as err:
+        raise DatasetError(f"{cfg.dataset}: cannot list the files of {folder}: {err.strerror or err}") from err
+    return folder_fingerprint(folder, names, rule, cache_dir)

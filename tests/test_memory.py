@@ -1,0 +1,81 @@
+"""Evaluation batches sized from the model, the input and the memory available."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ceag import memory
+from ceag.config import ConfigError, RunConfig
+from ceag.datasets.base import Split
+from ceag.engine import predict
+from ceag.models import build_model
+from tests.helpers import ROOT, subprocess_env
+
+CPU = torch.device("cpu")
+
+
+def test_full_resolution_batches_fit_the_memory_available(monkeypatch):
+    model = build_model("cnn", (3, 200, 200), 5, 0)
+    per_sample = memory.activation_bytes_per_sample(model, (3, 200, 200), CPU)
+    assert per_sample > 1e6  # megabytes per 200x200 image: a batch of 1,024 would need tens of GB
+    for available in (24 << 30, 4 << 30, 256 << 20):
+        monkeypatch.setattr(memory, "available_bytes", lambda device, a=available: a)
+        batch = memory.eval_batch_size(model, (3, 200, 200), CPU)
+        assert 1 <= batch < memory.MAX_EVAL_BATCH
+        assert batch * per_sample <= memory.BUDGET_FRACTION * available
+        assert (batch + 1) * per_sample > memory.BUDGET_FRACTION * available or batch == 1
+    # small inputs keep the largest batch; a requested size wins
+    assert memory.eval_batch_size(build_model("mlp", (1, 8, 8), 10, 0), (1, 8, 8), CPU) == memory.MAX_EVAL_BATCH
+    assert memory.eval_batch_size(model, (3, 200, 200), CPU, requested=7) == 7
+
+
+def test_running_out_of_memory_names_the_setting(monkeypatch):
+    model = build_model("mlp", (1, 8, 8), 10, 0)
+
+    def boom(*_):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 27000000000 bytes")
+
+    monkeypatch.setattr(model, "forward", boom)
+    split = Split(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64), torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(memory.EvalMemoryError, match=r"eval_batch_size .*--set eval_batch_size=1"):
+        predict(model, split, batch_size=4)
+
+
+def test_eval_batch_size_is_a_checked_setting_outside_the_run_id():
+    assert RunConfig(eval_batch_size=32).run_id == RunConfig().run_id
+    with pytest.raises(ConfigError, match="eval_batch_size"):
+        RunConfig(eval_batch_size=0)
+
+
+_REAL_SIZE = """
+import json, resource, torch
+from ceag import memory
+from ceag.datasets.base import Split
+from ceag.engine import predict
+from ceag.models import build_model
+torch.set_num_threads(1)
+memory.available_bytes = lambda device: 256 << 20  # a machine with 256 MiB to spare
+model = build_model("cnn", (3, 200, 200), 5, 0)
+n = 48
+split = Split(torch.randint(0, 256, (n, 3, 200, 200), dtype=torch.uint8), torch.zeros(n, dtype=torch.int64),
+              torch.zeros(n, dtype=torch.int64), (0.5,) * 3, (0.25,) * 3)
+predict(model, Split(split.x[:2], split.y[:2], split.g[:2], split.mean, split.std))  # warm-up
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+pred, _ = predict(model, split)
+print(json.dumps({"grew_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024,
+                  "n": len(pred)}))
+"""
+
+
+@pytest.mark.slow
+def test_evaluation_at_full_resolution_stays_within_the_budget():
+    """48 images of 200x200 through the small CNN: a batch of all 48 holds about 1.3 GB of
+    activations; sized to a 256 MiB machine, evaluation grows the process by far less."""
+    out = subprocess.run([sys.executable, "-c", _REAL_SIZE], env=subprocess_env(), cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["n"] == 48 and result["grew_mb"] < 256, result
