@@ -122,6 +122,10 @@ def _print_run(result, out) -> None:
               f"{j['status']} ({state}); reported epoch {j['reported_epoch']}\n")
     if j.get("reason"):
         out.write(f"  reason: {j['reason']}\n")
+    from .diagnostics import summary_line
+
+    for text in summary_line(j.get("diagnostics")):
+        out.write(f"  {text}\n")
     skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
     if skipped:
         out.write("  skipped while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items()) + "\n")
@@ -261,10 +265,35 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if df.empty:
         print("no runs yet; try: python -m ceag grid --preset demo")
         return 0
+    df["settled"] = df["converged"].map(_flag("yes", "NO"))
+    df["constraints"] = df["constraints_active"].map(_flag("acted", "NEVER"))
     cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "tolerance", "seed", "progress_epoch",
-            "total_epochs", "wall_seconds"]
+            "total_epochs", "wall_seconds", "settled", "constraints"]
     print(df[cols].to_string(index=False))
+    _print_run_flags(df)
     return 0
+
+
+def _flag(yes: str, no: str):
+    """A yes/no/unknown column: NULL (unknown, or not applicable) shows as "-"."""
+    import pandas as pd
+
+    return lambda v: "-" if v is None or pd.isna(v) else (yes if bool(v) else no)
+
+
+def _print_run_flags(df, limit: int = 10) -> None:
+    """Below the table: what to do about runs that did not settle or whose constraints misbehaved."""
+    flagged = [(r.run_id, r.advice) for r in df.itertuples() if r.settled == "NO" and isinstance(r.advice, str)]
+    flagged += [(r.run_id, w) for r in df.itertuples() if r.warnings is not None and not isinstance(r.warnings, float)
+                for w in r.warnings]
+    if not flagged:
+        return
+    print(f"\n{len(flagged)} note(s) on these runs (settled: over the last 20 % of fine-tuning, accuracy and "
+          "max_g ψ_g stayed within their limits):")
+    for run_id, text in flagged[:limit]:
+        print(f"  {run_id}: {text}")
+    if len(flagged) > limit:
+        print(f"  ... and {len(flagged) - limit} more (python -m ceag ls --json has them all)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
