@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Expand datasets x models x methods x sparsities x tolerances x seeds "
                                    "(tolerance multiplies only CEAG) and run every cell, sharing dense "
                                    "models and end-of-pruning states. Axis options refine a preset or spec.")
-    g.add_argument("--preset", help="a named grid: demo, utkface, utkface_intersectional, fairface, cifar100")
+    g.add_argument("--preset", help="a named grid: demo, utkface_cpu (UTKFace on a CPU), utkface, "
+                                    "utkface_intersectional, fairface, cifar100")
     g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
                                   "seeds and settings (other RunConfig settings)")
     g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")

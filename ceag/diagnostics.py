@@ -120,7 +120,7 @@ def _worst_spread(conv: dict[str, Any]) -> tuple[str, str, float] | None:
 class ConstraintCounter:
     """Per-group tallies of a Lagrangian method's dual steps, updated in place every step.
 
-    Arrays are (G,): ``max_multiplier`` (largest |lambda_g| so far), ``steps`` (dual steps in
+    Arrays are (G,): ``max_multiplier`` (largest lambda_g so far), ``steps`` (dual steps in
     which the group had an estimate), ``violated`` (of those, steps with violation > 0),
     ``positive_sum`` (sum of max(violation, 0): lambda_g can never exceed dual_lr times it),
     ``last`` (the last violation), and over the window (``in_window`` set by the engine)
@@ -145,10 +145,12 @@ class ConstraintCounter:
 
         A handful of numpy calls on (G,) arrays: it runs every training step.
         """
-        np.maximum(self.max_multiplier, np.abs(multipliers), out=self.max_multiplier)
+        # Both methods' multipliers stay >= 0 (CEAG projects; EL+RB adds non-negative |violations|).
+        np.maximum(self.max_multiplier, multipliers, out=self.max_multiplier)
         self.steps += ready
-        self.violated += violation > 0  # NaN compares False
-        self.positive_sum += np.fmax(violation, 0.0)  # fmax turns NaN into 0
+        positive = np.fmax(violation, 0.0)  # fmax turns NaN into 0
+        self.positive_sum += positive
+        self.violated += positive > 0
         np.copyto(self.last, violation, where=ready)
         if self.in_window:
             self.window_steps += ready
