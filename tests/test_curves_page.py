@@ -75,3 +75,20 @@ def test_multipliers_page_shows_the_constraint_diagnostic(seeded):
     assert list(table.index) == list(stored["constraint_groups"].group_name)
     expected = stored["constraint_groups"].violated_share.to_numpy()
     assert table["violated_share"].to_numpy() == pytest.approx(expected, nan_ok=True)
+
+
+def test_launch_page_explains_the_utkface_cpu_preset_when_utkface_is_there(tmp_path, monkeypatch):
+    from PIL import Image
+
+    folder = tmp_path / "data" / "UTKFace"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "26_0_2_20170104023102422.jpg.chip.jpg")
+    monkeypatch.setenv("CEAG_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("CEAG_RESULTS", str(tmp_path / "results"))
+    at = open_page("launch")
+    dataset = next(s for s in at.selectbox if s.label == "Dataset")
+    dataset.select("utkface").run()
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(m.value for m in at.markdown)
+    assert "149 steps per epoch and 1,490 dual steps" in text and "dual step 0.01" in text
+    assert any(b.label == "Launch utkface_cpu" for b in at.button)
