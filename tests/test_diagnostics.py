@@ -191,3 +191,21 @@ def test_demo_ceag_constraints_act_and_a_tiny_dual_step_never_does(demo):
     assert tiny["constraints_active"] is False and tiny["max_multiplier"] < 1e-3
     assert any("never acted" in w and "dual step of about" in w for w in tiny["constraints"]["warnings"])
     assert demo(method="nft").diagnostics["constraints_active"] is None
+
+
+def test_a_run_recorded_before_diagnostics_gets_them_from_its_records(tmp_path, make_cfg, one_thread):
+    from dataclasses import replace
+
+    from ceag.runs import run
+
+    result = run(make_cfg(), tmp_path)
+    stored = result.summary["diagnostics"]
+    old = replace(result, summary={k: v for k, v in result.summary.items() if k != "diagnostics"})
+    rebuilt = old.diagnostics
+    # convergence comes from the per-epoch metrics alone: the same
+    for key in ("converged", "window", "spread", "spread_limit", "advice"):
+        assert rebuilt[key] == stored[key]
+    # the constraint part from the subsampled trace, and says so
+    assert rebuilt["constraints"]["source"] == "trace" and stored["constraints"]["source"] == "steps"
+    assert rebuilt["max_multiplier"] <= stored["max_multiplier"] + 1e-12
+    assert old.to_json()["diagnostics"]["converged"] == stored["converged"]
