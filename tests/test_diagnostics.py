@@ -171,6 +171,7 @@ def demo(tmp_path_factory):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_demo_default_settles_and_a_constant_lr_of_one_half_does_not(demo):
     settled = demo(method="nft").diagnostics
     assert settled["converged"] is True, settled
@@ -183,6 +184,7 @@ def test_demo_default_settles_and_a_constant_lr_of_one_half_does_not(demo):
     assert all(0 <= v["accuracy"] <= 1 for v in unstable["spread"].values())
 
 
+@pytest.mark.slow
 def test_demo_ceag_constraints_act_and_a_tiny_dual_step_never_does(demo):
     acted = demo(method="ceag", tolerance=0.02).diagnostics
     assert acted["constraints_active"] is True and acted["max_multiplier"] > 0.01
