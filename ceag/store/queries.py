@@ -220,7 +220,7 @@ def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> 
         return _query(results, "SELECT * EXCLUDE (ingested_at) FROM runs WHERE list_contains(?, run_id) "
                                "ORDER BY run_id", [list(run_ids)])
     if table in ("run_metrics", "group_metrics", "duals"):
-        order = "step, group_id" if table == "duals" else "epoch, split"
+        order = {"duals": "step, group_id", "group_metrics": "epoch, split, group_id"}.get(table, "epoch, split")
         return _query(results, f"SELECT * FROM {table} WHERE list_contains(?, run_id) ORDER BY run_id, {order}",
                       [list(run_ids)])
     raise ValueError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")
