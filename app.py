@@ -30,6 +30,7 @@ def main() -> None:
         st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
         st.Page("pages/frontiers.py", title="Frontiers", icon=":material/scatter_plot:"),
         st.Page("pages/multipliers.py", title="Multipliers", icon=":material/show_chart:"),
+        st.Page("pages/curves.py", title="Curves", icon=":material/stacked_line_chart:"),
         st.Page("pages/generalization.py", title="Generalization", icon=":material/compare_arrows:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/balance:"),
         st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),

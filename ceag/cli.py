@@ -124,6 +124,10 @@ def _print_run(result, out) -> None:
               f"{j['status']} ({state}); reported epoch {j['reported_epoch']}\n")
     if j.get("reason"):
         out.write(f"  reason: {j['reason']}\n")
+    from .diagnostics import summary_line
+
+    for text in summary_line(j.get("diagnostics")):
+        out.write(f"  {text}\n")
     skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
     out.write(f"  data {j.get('data_fingerprint') or 'fingerprint unknown'}\n")
     if skipped:
@@ -292,14 +296,39 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     df = df.assign(data=df.data_fingerprint.fillna("unknown"),
                    skipped=[("?" if pd.isna(n) else str(int(n))) for n in df.skipped_rows])
+    df["settled"] = df["converged"].map(_flag("yes", "NO"))
+    df["constraints"] = df["constraints_active"].map(_flag("acted", "NEVER"))
     cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "tolerance", "seed", "progress_epoch",
-            "total_epochs", "wall_seconds", "data", "skipped"]
+            "total_epochs", "wall_seconds", "data", "skipped", "settled", "constraints"]
     print(df[cols].to_string(index=False))
     if df.data_fingerprint.isna().any():
         print("data 'unknown': runs made before data fingerprints were recorded; their data cannot be told apart")
     for row in df[df.data_warning.notna()].itertuples():
         print(f"WARNING run {row.run_id}: {row.data_warning}")
+    _print_run_flags(df)
     return 0
+
+
+def _flag(yes: str, no: str):
+    """A yes/no/unknown column: NULL (unknown, or not applicable) shows as "-"."""
+    import pandas as pd
+
+    return lambda v: "-" if v is None or pd.isna(v) else (yes if bool(v) else no)
+
+
+def _print_run_flags(df, limit: int = 10) -> None:
+    """Below the table: what to do about runs that did not settle or whose constraints misbehaved."""
+    flagged = [(r.run_id, r.advice) for r in df.itertuples() if r.settled == "NO" and isinstance(r.advice, str)]
+    flagged += [(r.run_id, w) for r in df.itertuples() if r.warnings is not None and not isinstance(r.warnings, float)
+                for w in r.warnings]
+    if not flagged:
+        return
+    print(f"\n{len(flagged)} note(s) on these runs (settled: over the last 20 % of fine-tuning, accuracy and "
+          "max_g ψ_g stayed within their limits):")
+    for run_id, text in flagged[:limit]:
+        print(f"  {run_id}: {text}")
+    if len(flagged) > limit:
+        print(f"  ... and {len(flagged) - limit} more (python -m ceag ls --json has them all)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -403,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Expand datasets x models x methods x sparsities x tolerances x seeds "
                                    "(tolerance multiplies only CEAG) and run every cell, sharing dense "
                                    "models and end-of-pruning states. Axis options refine a preset or spec.")
-    g.add_argument("--preset", help="a named grid: demo, utkface, utkface_intersectional, fairface, cifar100")
+    g.add_argument("--preset", help="a named grid: demo, utkface_cpu (UTKFace on a CPU), utkface, "
+                                    "utkface_intersectional, fairface, cifar100")
     g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
                                   "seeds and settings (other RunConfig settings)")
     g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")

@@ -99,13 +99,15 @@ class RunConfig:
     # The demo prunes the classifier too: with ten classes, losing classifier weights is what
     # hurts the rare class. The paper presets keep it dense, as the authors do.
     dense_last_layer: bool = False
-    # primal optimizer (SGD); milestones are fractions of the run's epochs
+    # primal optimizer (SGD); milestones are fractions of the run's epochs (pruning + fine-tuning).
+    # By default lr drops x0.1 at 70 % and again at 90 % of the run, so fine-tuning settles: with a
+    # constant lr the last epochs' metrics swing (README, "Fine-tuning defaults"; bench/settle.py).
     batch_size: int = 64
     lr: float = 0.05
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
-    lr_milestones: tuple[float, ...] = ()
+    lr_milestones: tuple[float, ...] = (0.7, 0.9)
     lr_gamma: float = 0.1
     # constrained methods
     dual_lr: float = 0.003

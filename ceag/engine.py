@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import RunConfig
 from .datasets.base import GroupedDataset, Split, batches
+from .diagnostics import window_first_epoch
 from .methods import DenseReference, Diverged, get_method
 from .metrics import GroupStats, disparity, group_stats
 from .models import build_model
@@ -221,6 +222,7 @@ class TrainOutcome:
     diverged: Diverged | None
     dense_stats: dict[str, GroupStats]
     best_model: dict[str, torch.Tensor] | None  # weights of the best iterate (NFT+ES reports it)
+    constraint_counter: dict | None = None  # the constrained method's dual-step tallies (diagnostics)
 
 
 def metric_rows(epoch: int, split: str, stats: GroupStats, dense: GroupStats, sparsity: float,
@@ -300,6 +302,8 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
     first_active = 0 if cfg.mitigation_start == "start" else E
     active_steps = max(1, steps_per_epoch * (total - first_active))
     trace_every = max(1, math.ceil(active_steps / cfg.max_trace_points))
+    # The convergence diagnostic needs every epoch of its window evaluated, whatever eval_every says.
+    first_window = window_first_epoch(total, cfg.finetune_epochs)
     diverged = None
 
     model.train()
@@ -312,6 +316,8 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
         for group in optimizer.param_groups:
             group["lr"] = lr
         active = method.mitigates and epoch >= first_active
+        if method.counter is not None:
+            method.counter.in_window = epoch + 1 >= first_window
         try:
             for batch in _train_batches(train_split, cfg.batch_size, generator, data.flip):
                 with autocast(device, cfg.amp):
@@ -338,7 +344,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
             diverged = err
         done = epoch + 1
         last = done == total or diverged is not None
-        if last or done % cfg.eval_every == 0 or done == E:
+        if last or done % cfg.eval_every == 0 or done == E or done >= first_window:
             sparsity = pruner.achieved_sparsity()
             for s in splits:
                 stats = evaluate(model, data.splits[s], G, cfg.amp, cfg.eval_batch_size)
@@ -365,4 +371,5 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
                         selection_split=selection_split,
                         achieved_sparsity=pruner.achieved_sparsity(),
                         model_sparsity=model_sparsity(model), diverged=diverged,
-                        dense_stats=dense_stats, best_model=state.best_model)
+                        dense_stats=dense_stats, best_model=state.best_model,
+                        constraint_counter=method.counter.state_dict() if method.counter is not None else None)

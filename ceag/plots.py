@@ -446,4 +446,39 @@ def overview_chart(summary: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="sparsity (%)")
     fig.update_yaxes(title_text="max_g ψ_g (points)", col=1)
     fig.update_layout(legend_title="method", margin=dict(t=40, b=10), height=380)
+
+
+def group_curves(curves: pd.DataFrame, tolerance: float | None = None, *, prune_epochs: int | None = None,
+                 window: tuple[int, int] | None = None, splits: tuple[str, ...] = ("train", "test")) -> go.Figure:
+    """Per-group accuracy and ψ_g over epochs, one column per split: is a number a trend or a draw?
+
+    ``curves``: rows of ``queries.group_curves`` (epoch, split, group_name, accuracy, excess_gap;
+    fractions). ε is marked on the ψ_g row, the end of pruning dotted and the diagnostic
+    ``window`` (first, last epoch) shaded.
+    """
+    present = [s for s in splits if s in set(curves["split"])] or list(splits)
+    titles = [f"{s}: accuracy (%)" for s in present] + [f"{s}: ψ_g (points)" for s in present]
+    fig = make_subplots(rows=2, cols=len(present), shared_xaxes=True, vertical_spacing=0.08, horizontal_spacing=0.06,
+                        subplot_titles=titles)
+    names = list(dict.fromkeys(curves.sort_values("group_id")["group_name"])) if not curves.empty else []
+    for col, split in enumerate(present, start=1):
+        part = curves[curves["split"] == split]
+        for i, name in enumerate(names):
+            g = part[part["group_name"] == name].sort_values("epoch")
+            for row, metric in ((1, "accuracy"), (2, "excess_gap")):
+                fig.add_scatter(x=g["epoch"], y=100 * g[metric], mode="lines+markers", marker=dict(size=4),
+                                name=str(name), legendgroup=str(name), showlegend=(col == 1 and row == 1),
+                                line=dict(color=_palette(i), width=1.5), row=row, col=col,
+                                hovertemplate=f"{name} ({split})<br>epoch %{{x}}<br>%{{y:.1f}}<extra></extra>")
+        if tolerance is not None and not pd.isna(tolerance):
+            fig.add_hline(y=100 * tolerance, line_dash="dash", line_color="#d62728", row=2, col=col,
+                          annotation_text=f"ε = {100 * tolerance:g}%", annotation_position="top left")
+        for row in (1, 2):
+            if prune_epochs:
+                fig.add_vline(x=prune_epochs, line_dash="dot", line_color="gray", row=row, col=col)
+            if window:
+                fig.add_vrect(x0=window[0] - 0.5, x1=window[1] + 0.5, fillcolor="#9467bd", opacity=0.08,
+                              line_width=0, row=row, col=col)
+    fig.update_xaxes(title_text="epoch", row=2)
+    fig.update_layout(legend_title="group", margin=dict(t=40, b=10), height=600)
     return fig

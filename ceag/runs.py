@@ -186,6 +186,25 @@ class RunResult:
         return self.summary["status"]
 
     @property
+    def diagnostics(self) -> dict[str, Any]:
+        """Convergence and constraint diagnostics (``ceag.diagnostics``), stored in the summary.
+
+        A run recorded before diagnostics existed gets them computed from its records, the
+        constraint part from the subsampled multiplier trace (``constraints.source`` "trace").
+        """
+        if self.summary.get("diagnostics") is not None:
+            return self.summary["diagnostics"]
+        from .config import MITIGATING_METHODS
+        from .diagnostics import counter_from_trace, run_diagnostics
+
+        counter = None
+        if self.config.method in MITIGATING_METHODS and not self.duals.empty:
+            counter = counter_from_trace(self.duals, int(self.group_metrics["group_id"].max()) + 1)
+        last = int(self.run_metrics["epoch"].max()) if self.status == "finished" else -1
+        return run_diagnostics(self.config, self.run_metrics, self.group_metrics, counter, last_epoch=last,
+                               counter_source="trace")
+
+    @property
     def splits(self) -> list[str]:
         return [s for s in ("train", "val", "test") if s in set(self.run_metrics["split"])]
 
@@ -211,6 +230,7 @@ class RunResult:
             "data_fingerprint": self.config.data_fingerprint,
             "data_warnings": (s.get("data_report") or {}).get("warnings", []),
             "data_notes": (s.get("data_report") or {}).get("notes", []),
+            "diagnostics": self.diagnostics,
         }
         for split in self.splits:
             run, groups = self.final(split)
@@ -348,6 +368,10 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     group_metrics = pd.DataFrame(state.group_rows)
     run_metrics = pd.DataFrame(state.run_rows)
     duals = _duals_frame(state)
+    from .diagnostics import run_diagnostics
+
+    diagnostics = run_diagnostics(cfg, run_metrics, group_metrics, outcome.constraint_counter,
+                                  last_epoch=-1 if outcome.diverged else state.epoch)
     summary = {
         "run_id": cfg.run_id, "status": "diverged" if outcome.diverged else "finished",
         "reason": str(outcome.diverged) if outcome.diverged else None,
@@ -364,7 +388,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
                                    "seconds": tuning_clock()}},
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "started_at": started, "finished_at": now(),
-        "wall_seconds": elapsed(),
+        "wall_seconds": elapsed(), "diagnostics": diagnostics,
     }
     write_parquet(folder / "group_metrics.parquet", group_metrics)
     write_parquet(folder / "run_metrics.parquet", run_metrics)

@@ -58,6 +58,14 @@ summary = summary[keep].reset_index(drop=True)
 if summary.empty:
     st.info("No cell matches these filters.")
     st.stop()
+unsettled = int(summary["unsettled"].sum()) if "unsettled" in summary else 0
+if unsettled:
+    in_view = {r for ids in summary["run_ids"] for r in ids}
+    runs = query("runs", dataset=dataset)
+    flagged = runs[runs.run_id.isin(in_view) & (runs.converged == False)]  # noqa: E712 (NULL: unknown)
+    advice = " ".join(dict.fromkeys(a.split("; ", 1)[-1].capitalize() for a in flagged.advice.dropna()))
+    st.warning(f"{unsettled} of {int(summary['seeds'].sum())} runs in this view did not settle: their metrics still "
+               f"moved over the last fifth of fine-tuning, so their points are one draw. {advice} See **Curves**.")
 
 st.caption("Each point is a (method, sparsity, tolerance) cell: the mean across seeds, with ± one standard "
            "deviation when there are several. Click a point, or drag a box or lasso (toolbar), to select its runs "

@@ -6,7 +6,7 @@ from ceag import jobs
 from ceag.config import METHODS, ConfigError
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns, resolve_all
-from ceag.grid import GridSpec
+from ceag.grid import GridSpec, preset, utkface_cpu_note
 from ceag.plots import METHOD_LABELS
 from pages import _state
 from pages._forms import NumberFields
@@ -91,6 +91,17 @@ if dataset in ("utkface", "fairface", "cifar100", "custom"):
                                                 options=attributes)
     data_settings["image_size"] = numbers.field(c3.text_input, "launch_image_size", "Image size (pixels)",
                                                 default=64 if dataset != "cifar100" else 32, kind=int, lo=16, hi=256)
+if dataset == "utkface":
+    with st.expander("On a laptop CPU: the **utkface_cpu** preset"):
+        cpu = preset("utkface_cpu")
+        st.markdown(utkface_cpu_note(cpu))
+        if st.button("Launch utkface_cpu", key="launch_utkface_cpu"):
+            try:
+                cpu = GridSpec.from_dict({**cpu.to_dict(), "settings": {**cpu.settings, "data_dir": str(data_dir())}})
+                jobs.check_limits(cpu, limits, len(jobs.running_jobs(results)))
+                st.success(f"Started job {jobs.launch(cpu, results)}; its runs appear below.")
+            except (ConfigError, OSError) as err:
+                st.error(str(err))
 methods = _state.widget(st.multiselect, "launch_methods", "Methods", default=list(METHODS), options=list(METHODS),
                         format_func=METHOD_LABELS.get)
 c1, c2, c3 = st.columns(3)

@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 from ceag import plots
+from ceag.diagnostics import summary_line
 from pages import _state
 from pages._shared import CHART_CONFIG, empty_store_hint, query, run_labels
 
@@ -75,6 +76,24 @@ else:
     last = duals[duals.step == duals.step.max()].sort_values("multiplier", ascending=False)
     st.caption(f"At the last traced step (step {int(last.step.iloc[0])}) the largest multiplier is "
                f"λ = {last.multiplier.iloc[0]:.4g} ({last.group_name.iloc[0]}).")
+
+st.subheader("Did the constraints act?")
+stored = query("diagnostics", run_id=run_id)
+if stored["run"]:
+    for text in summary_line(json.loads(stored["run"]["diagnostics"]))[1:]:
+        (st.warning if text.startswith("warning:") else st.caption)(text.removeprefix("warning: ").capitalize())
+    scale, unit = (100, "points") if row["method"] == "ceag" else (1, "loss")
+    cons = stored["constraint_groups"].set_index("group_name")
+    table = cons[["max_multiplier", "multiplier_ratio", "violated_share"]].assign(
+        **{f"last buffered ({unit})": scale * cons["last_estimate"], f"train, evaluated ({unit})": scale *
+           cons["train_excess_gap"], f"window buffered ({unit})": scale * cons["window_estimate"],
+           f"window evaluated ({unit})": scale * cons["window_train_excess_gap"], "disagree": cons["disagree"]})
+    st.dataframe(table, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.3g")
+                                                         for c in table.columns if c != "disagree"})
+    st.caption("λ / share: the largest multiplier over the group's share of the training split (how much the "
+               "constraint re-weighted the group; at 0.5 or more the constraints count as acting). Violated: the "
+               "share of dual steps in which the group's constraint was violated. Window: means over the last fifth "
+               "of fine-tuning, buffered estimates against the evaluation.")
 
 st.subheader("Pruning schedule and accuracy")
 metrics = detail["run_metrics"]

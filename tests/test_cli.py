@@ -40,12 +40,23 @@ def test_run_json_contract(tmp_path):
         overall_gap = s["dense_accuracy"] - s["accuracy"]
         assert g8["excess_gap"] == pytest.approx(g8["dense_accuracy"] - g8["accuracy"] - overall_gap)
     assert out["train"]["groups"][8]["n"] == 6  # the rare group in train
+    diag = out["diagnostics"]
+    assert diag["converged"] is True and set(diag["spread"]) == {"train", "val", "test"}
+    assert set(diag["spread"]["test"]) == {"accuracy", "max_excess_gap"}
+    assert diag["constraints_active"] is True and diag["max_multiplier"] > 0
 
     again = ceag_cli("run", "--method", "ceag", "--sparsity", "0.95", "--tolerance", "0.02", "--json",
                      results=tmp_path)
     cached = json.loads(again.stdout)
     assert cached["cached"] is True and cached["run_id"] == out["run_id"]
-    assert cached["train"] == out["train"]
+    assert cached["train"] == out["train"] and cached["diagnostics"] == out["diagnostics"]
+
+    # the table output says whether the run settled and whether its constraints acted
+    table = ceag_cli("run", "--method", "ceag", "--sparsity", "0.95", "--tolerance", "0.02", results=tmp_path)
+    assert "settled over epochs 53–60" in table.stdout and "constraints acted" in table.stdout
+    listing = ceag_cli("ls", results=tmp_path)
+    header, row = listing.stdout.splitlines()[:2]
+    assert header.split()[-2:] == ["settled", "constraints"] and row.split()[-2:] == ["yes", "acted"]
 
 
 @pytest.mark.parametrize(

@@ -229,3 +229,30 @@ def test_no_validation_split_when_val_fraction_is_zero():
     data = load_dataset(RunConfig(dataset="synthetic", val_fraction=0.0))
     assert set(data.splits) == {"train", "test"}
     assert sum(len(s) for s in data.splits.values()) == 4 * 300
+
+
+def test_diagnostic_window_is_evaluated_every_epoch_whatever_eval_every(tmp_path, make_cfg):
+    cfg = make_cfg(method="nft", tolerance=None, prune_epochs=2, finetune_epochs=10, eval_every=4)
+    result = run(cfg, tmp_path)
+    epochs = sorted(set(result.run_metrics.epoch))
+    # 0 (dense), the cadence (4, 8), the end of pruning (2), and the last 3 epochs (the window)
+    assert epochs == [0, 2, 4, 8, 10, 11, 12]
+    diag = result.summary["diagnostics"]
+    assert diag["window"] == [10, 12] and diag["evaluations"]["train"] == 3
+    assert diag["converged"] in (True, False)
+
+
+def test_counter_survives_a_resume(ceag_run, results_dir, make_cfg):
+    _, uninterrupted = ceag_run
+    cfg = make_cfg()
+
+    def stop(phase, done, total):
+        if phase == "train" and done == 4:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(cfg, results_dir, progress=stop)
+    resumed = run(cfg, results_dir)
+    assert resumed.summary["resumed_from"] == "checkpoint"
+    assert resumed.summary["diagnostics"] == uninterrupted.summary["diagnostics"]
+    assert resumed.summary["diagnostics"]["constraints"]["source"] == "steps"

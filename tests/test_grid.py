@@ -481,3 +481,21 @@ def test_a_failed_training_behind_a_derived_cell_is_recorded_and_the_grid_goes_o
     assert reason.startswith("not run: its NFT run") and "DatasetError: no data" in reason
     assert read_status(run_dir(tmp_path, es.run_id)) == {**read_status(run_dir(tmp_path, es.run_id)),
                                                           "status": "failed", "reason": reason}
+
+
+def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_that_acts():
+    from ceag.grid import UTKFACE_TRAIN_IMAGES, preset, preset_names, utkface_cpu_note
+
+    assert "utkface_cpu" in preset_names()
+    spec = preset("utkface_cpu")
+    configs = spec.configs()
+    assert sorted((c.method, c.sparsity) for c in configs) == [
+        (m, s) for m in ("ceag", "el_rb", "nft", "nft_es") for s in (0.9, 0.95)]
+    for c in configs:
+        assert (c.dataset, c.model, c.image_size, c.target, c.groups) == ("utkface", "cnn", 32, "race", ("race",))
+        assert c.lr_milestones and c.finetune_epochs == 10
+    # one epoch of a 0.1 violation moves a multiplier past the smallest race's share (0.07)
+    steps = -(-UTKFACE_TRAIN_IMAGES // spec.settings["batch_size"])
+    assert spec.settings["dual_lr"] * 0.1 * steps > 0.07
+    note = utkface_cpu_note(spec)
+    assert f"about {steps} steps per epoch" in note and f"{steps * 10:,} dual steps" in note

@@ -331,3 +331,29 @@ def test_training_curves_show_the_schedule_once_and_accuracy_per_split():
     np.testing.assert_allclose(fig.data[2].y, [95.0, 85.0, 90.0])
     shapes = fig.to_dict()["layout"]["shapes"]
     assert len(shapes) == 2 and all(s["x0"] == 2 for s in shapes)  # the end of pruning on both panels
+
+
+# -- group_curves ------------------------------------------------------------------------------------
+def test_group_curves_draw_accuracy_and_excess_gap_per_group_and_split_with_tolerance_and_window():
+    rows = [{"epoch": e, "split": s, "group_id": g, "group_name": f"g{g}", "n": 10,
+             "accuracy": 0.5 + 0.01 * e + 0.1 * g, "dense_accuracy": 0.9, "excess_gap": 0.02 * g - 0.001 * e}
+            for s in ("train", "test") for g in range(3) for e in range(6)]
+    curves = pd.DataFrame(rows)
+    fig = plots.group_curves(curves, 0.02, prune_epochs=2, window=(4, 5))
+    assert len(fig.data) == 2 * 2 * 3
+    # train accuracy of g1 (first column, first row), in percent
+    g1 = [t for t in fig.data if t.name == "g1" and t.xaxis == "x" and t.yaxis == "y"][0]
+    assert list(g1.x) == list(range(6))
+    assert np.allclose(g1.y, [100 * (0.5 + 0.01 * e + 0.1) for e in range(6)])
+    # test excess gap of g2 is in the second row, second column
+    g2 = [t for t in fig.data if t.name == "g2" and t.xaxis == "x4"][0]
+    assert np.allclose(g2.y, [100 * (0.04 - 0.001 * e) for e in range(6)])
+    layout = fig.to_dict()["layout"]
+    hlines = [s for s in layout["shapes"] if s["type"] == "line" and s.get("y0") == s.get("y1")]
+    assert {s["y0"] for s in hlines} == {2.0} and len(hlines) == 2  # ε on both ψ panels
+    rects = [s for s in layout["shapes"] if s["type"] == "rect"]
+    assert len(rects) == 4 and all((r["x0"], r["x1"]) == (3.5, 5.5) for r in rects)
+    # one legend entry per group
+    assert sum(1 for t in fig.data if t.showlegend) == 3
+    # without a tolerance (NFT) no ε line
+    assert not [s for s in plots.group_curves(curves).to_dict()["layout"].get("shapes", []) if s["type"] == "line"]

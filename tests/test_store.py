@@ -36,8 +36,15 @@ EXPECTED_COLUMNS = {
     "duals": ["run_id", "step", "epoch", "group_id", "multiplier", "violation"],
     "groups": ["data_key", "dataset", "group_id", "group_name", "n_train", "n_val", "n_test"],
     "schema_migrations": ["version", "name", "applied_at"],
+    "run_diagnostics": ["run_id", "converged", "window_first", "window_last", "advice", "constraints_active",
+                        "max_multiplier", "multiplier_ratio", "estimates_agree", "warnings", "diagnostics"],
+    "run_spreads": ["run_id", "split", "accuracy", "max_excess_gap", "accuracy_limit", "max_excess_gap_limit"],
+    "constraint_groups": ["run_id", "group_id", "max_multiplier", "multiplier_ratio", "dual_steps", "violated_share",
+                          "last_estimate", "train_excess_gap", "window_estimate", "window_train_excess_gap",
+                          "disagree"],
 }
-TABLES = ("runs", "run_metrics", "group_metrics", "duals", "groups", "schema_migrations")
+TABLES = ("runs", "run_metrics", "group_metrics", "duals", "groups", "schema_migrations", "run_diagnostics",
+          "run_spreads", "constraint_groups")
 
 
 def columns(con) -> dict[str, list[str]]:
@@ -574,3 +581,57 @@ def test_a_store_that_cannot_be_written_keeps_the_run_folder_for_the_next_ingest
     assert queries.runs(results).empty
     monkeypatch.setattr(ingest, "insert_run", real)
     assert sync(results) == 1 and list(queries.runs(results).run_id) == [cfg.run_id]
+
+
+# -- diagnostics (migration 3) ----------------------------------------------------------------
+def test_diagnostics_are_stored_with_each_run(store):
+    results, configs, by_id = store
+    df = queries.runs(results).set_index("run_id")
+    for cfg in configs:
+        diag = by_id[cfg.run_id].diagnostics
+        r = df.loc[cfg.run_id]
+        assert (None if pd.isna(r.converged) else bool(r.converged)) == diag["converged"]
+        if cfg.method in ("ceag", "el_rb"):
+            assert bool(r.constraints_active) == diag["constraints_active"]
+            assert r.max_multiplier == pytest.approx(diag["max_multiplier"])
+        else:
+            assert pd.isna(r.constraints_active) and pd.isna(r.max_multiplier)
+        stored = queries.diagnostics(results, cfg.run_id)
+        assert json.loads(stored["run"]["diagnostics"]) == json.loads(json.dumps(diag))
+        spreads = stored["spreads"].set_index("split")
+        assert set(spreads.index) == set(diag["spread"])
+        for split, v in diag["spread"].items():
+            assert spreads.loc[split, "accuracy"] == pytest.approx(v["accuracy"])
+            limit = diag["spread_limit"][split]["max_excess_gap"]
+            assert spreads.loc[split, "max_excess_gap_limit"] == pytest.approx(limit)
+        groups = stored["constraint_groups"]
+        if cfg.method in ("ceag", "el_rb"):
+            expected = diag["constraints"]["groups"]
+            assert list(groups.group_id) == [g["group"] for g in expected]
+            assert list(groups.group_name) == [g["name"] for g in expected]
+            assert list(groups.dual_steps) == [g["dual_steps"] for g in expected]
+        else:
+            assert groups.empty
+
+
+def test_frontier_counts_unsettled_runs(store):
+    results, configs, by_id = store
+    summary = queries.frontier_summary(results, dataset="synthetic", split="test")
+    unsettled = sum(by_id[c.run_id].diagnostics["converged"] is False for c in configs)
+    assert int(summary["unsettled"].sum()) == unsettled
+    front = queries.frontier(results, dataset="synthetic", split="test")
+    assert "converged" in front.columns
+
+
+def test_sync_adds_diagnostics_to_runs_ingested_without_them(store, tmp_path):
+    results, configs, _ = store
+    copy = tmp_path / "copy"
+    shutil.copytree(results, copy)
+    with connect(copy, write=True) as con:  # as a store written before diagnostics existed
+        for table in ("run_diagnostics", "run_spreads", "constraint_groups"):
+            con.execute(f"DELETE FROM {table}")
+    assert queries.runs_without_diagnostics(copy) == {c.run_id for c in configs}
+    assert sync(copy) == len(configs)
+    assert queries.runs_without_diagnostics(copy) == set()
+    assert queries.runs(copy)["converged"].notna().all()
+    assert sync(copy) == 0

@@ -59,6 +59,8 @@ class Method:
     # Traces of the dual state (None for unconstrained methods): (G,) tensors.
     multipliers: torch.Tensor | None = None
     violations: torch.Tensor | None = None
+    # Tallies of every dual step for the constraint diagnostic (ceag.diagnostics.ConstraintCounter).
+    counter = None
 
     def check_finite(self, step: int, objective: torch.Tensor) -> None:
         if not torch.isfinite(objective):

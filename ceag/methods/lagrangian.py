@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..diagnostics import ConstraintCounter
 from .base import DenseReference, Diverged, Method
 from .buffers import ReplayBuffer, as_array
 
@@ -48,6 +49,7 @@ class _Lagrangian(Method):
         self._lam = np.zeros(num_groups)
         self._violations = np.full(num_groups, np.nan)
         self.buffer = ReplayBuffer(num_groups, cfg.buffer_size) if cfg.replay_buffer else None
+        self.counter = ConstraintCounter(num_groups)
         host = {name: as_float64(getattr(dense, name)) for name in ("group_accuracy", "group_loss", "prior")}
         self._dense_group_accuracy, self._dense_group_loss, self._prior = (
             host["group_accuracy"], host["group_loss"], host["prior"])
@@ -115,6 +117,7 @@ class _Lagrangian(Method):
             np.maximum(updated, 0.0, out=updated)
         self._lam = np.where(ready & (updated == updated), updated, self._lam)
         self._violations = np.where(ready, violation, np.nan)
+        self.counter.update_(self._lam, self._violations, ready)
 
     def _weighted(self, loss: torch.Tensor, losses: np.ndarray, groups: np.ndarray, group_weight: np.ndarray,
                   overall_weight: float, value: float) -> torch.Tensor:
@@ -136,13 +139,16 @@ class _Lagrangian(Method):
     def state_dict(self) -> dict:
         return {"multipliers": torch.from_numpy(self._lam.copy()),
                 "violations": torch.from_numpy(self._violations.copy()),
-                "buffer": self.buffer.state_dict() if self.buffer is not None else None}
+                "buffer": self.buffer.state_dict() if self.buffer is not None else None,
+                "counter": self.counter.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self._lam = as_float64(state["multipliers"])
         self._violations = as_float64(state["violations"])
         if self.buffer is not None:
             self.buffer.load_state_dict(state["buffer"])
+        if state.get("counter") is not None:
+            self.counter.load_state_dict(state["counter"])
 
 
 def as_float64(x) -> np.ndarray:

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from ..config import DATA_FIELDS, from_dict
-from ..runs import load_result, read_status, run_dir
+from ..runs import _json_safe, load_result, read_status, run_dir
 from .db import StoreError, connect, db_path, migrate_if_needed
 
 RUN_COLUMNS = [
@@ -27,6 +27,44 @@ TABLES = {
                       "dense_accuracy", "acc_gap", "excess_gap"],
     "duals": ["run_id", "step", "epoch", "group_id", "multiplier", "violation"],
 }
+# Diagnostics tables (migration 3), filled from the run's ``diagnostics`` object.
+DIAGNOSTIC_TABLES = {
+    "run_diagnostics": ["run_id", "converged", "window_first", "window_last", "advice", "constraints_active",
+                        "max_multiplier", "multiplier_ratio", "estimates_agree", "warnings", "diagnostics"],
+    "run_spreads": ["run_id", "split", "accuracy", "max_excess_gap", "accuracy_limit", "max_excess_gap_limit"],
+    "constraint_groups": ["run_id", "group_id", "max_multiplier", "multiplier_ratio", "dual_steps",
+                          "violated_share", "last_estimate", "train_excess_gap", "window_estimate",
+                          "window_train_excess_gap", "disagree"],
+}
+
+
+def diagnostic_frames(run_id: str, diag: dict) -> dict[str, pd.DataFrame]:
+    """The rows of the diagnostics tables for one run's ``diagnostics`` object."""
+    c = diag.get("constraints") or {}
+    run = {"run_id": run_id, "converged": diag.get("converged"), "window_first": diag["window"][0],
+           "window_last": diag["window"][1], "advice": diag.get("advice"),
+           "constraints_active": diag.get("constraints_active"), "max_multiplier": diag.get("max_multiplier"),
+           "multiplier_ratio": c.get("multiplier_ratio"), "estimates_agree": c.get("estimates_agree"),
+           "warnings": list(c.get("warnings") or []), "diagnostics": json.dumps(_json_safe(diag))}
+    spreads = [{"run_id": run_id, "split": split, "accuracy": v["accuracy"], "max_excess_gap": v["max_excess_gap"],
+                "accuracy_limit": diag["spread_limit"][split]["accuracy"],
+                "max_excess_gap_limit": diag["spread_limit"][split]["max_excess_gap"]}
+               for split, v in diag.get("spread", {}).items()]
+    per_group = DIAGNOSTIC_TABLES["constraint_groups"][2:]
+    groups = [{"run_id": run_id, "group_id": g["group"], **{k: g[k] for k in per_group}} for g in c.get("groups", [])]
+    return {"run_diagnostics": pd.DataFrame([run], columns=DIAGNOSTIC_TABLES["run_diagnostics"]),
+            "run_spreads": _numeric(pd.DataFrame(spreads, columns=DIAGNOSTIC_TABLES["run_spreads"]), 2),
+            "constraint_groups": _numeric(pd.DataFrame(groups, columns=DIAGNOSTIC_TABLES["constraint_groups"]), 2)}
+
+
+def _numeric(frame: pd.DataFrame, first: int) -> pd.DataFrame:
+    """Columns from ``first`` on as numbers (None -> NaN, stored as NULL); booleans stay booleans."""
+    for col in frame.columns[first:]:
+        if frame[col].map(lambda v: isinstance(v, bool)).any():
+            frame[col] = frame[col].astype("boolean")
+        else:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
 
 
 def _run_row(run_id: str, cfg, status: dict, summary: dict | None) -> dict:
@@ -85,6 +123,7 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
             df = getattr(result, table).copy()
             df.insert(0, "run_id", run_id)
             frames[table] = df[cols]
+        frames.update(diagnostic_frames(run_id, result.diagnostics))
     with connect(results, write=True) as con:
         try:
             insert_run(con, row, frames, result.group_metrics if result is not None else None, cfg.dataset)
@@ -101,16 +140,18 @@ def insert_run(con, row: dict, frames: dict[str, pd.DataFrame], group_metrics: p
     run_id = row["run_id"]
     con.execute("BEGIN TRANSACTION")
     try:
-        for table in ("runs", *TABLES):
+        for table in ("runs", *TABLES, *DIAGNOSTIC_TABLES):
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         con.register("incoming_run", pd.DataFrame([row])[RUN_COLUMNS])
         con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, ingested_at) "
                     f"SELECT {', '.join(RUN_COLUMNS)}, now() FROM incoming_run")
         con.unregister("incoming_run")
         for table, df in frames.items():
+            if df.empty:
+                continue
+            cols = ", ".join({**TABLES, **DIAGNOSTIC_TABLES}[table])
             con.register("incoming", df)
-            con.execute(f"INSERT INTO {table} ({', '.join(TABLES[table])}) "
-                        f"SELECT {', '.join(TABLES[table])} FROM incoming")
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM incoming")
             con.unregister("incoming")
         if group_metrics is not None:
             _upsert_groups(con, row["data_key"], dataset, group_metrics)
@@ -151,21 +192,22 @@ def ingest_all(results: str | os.PathLike) -> dict[str, int]:
 
 def sync(results: str | os.PathLike) -> int:
     """Ingest run folders the store lacks or holds as unfinished; returns how many were ingested."""
-    from .queries import run_statuses
+    from .queries import run_statuses, runs_without_diagnostics
 
     migrate_if_needed(results)
     folder = Path(results) / "runs"
     if not folder.is_dir():
         return 0
     known = run_statuses(results)
+    stale = runs_without_diagnostics(results)  # ingested before the store kept diagnostics
     n = 0
     for run in sorted(folder.iterdir()):
         if not (run / "config.json").exists():
             continue
-        if known.get(run.name) in ("finished", "diverged"):
+        if known.get(run.name) in ("finished", "diverged") and run.name not in stale:
             continue
         current = read_status(run).get("status")
-        if known.get(run.name) == current and current != "running":
+        if known.get(run.name) == current and current != "running" and run.name not in stale:
             continue
         ingest_run(results, run.name)
         n += 1

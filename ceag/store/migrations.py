@@ -80,4 +80,40 @@ ALTER TABLE runs ADD COLUMN skipped_rows INTEGER;      -- rows or files left out
 ALTER TABLE runs ADD COLUMN data_report JSON;          -- skips by reason and group, notes, split rule
 ALTER TABLE runs ADD COLUMN data_warning VARCHAR;      -- a group that lost more than a few percent
 """),
+    (3, "run diagnostics", """
+CREATE TABLE run_diagnostics (
+    run_id VARCHAR PRIMARY KEY,
+    converged BOOLEAN,                -- NULL: no complete window (no fine-tuning, diverged)
+    window_first INTEGER,             -- the diagnostic window's first and last epoch
+    window_last INTEGER,
+    advice VARCHAR,                   -- what to change when the run did not settle
+    constraints_active BOOLEAN,       -- NULL for methods without multipliers
+    max_multiplier DOUBLE,
+    multiplier_ratio DOUBLE,          -- max_g max lambda_g / (group g's share of the training split)
+    estimates_agree BOOLEAN,          -- CEAG: buffered psi_hat_g vs evaluated train psi_g
+    warnings VARCHAR[],
+    diagnostics JSON NOT NULL         -- the whole object `run --json` prints
+);
+CREATE TABLE run_spreads (
+    run_id VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    accuracy DOUBLE,                  -- max - min over the window (fraction)
+    max_excess_gap DOUBLE,
+    accuracy_limit DOUBLE,
+    max_excess_gap_limit DOUBLE
+);
+CREATE TABLE constraint_groups (
+    run_id VARCHAR NOT NULL,
+    group_id INTEGER NOT NULL,
+    max_multiplier DOUBLE,
+    multiplier_ratio DOUBLE,
+    dual_steps BIGINT,
+    violated_share DOUBLE,
+    last_estimate DOUBLE,             -- the last buffered constraint value (CEAG: psi_hat_g)
+    train_excess_gap DOUBLE,          -- the evaluated train value at the last epoch
+    window_estimate DOUBLE,
+    window_train_excess_gap DOUBLE,
+    disagree BOOLEAN
+);
+"""),
 ]

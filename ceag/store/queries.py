@@ -16,8 +16,9 @@ FINAL_RUN_METRICS = """
     SELECT r.run_id, r.status, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity,
            r.tolerance, r.seed, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
            m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch, r.data_fingerprint, r.skipped_rows,
-           r.data_warning
+           r.data_warning, d.converged, d.constraints_active
     FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
+    LEFT JOIN run_diagnostics d ON d.run_id = r.run_id
 """
 
 
@@ -28,14 +29,20 @@ def _query(results, sql: str, params: list | None = None) -> pd.DataFrame:
 
 def runs(results: str | os.PathLike, *, status: str | None = None, dataset: str | None = None,
          method: str | None = None) -> pd.DataFrame:
-    """One row per run with its settings and status, newest first."""
+    """One row per run with its settings and status, newest first.
+
+    ``converged`` and ``constraints_active`` come from the run's diagnostics (NULL when unknown or,
+    for the latter, for methods without multipliers); ``advice`` says what to change when a run
+    did not settle, ``warnings`` lists the constraint warnings.
+    """
     return _query(results, """
-        SELECT run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
+        SELECT r.run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
                seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
-               finished_at, diverged_step, data_fingerprint, skipped_rows, data_warning
-        FROM runs
+               finished_at, diverged_step, data_fingerprint, skipped_rows, data_warning, d.converged,
+               d.constraints_active, d.max_multiplier, d.advice, d.warnings
+        FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR dataset = ?) AND (? IS NULL OR method = ?)
-        ORDER BY finished_at DESC NULLS FIRST, run_id
+        ORDER BY finished_at DESC NULLS FIRST, r.run_id
     """, [status, status, dataset, dataset, method, method])
 
 
@@ -64,7 +71,8 @@ def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | N
                avg(max_excess_gap) AS max_excess_gap, stddev_samp(max_excess_gap) AS max_excess_gap_std,
                avg(psi_pw) AS psi_pw, stddev_samp(psi_pw) AS psi_pw_std,
                avg(dense_accuracy) AS dense_accuracy, list(run_id ORDER BY seed) AS run_ids,
-               count(*) FILTER (WHERE status = 'diverged') AS diverged
+               count(*) FILTER (WHERE status = 'diverged') AS diverged,
+               count(*) FILTER (WHERE converged = false) AS unsettled
         FROM ({FINAL_RUN_METRICS}) f
         WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
           AND (status = 'finished' OR (? AND status = 'diverged'))
@@ -118,6 +126,30 @@ def run_detail(results: str | os.PathLike, run_id: str) -> dict[str, object]:
                 "duals": con.execute(DUALS, [run_id, run_id]).df()}
 
 
+def diagnostics(results: str | os.PathLike, run_id: str) -> dict[str, object]:
+    """One run's diagnostics: ``run`` (the run_diagnostics row as a dict, or None when the run has
+    none), ``spreads`` (per split) and ``constraint_groups`` (per group, with group names)."""
+    with connect(results) as con:
+        run = con.execute("SELECT * FROM run_diagnostics WHERE run_id = ?", [run_id]).df()
+        spreads = con.execute("SELECT * FROM run_spreads WHERE run_id = ? ORDER BY split", [run_id]).df()
+        groups = con.execute("""
+            SELECT c.*, coalesce(g.group_name, CAST(c.group_id AS VARCHAR)) AS group_name
+            FROM constraint_groups c
+            LEFT JOIN (SELECT DISTINCT group_id, group_name FROM group_metrics WHERE run_id = ? AND epoch = 0) g
+                   ON g.group_id = c.group_id
+            WHERE c.run_id = ? ORDER BY c.group_id
+        """, [run_id, run_id]).df()
+    return {"run": None if run.empty else run.iloc[0].to_dict(), "spreads": spreads, "constraint_groups": groups}
+
+
+def group_curves(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
+    """Per-group metrics of one run at every evaluated epoch (epoch, split, group, accuracy, excess_gap)."""
+    return _query(results, """
+        SELECT epoch, split, group_id, group_name, n, accuracy, dense_accuracy, excess_gap
+        FROM group_metrics WHERE run_id = ? ORDER BY split, group_id, epoch
+    """, [run_id])
+
+
 def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
     """Per run and group at the reported epoch: train and test psi_g and Delta_g, with sizes."""
     return _query(results, """
@@ -155,6 +187,13 @@ def finished_ids(results: str | os.PathLike, run_ids: list[str]) -> set[str]:
     return set(df["run_id"])
 
 
+def runs_without_diagnostics(results: str | os.PathLike) -> set[str]:
+    """Finished or diverged runs ingested before the store kept diagnostics."""
+    df = _query(results, "SELECT run_id FROM runs WHERE status IN ('finished', 'diverged') AND run_id NOT IN "
+                         "(SELECT run_id FROM run_diagnostics)")
+    return set(df["run_id"])
+
+
 def run_statuses(results: str | os.PathLike) -> dict[str, str]:
     df = _query(results, "SELECT run_id, status FROM runs")
     return dict(zip(df["run_id"], df["status"], strict=True))
@@ -182,7 +221,7 @@ def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> 
         return _query(results, "SELECT * EXCLUDE (ingested_at) FROM runs WHERE list_contains(?, run_id) "
                                "ORDER BY run_id", [list(run_ids)])
     if table in ("run_metrics", "group_metrics", "duals"):
-        order = "step, group_id" if table == "duals" else "epoch, split"
+        order = {"duals": "step, group_id", "group_metrics": "epoch, split, group_id"}.get(table, "epoch, split")
         return _query(results, f"SELECT * FROM {table} WHERE list_contains(?, run_id) ORDER BY run_id, {order}",
                       [list(run_ids)])
     raise ValueError(f"unknown table {table!r}; choose one of {', '.join(EXPORT_TABLES)}")

@@ -1,0 +1,213 @@
+"""Convergence and constraint diagnostics: the pure logic on hand-made records, then on demo runs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ceag import diagnostics as dg
+from ceag.config import RunConfig
+
+
+def run_metrics(accuracy, gap, *, first_epoch=1, splits=("train", "test")):
+    rows = []
+    for split in splits:
+        for i, (a, g) in enumerate(zip(accuracy, gap, strict=True)):
+            rows.append({"epoch": first_epoch + i, "split": split, "accuracy": a, "max_excess_gap": g})
+    return pd.DataFrame(rows)
+
+
+# -- window -------------------------------------------------------------------------------
+@pytest.mark.parametrize("finetune, length", [(0, 0), (2, 2), (3, 3), (10, 3), (40, 8), (45, 9)])
+def test_window_is_a_fifth_of_fine_tuning_with_at_least_three_epochs(finetune, length):
+    assert dg.window_length(finetune) == length
+    assert dg.window_first_epoch(20 + finetune, finetune) == 20 + finetune - length + 1
+
+
+# -- convergence --------------------------------------------------------------------------
+def test_steady_metrics_are_converged():
+    rm = run_metrics([0.900, 0.902, 0.901, 0.903], [0.05, 0.055, 0.05, 0.06])
+    out = dg.convergence(rm, {"train": 1000, "test": 1000}, {"train": 100, "test": 100}, first_epoch=1,
+                         last_epoch=4)
+    assert out["converged"] is True
+    assert out["spread"]["train"]["accuracy"] == pytest.approx(0.003)
+    assert out["spread"]["test"]["max_excess_gap"] == pytest.approx(0.01)
+    assert out["evaluations"] == {"train": 4, "test": 4}
+    assert out["window"] == [1, 4]
+
+
+def test_a_swinging_max_excess_gap_is_not_converged_and_gets_advice():
+    rm = run_metrics([0.9, 0.9, 0.9, 0.9], [0.03, 0.38, 0.10, 0.25])
+    out = dg.convergence(rm, {"train": 1000, "test": 1000}, {"train": 100, "test": 100}, first_epoch=1,
+                         last_epoch=4)
+    assert out["converged"] is False
+    assert out["spread"]["train"]["max_excess_gap"] == pytest.approx(0.35)
+    advice = dg.convergence_advice(out, lr=0.05, lr_milestones=(), finetune_epochs=10)
+    assert "max_g ψ_g on train moved 35.0 points over epochs 1–4" in advice
+    assert "lower lr (now 0.05)" in advice and "lr_milestones" in advice and "10 epochs" in advice
+    # with a schedule already in place, the advice does not suggest one
+    assert "lr_milestones" not in dg.convergence_advice(out, lr=0.05, lr_milestones=(0.7, 0.9), finetune_epochs=10)
+
+
+def test_accuracy_spread_beyond_a_point_is_not_converged():
+    rm = run_metrics([0.90, 0.88, 0.91], [0.0, 0.0, 0.0])
+    out = dg.convergence(rm, {"train": 5000, "test": 5000}, {"train": 500, "test": 500}, first_epoch=1,
+                         last_epoch=3)
+    assert out["converged"] is False
+
+
+def test_one_sample_of_a_small_group_is_within_the_limit():
+    # a 6-sample group flips one prediction: psi_g moves by 1/6, which the limit allows
+    rm = run_metrics([0.95, 0.95, 0.95], [0.10, 0.10 + 1 / 6, 0.10], splits=("train",))
+    out = dg.convergence(rm, {"train": 600}, {"train": 6}, first_epoch=1, last_epoch=3)
+    assert out["limit"]["train"]["max_excess_gap"] == pytest.approx(0.02 + 1 / 6)
+    assert out["converged"] is True
+    # two flips are not
+    rm = run_metrics([0.95, 0.95, 0.95], [0.10, 0.10 + 2 / 6, 0.10], splits=("train",))
+    assert dg.convergence(rm, {"train": 600}, {"train": 6}, first_epoch=1, last_epoch=3)["converged"] is False
+
+
+def test_too_few_evaluations_make_convergence_unknown():
+    rm = run_metrics([0.9, 0.5], [0.0, 0.5])
+    out = dg.convergence(rm, {"train": 100, "test": 100}, {"train": 10, "test": 10}, first_epoch=2, last_epoch=2)
+    assert out["converged"] is None
+    assert dg.convergence_advice(out, lr=0.1, lr_milestones=(), finetune_epochs=1) is None
+
+
+# -- constraint counter -------------------------------------------------------------------
+def test_counter_tallies_every_dual_step():
+    c = dg.ConstraintCounter(3)
+    nan = np.nan
+    c.update_(np.array([0.0, 0.1, 0.0]), np.array([nan, 0.2, -0.1]), np.array([False, True, True]))
+    c.in_window = True
+    c.update_(np.array([0.0, 0.3, 0.0]), np.array([0.05, 0.1, -0.2]), np.array([True, True, True]))
+    c.update_(np.array([0.0, 0.2, 0.0]), np.array([-0.05, -0.1, nan]), np.array([True, True, False]))
+    state = c.state_dict()
+    assert state["max_multiplier"] == pytest.approx([0.0, 0.3, 0.0])
+    assert state["steps"] == [2, 3, 2]
+    assert state["violated"] == [1, 2, 0]
+    assert state["positive_sum"] == pytest.approx([0.05, 0.3, 0.0])
+    assert state["last"] == pytest.approx([-0.05, -0.1, -0.2])
+    assert state["window_steps"] == [2, 2, 1]
+    assert state["window_sum"] == pytest.approx([0.0, 0.0, -0.2])
+    again = dg.ConstraintCounter(3)
+    again.load_state_dict(state)
+    assert again.state_dict() == state
+
+
+def report(counter, window_gap, *, share=(0.5, 0.3, 0.2), tolerance=0.02, dual_lr=0.01, counts=(500, 300, 200)):
+    return dg.constraint_report(counter, method="ceag", tolerance=tolerance, dual_lr=dual_lr,
+                                group_share=np.array(share), group_names=["a", "b", "c"],
+                                train_excess_gap=np.array(window_gap), window_train_excess_gap=np.array(window_gap),
+                                train_count=np.array(counts), window_epochs=3, buffer_size=40)
+
+
+def counter_state(max_multiplier, window_mean, *, steps=1000, violated=(0, 500, 0), positive=(0.0, 50.0, 0.0)):
+    return {"max_multiplier": list(max_multiplier), "steps": [steps] * 3, "violated": list(violated),
+            "positive_sum": list(positive), "last": list(window_mean), "window_steps": [200] * 3,
+            "window_sum": [200 * m for m in window_mean]}
+
+
+def test_multipliers_that_reweight_a_group_count_as_active():
+    # group b (30 % of the data) reached lambda 0.6: twice its own weight in the objective
+    out = report(counter_state([0.0, 0.6, 0.0], [-0.01, 0.0, -0.02]), [-0.01, 0.02, -0.02])
+    assert out["constraints_active"] is True and out["multiplier_ratio"] == pytest.approx(2.0)
+    assert out["multiplier_group"] == "b" and out["max_multiplier"] == pytest.approx(0.6)
+    assert out["estimates_agree"] is True and out["warnings"] == []
+    b = out["groups"][1]
+    assert b["violated_share"] == pytest.approx(0.5) and b["dual_steps"] == 1000
+    assert b["last_estimate"] == pytest.approx(0.02)  # the violation plus the tolerance: psi_hat_g
+
+
+def test_tiny_multipliers_on_a_violated_constraint_warn_with_the_needed_dual_step():
+    out = report(counter_state([0.0, 0.007, 0.0], [-0.01, 0.22, -0.02]), [-0.01, 0.22, -0.02], dual_lr=0.003)
+    assert out["constraints_active"] is False
+    (warning,) = out["warnings"]
+    assert "never acted" in warning and "b ended at train ψ_g 22.0 points against ε = 2" in warning
+    # lambda can reach at most dual_lr x 50; reaching half of b's 0.3 share needs 0.15 / 50 = 0.003
+    assert "about 0.003 (now 0.003)" in warning
+
+
+def test_constraints_that_were_never_needed_do_not_warn():
+    out = report(counter_state([0.0, 0.0, 0.0], [-0.01, 0.0, -0.02], violated=(0, 0, 0), positive=(0, 0, 0)),
+                 [-0.01, 0.01, -0.02])
+    assert out["constraints_active"] is False and out["warnings"] == []
+
+
+def test_disagreement_between_buffers_and_evaluation_fires_on_a_hand_made_trace():
+    # the buffers read b's constraint as met (psi_hat about -2.5 points) while the evaluation says +24.3
+    counter = counter_state([0.0, 0.6, 0.0], [-0.01, -0.025 - 0.02, -0.02])
+    out = report(counter, [-0.01, 0.243, -0.02])
+    assert out["estimates_agree"] is False
+    b = out["groups"][1]
+    assert b["disagree"] is True and b["window_estimate"] == pytest.approx(-0.025)
+    assert b["window_train_excess_gap"] == pytest.approx(0.243)
+    assert any("disagree" in w and "for b" in w and "-2.5 points" in w and "24.3" in w for w in out["warnings"])
+    # the same trace with estimates within the tolerance of the evaluation does not fire
+    counter = counter_state([0.0, 0.6, 0.0], [-0.01 - 0.02, 0.235 - 0.02, -0.02 - 0.02])
+    assert report(counter, [-0.01, 0.243, -0.02])["estimates_agree"] is True
+
+
+def test_counter_rebuilt_from_a_trace_matches_the_traced_steps():
+    duals = pd.DataFrame({"step": [0, 0, 5, 5], "epoch": [3, 3, 3, 3], "group_id": [0, 1, 0, 1],
+                          "multiplier": [0.0, 0.1, 0.0, 0.4], "violation": [-0.1, 0.3, np.nan, 0.2]})
+    state = dg.counter_from_trace(duals, 2)
+    assert state["max_multiplier"] == pytest.approx([0.0, 0.4])
+    assert state["steps"] == [1, 2] and state["violated"] == [0, 2]
+
+
+# -- on the demo ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    import torch
+
+    from ceag.runs import run
+
+    results = tmp_path_factory.mktemp("diag-demo")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield lambda **kw: run(RunConfig(sparsity=0.95, **kw), results)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_demo_default_settles_and_a_constant_lr_of_one_half_does_not(demo):
+    settled = demo(method="nft").diagnostics
+    assert settled["converged"] is True, settled
+    # lr 0.5 held constant (no decay): the last epochs swing
+    unstable = demo(method="nft", lr=0.5, lr_milestones=()).diagnostics
+    assert unstable["converged"] is False, unstable
+    assert "lower lr (now 0.5)" in unstable["advice"]
+    # every split's spread is reported, as fractions
+    assert set(unstable["spread"]) == {"train", "val", "test"}
+    assert all(0 <= v["accuracy"] <= 1 for v in unstable["spread"].values())
+
+
+@pytest.mark.slow
+def test_demo_ceag_constraints_act_and_a_tiny_dual_step_never_does(demo):
+    acted = demo(method="ceag", tolerance=0.02).diagnostics
+    assert acted["constraints_active"] is True and acted["max_multiplier"] > 0.01
+    assert acted["constraints"]["source"] == "steps"
+    tiny = demo(method="ceag", tolerance=0.02, dual_lr=1e-6).diagnostics
+    assert tiny["constraints_active"] is False and tiny["max_multiplier"] < 1e-3
+    assert any("never acted" in w and "dual step of about" in w for w in tiny["constraints"]["warnings"])
+    assert demo(method="nft").diagnostics["constraints_active"] is None
+
+
+def test_a_run_recorded_before_diagnostics_gets_them_from_its_records(tmp_path, make_cfg, one_thread):
+    from dataclasses import replace
+
+    from ceag.runs import run
+
+    result = run(make_cfg(), tmp_path)
+    stored = result.summary["diagnostics"]
+    old = replace(result, summary={k: v for k, v in result.summary.items() if k != "diagnostics"})
+    rebuilt = old.diagnostics
+    # convergence comes from the per-epoch metrics alone: the same
+    for key in ("converged", "window", "spread", "spread_limit", "advice"):
+        assert rebuilt[key] == stored[key]
+    # the constraint part from the subsampled trace, and says so
+    assert rebuilt["constraints"]["source"] == "trace" and stored["constraints"]["source"] == "steps"
+    assert rebuilt["max_multiplier"] <= stored["max_multiplier"] + 1e-12
+    assert old.to_json()["diagnostics"]["converged"] == stored["converged"]
