@@ -11,11 +11,11 @@ import json
 import sys
 import time
 
-from bench import app, bootstrap, data, gpu, grids, method_cost, store
+from bench import app, bootstrap, data, demo_seeds, gpu, grids, method_cost, store
 from bench.common import Result
 
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
-          "bootstrap": bootstrap.run, "data": data.run}
+          "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {name, value, unit, target, holds} instead of a table")
     parser.add_argument("--only", nargs="+", choices=list(SUITES), help="run only these suites")
+    parser.add_argument("--seeds", type=_positive, metavar="N",
+                        help="demo_seeds: how many consecutive seeds (default 50; 10 with --quick)")
+    parser.add_argument("--seed-start", type=_non_negative, default=0, metavar="S",
+                        help="demo_seeds: the first seed (default 0)")
     args = parser.parse_args(argv)
+    options = {"demo_seeds": {"seeds": args.seeds, "seed_start": args.seed_start}}
 
     results: list[Result] = []
     start = time.perf_counter()
@@ -34,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if not args.json:
             print(f"== {name}", file=sys.stderr, flush=True)
-        for r in suite(quick=args.quick):
+        for r in suite(quick=args.quick, **options.get(name, {})):
             results.append(r)
             if not args.json:
                 print(r.line(), flush=True)
@@ -45,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         judged = sum(r.holds is not None for r in results)
         print(f"\n{held} of {judged} targets hold; {time.perf_counter() - start:.0f} s in all", flush=True)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
 
 
 if __name__ == "__main__":

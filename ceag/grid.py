@@ -106,9 +106,10 @@ def _paper(dataset: str, model: str, sparsities, tolerances, settings: dict[str,
 
 
 PRESETS: dict[str, GridSpec] = {
-    # The teaching grid on the embedded digits data: 4 methods x 3 sparsities x 3 tolerances.
+    # The teaching grid on the embedded digits data: 4 methods x 3 sparsities x 3 tolerances, three
+    # seeds (error bars on the frontiers, several points per group on Generalization).
     "demo": GridSpec(datasets=("digits",), models=("mlp",), methods=METHODS,
-                     sparsities=(0.9, 0.95, 0.98), tolerances=(0.01, 0.02, 0.05), seeds=(0,)),
+                     sparsities=(0.9, 0.95, 0.98), tolerances=(0.01, 0.02, 0.05), seeds=(0, 1, 2)),
     # A CPU-sized run on the real UTKFace folder (data/README.md explains every setting): the small CNN
     # at 32 px, race as target and groups, NFT (+ES, derived) / EL+RB / CEAG at two sparsities, one seed.
     # Dense 10 + pruning 5 + fine-tuning 10 epochs at batch 128: about 149 steps per epoch, so about 1,490

@@ -31,6 +31,12 @@ with st.expander("What the numbers mean", expanded=overview.empty):
     )
 
 
+def percents(fractions) -> str:
+    """0.9, 0.95, 0.98 -> '90, 95 and 98'."""
+    words = [f"{100 * f:g}" for f in fractions]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 @st.fragment(run_every=1.0)
 def live_jobs(store_empty: bool) -> None:
     """The jobs running in this results folder (found from the folder, not the URL) and the one followed.
@@ -61,9 +67,11 @@ def live_jobs(store_empty: bool) -> None:
 live_jobs(overview.empty)
 if overview.empty:
     st.subheader("Start here")
+    demo = preset("demo")
     st.write("This results folder is empty. The demo grid prunes a small MLP on scikit-learn's 8×8 digits "
-             "(digit 8 is rare in training) to 90, 95 and 98 % sparsity and fine-tunes it with NFT, NFT+ES, "
-             "EL+RB and CEAG (ε = 1, 2, 5 %): 18 runs, about 15 s to a minute on a laptop CPU.")
+             f"(digit 8 is rare in training) to {percents(demo.sparsities)} % sparsity and fine-tunes it with NFT, "
+             f"NFT+ES, EL+RB and CEAG (ε = {percents(demo.tolerances)} %), {len(demo.seeds)} seeds each: "
+             f"{demo.size()} runs, under a minute on a laptop CPU.")
     if jobs.running_jobs(results):
         st.caption("Results appear here as soon as the running job's first runs are stored.")
     elif st.button("Run the demo grid", type="primary", icon=":material/play_arrow:"):

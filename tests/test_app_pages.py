@@ -191,6 +191,8 @@ def test_overview_on_an_empty_store_offers_the_demo(empty):
     at = open_page("overview")
     assert [b.label for b in at.button] == ["Run the demo grid"]
     assert [s.value for s in at.subheader] == ["Start here"]
+    demo = preset("demo")  # the offer describes the grid the button launches
+    assert any(f"{len(demo.seeds)} seeds each: {demo.size()} runs" in m.value for m in at.markdown)
     assert not at.metric
     assert at.expander[0].proto.expanded  # the explanation opens when there is nothing else to read
 
@@ -203,7 +205,7 @@ def test_overview_demo_button_launches_the_demo_grid_and_shows_its_progress(empt
     assert not at.exception
     assert calls == [(preset("demo"), empty)]
     assert at.query_params["job"] == "fakejob0001"
-    assert progress_texts(at) == ["job fakejob0001: running, 1 of 18 runs done"]
+    assert progress_texts(at) == [f"job fakejob0001: running, 1 of {preset('demo').size()} runs done"]
     assert "Run the demo grid" not in [b.label for b in at.button]  # no second demo while one runs
 
 

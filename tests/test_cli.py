@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from ceag.config import RunConfig
 from tests.helpers import ROOT, subprocess_env
 
 
@@ -39,7 +40,7 @@ def test_run_json_contract(tmp_path):
         # the excess gap is the group's gap minus the overall gap
         overall_gap = s["dense_accuracy"] - s["accuracy"]
         assert g8["excess_gap"] == pytest.approx(g8["dense_accuracy"] - g8["accuracy"] - overall_gap)
-    assert out["train"]["groups"][8]["n"] == 6  # the rare group in train
+    assert out["train"]["groups"][8]["n"] == RunConfig().rare_train_count  # the rare group in train
     diag = out["diagnostics"]
     assert diag["converged"] is True and set(diag["spread"]) == {"train", "val", "test"}
     assert set(diag["spread"]["test"]) == {"accuracy", "max_excess_gap"}
