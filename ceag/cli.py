@@ -318,8 +318,10 @@ def _flag(yes: str, no: str):
 
 def _print_run_flags(df, limit: int = 10) -> None:
     """Below the table: what to do about runs that did not settle or whose constraints misbehaved."""
+    import numpy as np
+
     flagged = [(r.run_id, r.advice) for r in df.itertuples() if r.settled == "NO" and isinstance(r.advice, str)]
-    flagged += [(r.run_id, w) for r in df.itertuples() if r.warnings is not None and not isinstance(r.warnings, float)
+    flagged += [(r.run_id, w) for r in df.itertuples() if isinstance(r.warnings, (list, tuple, np.ndarray))
                 for w in r.warnings]
     if not flagged:
         return

@@ -247,7 +247,7 @@ def test_counter_survives_a_resume(ceag_run, results_dir, make_cfg):
     cfg = make_cfg()
 
     def stop(phase, done, total):
-        if phase == "train" and done == 4:
+        if phase == "fine-tuning" and done == 2:  # run epoch 4 of 2 + 3
             raise Interrupt
 
     with pytest.raises(Interrupt):
