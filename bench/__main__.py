@@ -11,11 +11,11 @@ import json
 import sys
 import time
 
-from bench import app, bootstrap, data, demo_seeds, gpu, grids, method_cost, store
+from bench import app, bootstrap, data, demo_seeds, gpu, grids, heldout, method_cost, store
 from bench.common import Result
 
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
-          "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run}
+          "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run, "heldout": heldout.run}
 
 
 def main(argv: list[str] | None = None) -> int:

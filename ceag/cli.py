@@ -9,7 +9,17 @@ import sys
 from pathlib import Path
 
 from .bundle import BundleError
-from .config import DATASETS, METHODS, MITIGATION_START, MODELS, PRUNING, ConfigError, RunConfig, from_dict
+from .config import (
+    CONSTRAINT_DATA,
+    DATASETS,
+    METHODS,
+    MITIGATION_START,
+    MODELS,
+    PRUNING,
+    ConfigError,
+    RunConfig,
+    from_dict,
+)
 from .datasets import DatasetError
 from .predictions import RunNotFound
 from .runs import resolve_results
@@ -23,8 +33,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
     p.add_argument("--method", choices=METHODS, default=d.method,
                    help="nft: naive fine-tuning; nft_es: NFT + best validation iterate; "
-                        "el_rb: equalized loss with replay buffers; ceag: excess-gap constraints "
-                        f"(default {d.method})")
+                        "el_rb: equalized loss with replay buffers; ceag: excess-gap constraints; "
+                        "ceag_vs: CEAG with its tolerance selected on validation among eps, eps/2, eps/4 "
+                        f"(or --set vs_tolerances=[...]) (default {d.method})")
     p.add_argument("--sparsity", type=float, default=d.sparsity,
                    help=f"target fraction of pruned weights, in [0, 1) (default {d.sparsity})")
     p.add_argument("--tolerance", type=float, default=None,
@@ -49,6 +60,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help=f"replay buffer entries per group (default {d.buffer_size})")
     p.add_argument("--no-replay-buffer", action="store_true",
                    help="ablation: dual step on minibatch estimates instead of replay buffers")
+    p.add_argument("--constraint-data", choices=CONSTRAINT_DATA, default=d.constraint_data,
+                   help="data behind CEAG's multipliers: train, or val (held-out multipliers: the dual step "
+                        f"reads validation batches) (default {d.constraint_data})")
     p.add_argument("--mitigation-start", choices=MITIGATION_START, default=d.mitigation_start,
                    help="when EL+RB and CEAG switch on (default: after the last pruning epoch)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
@@ -96,6 +110,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
                 prune_epochs=args.prune_epochs, dense_epochs=args.dense_epochs, pruning=args.pruning,
                 dual_lr=args.dual_lr, buffer_size=args.buffer_size,
                 replay_buffer=not args.no_replay_buffer, mitigation_start=args.mitigation_start,
+                constraint_data=args.constraint_data,
                 device=args.device, dense_checkpoint=args.dense_checkpoint, **_data_settings(args))
     data.update(_overrides(args.overrides))
     return from_dict(data)
@@ -128,6 +143,13 @@ def _print_run(result, out) -> None:
 
     for text in summary_line(j.get("diagnostics")):
         out.write(f"  {text}\n")
+    if j.get("selected_tolerance") is not None:
+        sel = j.get("selection") or {}
+        out.write(f"  selected tolerance {j['selected_tolerance']:g} ({sel.get('rule', 'on validation')})\n")
+    drove = j.get("constraint_data") or {}
+    if drove.get("split"):
+        out.write(f"  multipliers driven by the {drove['split']} split"
+                  + (f" ({drove['samples']} samples)" if drove.get("samples") else "") + "\n")
     skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
     out.write(f"  data {j.get('data_fingerprint') or 'fingerprint unknown'}\n")
     if skipped:
@@ -432,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grid", help="run a grid of experiments (cached runs are loaded)",
                        description="Expand datasets x models x methods x sparsities x tolerances x seeds "
-                                   "(tolerance multiplies only CEAG) and run every cell, sharing dense "
+                                   "(tolerance multiplies only CEAG and CEAG+VS) and run every cell, sharing dense "
                                    "models and end-of-pruning states. Axis options refine a preset or spec.")
     g.add_argument("--preset", help="a named grid: demo, utkface_cpu (UTKFace on a CPU), utkface, "
                                     "utkface_intersectional, fairface, cifar100")
@@ -440,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "seeds and settings (other RunConfig settings)")
     g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")
     g.add_argument("--models", type=_csv(str), help="comma-separated models")
-    g.add_argument("--methods", type=_csv(str), help="comma-separated methods among nft,nft_es,el_rb,ceag")
+    g.add_argument("--methods", type=_csv(str), help="comma-separated methods among " + ",".join(METHODS))
     g.add_argument("--sparsities", type=_csv(float), help="comma-separated sparsities, e.g. 0.9,0.95")
     g.add_argument("--tolerances", type=_csv(float), help="comma-separated CEAG tolerances, e.g. 0.01,0.02")
     g.add_argument("--seeds", type=_csv(int), help="comma-separated seeds, e.g. 0,1,2")

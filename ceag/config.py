@@ -23,9 +23,12 @@ GROUP_ATTRIBUTES = {n: d.group_attributes for n, d in REGISTRY.items()}
 DEFAULT_TARGET = {n: d.default_target for n, d in REGISTRY.items()}
 DEFAULT_RARE_GROUPS = {n: d.default_rare_groups for n, d in REGISTRY.items() if d.default_rare_groups}
 DEFAULT_GROUPS = {n: d.default_groups for n, d in REGISTRY.items()}
-METHODS = ("nft", "nft_es", "el_rb", "ceag")
+METHODS = ("nft", "nft_es", "el_rb", "ceag", "ceag_vs")
 # Methods whose results depend on the tolerance; for the others it is not part of the run.
-TOLERANCE_METHODS = ("ceag",)
+TOLERANCE_METHODS = ("ceag", "ceag_vs")
+# Methods whose dual step can read held-out data (constraint_data="val").
+HELDOUT_METHODS = ("ceag", "ceag_vs")
+CONSTRAINT_DATA = ("train", "val")
 # Methods that change the training objective (the others are plain fine-tuning).
 MITIGATING_METHODS = ("el_rb", "ceag")
 PRUNING = ("unstructured", "global", "structured")
@@ -38,6 +41,8 @@ WEIGHT_DECAY_SCOPES = ("all", "last_layer")
 
 # Settings that change where or how fast a run happens, not what it computes.
 NOT_IN_RUN_ID = ("device", "data_dir", "eval_batch_size")
+# Settings of held-out multipliers: in the run id only when constraint_data is "val".
+HELDOUT_FIELDS = ("constraint_data", "heldout_every")
 
 DEFAULT_TOLERANCE = 0.02
 
@@ -118,6 +123,13 @@ class RunConfig:
     detach_overall: bool = True
     mitigation_start: str = "after_pruning"
     divergence_threshold: float = 1e6
+    # Held-out multipliers (Cotter et al., ICML 2019; ceag/methods/heldout.py): "val" feeds the dual
+    # step from validation batches, one every ``heldout_every`` steps. Both stay out of the run id
+    # while ``constraint_data`` is "train", so runs made before they existed keep their ids.
+    constraint_data: str = "train"
+    heldout_every: int = 2
+    # CEAG+VS (ceag/selection.py): the CEAG tolerances it selects among; None: eps, eps/2, eps/4.
+    vs_tolerances: tuple[float, ...] | None = None
     # Settings that let a run follow the paper's code where it differs from the defaults
     # (docs/presets.md): the dense recipe (None: the fine-tuning value; milestones None: 0.5, 0.75),
     # the dual step's overall accuracy estimate, masked batch norm, the pruned-weight count per
@@ -148,6 +160,10 @@ class RunConfig:
         out = {}
         for f in fields(self):
             if f.name in NOT_IN_RUN_ID or (f.name == "data_fingerprint" and self.data_fingerprint is None):
+                continue
+            if f.name in HELDOUT_FIELDS and self.constraint_data == "train":
+                continue
+            if f.name == "vs_tolerances" and self.vs_tolerances is None:
                 continue
             v = getattr(self, f.name)
             if f.name == "dense_checkpoint" and v is not None:
@@ -189,6 +205,9 @@ class RunConfig:
         d["dense_checkpoint"] = self.dense_checkpoint
         d["data_fingerprint"] = self.data_fingerprint
         d["eval_batch_size"] = self.eval_batch_size
+        d["constraint_data"] = self.constraint_data
+        d["heldout_every"] = self.heldout_every
+        d["vs_tolerances"] = None if self.vs_tolerances is None else list(self.vs_tolerances)
         return d
 
 
@@ -337,6 +356,7 @@ def _validate(c: RunConfig) -> None:
     if c.eval_batch_size is not None and (not _is_int(c.eval_batch_size) or c.eval_batch_size < 1):
         raise ConfigError("eval_batch_size", c.eval_batch_size, "must be an integer >= 1 (inputs per evaluation "
                           "pass), or null to size it to the memory available")
+    _validate_heldout_settings(c, choice, integer)
     for f in ("sparsity", "val_fraction", "lr", "momentum", "weight_decay", "lr_gamma", "dual_lr",
               "divergence_threshold"):
         object.__setattr__(c, f, float(getattr(c, f)))
@@ -399,6 +419,35 @@ def _validate_attributes(c: RunConfig) -> None:
         raise ConfigError("groups", list(groups), f"{what}dataset {c.dataset} offers distinct attributes among "
                           f"{', '.join(attrs)}")
     object.__setattr__(c, "groups", groups)
+def _validate_heldout_settings(c: RunConfig, choice, integer) -> None:
+    """constraint_data, heldout_every and vs_tolerances (see ceag/methods/heldout.py, ceag/selection.py)."""
+    choice("constraint_data", CONSTRAINT_DATA)
+    integer("heldout_every", 1, 1_000_000)
+    if c.constraint_data == "val" and c.method not in HELDOUT_METHODS:
+        if c.method in MITIGATING_METHODS:
+            raise ConfigError("constraint_data", "val", f"held-out multipliers apply to {', '.join(HELDOUT_METHODS)}; "
+                              f"method {c.method} reads its constraints from the training data")
+        # Methods without a dual step: nothing reads it, so it is not part of the run (as tolerance).
+        object.__setattr__(c, "constraint_data", "train")
+    needs_val = c.constraint_data == "val" or c.method == "ceag_vs"
+    if needs_val and c.val_fraction <= 0:
+        what = "held-out multipliers (constraint_data='val')" if c.constraint_data == "val" else "ceag_vs"
+        raise ConfigError("val_fraction", c.val_fraction, f"{what} need a validation split carved from train "
+                          "before the dense model trains: a fraction in (0, 0.5), e.g. 0.15")
+    v = tuple(c.vs_tolerances) if isinstance(c.vs_tolerances, list) else c.vs_tolerances
+    if c.method != "ceag_vs":
+        if v is not None and not (isinstance(v, tuple) and all(_is_number(t) for t in v)):
+            raise ConfigError("vs_tolerances", v, "must be a list of tolerances (fractions in (0, 1])")
+        object.__setattr__(c, "vs_tolerances", None)
+        return
+    if v is None:
+        v = (c.tolerance, c.tolerance / 2, c.tolerance / 4)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = (v,)
+    rule = f"must be a non-empty list of CEAG tolerances in [0, {c.tolerance:g}] (at most the target tolerance)"
+    if not isinstance(v, tuple) or not v or not all(_is_number(t) and 0 <= t <= c.tolerance for t in v):
+        raise ConfigError("vs_tolerances", c.vs_tolerances, rule)
+    object.__setattr__(c, "vs_tolerances", tuple(sorted({float(t) for t in v}, reverse=True)))
 
 
 # Settings each shared phase depends on (everything else may differ between runs sharing it).
@@ -433,5 +482,5 @@ def prune_key(c: RunConfig) -> str:
 
 __all__ = [
     "ConfigError", "RunConfig", "from_dict", "config_fields", "dense_key", "prune_key",
-    "DATASETS", "MODELS", "METHODS", "PRUNING", "TOLERANCE_METHODS",
+    "DATASETS", "MODELS", "METHODS", "PRUNING", "TOLERANCE_METHODS", "HELDOUT_METHODS", "CONSTRAINT_DATA",
 ]

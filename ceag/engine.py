@@ -275,6 +275,10 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
     optimizer = make_optimizer(model, cfg)
     decay_last = _LastLayerDecay(model, optimizer, cfg) if cfg.weight_decay_scope == "last_layer" else None
     method = get_method(cfg.method)(cfg, G, dense_reference(dense_stats["train"], device), device)
+    if cfg.constraint_data == "val":  # held-out multipliers: the dual step reads validation batches
+        from .methods.heldout import attach_heldout
+
+        attach_heldout(method, model, data, dense_stats, cfg)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     state = TrainState()
 

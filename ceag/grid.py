@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .config import METHODS, TOLERANCE_METHODS, ConfigError, RunConfig, dense_key, from_dict, prune_key
+from .selection import candidate_configs, grid_vs_tolerances
 
 DEFAULT_MAX_CELLS = 5000
 AXES = ("datasets", "models", "methods", "sparsities", "tolerances", "seeds")
+# Default grids and presets: the paper's methods (CEAG+VS is asked for by name).
+GRID_METHODS = tuple(m for m in METHODS if m != "ceag_vs")
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class GridSpec:
 
     datasets: tuple[str, ...] = ("digits",)
     models: tuple[str, ...] = ("mlp",)
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = GRID_METHODS
     sparsities: tuple[float, ...] = (0.95,)
     tolerances: tuple[float, ...] = (0.02,)
     seeds: tuple[int, ...] = (0,)
@@ -51,8 +54,12 @@ class GridSpec:
                 self.datasets, self.models, self.methods, self.sparsities, self.seeds):
             tolerances = self.tolerances if method in TOLERANCE_METHODS else (None,)
             for tol in tolerances:
-                cfg = from_dict({**self.settings, "dataset": dataset, "model": model, "method": method,
-                                 "sparsity": sparsity, "tolerance": tol, "seed": seed})
+                cell = {**self.settings, "dataset": dataset, "model": model, "method": method,
+                        "sparsity": sparsity, "tolerance": tol, "seed": seed}
+                if method == "ceag_vs" and self.settings.get("vs_tolerances") is None:
+                    # CEAG+VS selects among the cell's tolerance and the grid's tolerances below it
+                    cell["vs_tolerances"] = list(grid_vs_tolerances(tol, self.tolerances))
+                cfg = from_dict(cell)
                 seen.setdefault(cfg.run_id, cfg)
         return list(seen.values())
 
@@ -100,7 +107,7 @@ class GridSpec:
 
 # -- presets ------------------------------------------------------------------------------
 def _paper(dataset: str, model: str, sparsities, tolerances, settings: dict[str, Any]) -> GridSpec:
-    return GridSpec(datasets=(dataset,), models=(model,), methods=METHODS, sparsities=tuple(sparsities),
+    return GridSpec(datasets=(dataset,), models=(model,), methods=GRID_METHODS, sparsities=tuple(sparsities),
                     tolerances=tuple(tolerances), seeds=(0, 1, 2, 3, 4),
                     settings={**PAPER_COMMON, **settings})
 
@@ -108,7 +115,7 @@ def _paper(dataset: str, model: str, sparsities, tolerances, settings: dict[str,
 PRESETS: dict[str, GridSpec] = {
     # The teaching grid on the embedded digits data: 4 methods x 3 sparsities x 3 tolerances, three
     # seeds (error bars on the frontiers, several points per group on Generalization).
-    "demo": GridSpec(datasets=("digits",), models=("mlp",), methods=METHODS,
+    "demo": GridSpec(datasets=("digits",), models=("mlp",), methods=GRID_METHODS,
                      sparsities=(0.9, 0.95, 0.98), tolerances=(0.01, 0.02, 0.05), seeds=(0, 1, 2)),
     # A CPU-sized run on the real UTKFace folder (data/README.md explains every setting): the small CNN
     # at 32 px, race as target and groups, NFT (+ES, derived) / EL+RB / CEAG at two sparsities, one seed.
@@ -121,7 +128,7 @@ PRESETS: dict[str, GridSpec] = {
     # evaluating every 5 epochs plus every epoch of the diagnostic window keeps evaluation (a full pass
     # over 23,704 images) from doubling the run time.
     "utkface_cpu": GridSpec(
-        datasets=("utkface",), models=("cnn",), methods=METHODS, sparsities=(0.9, 0.95),
+        datasets=("utkface",), models=("cnn",), methods=GRID_METHODS, sparsities=(0.9, 0.95),
         tolerances=(0.02,), seeds=(0,),
         settings={"target": "race", "groups": ["race"], "image_size": 32, "val_fraction": 0.0, "rare_groups": [],
                   "dense_last_layer": True, "dense_epochs": 10, "prune_epochs": 5, "finetune_epochs": 10,
@@ -223,13 +230,25 @@ def training_config(cfg: RunConfig) -> RunConfig:
     return cfg.replace(method="nft") if cfg.method == "nft_es" else cfg
 
 
+# Cells that train nothing themselves: they are derived from other runs of the same setting.
+DERIVED_METHODS = ("nft_es", "ceag_vs")
+
+
+def training_configs(cfg: RunConfig) -> list[RunConfig]:
+    """The runs that train for ``cfg``: itself, NFT+ES's NFT run, or CEAG+VS's CEAG runs."""
+    if cfg.method == "ceag_vs":
+        return candidate_configs(cfg)
+    return [training_config(cfg)]
+
+
 @dataclass
 class Task:
     """One node of a grid's phase graph.
 
     ``kind``: "dense" (train the dense model of ``dense_key``), "pruning" (the state at the end of
     pruning of ``prune_key``), "run" (a training run; fine-tuning when its pruning is shared) or
-    "derive" (an NFT+ES cell from its NFT run). ``deps``: ids of the tasks whose outputs it reads.
+    "derive" (an NFT+ES cell from its NFT run, a CEAG+VS cell from its CEAG runs). ``deps``: ids of
+    the tasks whose outputs it reads.
     ``cells``: the grid cells that need it (a failure fails exactly these). ``epochs``: epochs it
     trains; ``priority``: epochs on the longest chain from it to the end of the grid.
     """
@@ -255,17 +274,20 @@ def plan(configs: list[RunConfig]) -> dict[str, Task]:
 
     One dense task per ``dense_key`` (for a ``dense_checkpoint`` it only checks the file, or
     trains from a backbone), one pruning
-    task per shared ``prune_key``, one run per distinct training (NFT+ES trains its NFT run), one
-    derive task per NFT+ES cell. Returned in a topological order (each task after its inputs);
+    task per shared ``prune_key``, one run per distinct training (NFT+ES trains its NFT run, CEAG+VS
+    its CEAG runs), one derive task per derived cell. Returned in a topological order (each task after its inputs);
     ``priority`` lets a scheduler start the task with the longest chain behind it first.
     """
     from .phases import shares_pruning
 
     tasks: dict[str, Task] = {}
     for cfg in configs:
-        t = training_config(cfg)
-        run_id = f"run:{t.run_id}"
-        if run_id not in tasks:
+        trained = []
+        for t in training_configs(cfg):
+            run_id = f"run:{t.run_id}"
+            trained.append(run_id)
+            if run_id in tasks:
+                continue
             d = tasks.setdefault(f"dense:{dense_key(t)}", Task(f"dense:{dense_key(t)}", "dense", t,
                                                                epochs=t.dense_epochs))
             deps = [d.id]
@@ -276,8 +298,8 @@ def plan(configs: list[RunConfig]) -> dict[str, Task]:
                 deps.append(p.id)
                 tuning = t.finetune_epochs
             tasks[run_id] = Task(run_id, "run", t, deps=tuple(deps), epochs=tuning)
-        if cfg.method == "nft_es":
-            tasks[f"derive:{cfg.run_id}"] = Task(f"derive:{cfg.run_id}", "derive", cfg, deps=(run_id,))
+        if cfg.method in DERIVED_METHODS:
+            tasks[f"derive:{cfg.run_id}"] = Task(f"derive:{cfg.run_id}", "derive", cfg, deps=tuple(trained))
     # The cells each task serves, through its dependents.
     wanted = {c.run_id for c in configs}
     for task in reversed(list(tasks.values())):
@@ -301,18 +323,26 @@ def count_epochs(configs: list[RunConfig]) -> dict[str, int]:
     independent = shared = 0
     dense_seen, pruned_seen, runs_seen = set(), set(), set()
     for cfg in configs:
-        independent += cfg.dense_epochs + cfg.total_epochs
-        t = training_config(cfg)
-        if t.run_id in runs_seen:
-            continue
-        runs_seen.add(t.run_id)
-        if dense_key(t) not in dense_seen:
-            dense_seen.add(dense_key(t))
-            shared += t.dense_epochs
-        k = prune_key(t)
-        if k == t.run_id or k not in pruned_seen:
-            pruned_seen.add(k)
-            shared += t.total_epochs
-        else:
-            shared += t.finetune_epochs
+        trainings = training_configs(cfg)
+        independent += cfg.dense_epochs + cfg.total_epochs * len(trainings)
+        for t in trainings:
+            shared += _shared_epochs(t, dense_seen, pruned_seen, runs_seen)
     return {"shared": shared, "independent": independent}
+
+
+def _shared_epochs(t: RunConfig, dense_seen: set, pruned_seen: set, runs_seen: set) -> int:
+    """Epochs training ``t`` adds once the dense models, pruned states and runs seen are shared."""
+    if t.run_id in runs_seen:
+        return 0
+    runs_seen.add(t.run_id)
+    shared = 0
+    if dense_key(t) not in dense_seen:
+        dense_seen.add(dense_key(t))
+        shared += t.dense_epochs
+    k = prune_key(t)
+    if k == t.run_id or k not in pruned_seen:
+        pruned_seen.add(k)
+        shared += t.total_epochs
+    else:
+        shared += t.finetune_epochs
+    return shared

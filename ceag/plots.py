@@ -14,8 +14,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
-METHOD_COLORS = {"nft": "#7f7f7f", "nft_es": "#bcbd22", "el_rb": "#1f77b4", "ceag": "#d62728"}
-METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
+METHOD_COLORS = {"nft": "#7f7f7f", "nft_es": "#bcbd22", "el_rb": "#1f77b4", "ceag": "#d62728",
+                 "ceag_vs": "#9467bd"}
+METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS"}
 METRIC_LABELS = {"psi_pw": "Ψ_PW (points)", "max_excess_gap": "max_g ψ_g (points)"}
 FIXED_SPARSITY_SYMBOLS = {0.9: "circle", 0.95: "square", 0.98: "diamond", 0.85: "triangle-up", 0.925: "pentagon",
                           0.99: "hexagon", 0.8: "triangle-down", 0.995: "star-square", 0.5: "triangle-left",

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .grid import Task
+from .grid import Task, training_configs
 from .runs import atomic_write, run_dir
 
 REPORT_SECONDS = 0.5  # a task sends its epoch at most this often (and at the end of each phase)
@@ -49,13 +49,13 @@ def _files_on_disk(results: Path, task: Task) -> dict[str, bytes]:
         path = results / rel
         if path.exists():
             files[rel] = path.read_bytes()
-    if task.kind == "derive":  # derived from its NFT run, which must travel too
-        nft = cfg.replace(method="nft")
-        folder = run_dir(results, nft.run_id)
-        if (folder / "summary.json").exists():
-            for f in folder.iterdir():
-                if f.is_file() and not f.name.startswith("."):
-                    files[f"runs/{nft.run_id}/{f.name}"] = f.read_bytes()
+    if task.kind == "derive":  # derived from its trained runs (NFT; CEAG+VS's CEAG runs), which must travel too
+        for source in training_configs(cfg):
+            folder = run_dir(results, source.run_id)
+            if (folder / "summary.json").exists():
+                for f in folder.iterdir():
+                    if f.is_file() and not f.name.startswith("."):
+                        files[f"runs/{source.run_id}/{f.name}"] = f.read_bytes()
     return files
 
 

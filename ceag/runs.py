@@ -231,7 +231,13 @@ class RunResult:
             "data_warnings": (s.get("data_report") or {}).get("warnings", []),
             "data_notes": (s.get("data_report") or {}).get("notes", []),
             "diagnostics": self.diagnostics,
+            # which data drove the multipliers (runs made before it was recorded: the training data)
+            "constraint_data": s.get("constraint_data") or (
+                {"split": "train"} if self.config.method in ("el_rb", "ceag") else {"split": None}),
         }
+        if self.config.method == "ceag_vs":
+            out["selected_tolerance"] = s.get("selected_tolerance")
+            out["selection"] = s.get("selection")
         for split in self.splits:
             run, groups = self.final(split)
             out[split] = {
@@ -269,7 +275,8 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
     """Run ``cfg``, or load it when a finished run with the same id is in ``results``.
 
     An unfinished run folder (a killed process) resumes from its last checkpoint. NFT+ES is
-    NFT with a different reported iterate, so it is derived from the NFT run (run if needed).
+    NFT with a different reported iterate, so it is derived from the NFT run (run if needed);
+    CEAG+VS selects among its CEAG runs (ceag.selection), run if needed.
     A run that raises is recorded as failed with its reason, then the error propagates.
     """
     from .datasets.checks import cache_dir, resolve
@@ -297,6 +304,11 @@ def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
         if cfg.method == "nft_es":
             nft = run(cfg.replace(method="nft"), results, progress=progress, wait=wait)
             return derive_nft_es(cfg, nft, results)
+        if cfg.method == "ceag_vs":  # derived: selects among its CEAG runs on validation
+            from .selection import candidate_configs, derive_ceag_vs
+
+            found = [run(c, results, progress=progress, wait=wait) for c in candidate_configs(cfg)]
+            return derive_ceag_vs(cfg, found, results)
         try:
             return _train_run(cfg, results, folder, progress)
         except BaseException as err:
@@ -316,6 +328,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     from .datasets.checks import cache_dir
     from .datasets.loading import load_dataset
     from .engine import resolve_device, train, train_dense
+    from .methods.heldout import constraint_record
     from .phases import dense_ready, ensure_dense, ensure_pruned, pruned_ready, shares_pruning
 
     elapsed = _stopwatch()
@@ -386,6 +399,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "phases": {"dense": dense_phase.to_json(), "pruning": pruned_phase.to_json(),
                    "fine-tuning": {"kind": "fine-tuning", "trained": True, "started_at": tuning_started,
                                    "seconds": tuning_clock()}},
+        "constraint_data": constraint_record(cfg, data),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "started_at": started, "finished_at": now(),
         "wall_seconds": elapsed(), "diagnostics": diagnostics,

@@ -18,7 +18,7 @@ import math
 
 import pandas as pd
 
-METHOD_NAMES = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
+METHOD_NAMES = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS"}
 BASELINE = "nft"
 DEFAULT_THRESHOLD = 0.01  # "hurts no group" when no tolerance says otherwise: 1 point
 

@@ -37,6 +37,7 @@ FIELDS: dict[str, str] = {
     "launch_dataset": "str", "launch_models": "list", "launch_methods": "list", "launch_sparsities": "str",
     "launch_tolerances": "str", "launch_seeds": "str", "launch_dense_epochs": "str", "launch_prune_epochs": "str",
     "launch_finetune_epochs": "str", "launch_image_size": "str", "launch_target": "str", "launch_groups": "list",
+    "launch_constraint_data": "str",
     "one_method": "str", "one_sparsity": "str", "one_tolerance": "str", "one_seed": "str",
     "results": "str", "data": "str",  # folders, as typed (each confined to its configured root)
     "job": "str",  # the job the Overview follows

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ceag import jobs
-from ceag.config import METHODS, ConfigError
+from ceag.config import CONSTRAINT_DATA, METHODS, ConfigError
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns, resolve_all
 from ceag.grid import GridSpec, preset, utkface_cpu_note
@@ -102,11 +102,21 @@ if dataset == "utkface":
                 st.success(f"Started job {jobs.launch(cpu, results)}; its runs appear below.")
             except (ConfigError, OSError) as err:
                 st.error(str(err))
-methods = _state.widget(st.multiselect, "launch_methods", "Methods", default=list(METHODS), options=list(METHODS),
-                        format_func=METHOD_LABELS.get)
+c1, c2 = st.columns([3, 1])
+methods = _state.widget(c1.multiselect, "launch_methods", "Methods", default=[m for m in METHODS if m != "ceag_vs"],
+                        options=list(METHODS), format_func=METHOD_LABELS.get,
+                        help="CEAG+VS: CEAG's tolerance selected on validation among the grid's tolerances at or "
+                             "below each ε (it trains those CEAG runs).")
+constraint_data = _state.widget(c2.selectbox, "launch_constraint_data", "CEAG multipliers from", default="train",
+                                options=list(CONSTRAINT_DATA),
+                                format_func={"train": "training data", "val": "validation (held out)"}.get,
+                                help="Held-out multipliers: the dual step reads validation batches; the model still "
+                                     "learns on the training data.")
+if constraint_data != "train":
+    data_settings["constraint_data"] = constraint_data
 c1, c2, c3 = st.columns(3)
 sparsities_text = _state.widget(c1.text_input, "launch_sparsities", "Sparsities", default="0.9, 0.95")
-tolerances_text = _state.widget(c2.text_input, "launch_tolerances", "Tolerances ε (CEAG only)", default="0.02")
+tolerances_text = _state.widget(c2.text_input, "launch_tolerances", "Tolerances ε (CEAG, CEAG+VS)", default="0.02")
 seeds_text = _state.widget(c3.text_input, "launch_seeds", "Seeds", default="0")
 c1, c2, c3 = st.columns(3)
 cap = limits.max_epochs

@@ -12,7 +12,7 @@ from pages import _state
 from pages._forms import NumberFields
 from pages._shared import data_dir, results_dir
 
-LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG"}
+LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS"}
 
 _state.restore()
 st.title("Run one experiment")

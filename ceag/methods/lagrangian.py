@@ -41,6 +41,7 @@ class _Lagrangian(Method):
     """
 
     mitigates = True
+    heldout = None        # a HeldoutStream (methods/heldout.py): the dual step reads validation samples
     overall_weight = 1.0  # weight of the overall-loss term in the last primal objective
     l2_penalty = 0.0      # an L2 term counted in the overall loss (set by the engine, see _LastLayerDecay)
 
@@ -92,7 +93,8 @@ class _Lagrangian(Method):
         present = counts > 0
         return np.where(present, self._group_means(values, groups, counts), np.nan), present
 
-    def _overall(self, estimate: np.ndarray, ready: np.ndarray, values: np.ndarray) -> float:
+    def _overall(self, estimate: np.ndarray, ready: np.ndarray, values: np.ndarray,
+                 prior: np.ndarray | None = None) -> float:
         """The overall estimate the dual step compares with the dense model's.
 
         ``overall_estimate="train_share"``: the groups with an estimate, weighted by their share of
@@ -105,7 +107,7 @@ class _Lagrangian(Method):
             if self.buffer is None:
                 return float(values.mean()) if values.shape[0] else 0.0
             return float(estimate[ready].mean()) if ready.any() else 0.0
-        w = self._prior * ready
+        w = (self._prior if prior is None else prior) * ready
         return float(np.dot(np.where(ready, estimate, 0.0), w) / max(w.sum(), 1e-12))
 
     def _dual_step_(self, violation: np.ndarray, ready: np.ndarray, projected: bool) -> None:
@@ -137,10 +139,13 @@ class _Lagrangian(Method):
                            f"lower dual_lr (now {self.cfg.dual_lr:g})")
 
     def state_dict(self) -> dict:
-        return {"multipliers": torch.from_numpy(self._lam.copy()),
-                "violations": torch.from_numpy(self._violations.copy()),
-                "buffer": self.buffer.state_dict() if self.buffer is not None else None,
-                "counter": self.counter.state_dict()}
+        state = {"multipliers": torch.from_numpy(self._lam.copy()),
+                 "violations": torch.from_numpy(self._violations.copy()),
+                 "buffer": self.buffer.state_dict() if self.buffer is not None else None,
+                 "counter": self.counter.state_dict()}
+        if self.heldout is not None:
+            state["heldout"] = self.heldout.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self._lam = as_float64(state["multipliers"])
@@ -149,6 +154,8 @@ class _Lagrangian(Method):
             self.buffer.load_state_dict(state["buffer"])
         if state.get("counter") is not None:
             self.counter.load_state_dict(state["counter"])
+        if self.heldout is not None:
+            self.heldout.load_state_dict(state["heldout"])
 
 
 def as_float64(x) -> np.ndarray:
@@ -175,9 +182,15 @@ class CEAG(_Lagrangian):
             return loss.mean()
         losses, correct_np, g = _host(loss, correct, groups)
         counts = np.bincount(g, minlength=self.num_groups)
-        acc, ready = self._estimates(correct_np, g, counts)
-        overall = self._overall(acc, ready, correct_np)
-        excess = (self._dense_group_accuracy - acc) - (self.dense.accuracy - overall)
+        if self.heldout is None:
+            acc, ready = self._estimates(correct_np, g, counts)
+            overall = self._overall(acc, ready, correct_np)
+            excess = (self._dense_group_accuracy - acc) - (self.dense.accuracy - overall)
+        else:  # held-out multipliers: validation estimates against the dense model on validation
+            h = self.heldout
+            acc, ready, values = h.estimates()
+            overall = self._overall(acc, ready, values, h.prior)
+            excess = (h.dense_group_accuracy - acc) - (h.dense_accuracy - overall)
         self._dual_step_(excess - self.cfg.tolerance, ready, projected=True)
         lam = self._lam * (counts > 0)
         group_loss, mean_loss = self._batch_means(losses, g, counts)

@@ -1,0 +1,237 @@
+"""Constraints that hold on test: plain CEAG, CEAG with held-out multipliers, CEAG+VS.
+
+Two measurements:
+
+1. **Cost** of held-out multipliers: time per training step on the small CNN (digits 8x8, batch
+   64, 10 groups) relative to NFT's, for a validation batch every 1, 2 and 4 steps. Methods are
+   interleaved round by round in a shuffled order; each method's fastest round is compared (other
+   load only adds time) and the per-round ratios' median and middle half are shown. Target: the
+   default (``heldout_every`` 2) within 1.35x NFT.
+2. **Seed scan** on the demo data (the demo's MLP, 95 % sparsity), over seeds the tests do not
+   use (100..119 by default), at eps in {1, 2, 5} %: the share of seeds whose test max_g psi_g <=
+   eps, and the mean test max_g psi_g and test accuracy, for CEAG (multipliers from the training
+   data), CEAG with held-out multipliers (``constraint_data="val"``) and CEAG+VS (tolerance
+   selected on validation among eps, eps/2, eps/4). Runs are cached in the results folder.
+
+``python -m bench --only heldout`` (``--quick``: 5 seeds, fewer rounds) or
+``python -m bench.heldout --seeds 100-119 --workers 2 --results DIR`` for the table alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+from bench.common import Result
+
+EPSILONS = (0.01, 0.02, 0.05)
+SPARSITY = 0.95
+SEEDS = tuple(range(100, 120))
+VARIANTS = {"CEAG": dict(method="ceag"), "CEAG, held-out multipliers": dict(method="ceag", constraint_data="val"),
+            "CEAG+VS": dict(method="ceag_vs")}
+COST_TARGET = 1.35
+
+
+# -- cost --------------------------------------------------------------------------------
+def _cnn_stepper(method_key: str, heldout_every: int | None, groups: int = 10, batch: int = 64):
+    import torch
+    import torch.nn.functional as F
+
+    from ceag.config import RunConfig
+    from ceag.datasets.base import Split
+    from ceag.methods import DenseReference, get_method
+    from ceag.methods.heldout import HeldoutStream
+    from ceag.models import build_model
+    from ceag.pruning import MagnitudePruner
+
+    torch.manual_seed(0)
+    shape = (1, 8, 8)
+    cfg = RunConfig(method=method_key, tolerance=0.01 if method_key == "ceag" else None, dual_lr=1e-3,
+                    dense_last_layer=True, device="cpu")
+    model = build_model("cnn", shape, 10, seed=0)
+    pruner = MagnitudePruner(model, "unstructured", dense_last_layer=True)
+    pruner.prune_to_(0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    dense = DenseReference(torch.full((groups,), 0.9), torch.full((groups,), 0.3), 0.9, 0.3,
+                           torch.full((groups,), 1.0 / groups))
+    method = get_method(method_key)(cfg, groups, dense, torch.device("cpu"))
+    if heldout_every is not None:
+        n_val = 190  # the demo's validation split has 189 samples
+        val = Split(torch.randn(n_val, *shape), torch.randint(0, 10, (n_val,)), torch.arange(n_val) % groups)
+        method.heldout = HeldoutStream(model, val, _Stats(groups), groups, batch_size=batch,
+                                       every=heldout_every, seed=0, buffer_size=cfg.buffer_size, replay_buffer=True)
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, 10, (batch,))
+    g = torch.randint(0, groups, (batch,))
+    model.train()
+
+    def step() -> None:  # the engine's training step, less data loading
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, reduction="none")
+        correct = logits.detach().argmax(1) == y
+        objective = method.objective(loss, correct, g, True)
+        method.check_finite(0, objective)
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        opt.step()
+        pruner.apply_()
+
+    return step
+
+
+class _Stats:
+    """Dense validation statistics for the timing (values do not change the work done)."""
+
+    def __init__(self, groups: int):
+        self.n = [19] * groups
+        self.accuracy = [0.9] * groups
+        self.overall_accuracy = 0.9
+
+
+def cost(rounds: int = 40, steps: int = 4) -> list[Result]:
+    steppers = {"nft": _cnn_stepper("nft", None), "ceag": _cnn_stepper("ceag", None)}
+    for every in (1, 2, 4):
+        steppers[f"heldout/{every}"] = _cnn_stepper("ceag", every)
+    for s in steppers.values():
+        for _ in range(2 * math.ceil(10 * 40 / 64) + 8):  # until the buffers are full
+            s()
+    rng = random.Random(0)
+    best = dict.fromkeys(steppers, math.inf)
+    ratios = {m: [] for m in steppers if m != "nft"}
+    for _ in range(rounds):
+        order = list(steppers)
+        rng.shuffle(order)
+        took = {}
+        for m in order:
+            start = time.perf_counter()
+            for _ in range(steps):
+                steppers[m]()
+            took[m] = (time.perf_counter() - start) / steps
+            best[m] = min(best[m], took[m])
+        for m in ratios:
+            ratios[m].append(took[m] / took["nft"])
+    out = [Result("NFT step, small CNN, digits 8x8, batch 64, 10 groups", 1000 * best["nft"], "ms", "", None,
+                  f"fastest of {rounds} rounds")]
+    for m, rs in ratios.items():
+        q1, q2, q3 = statistics.quantiles(rs, n=4)
+        if m == "ceag":
+            name, target = "CEAG / NFT step time, small CNN", ""
+        else:
+            every = int(m.split("/")[1])
+            name = f"held-out CEAG / NFT step time, small CNN, val batch every {every}"
+            target = f"<= {COST_TARGET:.2f}" if every == 2 else ""
+        ratio = best[m] / best["nft"]
+        out.append(Result(name, ratio, "x", target, ratio <= COST_TARGET if target else None,
+                          f"fastest rounds of {rounds}; per-round ratios: median {q2:.3f}, "
+                          f"middle half {q1:.3f}-{q3:.3f}"))
+    return out
+
+
+# -- seed scan ---------------------------------------------------------------------------
+def _seed_worker(seed: int, results: str) -> list[dict]:
+    """Every run of one seed (one process: the dense model and the pruned state are shared)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from ceag.config import RunConfig
+    from ceag.runs import run
+
+    rows = []
+    for eps in EPSILONS:
+        for name, settings in VARIANTS.items():
+            r = run(RunConfig(sparsity=SPARSITY, tolerance=eps, seed=seed, **settings), results)
+            j = r.to_json()
+            test = j.get("test") or {}
+            rows.append({"seed": seed, "epsilon": eps, "variant": name, "status": j["status"],
+                         "test_max_excess_gap": test.get("max_excess_gap"), "test_accuracy": test.get("accuracy"),
+                         "train_max_excess_gap": j["train"]["max_excess_gap"],
+                         "selected_tolerance": j.get("selected_tolerance")})
+    return rows
+
+
+def scan(seeds=SEEDS, workers: int = 2, results: str | None = None, log=None) -> list[dict]:
+    results = results or tempfile.mkdtemp(prefix="ceag-heldout-")
+    rows: list[dict] = []
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(_seed_worker, s, results): s for s in seeds}
+        for fut in cf.as_completed(futures):
+            rows += fut.result()
+            if log:
+                log(f"seed {futures[fut]} done ({len(rows) // (len(EPSILONS) * len(VARIANTS))} of {len(seeds)})")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """The README's table: per eps and variant, share of seeds with test max psi <= eps, means."""
+    lines = ["| ε | method | seeds | test max ψ_g ≤ ε | mean test max ψ_g | mean test accuracy | "
+             "mean train max ψ_g |", "|---|---|---|---|---|---|---|"]
+    for eps in EPSILONS:
+        for name in VARIANTS:
+            sel = [r for r in rows if r["epsilon"] == eps and r["variant"] == name
+                   and r["test_max_excess_gap"] is not None]
+            if not sel:
+                continue
+            share = sum(r["test_max_excess_gap"] <= eps for r in sel) / len(sel)
+            gap = statistics.mean(r["test_max_excess_gap"] for r in sel)
+            acc = statistics.mean(r["test_accuracy"] for r in sel)
+            train = statistics.mean(r["train_max_excess_gap"] for r in sel)
+            lines.append(f"| {100 * eps:g} % | {name} | {len(sel)} | {100 * share:.0f} % | {100 * gap:.1f} | "
+                         f"{100 * acc:.1f} | {100 * train:.1f} |")
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> list[Result]:
+    out = cost(rounds=15 if quick else 40)
+    seeds = SEEDS[:5] if quick else SEEDS
+    start = time.perf_counter()
+    rows = scan(seeds, workers=2, results=os.environ.get("CEAG_BENCH_RESULTS"),
+                log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(table(rows), file=sys.stderr, flush=True)
+    for eps in EPSILONS:
+        for name in VARIANTS:
+            sel = [r for r in rows if r["epsilon"] == eps and r["variant"] == name
+                   and r["test_max_excess_gap"] is not None]
+            if sel:
+                share = sum(r["test_max_excess_gap"] <= eps for r in sel) / len(sel)
+                out.append(Result(f"share of seeds with test max psi <= {100 * eps:g} %, {name}", 100 * share, "%",
+                                  "", None, f"{len(sel)} seeds, mean test max psi "
+                                  f"{100 * statistics.mean(r['test_max_excess_gap'] for r in sel):.1f}"))
+    out.append(Result("seed scan wall time (2 workers)", time.perf_counter() - start, "s", "", None,
+                      f"{len(seeds)} seeds"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.heldout", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="100-119", help="a range A-B (inclusive) or a comma-separated list")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--results", help="results folder (runs are cached there; default: a new temp folder)")
+    p.add_argument("--cost", action="store_true", help="also time the held-out step against NFT's")
+    args = p.parse_args(argv)
+    if "-" in args.seeds:
+        a, b = (int(v) for v in args.seeds.split("-"))
+        seeds = tuple(range(a, b + 1))
+    else:
+        seeds = tuple(int(v) for v in args.seeds.split(","))
+    if args.cost:
+        for r in cost():
+            print(r.line(), flush=True)
+    start = time.perf_counter()
+    rows = scan(seeds, args.workers, args.results, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(table(rows))
+    print(f"\n{len(seeds)} seeds ({min(seeds)}..{max(seeds)}), sparsity {SPARSITY}, the demo's settings otherwise; "
+          f"{time.perf_counter() - start:.0f} s with {args.workers} workers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
