@@ -40,7 +40,8 @@ SEED_SETTINGS = {"dense_epochs": 20, "prune_epochs": 5, "finetune_epochs": 5}
 SEED_SPEC = GridSpec(datasets=("digits",), models=("mlp",), methods=("nft", "nft_es", "el_rb", "ceag"),
                      sparsities=(0.9, 0.95), tolerances=(0.02,), seeds=(0,), settings=SEED_SETTINGS)
 # What the Launch page's widgets hold before anyone touches them.
-LAUNCH_DEFAULTS = dict(datasets=("digits",), models=("mlp",), methods=METHODS, sparsities=(0.9, 0.95),
+LAUNCH_DEFAULTS = dict(datasets=("digits",), models=("mlp",), methods=tuple(m for m in METHODS if m != "ceag_vs"),
+                       sparsities=(0.9, 0.95),
                        tolerances=(0.02,), seeds=(0,))
 LAUNCH_DEFAULT_SETTINGS = {"dense_epochs": 60, "prune_epochs": 20, "finetune_epochs": 40}
 LIMIT_VARS = ("CEAG_MAX_GRID_CELLS", "CEAG_MAX_EPOCHS", "CEAG_MAX_JOBS")

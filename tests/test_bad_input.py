@@ -189,7 +189,7 @@ def test_a_bad_group_given_as_a_string_is_named_in_the_message(results):
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["run", "--sparsity", "1.0"], "invalid sparsity=1.0: must be a number in [0.0, 1.0)"),
-    (["grid", "--methods", "nft,magic"], "invalid method='magic': must be one of nft, nft_es, el_rb, ceag"),
+    (["grid", "--methods", "nft,magic"], "invalid method='magic': must be one of nft, nft_es, el_rb, ceag, ceag_vs"),
     (["grid", "--max-cells", "2"], "invalid grid='4 cells': at most 2 cells per grid"),
 ])
 def test_the_real_command_line_exits_2_without_a_traceback(results, args, expected):
