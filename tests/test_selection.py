@@ -135,3 +135,21 @@ def test_ceag_vs_is_its_own_method_in_the_store_and_exports(tmp_path):
     assert "ceag_vs" in set(front["method"]) and METHOD_LABELS["ceag_vs"] == "CEAG+VS"
     exported = queries.export_table(tmp_path, "final", [base.run_id])
     assert set(exported["method"]) == {"ceag_vs"}
+
+
+def test_cli_runs_ceag_vs_and_held_out_multipliers(tmp_path, capsys, one_thread):
+    from ceag.cli import main
+
+    tiny = ["--dataset", "synthetic", "--dense-epochs", "2", "--prune-epochs", "1", "--epochs", "2",
+            "--sparsity", "0.8", "--device", "cpu", "--results", str(tmp_path), "--json"]
+    assert main(["run", "--method", "ceag_vs", "--tolerance", "0.04", "--constraint-data", "val", *tiny]) == 0
+    j = json.loads(capsys.readouterr().out)
+    assert j["method"] == "ceag_vs" and j["selected_tolerance"] in (0.04, 0.02, 0.01)
+    assert j["constraint_data"]["split"] == "val"
+    assert [c["tolerance"] for c in j["selection"]["candidates"]] == [0.04, 0.02, 0.01]
+    chosen = next(c for c in j["selection"]["candidates"] if c["tolerance"] == j["selected_tolerance"])
+    assert j["val"]["accuracy"] == chosen["accuracy"]  # per-split numbers are the selected run's
+    assert main(["run", "--method", "ceag", "--tolerance", "0.02", "--set", 'constraint_data="val"', *tiny]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["cached"]  # trained as one of CEAG+VS's candidates
+    assert again["constraint_data"]["split"] == "val"
