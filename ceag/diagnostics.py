@@ -306,12 +306,14 @@ def run_diagnostics(cfg, run_metrics: pd.DataFrame, group_metrics: pd.DataFrame,
     }
     if counter is None:
         return out
-    train = group_metrics[group_metrics["split"] == "train"]
+    # The split whose samples drive the multipliers (held-out multipliers: validation).
+    drive = "val" if getattr(cfg, "constraint_data", "train") == "val" else "train"
+    train = group_metrics[group_metrics["split"] == drive]
     names = [str(n) for n in train[train["epoch"] == train["epoch"].min()].sort_values("group_id")["group_name"]]
     num_groups = len(names)
-    counts = start[start["split"] == "train"].sort_values("group_id")["n"].to_numpy(dtype=float)
+    counts = start[start["split"] == drive].sort_values("group_id")["n"].to_numpy(dtype=float)
     share = counts / max(counts.sum(), 1.0)
-    value = _constraint_value(cfg.method, train, run_metrics[run_metrics["split"] == "train"], num_groups)
+    value = _constraint_value(cfg.method, train, run_metrics[run_metrics["split"] == drive], num_groups)
     end = value.loc[value.index.max()].to_numpy() if not value.empty else np.full(num_groups, np.nan)
     in_window = value[(value.index >= first) & (value.index <= last_epoch)]
     window_mean = in_window.mean().to_numpy() if not in_window.empty else np.full(num_groups, np.nan)
@@ -329,7 +331,7 @@ def _constraint_value(method: str, train_groups: pd.DataFrame, train_runs: pd.Da
                       num_groups: int) -> pd.DataFrame:
     """Per evaluated epoch (index) and group (columns) the train value a constraint is about."""
     after = train_groups[train_groups["epoch"] > 0]
-    if method == "ceag":
+    if method in ("ceag", "ceag_vs"):
         return after.pivot_table(index="epoch", columns="group_id", values="excess_gap", aggfunc="first")
     overall = train_runs.set_index("epoch")["loss"]
     losses = after.pivot_table(index="epoch", columns="group_id", values="loss", aggfunc="first")

@@ -149,7 +149,7 @@ def test_kill_and_resume_continues_the_validation_stream_exactly(tmp_path, one_t
     straight = run(cfg, tmp_path / "a")
 
     def kill_after_two_finetune_epochs(phase, done, total):
-        if phase == "train" and done == cfg.prune_epochs + 2:
+        if phase == "fine-tuning" and done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

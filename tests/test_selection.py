@@ -61,15 +61,18 @@ def test_a_grid_cell_selects_among_its_tolerance_and_the_grids_below_it():
     cells = {c.tolerance: c for c in spec.configs() if c.method == "ceag_vs"}
     assert cells[0.01].vs_tolerances == (0.01,)
     assert cells[0.05].vs_tolerances == (0.05, 0.02, 0.01)
-    stages = plan(spec.configs())
-    trained = {c.run_id for stage in stages[:-1] for c in stage}
+    tasks = plan(spec.configs())
+    trained = {t.cfg.run_id for t in tasks.values() if t.kind == "run"}
     ceag = {c.run_id for c in spec.configs() if c.method == "ceag"}
     assert trained == ceag  # no extra training: the grid's CEAG cells are the candidates
-    assert {c.method for c in stages[-1]} == {"ceag_vs"}
+    derived = [t for t in tasks.values() if t.kind == "derive"]
+    assert {t.cfg.method for t in derived} == {"ceag_vs"}
+    top = next(t for t in derived if t.cfg.tolerance == 0.05)
+    assert {tasks[d].cfg.tolerance for d in top.deps} == {0.05, 0.02, 0.01}  # starts once its runs exist
     alone = GridSpec(methods=("ceag_vs",), tolerances=(0.01, 0.02))
-    trained = {c.run_id for stage in plan(alone.configs())[:-1] for c in stage}
-    assert {c.tolerance for c in GridSpec(methods=("ceag",), tolerances=(0.01, 0.02)).configs()
-            if c.run_id in trained} == {0.01, 0.02}
+    trained = {t.cfg.tolerance for t in plan(alone.configs()).values() if t.kind == "run"}
+    assert trained == {0.01, 0.02} and all(t.cfg.method == "ceag" for t in plan(alone.configs()).values()
+                                           if t.kind == "run")
     assert count_epochs(alone.configs())["shared"] == count_epochs(
         GridSpec(methods=("ceag",), tolerances=(0.01, 0.02)).configs())["shared"]
 
