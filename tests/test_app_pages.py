@@ -425,7 +425,7 @@ def test_launch_recognizes_runs_already_in_the_store(seeded):
     for label, key in (("Dense epochs", "dense_epochs"), ("Pruning epochs", "prune_epochs"),
                        ("Fine-tuning epochs", "finetune_epochs")):
         widget(at.text_input, label).set_value(str(SEED_SETTINGS[key]))
-    widget(at.text_input, "Tolerances ε (CEAG only)").set_value("0.02, 0.05")
+    widget(at.text_input, "Tolerances ε (CEAG, CEAG+VS)").set_value("0.02, 0.05")
     at.run()
     assert not at.exception
     n = GridSpec(**{**LAUNCH_DEFAULTS, "tolerances": (0.02, 0.05)}, settings=SEED_SETTINGS).size()
@@ -451,6 +451,24 @@ def test_launch_button_starts_the_grid_shown_by_the_widgets(empty, monkeypatch):
                             settings={"dense_epochs": 10, "prune_epochs": 20, "finetune_epochs": 40})
     assert [s.value for s in at.success][0].startswith("Started job fakejob0001.")
     assert progress_texts(at) == ["job fakejob0001: running, 1 of 2 runs done"]
+
+
+def test_launch_offers_held_out_multipliers_and_ceag_vs(empty, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "launch", fake_launch(calls))
+    at = open_page("launch")
+    widget(at.multiselect, "Methods").set_value(["ceag", "ceag_vs"])
+    widget(at.selectbox, "CEAG multipliers from").set_value("val")
+    widget(at.text_input, "Tolerances ε (CEAG, CEAG+VS)").set_value("0.01, 0.02")
+    at.run()
+    assert not at.exception
+    assert infos(at)[0].startswith("This grid means **8 runs**")  # 2 methods x 2 tolerances x 2 sparsities
+    widget(at.button, "Launch").click().run()
+    [(spec, _)] = calls
+    assert spec.methods == ("ceag", "ceag_vs") and spec.settings["constraint_data"] == "val"
+    cells = {(c.method, c.tolerance): c for c in spec.configs()}
+    assert cells[("ceag_vs", 0.02)].vs_tolerances == (0.02, 0.01)
+    assert all(c.constraint_data == "val" for c in cells.values())
 
 
 @pytest.mark.parametrize(("label", "text", "message"), [

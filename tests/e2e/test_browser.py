@@ -184,7 +184,7 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
     navigation through every page, a reload and a copied link."""
     base, results = app
     open_page(page, f"{base}/launch", PAGES["launch"])
-    for label, value in (("Sparsities", "0.9"), ("Tolerances ε (CEAG only)", "0.02"), ("Dense epochs", "10"),
+    for label, value in (("Sparsities", "0.9"), ("Tolerances ε (CEAG, CEAG+VS)", "0.02"), ("Dense epochs", "10"),
                          ("Pruning epochs", "3"), ("Fine-tuning epochs", "100000")):
         field = page.get_by_label(label, exact=True)
         field.fill(value)
