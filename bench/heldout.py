@@ -152,6 +152,8 @@ def _seed_worker(seed: int, results: str) -> list[dict]:
             rows.append({"seed": seed, "epsilon": eps, "variant": name, "status": j["status"],
                          "test_max_excess_gap": test.get("max_excess_gap"), "test_accuracy": test.get("accuracy"),
                          "train_max_excess_gap": j["train"]["max_excess_gap"],
+                         "val_max_excess_gap": j["val"]["max_excess_gap"],
+                         "max_multiplier": (j.get("diagnostics") or {}).get("max_multiplier"),
                          "selected_tolerance": j.get("selected_tolerance")})
     return rows
 
@@ -172,7 +174,7 @@ def scan(seeds=SEEDS, workers: int = 2, results: str | None = None, log=None) ->
 def table(rows: list[dict]) -> str:
     """The README's table: per eps and variant, share of seeds with test max psi <= eps, means."""
     lines = ["| ε | method | seeds | test max ψ_g ≤ ε | mean test max ψ_g | mean test accuracy | "
-             "mean train max ψ_g |", "|---|---|---|---|---|---|---|"]
+             "mean train max ψ_g | mean val max ψ_g | mean largest λ_g |", "|---|---|---|---|---|---|---|---|---|"]
     for eps in EPSILONS:
         for name in VARIANTS:
             sel = [r for r in rows if r["epsilon"] == eps and r["variant"] == name
@@ -183,8 +185,11 @@ def table(rows: list[dict]) -> str:
             gap = statistics.mean(r["test_max_excess_gap"] for r in sel)
             acc = statistics.mean(r["test_accuracy"] for r in sel)
             train = statistics.mean(r["train_max_excess_gap"] for r in sel)
+            val = statistics.mean(r["val_max_excess_gap"] for r in sel)
+            lams = [r["max_multiplier"] for r in sel if r["max_multiplier"] is not None]
+            lam = f"{statistics.mean(lams):.3f}" if lams else "n/a"
             lines.append(f"| {100 * eps:g} % | {name} | {len(sel)} | {100 * share:.0f} % | {100 * gap:.1f} | "
-                         f"{100 * acc:.1f} | {100 * train:.1f} |")
+                         f"{100 * acc:.1f} | {100 * train:.1f} | {100 * val:.1f} | {lam} |")
     return "\n".join(lines)
 
 
