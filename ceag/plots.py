@@ -447,6 +447,7 @@ def overview_chart(summary: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="sparsity (%)")
     fig.update_yaxes(title_text="max_g ψ_g (points)", col=1)
     fig.update_layout(legend_title="method", margin=dict(t=40, b=10), height=380)
+    return fig
 
 
 def group_curves(curves: pd.DataFrame, tolerance: float | None = None, *, prune_epochs: int | None = None,

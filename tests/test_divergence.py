@@ -148,7 +148,8 @@ def test_frontier_summary_counts_diverged_runs(grid):
 def test_the_frontier_plot_draws_a_diverged_cell_open(grid):
     results, _ = grid
     fig = plots.frontier(queries.frontier_summary(results, dataset="synthetic", include_diverged=True))
-    symbols = {t.name: list(t.marker.symbol) for t in fig.data if t.mode == "markers" and t.name != "dense model"}
+    symbols = {t.name: list(t.marker.symbol) for t in fig.data
+               if t.mode == "markers" and t.name != "dense model" and t.legendgroup != "sparsity"}  # symbol legend
     assert set(symbols) == {"NFT", "EL+RB", "CEAG"}
     assert all(s.endswith("-open") for s in symbols["EL+RB"])
     assert not any(s.endswith("-open") for s in symbols["NFT"] + symbols["CEAG"])
