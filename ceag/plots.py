@@ -15,8 +15,10 @@ from plotly.subplots import make_subplots
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 METHOD_COLORS = {"nft": "#7f7f7f", "nft_es": "#bcbd22", "el_rb": "#1f77b4", "ceag": "#d62728",
-                 "ceag_vs": "#9467bd"}
-METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS"}
+                 "ceag_vs": "#9467bd", "ceag_heldout": "#ff7f0e", "ceag_vs_heldout": "#8c564b"}
+# ``*_heldout``: the same method with its multipliers driven by validation data (constraint_data="val").
+METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS",
+                 "ceag_heldout": "CEAG (held-out λ)", "ceag_vs_heldout": "CEAG+VS (held-out λ)"}
 METRIC_LABELS = {"psi_pw": "Ψ_PW (points)", "max_excess_gap": "max_g ψ_g (points)"}
 FIXED_SPARSITY_SYMBOLS = {0.9: "circle", 0.95: "square", 0.98: "diamond", 0.85: "triangle-up", 0.925: "pentagon",
                           0.99: "hexagon", 0.8: "triangle-down", 0.995: "star-square", 0.5: "triangle-left",

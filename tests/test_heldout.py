@@ -177,3 +177,19 @@ def test_the_run_records_which_data_drove_its_multipliers(tmp_path, one_thread):
     assert plain["constraint_data"] == {"split": "train", "samples": len(load_dataset(fast_config()).splits["train"])}
     assert nft["constraint_data"]["split"] is None
     json.dumps(held)
+
+
+def test_held_out_ceag_is_its_own_method_on_the_frontier(tmp_path, one_thread):
+    """Plain and held-out CEAG of the same setting are never averaged into one frontier point."""
+    from ceag.plots import METHOD_LABELS, frontier
+    from ceag.runs import run
+    from ceag.store import ingest_all, queries
+
+    held = run(fast_config(constraint_data="val"), tmp_path)
+    plain = run(fast_config(), tmp_path)
+    ingest_all(tmp_path)
+    summary = queries.frontier_summary(tmp_path, dataset="synthetic")
+    ids = {m: list(ids) for m, ids in zip(summary.method, summary.run_ids, strict=True)}
+    assert ids == {"ceag": [plain.run_id], "ceag_heldout": [held.run_id]}
+    names = {t.name for t in frontier(summary).data}
+    assert {METHOD_LABELS["ceag"], METHOD_LABELS["ceag_heldout"]} <= names

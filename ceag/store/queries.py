@@ -13,7 +13,10 @@ import pandas as pd
 from .db import connect
 
 FINAL_RUN_METRICS = """
-    SELECT r.run_id, r.status, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity,
+    SELECT r.run_id, r.status, r.dataset, r.model,
+           -- CEAG whose multipliers were driven by validation data is its own method on the frontier
+           CASE WHEN json_extract_string(r.config, '$.constraint_data') = 'val' THEN r.method || '_heldout'
+                ELSE r.method END AS method, r.sparsity, r.achieved_sparsity,
            r.tolerance, r.seed, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
            m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch, r.data_fingerprint, r.skipped_rows,
            r.data_warning, d.converged, d.constraints_active
