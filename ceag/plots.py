@@ -7,6 +7,7 @@ of its points in ``customdata`` so a page can open the run a user selects.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -361,16 +362,18 @@ def audit_run_labels(groups: pd.DataFrame) -> dict[str, str]:
     return labels
 
 
-def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap") -> go.Figure:
+def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap", *,
+                        splits: Sequence[str] = SPLIT_ORDER) -> go.Figure:
     """Per-group bars for each run, one panel per split, with interval error bars and ε marked.
 
     ``groups``: ``ceag.audit.Audit.groups`` rows (run_id, method, tolerance, split, group_name, n,
     ``metric`` and optionally ``<metric>_low`` / ``<metric>_high``; fractions). For ψ_g each CEAG
-    tolerance ε is a dashed line in its run's colour.
+    tolerance ε is a dashed line in its run's colour. ``splits``: the panels, top to bottom (those
+    the rows lack are left out). Raises ValueError for an unknown ``metric``.
     """
     if metric not in AUDIT_METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(AUDIT_METRICS)}")
-    splits = [s for s in SPLIT_ORDER if s in set(groups["split"])] if not groups.empty else []
+    splits = [s for s in splits if s in set(groups["split"])] if not groups.empty else []
     if not splits:
         fig = go.Figure()
         fig.update_layout(title="no per-group results for these runs")

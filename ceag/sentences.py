@@ -1,6 +1,8 @@
 """Sentences about results, generated from query rows: every number in them comes from the store.
 
-Two stories:
+Three stories:
+- ``headline_sentences``: the answer first, on test: which group NFT hurts most and what each
+  other run does for it (the Compare page's headline).
 - ``comparison_sentences``: for chosen runs, which group NFT hurts most on train and on test and
   by how much, what each mitigation leaves for that group, and which group is worst under the
   mitigation on test (with bootstrap intervals when the rows carry them).
@@ -182,6 +184,89 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
                 out.append(text + ".")
             if tol is not None:
                 out.extend(_indistinguishable(mine, tol, label, prefix))
+    return out
+
+
+def _span(row: pd.Series) -> tuple[float, float] | None:
+    lo, hi = row.get("excess_gap_low"), row.get("excess_gap_high")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return None
+    return float(lo), float(hi)
+
+
+def _against_tolerance(row: pd.Series, tolerance: float) -> str:
+    """Where a ψ_g and its interval lie against ε, in words."""
+    span, eps = _span(row), points(tolerance)
+    if row["excess_gap"] <= tolerance:
+        if span is None:
+            return f"within ε = {eps}"
+        if span[1] <= tolerance:
+            return f"within ε = {eps}, even at the top of its interval"
+        return f"within ε = {eps}, though its interval reaches {points(span[1])}"
+    if span is not None and span[0] <= tolerance:
+        return f"above ε = {eps}, though its interval contains ε"
+    return f"above ε = {eps}" + (", even at the bottom of its interval" if span is not None else "")
+
+
+def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> list[str]:
+    """The answer first: which group NFT hurts most on test, and what each other run does for it on test.
+
+    ``groups`` as for ``comparison_sentences``. Per setting (dataset, model, sparsity, seed): one
+    sentence on NFT's worst group on test (with its train value), then one per other run: that
+    group's ψ_g on test under it, against ε for CEAG, and the worst group on test under it. Every
+    ψ_g carries its interval when the rows have one. A setting without NFT names each run's worst
+    group on test.
+    """
+    if groups.empty:
+        return []
+    out: list[str] = []
+    keys = ["dataset", "model", "sparsity", "seed"]
+    runs = groups.drop_duplicates("run_id")
+    varies = {k: runs[k].nunique() > 1 for k in keys}
+    for key, setting in runs.groupby(keys, sort=False):
+        extra = [f"{key[0]}/{key[1]}"] if varies["dataset"] or varies["model"] else []
+        extra += [f"seed {key[3]}"] if varies["seed"] else []
+        where = f"At {100 * key[2]:g} % sparsity" + (f" ({', '.join(extra)})" if extra else "")
+        base_ids = setting.loc[setting["method"] == BASELINE, "run_id"]
+        others = setting[setting["method"] != BASELINE].sort_values(["method", "tolerance"], na_position="first")
+        hurt = None
+        if not base_ids.empty:
+            base = groups[groups.run_id == base_ids.iloc[0]]
+            hurt = _worst(base[base.split == "test"])
+        if hurt is None:
+            for row in others.itertuples():
+                worst = _worst(groups[(groups.run_id == row.run_id) & (groups.split == "test")])
+                if worst is not None:
+                    label = run_label(row.method, row.tolerance)
+                    out.append(f"{where} there is no NFT run to compare with; under {label}"
+                               f" the worst group on test is {worst.group_name} at ψ_g = {points(worst.excess_gap)}"
+                               f"{_interval(worst, confidence)}.")
+            continue
+        train = _group(base[base.split == "train"], hurt.group_name)
+        text = (f"{where}, NFT hurts {hurt.group_name} most on test: it loses {points(hurt.excess_gap)} points more "
+                f"accuracy than the model as a whole (ψ_g{_interval(hurt, confidence, inner=True)})")
+        if train is not None:
+            text += f"; on train, {points(train.excess_gap)}"
+        out.append(text + ".")
+        for row in others.itertuples():
+            label = run_label(row.method, row.tolerance)
+            mine = groups[(groups.run_id == row.run_id) & (groups.split == "test")]
+            own, worst = _group(mine, hurt.group_name), _worst(mine)
+            if own is None or worst is None:
+                continue
+            text = (f"{label} brings {hurt.group_name} to ψ_g = {points(own.excess_gap)} on test"
+                    f"{_interval(own, confidence)}")
+            tol = row.tolerance if row.method == "ceag" and not pd.isna(row.tolerance) else None
+            if tol is not None:
+                text += f", {_against_tolerance(own, tol)}"
+            if worst.group_name == hurt.group_name:
+                text += "; it is still the worst group on test"
+            else:
+                text += (f"; the worst group on test is now {worst.group_name} at {points(worst.excess_gap)}"
+                         f"{_interval(worst, confidence)}")
+                if tol is not None:
+                    text += f", {_against_tolerance(worst, tol)}"
+            out.append(text + ".")
     return out
 
 

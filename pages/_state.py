@@ -1,9 +1,10 @@
 """The view: what the user chose, kept in the session and mirrored into the URL on every page.
 
-The view holds the selected runs, the split, dataset and model, the Frontiers and Runs filters,
-the fields of the Launch and Run-one forms, the results and data folders and the job being
-watched (``FIELDS`` lists them all with their URL names). Streamlit clears the URL's query
-parameters when ``st.navigation`` changes page, so no page reads the URL itself:
+The view holds the selected runs, the runs Multipliers and Compare show, the split, dataset and
+model, the Frontiers and Runs filters, the fields of the Launch and Run-one forms, the results and
+data folders and the job being watched (``FIELDS`` lists them all with their URL names).
+Streamlit clears the URL's query parameters when ``st.navigation`` changes page, so no page reads
+the URL itself:
 
 - every page calls ``restore()`` first (app.py too; calling it twice in a run costs nothing).
   A new session (a first visit, a reload, a copied link) takes the view from the URL; later, an
@@ -31,6 +32,7 @@ import streamlit as st
 FIELDS: dict[str, str] = {
     "runs": "list",  # the selection: run ids that every page shows first
     "run": "str",  # the run Multipliers shows (not necessarily selected)
+    "compare": "list",  # the runs Compare shows (not necessarily selected; absent: its default comparison)
     "dataset": "str", "model": "str", "split": "str", "diverged": "bool",
     "methods": "list", "sparsities": "list", "tolerances": "list", "clip": "bool",  # Frontiers filters
     "runs_dataset": "list", "runs_method": "list", "runs_status": "list",  # Runs filters

@@ -1,4 +1,11 @@
-"""Compare: how each chosen run treats each group, with bootstrap intervals, sentences and the audit report."""
+"""Compare: how each chosen run treats each group, with bootstrap intervals, sentences and the audit report.
+
+The compared runs are the page's own view field (``compare``), never the selection: absent, the
+page compares the selection when it holds two or more finished runs, else NFT against CEAG at each
+tolerance for one setting (that of the first selected run, else the newest setting that has both).
+Changing the setting or the runs under "Runs and intervals" writes ``compare``, so the URL links to
+exactly what is shown; the selection changes only through the "Add … to the selection" button.
+"""
 
 import pandas as pd
 import streamlit as st
@@ -7,9 +14,12 @@ from ceag.audit import Audit, audit, comparable_setting, confidence_label, defau
 from ceag.bootstrap import BootstrapSettings
 from ceag.plots import AUDIT_METRICS, audit_run_labels, group_interval_bars
 from ceag.report import render_html
-from ceag.sentences import GLOSSARY
+from ceag.sentences import GLOSSARY, headline_sentences
 from pages import _state
 from pages._shared import CHART_CONFIG, empty_store_hint, query, results_dir, run_labels, store_version, sync_store
+
+SETTING = ("dataset", "model", "sparsity", "seed")
+DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
 
 
 @st.cache_data(show_spinner="Bootstrapping intervals…", max_entries=32)
@@ -22,15 +32,45 @@ def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, con
     return render_html(cached_audit(results, version, run_ids, n_boot, confidence))
 
 
-def pick(column, label: str, options: list, preferred, **kwargs):
-    """A selectbox keyed in the session: it keeps the user's choice; ``preferred`` when it has none (or a stale one)."""
-    key = f"compare_{label.lower()}"
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = preferred if preferred in options else options[0]
-    return column.selectbox(label, options, key=key, **kwargs)
+def setting_of(row) -> tuple:
+    return row["dataset"], row["model"], float(row["sparsity"]), int(row["seed"])
 
 
-SETTING_KEY = "compare_setting"
+def setting_runs(finished: pd.DataFrame, setting: tuple) -> list[str]:
+    """NFT against CEAG at each tolerance there; without them, the newest run of each method there."""
+    dataset, model, sparsity, seed = setting
+    ids = default_comparison(finished, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
+    if ids:
+        return ids
+    part = finished[(finished.dataset == dataset) & (finished.model == model) & (finished.sparsity == sparsity)
+                    & (finished.seed == seed)]
+    return list(part.drop_duplicates(["method", "tolerance"]).run_id)
+
+
+def setting_selectors(finished: pd.DataFrame, shown: tuple) -> tuple:
+    """Dataset, model, sparsity and seed selectors showing ``shown``; returns the setting the user picked.
+
+    An edit (a value that differs from what the selectors showed last) keeps the user's choices
+    where they still exist and fills the rest with the first available value.
+    """
+    keys = [f"compare.{name}" for name in SETTING]
+    before = st.session_state.get(DERIVED_KEY)
+    # Streamlit drops a widget's state on a page that did not draw it: only a complete set is an edit.
+    edited = (before is not None and all(k in st.session_state for k in keys)
+              and tuple(st.session_state[k] for k in keys) != before)
+    wanted = tuple(st.session_state.get(k) for k in keys) if edited else shown
+    cols, part, picked = st.columns(4), finished, []
+    labels = {"sparsity": lambda s: f"{100 * s:g} %"}
+    for col, name, key, want in zip(cols, SETTING, keys, wanted, strict=True):
+        options = sorted(part[name].unique().tolist())
+        st.session_state[key] = want if want in options else options[0]
+        value = col.selectbox(name.capitalize(), options, key=key, format_func=labels.get(name, str))
+        part = part[part[name] == value]
+        picked.append(value)
+    st.session_state[DERIVED_KEY] = tuple(picked)
+    return tuple(picked) if edited else shown
+
+
 _state.restore()
 st.title("Compare runs group by group")
 sync_store()
@@ -40,47 +80,75 @@ if finished.empty:
     empty_store_hint()
     st.stop()
 labels = run_labels(finished)
-chosen = [r for r in _state.selected_runs() if r in labels]
-row = finished[finished.run_id == chosen[0]].iloc[0] if chosen else comparable_setting(finished)
-nothing_to_pair = row is None
-row = finished.iloc[0] if row is None else row
+by_id = finished.set_index("run_id", drop=False)
+selection = _state.selected_runs()
+selected = [r for r in selection if r in labels]
+explicit = _state.get("compare")
+if explicit is not None:
+    unknown = [r for r in explicit if r not in labels]
+    if unknown:
+        st.warning(f"Not a finished run of this store, left out: {', '.join(unknown[:5])}"
+                   + (" …" if len(unknown) > 5 else ""))
+    default = [r for r in explicit if r in labels]
+    source = "explicit"
+elif len(selected) >= 2:
+    default, source = selected, "selection"
+else:
+    row = by_id.loc[selected[0]] if selected else comparable_setting(finished)
+    default, source = setting_runs(finished, setting_of(finished.iloc[0] if row is None else row)), "setting"
 
-c = st.columns(4)
-dataset = pick(c[0], "Dataset", sorted(finished.dataset.unique()), row.dataset)
-part = finished[finished.dataset == dataset]
-model = pick(c[1], "Model", sorted(part.model.unique()), row.model)
-part = part[part.model == model]
-sparsity = pick(c[2], "Sparsity", sorted(part.sparsity.unique()), row.sparsity, format_func=lambda s: f"{100 * s:g} %")
-seed = pick(c[3], "Seed", sorted(part[part.sparsity == sparsity].seed.unique()), row.seed)
-default = default_comparison(finished, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
-setting = (dataset, model, float(sparsity), int(seed))
-if st.session_state.get(SETTING_KEY, setting) != setting or len(chosen) < 2:
-    chosen = default  # a new setting (or no selection): NFT against CEAG at each tolerance there
-st.session_state[SETTING_KEY] = setting
-with st.expander("Runs and intervals", expanded=nothing_to_pair):
-    picked = st.multiselect("Runs (two or more)", list(labels), default=chosen, format_func=labels.get)
-    if picked != chosen:
-        chosen = picked
+shown = setting_of(by_id.loc[default[0]]) if default else setting_of(finished.iloc[0])
+setting = setting_selectors(finished, shown)
+if setting != shown:  # the user picked another setting: compare its default runs (the selection stays)
+    default, source = setting_runs(finished, setting), "explicit"
+    _state.put("compare", default)
+
+with st.expander("Runs and intervals", expanded=len(default) < 2):
+    chosen = _state.widget(st.multiselect, "compare", "Runs (two or more)", default=default, options=list(labels),
+                           format_func=labels.get)
     c = st.columns(2)
     n_boot = c[0].number_input("Bootstrap resamples", 100, 20000, 1000, step=100)
     confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %")
-_state.select_runs(chosen)
 
+about = {"selection": f"your {len(chosen)} selected runs",
+         "setting": "NFT against CEAG at each tolerance for this setting (your selection is unchanged)"}
+st.caption("Comparing " + about.get(source, "the runs chosen under **Runs and intervals** (or in the link)") + ".")
+buttons = st.columns(3)
+if len(selected) >= 2 and selected != chosen and buttons[0].button(
+        f"Compare the {len(selected)} selected runs", icon=":material/checklist:"):
+    _state.put("compare", selected)
+    st.rerun()
+if chosen != setting_runs(finished, setting) and buttons[1].button(
+        "NFT against CEAG at this setting", icon=":material/balance:"):
+    _state.put("compare", setting_runs(finished, setting))
+    st.rerun()
+missing = [r for r in chosen if r not in selection]
+if missing and buttons[2].button(f"Add {'them' if len(missing) > 1 else 'it'} to the selection",
+                                 icon=":material/add:"):
+    _state.select_runs([*selection, *missing])
+    st.rerun()
 if len(chosen) < 2:
     st.info("Choose two or more finished runs under **Runs and intervals** (this setting has no NFT and CEAG "
             "runs to pair by default).")
     st.stop()
+
 args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence))
 result = cached_audit(*args)
 for note in result.notes:
     st.warning(note)
-st.markdown("\n".join(f"- {s}" for s in sentences(result)))
+ci = confidence_label(result.settings)
+st.markdown("\n".join(f"- {s}" for s in headline_sentences(result.groups, confidence=result.settings.confidence)))
 
-metric = st.radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True)
-st.plotly_chart(group_interval_bars(result.groups, metric), width="stretch", config=CHART_CONFIG)
+c = st.columns([3, 2])
+metric = c[0].radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True,
+                    help=f"**ψ_g**: {GLOSSARY['ψ_g']}\n\n**Δ_g**: {GLOSSARY['Δ_g']}\n\n**Error bars**: {ci} "
+                         f"intervals. {GLOSSARY['interval']}")
+splits = c[1].multiselect("Splits", ["train", "val", "test"], default=["train", "test"])
+st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
+with st.expander("Every sentence: train, validation and each run"):
+    st.markdown("\n".join(f"- {s}" for s in sentences(result)))
 
 names = audit_run_labels(result.groups)
-ci = confidence_label(result.settings)
 g = result.groups
 table = {"run": g.run_id.map(names), "split": g.split, "group": g.group_name, "n": g.n,
          "dense acc (%)": 100 * g.dense_accuracy, "acc (%)": 100 * g.accuracy}
@@ -96,6 +164,6 @@ c = st.columns(2)
 c[0].download_button("Audit report (HTML, opens offline)", cached_report(*args), file_name="ceag_audit.html",
                      mime="text/html", icon=":material/download:")
 c[1].download_button("Per-group table (CSV)", result.csv_table().to_csv(index=False), file_name="ceag_audit.csv",
-                     mime="text/csv")
+                     mime="text/csv", icon=":material/download:")
 with st.expander("What the symbols mean"):
-    st.markdown("\n".join(f"- **{k}**: {v}" for k, v in GLOSSARY.items()))
+    st.markdown("\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items()))

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from ceag.audit import audit, sentences
 from ceag.bootstrap import BootstrapSettings
 from ceag.runs import run
+from ceag.sentences import headline_sentences
 from ceag.store import ingest_run
 from tests.conftest import fast_config
 from tests.helpers import ROOT
@@ -47,18 +48,21 @@ def open_compare(monkeypatch, results, **params) -> AppTest:
     return at
 
 
-def test_compare_opens_on_nft_against_ceag_with_sentences_chart_and_table(store, monkeypatch):
+def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sentences_and_table(store, monkeypatch):
     results, ids = store
     at = open_compare(monkeypatch, results)
     default = [ids[("nft", None, 0.8)], ids[("ceag", 0.01, 0.8)], ids[("ceag", 0.05, 0.8)]]
-    assert at.query_params["runs"] == ",".join(default)
+    assert at.multiselect[0].value == default
+    assert "runs" not in at.query_params and "compare" not in at.query_params  # nothing chosen, nothing written
     expected = audit(results, default, BootstrapSettings())
-    text = at.markdown[0].value
-    assert text == "\n".join(f"- {s}" for s in sentences(expected))
-    assert "NFT" in text and "CEAG (ε = 1 %)" in text
+    headline, every = (m.value for m in at.markdown[:2])
+    assert headline == "\n".join(f"- {s}" for s in headline_sentences(expected.groups))
+    assert headline.startswith("- At 80 % sparsity, NFT hurts ") and "95 % interval" in headline
+    assert every == "\n".join(f"- {s}" for s in sentences(expected))
+    assert "CEAG (ε = 1 %)" in every
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     bars = [t for t in spec["data"] if t["type"] == "bar"]
-    assert len(bars) == 3 * 3  # runs x splits (train, val, test)
+    assert len(bars) == 3 * 2  # runs x splits (train and test first; validation on demand)
     table = at.dataframe[0].value
     assert len(table) == len(expected.groups)
     np.testing.assert_allclose(table["ψ_g"], 100 * expected.groups["excess_gap"])
@@ -66,30 +70,53 @@ def test_compare_opens_on_nft_against_ceag_with_sentences_chart_and_table(store,
     assert list(table["ψ_g interval contains ε"]) == list(expected.groups["indistinguishable"])
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Audit report (HTML, opens offline)", "Per-group table (CSV)"]
+    next(m for m in at.multiselect if m.label == "Splits").set_value(["train", "val", "test"]).run()
+    assert len([t for t in charts(at)[0]["data"] if t["type"] == "bar"]) == 3 * 3
 
 
-def test_a_selection_in_the_url_is_compared_as_it_is(store, monkeypatch):
+def charts(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_a_selection_in_the_url_is_compared_as_it_is_and_never_rewritten(store, monkeypatch):
     results, ids = store
     chosen = [ids[("nft", None, 0.6)], ids[("ceag", 0.05, 0.8)]]
     at = open_compare(monkeypatch, results, runs=",".join(chosen))
     assert at.multiselect[0].value == chosen
     text = at.markdown[0].value
-    assert "At sparsity 60 %" in text and "there is no NFT run to compare with" in text  # paired only by setting
+    assert "At 60 % sparsity" in text and "At 80 % sparsity there is no NFT run to compare with" in text
     at.radio[0].set_value("accuracy").run()
     assert not at.exception
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    spec = charts(at)[0]
     assert spec["layout"]["yaxis"]["title"]["text"] == "accuracy (%)"
+    assert at.query_params["runs"] == ",".join(chosen) and "compare" not in at.query_params
 
 
-def test_choosing_another_setting_compares_its_nft_and_ceag_runs(store, monkeypatch):
+def test_choosing_another_setting_compares_its_runs_in_its_own_field_and_keeps_the_selection(store, monkeypatch):
     results, ids = store
-    at = open_compare(monkeypatch, results)
-    sparsity = next(s for s in at.selectbox if s.label == "Sparsity")
-    assert sparsity.value == 0.8
-    sparsity.set_value(0.6).run()
-    assert not at.exception
-    assert at.query_params["runs"] == ids[("nft", None, 0.6)]  # no CEAG run there: nothing to pair
+    nft06 = ids[("nft", None, 0.6)]
+    default = [ids[("nft", None, 0.8)], ids[("ceag", 0.01, 0.8)], ids[("ceag", 0.05, 0.8)]]
+    at = open_compare(monkeypatch, results, runs=nft06)  # one selected run: its setting, nothing to pair there
+    assert next(s for s in at.selectbox if s.label == "Sparsity").value == 0.6
     assert [i.value for i in at.info][0].startswith("Choose two or more finished runs")
     next(s for s in at.selectbox if s.label == "Sparsity").set_value(0.8).run()
-    assert at.query_params["runs"] == ",".join([ids[("nft", None, 0.8)], ids[("ceag", 0.01, 0.8)],
-                                                ids[("ceag", 0.05, 0.8)]])
+    assert not at.exception
+    assert at.query_params["compare"] == ",".join(default)
+    assert at.query_params["runs"] == nft06  # the selection is never replaced
+    assert at.multiselect[0].value == default
+    next(s for s in at.selectbox if s.label == "Sparsity").set_value(0.6).run()
+    assert at.query_params["compare"] == nft06 and at.query_params["runs"] == nft06
+    next(s for s in at.selectbox if s.label == "Sparsity").set_value(0.8).run()
+    # Only the button adds the compared runs to the selection, after what was selected.
+    next(b for b in at.button if b.label == "Add them to the selection").click().run()
+    assert at.query_params["runs"] == ",".join([nft06, *default])
+
+
+def test_a_link_to_a_comparison_shows_those_runs_and_names_unknown_ones(store, monkeypatch):
+    results, ids = store
+    chosen = [ids[("nft", None, 0.8)], ids[("ceag", 0.05, 0.8)]]
+    at = open_compare(monkeypatch, results, compare=",".join([*chosen, "0123456789abcdef"]))
+    assert at.multiselect[0].value == chosen
+    assert "0123456789abcdef" in at.warning[0].value
+    assert "runs" not in at.query_params
+    assert "CEAG (ε = 5 %) brings" in at.markdown[0].value

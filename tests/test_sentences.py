@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ceag.config import RunConfig
-from ceag.sentences import GLOSSARY, comparison_sentences, overview_sentences, points
+from ceag.sentences import GLOSSARY, comparison_sentences, headline_sentences, overview_sentences, points
 from ceag.store import connect, queries
 from ceag.store.ingest import RUN_COLUMNS, insert_run
 
@@ -150,3 +150,31 @@ def test_many_indistinguishable_groups_are_counted_not_listed():
                          "excess_gap_low": [-0.1, -0.1, -0.1, -0.1, 0.05], "excess_gap_high": 0.1})
     assert ("On test, the ψ_g intervals of 4 of 5 groups under CEAG (ε = 2 %) contain the tolerance: with this "
             "many samples they cannot be told apart from it.") in comparison_sentences(rows)
+
+
+def test_headline_answers_which_group_nft_hurts_on_test_and_what_ceag_does_for_it(demo_store):
+    results, ids = demo_store
+    groups = queries.audit_groups(results, [ids[("nft", 0.95)], ids[("ceag", 0.95)]])
+    groups["excess_gap_low"] = groups["excess_gap"] - 0.03
+    groups["excess_gap_high"] = groups["excess_gap"] + 0.03
+    assert headline_sentences(groups) == [
+        "At 95 % sparsity, NFT hurts digit 8 most on test: it loses 25.9 points more accuracy than the model as a "
+        "whole (ψ_g; 95 % interval 22.9 to 28.9); on train, 33.2.",
+        "CEAG (ε = 2 %) brings digit 8 to ψ_g = -7.1 on test (95 % interval -10.1 to -4.1), within ε = 2.0, even at "
+        "the top of its interval; the worst group on test is now digit 3 at 4.2 (95 % interval 1.2 to 7.2), above "
+        "ε = 2.0, though its interval contains ε."]
+
+
+def test_headline_at_90_and_98_percent_follows_the_numbers_not_a_script(demo_store):
+    results, ids = demo_store
+    run_ids = [ids[("nft", 0.9)], ids[("ceag", 0.9)], ids[("nft", 0.98)], ids[("ceag", 0.98)]]
+    text = headline_sentences(queries.audit_groups(results, run_ids))
+    # 90 %: NFT's worst on test is digit 3 (2.1); CEAG leaves it within ε but digit 0 becomes worse (3.0).
+    assert ("At 90 % sparsity, NFT hurts digit 3 most on test: it loses 2.1 points more accuracy than the model as a "
+            "whole (ψ_g); on train, 0.3.") in text
+    assert ("CEAG (ε = 1 %) brings digit 3 to ψ_g = -0.5 on test, within ε = 1.0; the worst group on test is now "
+            "digit 0 at 3.0, above ε = 1.0.") in text
+    # 98 %: digit 8 stays the worst group under CEAG, above ε.
+    assert ("CEAG (ε = 1 %) brings digit 8 to ψ_g = 4.0 on test, above ε = 1.0; the worst group on test is now digit 3 "
+            "at 5.5, above ε = 1.0.") in text
+    assert len(text) == 4
