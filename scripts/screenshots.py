@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PAGES = {"overview": "", "frontiers": "frontiers", "multipliers": "multipliers", "generalization": "generalization",
-         "launch": "launch", "runs": "runs"}
+         "compare": "compare", "launch": "launch", "runs": "runs"}
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
 
 
 def free_port() -> int:
@@ -66,6 +68,7 @@ def main() -> int:
             for name, path in PAGES.items():
                 page.goto(f"http://127.0.0.1:{port}/{path}")
                 page.wait_for_selector("h1", timeout=30_000)
+                page.wait_for_selector(IDLE, timeout=120_000)  # Compare bootstraps its intervals first
                 page.wait_for_timeout(2500)  # let charts render
                 page.screenshot(path=str(out / f"{name}.png"), full_page=False)
                 print(f"wrote {out / f'{name}.png'}")

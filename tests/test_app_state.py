@@ -52,6 +52,12 @@ def test_the_url_the_session_wrote_itself_changes_nothing():
     assert _state.merge(session, {"runs": "a1", "split": "val"}, {"runs": "a1", "split": "val"}) == (session, set())
 
 
+def test_the_compared_runs_are_a_field_of_their_own_beside_the_selection():
+    view, _ = _state.merge({"runs": ["a1"]}, {"runs": "a1", "compare": "b2,c3"}, {"runs": "a1"})
+    assert view == {"runs": ["a1"], "compare": ["b2", "c3"]}
+    assert _state.encode(view) == {"runs": "a1", "compare": "b2,c3"}
+
+
 def test_only_the_view_module_touches_query_params():
     root = Path(__file__).resolve().parents[1]
     users = [p.name for p in [*(root / "pages").glob("*.py"), root / "app.py"] if "st.query_params" in p.read_text()]

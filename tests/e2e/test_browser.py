@@ -253,10 +253,13 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
     sidebar_click(page, "Generalization", PAGES["generalization"])
     assert url_params(page)["runs"] == nft
     assert page.locator('[data-testid="stMultiSelect"]').filter(has_text=nft).count() == 1
-    for label, key in (("Launch", "launch"), ("Runs", "runs"), ("Run one experiment", "run_one")):
+    for label, key in (("Compare", "compare"), ("Launch", "launch"), ("Runs", "runs"),
+                       ("Run one experiment", "run_one")):
         sidebar_click(page, label, PAGES[key])
         assert url_params(page) == {"split": "train", "runs": nft}, label
         assert page.locator(EXCEPTION).count() == 0
+        if key == "compare":  # NFT against CEAG at the selected run's setting, the selection untouched
+            page.get_by_text(re.compile(r"NFT hurts .* most on test")).first.wait_for(timeout=60_000)
     sidebar_click(page, "Frontiers", PAGES["frontiers"])
     assert page.get_by_role("radio", name="train").is_checked()
     page.reload()
