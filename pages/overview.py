@@ -1,4 +1,4 @@
-"""Overview: what the store holds, what the metrics mean, and the demo for an empty store."""
+"""Overview: the story of the store told from its numbers, what the words mean, and the demo for an empty store."""
 
 import numpy as np
 import pandas as pd
@@ -6,9 +6,11 @@ import streamlit as st
 
 from ceag import jobs
 from ceag.grid import preset
+from ceag.plots import overview_chart
+from ceag.sentences import GLOSSARY, overview_sentences
 from pages import _state
 from pages._jobs import job_card
-from pages._shared import query, results_dir, sync_store
+from pages._shared import CHART_CONFIG, query, results_dir, sync_store
 
 _state.restore()
 st.title("The disparate impact of pruning")
@@ -16,19 +18,24 @@ sync_store()
 results = results_dir()
 overview = query("overview")
 
-with st.expander("What the numbers mean", expanded=overview.empty):
-    st.markdown(
-        "Pruning removes most of a network's weights, then fine-tunes what is left. Some groups pay more.\n\n"
-        "- **Δ_g = A_g(dense) − A_g(sparse)**: the accuracy group *g* lost to pruning.\n"
-        "- **ψ_g = Δ_g − Δ**, the *excess accuracy gap*: how much more group *g* lost than the model as a whole "
-        "(Δ is the overall loss of accuracy). ψ_g > 0 means the group was hurt more than average.\n"
-        "- **max_g ψ_g**: the worst-treated group's excess gap, the headline disparity.\n"
-        "- **Ψ_PW = max_g Δ_g − min_g Δ_g**: the largest difference between two groups' losses.\n\n"
-        "**CEAG** fine-tunes under one constraint per group, ψ_g ≤ ε, with a Lagrange multiplier λ_g that grows "
-        "while the group's constraint is violated. **NFT** fine-tunes naively, **NFT+ES** keeps its best "
-        "validation iterate, **EL+RB** equalizes group losses. All gaps are shown in percentage points; always "
-        "read them next to accuracy, since a collapsed model can look fair."
-    )
+
+def glossary(terms=None) -> str:
+    """The glossary as a Markdown list (``terms``: a subset, in GLOSSARY's order)."""
+    return "\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items() if terms is None or term in terms)
+
+
+def tip(*terms: str) -> str:
+    """Tooltip text defining ``terms`` (GLOSSARY keys)."""
+    return "\n\n".join(f"**{term}**: {GLOSSARY[term]}" for term in terms)
+
+
+INTRO = ("Pruning removes most of a network's weights, then fine-tunes what is left; some groups pay more than "
+         "others. **NFT** fine-tunes naively, **NFT+ES** keeps its best validation iterate, **EL+RB** equalizes "
+         "group losses, and **CEAG** fine-tunes under one constraint per group, ψ_g ≤ ε. Gaps are in percentage "
+         "points; read them next to accuracy, since a collapsed model can look fair.")
+if overview.empty:  # nothing else to read yet: the explanation opens
+    with st.expander("What the numbers mean", expanded=True):
+        st.markdown(INTRO + "\n\n" + glossary())
 
 
 def percents(fractions) -> str:
@@ -92,6 +99,35 @@ c1.metric("Runs", runs_total)
 c2.metric("Finished", finished)
 c3.metric("Datasets", overview["dataset"].nunique())
 c4.metric("Running jobs", len(running))
+datasets = sorted(overview["dataset"].unique())
+dataset = (_state.widget(st.selectbox, "dataset", "Dataset", default=datasets[0], options=datasets)
+           if len(datasets) > 1 else datasets[0])
+models = sorted(overview.loc[overview.dataset == dataset, "model"].unique())
+model = st.selectbox("Model", models, key="overview.model") if len(models) > 1 else models[0]
+st.subheader(f"What pruning does to {dataset} ({model})",
+             help=tip("sparsity", "ψ_g", "max_g ψ_g", "ε (tolerance)"))
+story = overview_sentences(query("story_groups", dataset=dataset, model=model))
+if story:
+    st.markdown("\n".join(f"- {s}" for s in story))
+summary = pd.concat([query("frontier_summary", dataset=dataset, model=model, split=split).assign(split=split)
+                     for split in ("train", "test")], ignore_index=True)
+if not summary.empty:
+    st.plotly_chart(overview_chart(summary), width="stretch", config=CHART_CONFIG)
+    st.caption("Per method, the worst group's excess gap max_g ψ_g on the training and the test data at each "
+               "sparsity (mean over seeds, bars: standard deviation across seeds); dashed lines: the tolerances ε. "
+               "Compare shows each group with bootstrap intervals.")
+with st.expander("Glossary: sparsity, ε, Δ_g, ψ_g, max_g ψ_g, Ψ_PW, λ_g, ψ̂_g"):
+    st.markdown(INTRO + "\n\n" + glossary())
+cols = st.columns(4)
+cols[0].page_link("pages/compare.py", label="Group by group, with intervals", icon=":material/balance:",
+                  help=tip("Δ_g", "ψ_g", "interval"))
+cols[1].page_link("pages/frontiers.py", label="Accuracy–disparity frontiers", icon=":material/scatter_plot:",
+                  help=tip("max_g ψ_g", "Ψ_PW"))
+cols[2].page_link("pages/multipliers.py", label="Multiplier trajectories", icon=":material/show_chart:",
+                  help=tip("λ_g", "ψ̂_g"))
+cols[3].page_link("pages/generalization.py", label="Train versus test gaps", icon=":material/compare_arrows:",
+                  help=tip("ψ_g"))
+
 st.subheader("What is in the store")
 
 
@@ -102,33 +138,3 @@ def listing(values) -> str:
 table = overview.assign(sparsities=overview["sparsities"].map(listing),
                         tolerances=overview["tolerances"].map(listing))
 st.dataframe(table, hide_index=True, width="stretch")
-st.subheader("The story in numbers")
-dataset = sorted(overview["dataset"].unique())[0]
-train = query("frontier_summary", dataset=dataset, split="train")
-test = query("frontier_summary", dataset=dataset, split="test")
-if not train.empty and {"nft", "ceag"} <= set(train["method"]):
-    keys = ["model", "method", "sparsity", "tolerance"]
-    story = train.merge(test, on=keys, suffixes=("_train", "_test"), how="left")
-    story = story[story.method.isin(["nft", "ceag"])]
-    rows = []
-    for (model, sparsity), part in story.groupby(["model", "sparsity"]):
-        nft, ceag = part[part.method == "nft"], part[part.method == "ceag"]
-        if nft.empty or ceag.empty:
-            continue
-        strict = ceag.sort_values("tolerance").iloc[0]
-        rows.append({"model": model, "sparsity": sparsity, "CEAG ε (%)": 100 * strict.tolerance,
-                     "NFT train max ψ_g": 100 * nft.max_excess_gap_train.iloc[0],
-                     "CEAG train max ψ_g": 100 * strict.max_excess_gap_train,
-                     "NFT test max ψ_g": 100 * nft.max_excess_gap_test.iloc[0],
-                     "CEAG test max ψ_g": 100 * strict.max_excess_gap_test,
-                     "NFT test acc": 100 * nft.accuracy_test.iloc[0], "CEAG test acc": 100 * strict.accuracy_test})
-    if rows:
-        st.caption(f"{dataset}: the worst group's excess gap in points. CEAG holds it near ε on train; whether that "
-                   "carries over to test is what Generalization shows.")
-        table = pd.DataFrame(rows)
-        st.dataframe(table, hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.1f") for c in table.columns[3:]})
-cols = st.columns(3)
-cols[0].page_link("pages/frontiers.py", label="Accuracy–disparity frontiers", icon=":material/scatter_plot:")
-cols[1].page_link("pages/multipliers.py", label="Multiplier trajectories", icon=":material/show_chart:")
-cols[2].page_link("pages/generalization.py", label="Train versus test gaps", icon=":material/compare_arrows:")
