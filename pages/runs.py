@@ -2,16 +2,56 @@
 
 import io
 
+import pandas as pd
 import streamlit as st
 
 from ceag.plots import METHOD_LABELS
 from pages import _state
 from pages._shared import empty_store_hint, query, results_dir, sync_store
 
+# (column, label, help): the reported epoch's metrics, in % (accuracy) and points (gaps).
+METRICS = [(f"{split}_{m}", f"{split} {label}", f"{text} on {split}, at the reported epoch.")
+           for m, label, text in (("accuracy", "acc (%)", "Accuracy of the pruned model"),
+                                  ("max_excess_gap", "max_g ψ_g", "The worst group's excess gap, in points"),
+                                  ("psi_pw", "Ψ_PW", "The largest difference of two groups' accuracy loss, in points"))
+           for split in ("train", "test")]
+COLUMN_HELP = {
+    **{label: st.column_config.Column(help=text) for _, label, text in METRICS},
+    "epoch": st.column_config.Column(help="The epoch whose metrics are reported: the last one, or for NFT+ES its "
+                                          "best validation iterate."),
+    "progress": st.column_config.Column(help="How far a run that has not finished got."),
+}
+
+
+def runs_view(frame: pd.DataFrame):
+    """The table as shown: metrics in % / points, missing values blank (never "None"), sortable by every column."""
+    out = frame[["run_id", "status", "dataset", "model"]].copy()
+    out["method"] = frame["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    for col in ("sparsity", "tolerance", "seed"):
+        out[col] = frame[col]
+    for col, label, _ in METRICS:
+        out[label] = 100 * frame[col]
+    done = frame["status"].isin(["finished", "diverged"])
+    out["epoch"] = frame["reported_epoch"].where(done)
+    progress = frame["progress_epoch"].astype("string") + " of " + frame["total_epochs"].astype("string")
+    out["progress"] = progress.where(~done & frame["progress_epoch"].notna(), "")
+    out["wall (s)"] = frame["wall_seconds"]
+    out["achieved sparsity"] = frame["achieved_sparsity"]
+    out["device"] = frame["device"].fillna("")
+    out["reason"] = frame["reason"].fillna("")
+    out["data"] = frame["data"]
+    out["skipped rows"] = frame["skipped_rows"]
+    formats = {label: "{:.1f}" for _, label, _ in METRICS}
+    formats.update({"sparsity": "{:g}", "tolerance": "{:g}", "seed": "{:.0f}", "epoch": "{:.0f}",
+                    "wall (s)": "{:.1f}", "achieved sparsity": "{:.4f}",
+                    "skipped rows": "{:.0f}"})
+    return out.style.format(formats, na_rep="")
+
+
 _state.restore()
 st.title("Runs")
 sync_store()
-runs = query("runs")
+runs = query("runs_table")
 if runs.empty:
     empty_store_hint()
     st.stop()
@@ -33,13 +73,12 @@ st.caption(f"{len(shown)} of {len(runs)} runs. Select rows to carry them to the 
 # The table's own selection state is keyed by the view's selection, so a selection made on another
 # page (or by a link) shows here as ticked rows, and a tick here changes the view's selection.
 preselected = [i for i, r in enumerate(shown.run_id) if r in set(selection)]
-cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "achieved_sparsity", "tolerance", "seed",
-        "progress_epoch", "total_epochs", "wall_seconds", "device", "reason", "data", "skipped_rows"]
 shown = shown.assign(data=shown.data_fingerprint.fillna("fingerprint unknown"))
 for row in shown[shown.data_warning.notna()].itertuples():
     st.warning(f"Run {row.run_id} ({row.dataset}): {row.data_warning}. Its group numbers rest on fewer rows than "
                "the data folder holds.")
-event = st.dataframe(shown[cols], hide_index=True, width="stretch", on_select="rerun", selection_mode="multi-row",
+event = st.dataframe(runs_view(shown), hide_index=True, width="stretch", on_select="rerun",
+                     selection_mode="multi-row", column_config=COLUMN_HELP,
                      key=f"runs_table_{hash((tuple(selection), tuple(shown.run_id))) & 0xFFFFFFFF:x}",
                      selection_default={"selection": {"rows": preselected}} if preselected else None)
 rows = (event or {}).get("selection", {}).get("rows", [])
@@ -86,4 +125,6 @@ if st.button("Prepare predictions"):
     else:
         st.download_button(f"Download predictions of {run_id} on {split} (CSV)", frame.to_csv(index=False),
                            file_name=f"predictions_{run_id}_{split}.csv", mime="text/csv")
-        st.caption("Columns y_true, y_pred, group (id) and group_name: ready for Fairlearn's MetricFrame.")
+        st.caption(f"One row per {split} sample, columns {', '.join(frame.columns)}: p_pred is the probability "
+                   "of y_pred, dense_pred and dense_p_pred the dense model's. y_true, y_pred and group (as "
+                   "sensitive_features) go straight into Fairlearn's MetricFrame.")

@@ -21,7 +21,8 @@ from ceag.config import METHODS
 from ceag.grid import GridSpec, preset
 from ceag.plots import METHOD_LABELS
 from ceag.runs import write_json
-from ceag.store import queries
+from ceag.sentences import GLOSSARY, overview_sentences
+from ceag.store import connect, queries
 from tests.helpers import ROOT, subprocess_env
 
 APP = str(ROOT / "app.py")
@@ -242,6 +243,46 @@ def test_overview_counts_the_runs_in_the_store(seeded):
     assert not at.button  # no demo offer once there are runs
 
 
+def test_overview_tells_the_seeded_stores_story_with_its_chart_and_a_glossary(seeded):
+    at = open_page("overview")
+    story = overview_sentences(queries.story_groups(seeded, dataset="digits", model="mlp"))
+    assert story and at.markdown[0].value == "\n".join(f"- {s}" for s in story)
+    [spec] = charts(at)
+    summary = queries.frontier_summary(seeded, dataset="digits", model="mlp", split="test")
+    ceag = [t for t in spec["data"] if t["name"] == "CEAG ε=2%" and t["xaxis"] == "x2"]
+    assert len(ceag) == 1  # the test panel
+    expected = summary[summary.method == "ceag"].sort_values("sparsity")
+    np.testing.assert_allclose(values(ceag[0]["y"]), 100 * expected["max_excess_gap"])
+    np.testing.assert_allclose(values(ceag[0]["x"]), 100 * expected["sparsity"])
+    # The definitions stay reachable once results are there: a glossary naming every symbol, and tooltips.
+    [glossary] = [e for e in at.expander if e.label.startswith("Glossary")]
+    text = " ".join(m.value for m in glossary.markdown)
+    assert all(f"**{term}**" in text for term in GLOSSARY)
+    assert "sparsity" in at.subheader[0].proto.help and "ψ_g" in at.subheader[0].proto.help
+
+
+def test_overview_sentences_are_true_for_the_store_they_are_shown_on(tmp_path, monkeypatch):
+    """The hand-made store where a canned caption was wrong three times: the page says what its numbers say."""
+    from tests.test_sentences import DEMO, add_run
+
+    with connect(tmp_path, write=True) as con:
+        for (method, sparsity, tol), gaps in DEMO.items():
+            add_run(con, method, sparsity, tol, 0, gaps)
+    _use(monkeypatch, tmp_path)
+    at = open_page("overview")
+    text = at.markdown[0].value
+    assert text == "\n".join(f"- {s}" for s in overview_sentences(queries.story_groups(tmp_path, dataset="digits")))
+    assert "CEAG with ε = 1 % misses its tolerance on train (worst 6.8)" in text  # 98 %
+    assert "At 90 %, NFT hurts no group by more than 1.0 points" in text  # 90 %
+    assert "its worst group on test is digit 0 at 3.0, worse than NFT's 2.1" in text
+    assert "but digit 3 is now the worst group at 4.2 points, above the tolerance" in text  # 95 %
+    page_text = " ".join([*(m.value for m in at.markdown), *(c.value for c in at.caption)])
+    assert "near ε" not in page_text and "holds it" not in page_text
+    [spec] = charts(at)
+    train = [t for t in spec["data"] if t["name"] == "CEAG ε=1%" and t["xaxis"] == "x"]
+    assert values(train[0]["y"]).tolist() == pytest.approx([0.4, 6.8])  # 90 % and 98 %, as the store holds
+
+
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_frontiers_plot_every_method_at_the_stores_accuracies(seeded, split):
     at = open_page("frontiers")
@@ -397,6 +438,27 @@ def test_runs_page_lists_every_run(seeded):
     assert infos(at) == ["Select runs to download their metrics or predictions."]
 
 
+def test_runs_table_shows_train_and_test_metrics_blank_where_missing_and_the_reported_epoch(seeded):
+    at = open_page("runs")
+    table = at.dataframe[0].value.set_index("run_id")
+    final = queries.frontier(seeded, dataset="digits", split="test").set_index("run_id")
+    np.testing.assert_allclose(table.loc[final.index, "test acc (%)"], 100 * final["accuracy"])
+    np.testing.assert_allclose(table.loc[final.index, "test max_g ψ_g"], 100 * final["max_excess_gap"])
+    train = queries.frontier(seeded, dataset="digits", split="train").set_index("run_id")
+    np.testing.assert_allclose(table.loc[train.index, "train Ψ_PW"], 100 * train["psi_pw"])
+    runs = queries.runs(seeded).set_index("run_id")
+    assert (table["epoch"] == runs.loc[table.index, "reported_epoch"]).all()
+    assert set(table["progress"]) == {""}  # finished runs show the epoch they report, not "34 of 60"
+    assert table.loc[runs.index[runs.method == "nft_es"], "method"].eq("NFT+ES").all()
+    import pyarrow as pa
+
+    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_pandas()  # as drawn
+    cells = shown.astype(str).to_numpy().ravel().tolist()
+    assert not {"None", "nan", "NaN", "<NA>"} & set(cells)
+    nft = list(table.index).index(runs.index[runs.method == "nft"][0])
+    assert shown.iloc[nft].astype(str).tolist().count("") >= 2  # its tolerance and reason: blank, not "None"
+
+
 def test_runs_page_filters_by_method(seeded):
     at = open_page("runs")
     widget(at.multiselect, "Method").set_value(["ceag"]).run()
@@ -535,6 +597,9 @@ def test_a_selection_and_split_survive_sidebar_navigation_through_every_page(see
     assert set(at.dataframe[1].value["run_id"]) == {nft}
     navigate(at, "runs")
     assert [s.value for s in at.subheader][0] == "1 selected"
+    navigate(at, "compare")  # compares NFT against CEAG at the selected run's setting; the selection stays
+    assert at.query_params["runs"] == nft and "compare" not in at.query_params
+    assert at.multiselect[0].value[0] == nft and len(at.multiselect[0].value) == 2
     for page in ("launch", "run_one", "overview", "frontiers"):
         navigate(at, page)
         assert at.query_params["runs"] == nft and at.query_params["split"] == "train"

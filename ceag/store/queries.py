@@ -265,3 +265,29 @@ def story_groups(results: str | os.PathLike, *, dataset: str, model: str | None 
     """Per-group rows (train, val, test) at the reported epoch of every finished run of ``dataset``."""
     return _query(results, AUDIT_GROUPS.format(where="r.status = 'finished' AND r.dataset = ? AND (? IS NULL OR "
                                                      "r.model = ?)"), [dataset, model, model])
+
+
+RUNS_TABLE_METRICS = ("accuracy", "max_excess_gap", "psi_pw")
+
+
+def runs_table(results: str | os.PathLike) -> pd.DataFrame:
+    """``runs`` (the same columns, the same order) with each run's reported-epoch metrics on train and test.
+
+    Adds ``train_<m>`` and ``test_<m>`` for m in accuracy, max_excess_gap, psi_pw (fractions; NULL
+    for a run with no metrics on that split, e.g. one still running).
+    """
+    metrics = ",\n".join(f"max(CASE WHEN m.split = '{split}' THEN m.{m} END) AS {split}_{m}"
+                         for split in ("train", "test") for m in RUNS_TABLE_METRICS)
+    return _query(results, f"""
+        WITH met AS (
+            SELECT m.run_id, {metrics}
+            FROM run_metrics m JOIN runs r ON r.run_id = m.run_id AND m.epoch = r.reported_epoch
+            GROUP BY m.run_id
+        )
+        SELECT r.run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
+               seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
+               finished_at, diverged_step, data_fingerprint, skipped_rows, data_warning, d.converged,
+               d.constraints_active, d.max_multiplier, d.advice, d.warnings, met.* EXCLUDE (run_id)
+        FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id LEFT JOIN met ON met.run_id = r.run_id
+        ORDER BY finished_at DESC NULLS FIRST, r.run_id
+    """)
