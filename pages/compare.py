@@ -103,30 +103,30 @@ if setting != shown:  # the user picked another setting: compare its default run
     default, source = setting_runs(finished, setting), "explicit"
     _state.put("compare", default)
 
+about = {"selection": "your selected runs",
+         "setting": "NFT against CEAG at each tolerance for this setting (your selection is unchanged)"}
 with st.expander("Runs and intervals", expanded=len(default) < 2):
     chosen = _state.widget(st.multiselect, "compare", "Runs (two or more)", default=default, options=list(labels),
                            format_func=labels.get)
     c = st.columns(2)
     n_boot = c[0].number_input("Bootstrap resamples", 100, 20000, 1000, step=100)
     confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %")
-
-about = {"selection": f"your {len(chosen)} selected runs",
-         "setting": "NFT against CEAG at each tolerance for this setting (your selection is unchanged)"}
-st.caption("Comparing " + about.get(source, "the runs chosen under **Runs and intervals** (or in the link)") + ".")
-buttons = st.columns(3)
-if len(selected) >= 2 and selected != chosen and buttons[0].button(
-        f"Compare the {len(selected)} selected runs", icon=":material/checklist:"):
-    _state.put("compare", selected)
-    st.rerun()
-if chosen != setting_runs(finished, setting) and buttons[1].button(
-        "NFT against CEAG at this setting", icon=":material/balance:"):
-    _state.put("compare", setting_runs(finished, setting))
-    st.rerun()
-missing = [r for r in chosen if r not in selection]
-if missing and buttons[2].button(f"Add {'them' if len(missing) > 1 else 'it'} to the selection",
-                                 icon=":material/add:"):
-    _state.select_runs([*selection, *missing])
-    st.rerun()
+    buttons = st.columns(3)
+    if len(selected) >= 2 and selected != chosen and buttons[0].button(
+            f"Compare the {len(selected)} selected runs", icon=":material/checklist:"):
+        _state.put("compare", selected)
+        st.rerun()
+    if chosen != setting_runs(finished, setting) and buttons[1].button(
+            "NFT against CEAG at this setting", icon=":material/balance:"):
+        _state.put("compare", setting_runs(finished, setting))
+        st.rerun()
+    missing = [r for r in chosen if r not in selection]
+    if missing and buttons[2].button(f"Add {'them' if len(missing) > 1 else 'it'} to the selection",
+                                     icon=":material/add:"):
+        _state.select_runs([*selection, *missing])
+        st.rerun()
+st.caption(f"Comparing {len(chosen)} runs: "
+           + about.get(source, "the runs chosen under **Runs and intervals** (or in the link)") + ".")
 if len(chosen) < 2:
     st.info("Choose two or more finished runs under **Runs and intervals** (this setting has no NFT and CEAG "
             "runs to pair by default).")
@@ -134,10 +134,10 @@ if len(chosen) < 2:
 
 args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence))
 result = cached_audit(*args)
-for note in result.notes:
-    st.warning(note)
 ci = confidence_label(result.settings)
 st.markdown("\n".join(f"- {s}" for s in headline_sentences(result.groups, confidence=result.settings.confidence)))
+if result.notes:
+    st.warning("\n".join(f"- {note}" for note in result.notes))
 
 c = st.columns([3, 2])
 metric = c[0].radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True,
@@ -158,8 +158,10 @@ for col, name in (("accuracy", "acc"), ("acc_gap", "Δ_g"), ("excess_gap", "ψ_g
     table[f"{name} {ci} low"], table[f"{name} {ci} high"] = 100 * g[f"{col}_low"], 100 * g[f"{col}_high"]
 numbers = [k for k in table if k not in ("run", "split", "group", "n")]
 table["ψ_g interval contains ε"] = g.indistinguishable
+terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense": None}
 st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
-             column_config={k: st.column_config.NumberColumn(format="%.1f") for k in numbers})
+             column_config={k: st.column_config.NumberColumn(format="%.1f", help=terms.get(k.split(" ")[0]))
+                            for k in numbers})
 c = st.columns(2)
 c[0].download_button("Audit report (HTML, opens offline)", cached_report(*args), file_name="ceag_audit.html",
                      mime="text/html", icon=":material/download:")
