@@ -143,7 +143,8 @@ c = st.columns([3, 2])
 metric = c[0].radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True,
                     help=f"**ψ_g**: {GLOSSARY['ψ_g']}\n\n**Δ_g**: {GLOSSARY['Δ_g']}\n\n**Error bars**: {ci} "
                          f"intervals. {GLOSSARY['interval']}")
-splits = c[1].multiselect("Splits", ["train", "val", "test"], default=["train", "test"])
+splits = c[1].multiselect("Splits", ["test", "train", "val"], default=["test", "train"],
+                           help="The panels, top to bottom, in the order chosen.")
 st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
 with st.expander("Every sentence: train, validation and each run"):
     st.markdown("\n".join(f"- {s}" for s in sentences(result)))

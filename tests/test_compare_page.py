@@ -62,7 +62,8 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     assert "CEAG (ε = 1 %)" in every
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     bars = [t for t in spec["data"] if t["type"] == "bar"]
-    assert len(bars) == 3 * 2  # runs x splits (train and test first; validation on demand)
+    assert len(bars) == 3 * 2  # runs x splits (test and train; validation on demand)
+    assert [a["text"] for a in spec["layout"]["annotations"]][:2] == ["test", "train"]  # test on top
     table = at.dataframe[0].value
     assert len(table) == len(expected.groups)
     np.testing.assert_allclose(table["ψ_g"], 100 * expected.groups["excess_gap"])
