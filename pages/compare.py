@@ -160,7 +160,7 @@ for col, name in (("accuracy", "acc"), ("acc_gap", "Δ_g"), ("excess_gap", "ψ_g
 numbers = [k for k in table if k not in ("run", "split", "group", "n")]
 table["ψ_g interval contains ε"] = g.indistinguishable
 terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense": None}
-st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
+st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", placeholder="",
              column_config={k: st.column_config.NumberColumn(format="%.1f", help=terms.get(k.split(" ")[0]))
                             for k in numbers})
 c = st.columns(2)

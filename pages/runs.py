@@ -78,7 +78,7 @@ for row in shown[shown.data_warning.notna()].itertuples():
     st.warning(f"Run {row.run_id} ({row.dataset}): {row.data_warning}. Its group numbers rest on fewer rows than "
                "the data folder holds.")
 event = st.dataframe(runs_view(shown), hide_index=True, width="stretch", on_select="rerun",
-                     selection_mode="multi-row", column_config=COLUMN_HELP,
+                     selection_mode="multi-row", column_config=COLUMN_HELP, placeholder="",
                      key=f"runs_table_{hash((tuple(selection), tuple(shown.run_id))) & 0xFFFFFFFF:x}",
                      selection_default={"selection": {"rows": preselected}} if preselected else None)
 rows = (event or {}).get("selection", {}).get("rows", [])

@@ -457,6 +457,8 @@ def test_runs_table_shows_train_and_test_metrics_blank_where_missing_and_the_rep
     assert not {"None", "nan", "NaN", "<NA>"} & set(cells)
     nft = list(table.index).index(runs.index[runs.method == "nft"][0])
     assert shown.iloc[nft].astype(str).tolist().count("") >= 2  # its tolerance and reason: blank, not "None"
+    grid = at.dataframe[0].proto
+    assert grid.HasField("placeholder") and grid.placeholder == ""  # the grid draws a missing value as nothing
 
 
 def test_runs_page_filters_by_method(seeded):
