@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/screenshots.py [--results DIR] [--out docs/screenshots]
 
+It also prints how long a new browser session waits for the Overview's and Compare's first answer.
+
 The results folder should hold runs (e.g. `python -m ceag grid --preset demo --results DIR`).
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PAGES = {"overview": "", "frontiers": "frontiers", "multipliers": "multipliers", "generalization": "generalization",
          "compare": "compare", "launch": "launch", "runs": "runs"}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+ANSWERS = {"overview": re.compile("sparsity hurts"), "compare": re.compile("most on test")}  # the first sentence
 
 
 
@@ -72,6 +76,15 @@ def main() -> int:
                 page.wait_for_timeout(2500)  # let charts render
                 page.screenshot(path=str(out / f"{name}.png"), full_page=False)
                 print(f"wrote {out / f'{name}.png'}")
+            # The server is warm now: how long a new browser session waits for each page's first answer.
+            for name, path in (("overview", ""), ("compare", "compare")):
+                fresh = browser.new_page(viewport={"width": 1400, "height": 1000})
+                start = time.perf_counter()
+                fresh.goto(f"http://127.0.0.1:{port}/{path}")
+                fresh.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
+                fresh.get_by_text(ANSWERS[name]).first.wait_for(timeout=120_000)
+                print(f"{name}: a new session shows its sentences and chart after {time.perf_counter() - start:.1f} s")
+                fresh.close()
             browser.close()
     finally:
         app.terminate()
