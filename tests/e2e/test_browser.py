@@ -167,7 +167,9 @@ def job_text(page) -> str:
 
 def sidebar_click(page, label: str, title: str) -> None:
     """Change page as a user does: the sidebar link (Streamlit clears the URL's query parameters)."""
-    page.locator('[data-testid="stSidebarNav"] a', has_text=label).first.click()
+    # The label ends the link's text ("balanceCompare"); a plain substring would also match an icon's
+    # name ("compare_arrowsGeneralization").
+    page.locator('[data-testid="stSidebarNav"] a', has_text=re.compile(rf"{re.escape(label)}$")).first.click()
     page.locator("h1", has_text=title).wait_for(state="visible", timeout=30_000)
     settle(page)
 
@@ -272,7 +274,7 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
     try:
         open_page(other, copied, PAGES["frontiers"])
         assert other.get_by_role("radio", name="train").is_checked()
-        assert nft in other.locator('[data-testid="stAlert"]').first.inner_text()
+        assert other.locator('[data-testid="stAlert"]').filter(has_text=nft).count() == 1  # beside any other notes
         # At 900 px the two charts stack, each as wide as the page's main column.
         other.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30_000)
         widths = other.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
