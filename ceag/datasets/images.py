@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ import numpy as np
 
 from .layouts import DatasetError
 
+HUGE_PAGES_FROM = 64 << 20  # bytes: smaller arrays gain nothing from huge pages
 CACHE_VERSION = 1  # bump when decoding changes (resampling filter, colour conversion)
 
 
@@ -171,7 +173,7 @@ class CachedPixels:
         """{name: rows} -> {name: (len(rows), C, H, W) uint8}, in one sequential pass over the file
         (chunks of ``chunk_bytes``), so memory holds the outputs and one chunk."""
         size = int(np.prod(self.shape[1:]))
-        out = {k: np.empty((len(v), *self.shape[1:]), dtype=np.uint8) for k, v in parts.items()}
+        out = {k: empty_pixels((len(v), *self.shape[1:])) for k, v in parts.items()}
         # destination of every source row: (part, position), sorted by source row
         src = np.concatenate([np.asarray(v, dtype=np.int64) for v in parts.values()] or [np.zeros(0, np.int64)])
         part = np.concatenate([np.full(len(v), i) for i, v in enumerate(parts.values())] or [np.zeros(0, int)])
@@ -201,11 +203,25 @@ class CachedPixels:
                     rows, where = src[sel][mask] - first, pos[sel][mask]
                     if where[-1] - where[0] + 1 == len(where) and (np.diff(where) == 1).all():
                         # sorted parts land in a contiguous block: one copy, straight into place
-                        np.take(buffer, rows, axis=0, out=flats[k][where[0]:where[-1] + 1])
+                        # (mode="clip": rows are in range, and mode="raise" would copy through a buffer)
+                        np.take(buffer, rows, axis=0, out=flats[k][where[0]:where[-1] + 1], mode="clip")
                     else:
                         flats[k][where] = buffer[rows]
                 start = stop
         return out
+
+
+def empty_pixels(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialized uint8 array; a large one in anonymous memory backed by huge pages where the
+    kernel offers them, so filling it costs a fraction of the page faults (2.9 GB: about 0.6 s
+    instead of 4.5 s here)."""
+    size = int(np.prod(shape))
+    if size < HUGE_PAGES_FROM or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(shape, dtype=np.uint8)
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    with contextlib.suppress(OSError):  # a kernel without transparent huge pages: ordinary pages
+        region.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(region, dtype=np.uint8).reshape(shape)  # the array keeps the region alive
 
 
 def take_many(pixels, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
