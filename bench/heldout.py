@@ -41,49 +41,22 @@ COST_TARGET = 1.35
 
 # -- cost --------------------------------------------------------------------------------
 def _cnn_stepper(method_key: str, heldout_every: int | None, groups: int = 10, batch: int = 64):
+    """method_cost's training step on the small CNN, with a validation stream when ``heldout_every``."""
     import torch
-    import torch.nn.functional as F
 
-    from ceag.config import RunConfig
+    from bench.method_cost import _stepper
     from ceag.datasets.base import Split
-    from ceag.methods import DenseReference, get_method
     from ceag.methods.heldout import HeldoutStream
-    from ceag.models import build_model
-    from ceag.pruning import MagnitudePruner
 
-    torch.manual_seed(0)
     shape = (1, 8, 8)
-    cfg = RunConfig(method=method_key, tolerance=0.01 if method_key == "ceag" else None, dual_lr=1e-3,
-                    dense_last_layer=True, device="cpu")
-    model = build_model("cnn", shape, 10, seed=0)
-    pruner = MagnitudePruner(model, "unstructured", dense_last_layer=True)
-    pruner.prune_to_(0.9)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    dense = DenseReference(torch.full((groups,), 0.9), torch.full((groups,), 0.3), 0.9, 0.3,
-                           torch.full((groups,), 1.0 / groups))
-    method = get_method(method_key)(cfg, groups, dense, torch.device("cpu"))
-    if heldout_every is not None:
+
+    def attach(method, model, cfg) -> None:
         n_val = 190  # the demo's validation split has 189 samples
         val = Split(torch.randn(n_val, *shape), torch.randint(0, 10, (n_val,)), torch.arange(n_val) % groups)
         method.heldout = HeldoutStream(model, val, _Stats(groups), groups, batch_size=batch,
                                        every=heldout_every, seed=0, buffer_size=cfg.buffer_size, replay_buffer=True)
-    x = torch.randn(batch, *shape)
-    y = torch.randint(0, 10, (batch,))
-    g = torch.randint(0, groups, (batch,))
-    model.train()
 
-    def step() -> None:  # the engine's training step, less data loading
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, reduction="none")
-        correct = logits.detach().argmax(1) == y
-        objective = method.objective(loss, correct, g, True)
-        method.check_finite(0, objective)
-        opt.zero_grad(set_to_none=True)
-        objective.backward()
-        opt.step()
-        pruner.apply_()
-
-    return step
+    return _stepper(method_key, "cnn", shape, batch, groups, attach if heldout_every is not None else None)
 
 
 class _Stats:

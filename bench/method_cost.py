@@ -35,7 +35,9 @@ SETUPS = {
 }
 
 
-def _stepper(method_key: str, model_name: str, shape, batch: int, groups: int):
+def _stepper(method_key: str, model_name: str, shape, batch: int, groups: int, attach=None):
+    """A function doing one training step of ``method_key``; ``attach(method, model, cfg)`` may add
+    to the method before the first step (held-out multipliers' validation stream)."""
     torch.manual_seed(0)
     cfg = RunConfig(method=method_key, tolerance=0.01 if method_key == "ceag" else None, dual_lr=1e-3,
                     dense_last_layer=True, device="cpu")  # default replay-buffer size
@@ -46,6 +48,8 @@ def _stepper(method_key: str, model_name: str, shape, batch: int, groups: int):
     dense = DenseReference(torch.full((groups,), 0.9), torch.full((groups,), 0.3), 0.9, 0.3,
                            torch.full((groups,), 1.0 / groups))
     method = get_method(method_key)(cfg, groups, dense, torch.device("cpu"))
+    if attach is not None:
+        attach(method, model, cfg)
     x = torch.randn(batch, *shape)
     y = torch.randint(0, 10, (batch,))
     g = torch.randint(0, groups, (batch,))
