@@ -37,3 +37,34 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_rounds(steppers: dict[str, Callable[[], None]], rounds: int, steps: int, *,
+                       baseline: str = "nft", seed: int = 0) -> tuple[dict[str, float], dict[str, list[float]],
+                                                                      list[float]]:
+    """Time every stepper back to back for ``rounds`` rounds, in a shuffled order each round.
+
+    Other load on a shared machine only ever adds time, so callers compare each stepper's fastest
+    round. Returns (fastest seconds per step by name, per-round ratios to ``baseline`` by name,
+    the baseline's seconds per step in each round).
+    """
+    import random
+
+    rng = random.Random(seed)
+    best = dict.fromkeys(steppers, float("inf"))
+    ratios: dict[str, list[float]] = {m: [] for m in steppers if m != baseline}
+    base_times: list[float] = []
+    for _ in range(rounds):
+        order = list(steppers)
+        rng.shuffle(order)
+        took = {}
+        for m in order:
+            start = time.perf_counter()
+            for _ in range(steps):
+                steppers[m]()
+            took[m] = (time.perf_counter() - start) / steps
+            best[m] = min(best[m], took[m])
+        base_times.append(took[baseline])
+        for m in ratios:
+            ratios[m].append(took[m] / took[baseline])
+    return best, ratios, base_times

@@ -23,13 +23,12 @@ import argparse
 import concurrent.futures as cf
 import math
 import os
-import random
 import statistics
 import sys
 import tempfile
 import time
 
-from bench.common import Result
+from bench.common import Result, interleaved_rounds
 
 EPSILONS = (0.01, 0.02, 0.05)
 SPARSITY = 0.95
@@ -75,21 +74,7 @@ def cost(rounds: int = 40, steps: int = 4) -> list[Result]:
     for s in steppers.values():
         for _ in range(2 * math.ceil(10 * 40 / 64) + 8):  # until the buffers are full
             s()
-    rng = random.Random(0)
-    best = dict.fromkeys(steppers, math.inf)
-    ratios = {m: [] for m in steppers if m != "nft"}
-    for _ in range(rounds):
-        order = list(steppers)
-        rng.shuffle(order)
-        took = {}
-        for m in order:
-            start = time.perf_counter()
-            for _ in range(steps):
-                steppers[m]()
-            took[m] = (time.perf_counter() - start) / steps
-            best[m] = min(best[m], took[m])
-        for m in ratios:
-            ratios[m].append(took[m] / took["nft"])
+    best, ratios, _ = interleaved_rounds(steppers, rounds, steps)
     out = [Result("NFT step, small CNN, digits 8x8, batch 64, 10 groups", 1000 * best["nft"], "ms", "", None,
                   f"fastest of {rounds} rounds")]
     for m, rs in ratios.items():

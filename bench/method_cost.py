@@ -14,14 +14,13 @@ CNN's or ResNet-18's step it vanishes.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from bench.common import Result, median_time
+from bench.common import Result, interleaved_rounds, median_time
 from ceag.config import RunConfig
 from ceag.methods import DenseReference, get_method
 from ceag.models import build_model
@@ -70,7 +69,7 @@ def _stepper(method_key: str, model_name: str, shape, batch: int, groups: int, a
 
 
 def run(quick: bool = False) -> list[Result]:
-    out = []
+    out, seed = [], 0
     for label, (model_name, shape, batch, target) in SETUPS.items():
         big = model_name == "resnet18"
         if big:
@@ -79,7 +78,6 @@ def run(quick: bool = False) -> list[Result]:
             rounds, steps = (15, 4) if quick else (40, 4)
         else:
             rounds, steps = (10, 20) if quick else (30, 20)
-        rng = random.Random(0)
         for groups in (10, 100):
             steppers = {m: _stepper(m, model_name, shape, batch, groups) for m in ("nft", "el_rb", "ceag")}
             # Warm up; on the small models until the replay buffers are full (on ResNet-18 the
@@ -88,23 +86,10 @@ def run(quick: bool = False) -> list[Result]:
             for s in steppers.values():
                 for _ in range(warmup):
                     s()
-            # Each round times every method back to back, in a shuffled order. Other load on a
-            # shared machine only ever adds time, so the ratio compares each method's fastest
-            # round; the median of the per-round ratios is shown beside it.
-            nft_times, ratios, best = [], {"ceag": [], "el_rb": []}, {m: math.inf for m in steppers}
-            for _ in range(rounds):
-                order = list(steppers)
-                rng.shuffle(order)
-                took = {}
-                for m in order:
-                    start = time.perf_counter()
-                    for _ in range(steps):
-                        steppers[m]()
-                    took[m] = (time.perf_counter() - start) / steps
-                    best[m] = min(best[m], took[m])
-                nft_times.append(took["nft"])
-                for m in ratios:
-                    ratios[m].append(took[m] / took["nft"])
+            # Shuffled interleaved rounds; the ratio compares each method's fastest round and the
+            # median of the per-round ratios is shown beside it.
+            best, ratios, nft_times = interleaved_rounds(steppers, rounds, steps, seed=seed)
+            seed += 1
             out.append(Result(f"NFT step, {label}, {groups} groups", 1000 * best["nft"], "ms", "", None,
                               f"fastest of {rounds} rounds; median {1000 * statistics.median(nft_times):.4g} ms"))
             for m in ("ceag", "el_rb"):
