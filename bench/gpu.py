@@ -57,7 +57,7 @@ def run(quick: bool = False) -> list[Result]:
         order = torch.randperm(n, device=device)
         for i in range(0, n, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            loss = F.cross_entropy(model(split.prepare(split.x[idx])), split.y[idx])
+            loss = F.cross_entropy(model(split.prepare(split.inputs(idx))), split.y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -150,10 +150,12 @@ def _print_run(result, out) -> None:
     if drove.get("split"):
         out.write(f"  multipliers driven by the {drove['split']} split"
                   + (f" ({drove['samples']} samples)" if drove.get("samples") else "") + "\n")
-    skipped = {k: v for k, v in (j.get("skipped_files") or {}).items() if v}
+    from .sentences import skip_lines
+
     out.write(f"  data {j.get('data_fingerprint') or 'fingerprint unknown'}\n")
-    if skipped:
-        out.write("  skipped while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items()) + "\n")
+    for line in skip_lines({"skipped": j.get("skipped_files"), "lost_by_group": j.get("skipped_by_group"),
+                            "rows_read": j.get("rows_read")}):
+        out.write(f"  {line}\n")
     for warning in j.get("data_warnings") or []:
         out.write(f"  WARNING: {warning}\n")
     for note in j.get("data_notes") or []:
@@ -276,10 +278,16 @@ def _print_grid_data(results, run_ids: list[str]) -> None:
         df = queries.runs(resolve_results(results))
     except StoreError:
         return
+    from .sentences import skip_lines
+
     df = df[df.run_id.isin(run_ids) & (df.skipped_rows.fillna(0) > 0)]
     for (dataset, fp), rows in df.groupby(["dataset", df.data_fingerprint.fillna("unknown")]):
-        print(f"  data {dataset} {fp}: {int(rows.skipped_rows.max())} rows skipped while loading "
-              f"(`ceag run` or the Runs page lists them by reason and group)")
+        # runs of one data instance that differ in target or groups skip differently: each once
+        for text in dict.fromkeys(rows.data_report.fillna("{}")):
+            lines = skip_lines(json.loads(text)) or [f"{int(rows.skipped_rows.max()):,} rows left out while loading"]
+            print(f"  data {dataset} {fp}: {lines[0]}")
+            for line in lines[1:]:
+                print(f"    {line}")
         for warning in sorted(set(rows.data_warning.dropna())):
             print(f"  WARNING: {warning}")
 

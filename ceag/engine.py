@@ -50,12 +50,12 @@ def predict(model: nn.Module, split: Split, amp: bool = False,
 
     was_training = model.training
     model.eval()
-    shape = tuple(split.x.shape[1:])
+    shape = split.input_shape
     batch = eval_batch_size(model, shape, split.x.device, batch_size) if len(split) else 1
     preds, losses = [], []
     try:
         for start in range(0, len(split), batch):
-            x, y = split.prepare(split.x[start:start + batch]), split.y[start:start + batch]
+            x, y = split.prepare(split.inputs(slice(start, start + batch))), split.y[start:start + batch]
             with autocast(x.device, amp):
                 logits = model(x).float()
             preds.append(logits.argmax(1))

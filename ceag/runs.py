@@ -227,6 +227,9 @@ class RunResult:
             "selection_split": s["selection_split"], "device": s["device"],
             "wall_seconds": s["wall_seconds"], "reason": s.get("reason"),
             "skipped_files": s.get("skipped_files") or {},
+            # per group (where known): {group: {"skipped", "of", "share"}}; rows read in all
+            "skipped_by_group": (s.get("data_report") or {}).get("lost_by_group", {}),
+            "rows_read": (s.get("data_report") or {}).get("rows_read"),
             "data_fingerprint": self.config.data_fingerprint,
             "data_warnings": (s.get("data_report") or {}).get("warnings", []),
             "data_notes": (s.get("data_report") or {}).get("notes", []),

@@ -430,3 +430,27 @@ def _short_sentence(means: pd.DataFrame, s: float, nft: pd.Series) -> str:
                 clause += f", worse than NFT's {points(nft_test.excess_gap)}"
         clauses.append(clause)
     return text + ("; " + "; ".join(clauses) if clauses else "") + "."
+
+
+def skip_lines(report: dict | None, skipped: dict | None = None) -> list[str]:
+    """What loading left out, as lines: by reason, then by group where the group is known.
+
+    ``report`` is a run's ``data_report`` (ceag.datasets.base.LoadReport.to_dict); ``skipped``
+    ({reason: count}) stands in for runs stored before reports existed. [] when nothing was left out.
+    """
+    report = report or {}
+    by_reason = {k: int(v) for k, v in (report.get("skipped") or skipped or {}).items() if v}
+    if not by_reason:
+        return []
+    total = sum(by_reason.values())
+    of = f" of {report['rows_read']:,}" if report.get("rows_read") else ""
+    lines = [f"{total:,}{of} rows left out while loading: "
+             + ", ".join(f"{n:,} {reason}" for reason, n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])))]
+    lost = report.get("lost_by_group") or {}
+    if lost:
+        parts = [f"{group} {v['skipped']:,} of {v['of']:,} ({100 * v['share']:.1f} %)"
+                 for group, v in sorted(lost.items(), key=lambda kv: -kv[1]["share"])]
+        unknown = total - sum(v["skipped"] for v in lost.values())
+        lines.append("by group: " + ", ".join(parts)
+                     + (f"; {unknown:,} more whose group is unknown" if unknown > 0 else ""))
+    return lines

@@ -8,6 +8,7 @@ from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns
 from ceag.plots import excess_gap_bars
 from ceag.runs import run
+from ceag.sentences import skip_lines
 from pages import _state
 from pages._forms import NumberFields
 from pages._shared import data_dir, results_dir
@@ -87,10 +88,10 @@ st.caption(f"run {info['run_id']} · {took}"
            f" · achieved sparsity {100 * info['achieved_sparsity']:.1f}% · reported epoch {info['reported_epoch']}")
 if info["status"] != "finished":
     st.warning(f"This run {info['status']}: {info.get('reason')}")
-skipped = {k: v for k, v in (info.get("skipped_files") or {}).items() if v}
-if skipped:
-    st.caption("Left out while loading the data: " + ", ".join(f"{v} ({k})" for k, v in skipped.items())
-               + f" · data {info.get('data_fingerprint') or 'fingerprint unknown'}")
+skips = skip_lines({"skipped": info.get("skipped_files"), "lost_by_group": info.get("skipped_by_group"),
+                    "rows_read": info.get("rows_read")})
+if skips:
+    st.caption(" · ".join([*skips, f"data {info.get('data_fingerprint') or 'fingerprint unknown'}"]))
 for warning in info.get("data_warnings") or []:
     st.warning(warning)
 

@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ceag import cli
@@ -153,16 +155,86 @@ def _files(root, n=24, size=12):
 
 def test_the_cache_gives_the_arrays_of_a_fresh_decode(tmp_path):
     paths = _files(tmp_path / "img")
-    names = [p.name for p in paths]
+    root, names = paths[0].parent, [p.name for p in paths]
     fresh, ok = decode(paths, 10)
-    first = load_or_decode(paths, 10, cache_dir=tmp_path / "cache", fingerprint="f" * 16, names=names)
-    second = load_or_decode(paths, 10, cache_dir=tmp_path / "cache", fingerprint="f" * 16, names=names)
+    first = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="f" * 16)
+    second = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="f" * 16)
     assert (first[2], second[2]) == ("decoded", "cache")
     for pixels, mask, _ in (first, second):
         assert np.array_equal(mask, ok) and not mask[-1] and mask[:-1].all()
         assert np.array_equal(np.asarray(pixels)[ok], fresh[ok])
     # another size is another entry
-    assert load_or_decode(paths, 8, cache_dir=tmp_path / "cache", fingerprint="f" * 16, names=names)[2] == "decoded"
+    assert load_or_decode(root, names, 8, cache_dir=tmp_path / "cache", fingerprint="f" * 16)[2] == "decoded"
+
+
+def _mapped_file(tensor: torch.Tensor) -> str | None:
+    """The file whose memory map holds ``tensor``'s data (from /proc/self/maps), or None."""
+    ptr = tensor.data_ptr()
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        lo, hi = (int(v, 16) for v in fields[0].split("-"))
+        if lo <= ptr < hi:
+            return fields[5] if len(fields) > 5 and fields[5].startswith("/") else None
+    return None
+
+
+def test_a_cached_load_maps_the_cache_and_copies_no_pixels(tmp_path):
+    root = utk_folder(tmp_path / "data", seed=3, per_group=6)
+    results = tmp_path / "results"
+    cfg = resolve(RunConfig(dataset="utkface", model="cnn", data_dir=str(root), image_size=10), results)
+    from ceag.datasets.faces import load_utkface
+
+    first = load_utkface(cfg, results / "cache")
+    again = load_utkface(cfg, results / "cache")
+    assert (first.report["image_source"], again.report["image_source"]) == ("decoded", "cache")
+    names = sorted(p.name for p in (root / "UTKFace").iterdir())
+    fresh, ok = decode([root / "UTKFace" / n for n in names], 10)
+    assert ok.all()
+    for name in ("train", "val", "test"):
+        split = again.splits[name]
+        # every split is a view of the cache file: loading it read and copied no pixel
+        assert (_mapped_file(split.x) or "").startswith(str(results / "cache" / "images"))
+        assert torch.equal(split.inputs(), first.splits[name].inputs())
+        assert len(split.inputs()) == len(split)
+    # train and val are interleaved in the file (val is a stratified draw from train): rows pick them
+    assert again.splits["train"].rows is not None and again.splits["val"].rows is not None
+    picked = torch.cat([again.splits[n].inputs() for n in ("train", "val", "test")]).flatten(1).numpy()
+    assert sorted(map(bytes, picked)) == sorted(map(bytes, fresh.reshape(len(fresh), -1)))
+
+
+def test_writing_to_a_mapped_split_never_reaches_the_cache(tmp_path):
+    paths = _files(tmp_path / "img")
+    root, names = paths[0].parent, [p.name for p in paths]
+    pixels, ok, _ = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="c" * 16)
+    before = np.asarray(pixels).copy()
+    block = torch.from_numpy(pixels.block(2, 6))
+    block.fill_(7)  # copy-on-write: this process's pages only
+    again, _, how = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="c" * 16)
+    assert how == "cache" and np.array_equal(np.asarray(again), before)
+
+
+def test_a_split_that_picks_rows_reads_and_moves_only_its_rows():
+    from ceag.datasets.base import Split
+
+    x = torch.arange(10 * 3, dtype=torch.uint8).reshape(10, 3)
+    split = Split(x, torch.arange(4), torch.zeros(4, dtype=torch.int64), rows=torch.tensor([1, 4, 5, 9]))
+    assert len(split) == 4 and split.input_shape == (3,)
+    assert torch.equal(split.inputs(), x[[1, 4, 5, 9]])
+    assert torch.equal(split.inputs(slice(1, 3)), x[[4, 5]])
+    assert torch.equal(split.inputs(torch.tensor([3, 0])), x[[9, 1]])
+    assert split.to("cpu") is split
+    moved = split.to("meta")  # another device gets the split's own rows, no more
+    assert moved.rows is None and moved.x.shape == (4, 3)
+
+
+def test_a_truncated_cache_file_is_refused_with_what_to_do(tmp_path):
+    paths = _files(tmp_path / "img")
+    root, names = paths[0].parent, [p.name for p in paths]
+    pixels, _, _ = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="d" * 16)
+    with open(pixels.path, "r+b") as fh:
+        fh.truncate(pixels.offset + 100)
+    with pytest.raises(DatasetError, match="truncated; delete it to rebuild it"):
+        load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="d" * 16)
 
 
 _SLOW_WRITER = """
@@ -176,7 +248,7 @@ def slow(path, size):
 images._read = slow
 images.decode_workers = lambda: 1
 paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
-images.load_or_decode(paths, 10, cache_dir=Path(sys.argv[2]), fingerprint="a" * 16, names=[p.name for p in paths])
+images.load_or_decode(Path(sys.argv[1]), [p.name for p in paths], 10, cache_dir=Path(sys.argv[2]), fingerprint="a" * 16)
 """
 
 
@@ -193,7 +265,8 @@ def test_a_writer_killed_mid_write_leaves_no_entry_and_the_next_load_is_right(tm
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not [p for p in (cache / "images").iterdir() if p.is_dir() and not p.name.startswith(".")]
-    pixels, ok, how = load_or_decode(paths, 10, cache_dir=cache, fingerprint="a" * 16, names=[p.name for p in paths])
+    pixels, ok, how = load_or_decode(cache.parent / "img", [p.name for p in paths], 10, cache_dir=cache,
+                                     fingerprint="a" * 16)
     fresh, fresh_ok = decode(paths, 10)
     assert how == "decoded" and np.array_equal(ok, fresh_ok) and np.array_equal(np.asarray(pixels)[ok], fresh[ok])
     assert not list((cache / "images").glob(".*.tmp-*"))  # the killed writer's leftovers are gone
@@ -205,8 +278,8 @@ from pathlib import Path
 import numpy as np
 from ceag.datasets.images import load_or_decode
 paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
-pixels, ok, how = load_or_decode(paths, 10, cache_dir=Path(sys.argv[2]), fingerprint="b" * 16,
-                                 names=[p.name for p in paths])
+pixels, ok, how = load_or_decode(Path(sys.argv[1]), [p.name for p in paths], 10, cache_dir=Path(sys.argv[2]),
+                                 fingerprint="b" * 16)
 np.save(sys.argv[3], np.asarray(pixels)[ok])
 print(how)
 """
@@ -370,7 +443,9 @@ def test_custom_runs_end_to_end_from_the_command_line(tmp_path):
                                "--prune-epochs", 1, "--epochs", 1, "--sparsity", 0.5, "--device", "cpu",
                                "--results", tmp_path / "results")
     assert code == 0, err
-    assert "skipped while loading the data" in out and "1 (missing image)" in out
+    assert ("3 of 27 rows left out while loading: 1 missing image, 1 missing label value, 1 unreadable image"
+            in out)
+    assert "by group: dark × m 2 of 8 (25.0 %), light × f 1 of 7 (14.3 %)" in out
     assert "light × m" in out
 
 
@@ -402,8 +477,13 @@ def test_custom_runs_from_the_app(tmp_path, monkeypatch, one_thread):
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(c.value for c in at.caption)
-    assert "missing image" in text and "unreadable image" in text
+    assert "missing image" in text and "unreadable image" in text and "by group: m 2 of 14 (14.3 %)" in text
     assert set(at.dataframe[0].value.group_name) == {"f", "m"}  # the default group column: the last one
+    # the Runs page says, per data folder, what loading left out, by reason and by group
+    at = _open("runs")
+    shown = " ".join(m.value for m in at.markdown)
+    assert "3 of 27 rows left out while loading: 1 missing image, 1 missing label value" in shown
+    assert "by group: m 2 of 14 (14.3 %)" in shown
 
 
 def test_a_grid_says_what_loading_skipped(tmp_path):
@@ -416,7 +496,9 @@ def test_a_grid_says_what_loading_skipped(tmp_path):
     code, out, err = ceag_main("grid", "--spec", spec, "--results", tmp_path / "results", "--workers", "1")
     assert code == 0, err
     fp = resolve(RunConfig(dataset="custom", data_dir=str(root), target="label", groups=("skin",), **TINY))
-    assert f"data custom {fp.data_fingerprint}: 3 rows skipped while loading" in out
+    assert (f"data custom {fp.data_fingerprint}: 3 of 27 rows left out while loading: 1 missing image, "
+            "1 missing label value, 1 unreadable image") in out
+    assert "by group: dark 2 of 14 (14.3 %), light 1 of 13 (7.7 %)" in out
     listed = ceag_main("ls", "--results", tmp_path / "results")[1]
     assert fp.data_fingerprint in listed
 

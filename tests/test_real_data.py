@@ -68,7 +68,7 @@ def test_utkface_groups_split_and_skipped_files(utk_root):
 def test_utkface_split_is_stable_across_calls(utk_root):
     a, b = load_utkface(utk_cfg(utk_root)), load_utkface(utk_cfg(utk_root))
     for split in ("train", "test"):
-        assert torch.equal(a.splits[split].x, b.splits[split].x)
+        assert torch.equal(a.splits[split].inputs(), b.splits[split].inputs())
         assert torch.equal(a.splits[split].g, b.splits[split].g)
 
 
@@ -107,7 +107,7 @@ def test_utkface_split_is_the_authors_rule(utk_root):
     images = {n: np.asarray(Image.open(utk_root / "UTKFace" / n).convert("RGB")).transpose(2, 0, 1)
               for n in labelled if n != unreadable}
     for split, expected in want.items():
-        got = data.splits[split].x.numpy()
+        got = data.splits[split].inputs().numpy()
         assert len(got) == len(expected)
         for row, name in zip(got, expected, strict=True):
             assert np.array_equal(row, images[name]), (split, name)

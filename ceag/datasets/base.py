@@ -21,10 +21,14 @@ TEST_FRACTION = 0.3
 
 @dataclass
 class Split:
-    """One split: x (N, ...), y (N,) int64 targets, g (N,) int64 group ids.
+    """One split: inputs, y (N,) int64 targets, g (N,) int64 group ids.
 
-    x is float32, or uint8 images (N, C, H, W) kept compact and turned into normalized float32
-    one batch at a time by ``prepare`` (per-channel ``mean`` / ``std`` of values in [0, 1]).
+    Inputs are ``x`` (N, ...) itself, or, when ``rows`` (N,) int64 is given, the rows ``rows`` of
+    ``x`` (M, ...): a split of a decoded image file is a view of the file (memory-mapped, shared
+    by every process that reads it) and the rows it takes, so loading copies no pixels. Read
+    inputs with ``inputs``. They are float32, or uint8 images (C, H, W) kept compact and turned into
+    normalized float32 one batch at a time by ``prepare`` (per-channel ``mean`` / ``std`` of
+    values in [0, 1]).
     """
 
     x: torch.Tensor
@@ -32,13 +36,28 @@ class Split:
     g: torch.Tensor
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def inputs(self, idx: slice | torch.Tensor = slice(None)) -> torch.Tensor:
+        """(len(idx), ...) the inputs of samples ``idx`` (a slice or an index tensor) of this split."""
+        if self.rows is None:
+            return self.x[idx]
+        return self.x[self.rows[idx]]
+
     def to(self, device: torch.device) -> Split:
-        pin = device.type == "cuda" if isinstance(device, torch.device) else False
-        x = self.x.pin_memory() if pin and not self.x.is_pinned() else self.x
+        device = torch.device(device)
+        if device.type == "cpu" and self.x.device.type == "cpu":
+            return self
+        x = self.inputs()  # a device gets the split's own rows only
+        pin = device.type == "cuda"
+        x = x.pin_memory() if pin and not x.is_pinned() else x
         return Split(x.to(device, non_blocking=pin), self.y.to(device), self.g.to(device), self.mean, self.std)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +91,7 @@ class GroupedDataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.splits["train"].x.shape[1:])
+        return self.splits["train"].input_shape
 
     def group_counts(self, split: str) -> np.ndarray:
         """(num_groups,) number of samples of each group in ``split``."""
@@ -90,7 +109,7 @@ def batches(split: Split, batch_size: int, generator: torch.Generator, *, flip: 
     order = torch.randperm(n, generator=generator).to(split.y.device)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        x = split.prepare(split.x[idx])
+        x = split.prepare(split.inputs(idx))
         if flip:
             mirror = (torch.rand(len(idx), generator=generator) < 0.5).to(x.device)
             x = torch.where(mirror.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
@@ -110,13 +129,21 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 
 def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std) -> dict[str, Split]:
-    """Splits of uint8 images ``x`` (N, C, H, W; an array or a cache entry) by index arrays ``parts``."""
-    from .images import take_many
+    """Splits of uint8 images ``x`` (N, C, H, W; an array or a cache entry) by sorted index arrays
+    ``parts``. No pixel is copied: each split views the block of ``x`` that spans its rows."""
+    from .images import block
 
-    names = [n for n in ("train", "val", "test") if n in parts]
-    xs = take_many(x, {n: parts[n] for n in names})
-    return {n: Split(torch.from_numpy(xs[n]), torch.as_tensor(y[parts[n]], dtype=torch.int64),
-                     torch.as_tensor(g[parts[n]], dtype=torch.int64), mean, std) for n in names}
+    splits = {}
+    for name in ("train", "val", "test"):
+        if name not in parts:
+            continue
+        idx = np.asarray(parts[name], dtype=np.int64)
+        first, last = (int(idx.min()), int(idx.max()) + 1) if len(idx) else (0, 0)
+        contiguous = len(idx) == last - first and bool((np.diff(idx) == 1).all())
+        rows = None if contiguous else torch.from_numpy(idx - first)
+        splits[name] = Split(torch.from_numpy(block(x, first, last)), torch.as_tensor(y[idx], dtype=torch.int64),
+                             torch.as_tensor(g[idx], dtype=torch.int64), mean, std, rows)
+    return splits
 
 
 def carve_val(train: np.ndarray, strat: np.ndarray, cfg: RunConfig, rng) -> dict[str, np.ndarray]:

@@ -77,8 +77,8 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
         raise DatasetError(f"custom dataset: none of the files listed in {folder / CUSTOM_LABELS} exists "
                            f"(e.g. {folder / kept[0]['file']})")
     names = [r["file"] for r in present]
-    pixels, ok, how = load_or_decode([folder / n for n in names], cfg.image_size, cache_dir=cache_dir,
-                                     fingerprint=cfg.data_fingerprint, names=names)
+    pixels, ok, how = load_or_decode(folder, names, cfg.image_size, cache_dir=cache_dir,
+                                     fingerprint=cfg.data_fingerprint)
     report.image_source = how
     index = {c: {v: i for i, v in enumerate(labels[c])} for c in used}
     attrs = {c: np.array([index[c][r[c]] for r in present], dtype=np.int64) for c in used}

@@ -81,8 +81,8 @@ def load_utkface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatase
     names = [n for n, _ in parsed]
     meta = np.array([p for _, p in parsed], dtype=np.int64)
     train_pos, test_pos = utkface_split(len(names))
-    pixels, ok, how = load_or_decode([folder / n for n in names], cfg.image_size, cache_dir=cache_dir,
-                                     fingerprint=cfg.data_fingerprint, names=names)
+    pixels, ok, how = load_or_decode(folder, names, cfg.image_size, cache_dir=cache_dir,
+                                     fingerprint=cfg.data_fingerprint)
     report.image_source = how
     attrs = {"race": meta[:, 2], "gender": meta[:, 1], "age": np.digitize(meta[:, 0], UTK_AGE_EDGES)}
     labels = {"race": UTK_RACES, "gender": GENDERS_UTK, "age": UTK_AGES}
@@ -138,8 +138,8 @@ def load_fairface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatas
         why = unknown_message([maps[a] for a in used])
         raise DatasetError(f"FairFace: no row of the label CSVs under {folder} has known values and an existing "
                            f"image{': ' + why if why else ''}")
-    pixels, ok, how = load_or_decode([root / n for n in names], cfg.image_size, cache_dir=cache_dir,
-                                     fingerprint=cfg.data_fingerprint, names=names)
+    pixels, ok, how = load_or_decode(root, names, cfg.image_size, cache_dir=cache_dir,
+                                     fingerprint=cfg.data_fingerprint)
     report.image_source = how
     code = np.asarray(codes, dtype=np.int64).reshape(-1, len(labels))
     attrs = {a: code[:, i] for i, a in enumerate(labels)}

@@ -67,24 +67,27 @@ def folder_fingerprint(folder: Path, names: list[str], rule: str, cache_dir: Pat
     """Fingerprint of the files ``names`` (relative to ``folder``; a missing one counts as missing)."""
     folder = Path(folder)
     disk = _load_disk(cache_dir, folder)
+    base = os.path.join(str(folder), "")  # plain strings: a Path per file costs more than its stat
     stats: dict[str, tuple[int, int] | None] = {}
     todo = []
     for name in dict.fromkeys(names):
         try:
-            st = (folder / name).stat()
+            st = os.stat(base + name)
         except OSError:
             stats[name] = None
             continue
         stats[name] = (st.st_size, st.st_mtime_ns)
-        key = (str(folder / name), st.st_size, st.st_mtime_ns)
+        key = (base + name, st.st_size, st.st_mtime_ns)
         cached = _MEMO.get(key)
-        if cached is None and disk.get(name, [None, None])[:2] == [st.st_size, st.st_mtime_ns]:
-            cached = _MEMO[key] = disk[name][2]
+        if cached is None:
+            known = disk.get(name)
+            if known is not None and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+                cached = _MEMO[key] = known[2]
         if cached is None:
             todo.append((name, key))
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            for (_name, key), digest in zip(todo, pool.map(lambda t: _content_hash(folder / t[0]), todo),
+            for (_name, key), digest in zip(todo, pool.map(lambda t: _content_hash(Path(t[1][0])), todo),
                                            strict=True):
                 _MEMO[key] = digest
     h = hashlib.sha256(rule.encode())
@@ -93,7 +96,7 @@ def folder_fingerprint(folder: Path, names: list[str], rule: str, cache_dir: Pat
         if st is None:
             h.update(f"\n{name}\0missing".encode())
             continue
-        digest = _MEMO[(str(folder / name), *st)]
+        digest = _MEMO[(base + name, *st)]
         fresh[name] = [st[0], st[1], digest]
         h.update(f"\n{name}\0{st[0]}\0{digest}".encode())
     if todo and cache_dir is not None:

@@ -2,7 +2,9 @@
 cached on disk as a memory-mappable file keyed by the data's fingerprint and the image size.
 
 Peak memory while decoding is near the size of the pixels (each image is decoded, resized and
-written into its row; no list of decoded images, no stack, no transpose copy). The cache
+written into its row; no list of decoded images, no stack, no transpose copy). A cached load
+copies nothing: splits are memory-mapped views of the file (``block``), read as training reads
+them and shared through the page cache by every process of a grid. The cache
 folder ``<cache>/images/<key>/`` is built in a temporary folder and renamed into place, under
 an exclusive lock: a killed writer leaves only a temporary folder (removed by the next writer),
 and a second process asking for the same key waits and then reads what the first wrote.
@@ -14,7 +16,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import tempfile
@@ -25,7 +26,6 @@ import numpy as np
 
 from .layouts import DatasetError
 
-HUGE_PAGES_FROM = 64 << 20  # bytes: smaller arrays gain nothing from huge pages
 CACHE_VERSION = 1  # bump when decoding changes (resampling filter, colour conversion)
 
 
@@ -105,29 +105,33 @@ def cache_key(fingerprint: str, size: int | None, names: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def load_or_decode(paths: list[Path], size: int | None, *, cache_dir: Path | None, fingerprint: str | None,
-                   names: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    """(pixels (N, 3, H, W) uint8, ok (N,) bool, how: "cache" | "decoded" | "decoded (no cache: why)").
+def load_or_decode(root: Path, names: list[str], size: int | None, *, cache_dir: Path | None,
+                   fingerprint: str | None) -> tuple[np.ndarray | CachedPixels, np.ndarray, str]:
+    """(pixels (N, 3, H, W) uint8, ok (N,) bool, how: "cache" | "decoded" | "decoded (no cache: why)")
+    of the files ``names`` (relative to ``root``), in that order.
 
-    With a cache folder and a fingerprint, pixels are a ``CachedPixels`` of the cache entry
-    (decoded into it first when absent); use ``take`` for rows. Without, or when the folder cannot be written, they are
-    decoded in memory.
+    With a cache folder and a fingerprint, pixels are the ``CachedPixels`` of the cache entry
+    (decoded into it first when absent; read rows with ``block``). Without, or when the folder
+    cannot be written, they are decoded into memory.
     """
+    def paths() -> list[Path]:
+        return [root / n for n in names]
+
     if cache_dir is None or fingerprint is None:
-        return (*decode(paths, size), "decoded")
+        return (*decode(paths(), size), "decoded")
     entry = Path(cache_dir) / "images" / cache_key(fingerprint, size, names)
     created = [p for p in (entry.parent, entry.parent.parent) if not p.exists()]
     lock = entry.parent / f"{entry.name}.lock"
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         with _lock(lock):
-            if not _complete(entry, len(paths)):
-                _write(entry, paths, size)
+            if not _complete(entry, len(names)):
+                _write(entry, paths(), size)
                 how = "decoded"
             else:
                 how = "cache"
     except OSError as err:
-        return (*decode(paths, size), f"decoded (no cache: {err.strerror or err})")
+        return (*decode(paths(), size), f"decoded (no cache: {err.strerror or err})")
     except BaseException:
         # Bad data (e.g. images of different sizes) leaves the results folder as it was.
         if not entry.exists():
@@ -140,11 +144,7 @@ def load_or_decode(paths: list[Path], size: int | None, *, cache_dir: Path | Non
 
 
 class CachedPixels:
-    """The pixels of a cache entry, read row by row into the arrays that need them.
-
-    Rows are read with plain file reads (no memory map), so a process holds only the rows it
-    took, once: loading a dataset peaks near the size of its pixels.
-    """
+    """The pixels of a cache entry (N, C, H, W) uint8, mapped into memory block by block (``block``)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -154,81 +154,36 @@ class CachedPixels:
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(fh)
             self.offset = fh.tell()
+            end = fh.seek(0, os.SEEK_END)
         if fortran or dtype != np.uint8 or len(shape) != 4:
             raise DatasetError(f"{self.path} is not a cache of uint8 images; delete it to rebuild it")
         self.shape = tuple(shape)
+        if end < self.offset + int(np.prod(self.shape)):
+            raise DatasetError(f"{self.path} is truncated; delete it to rebuild it")
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None):
-        out = self.take(np.arange(len(self)))
+        out = np.array(self.block(0, len(self)))
         return out if dtype is None else out.astype(dtype)
 
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), C, H, W) uint8: the given rows, in the given order."""
-        return self.take_many({"rows": rows})["rows"]
-
-    def take_many(self, parts: dict[str, np.ndarray], chunk_bytes: int = 32 << 20) -> dict[str, np.ndarray]:
-        """{name: rows} -> {name: (len(rows), C, H, W) uint8}, in one sequential pass over the file
-        (chunks of ``chunk_bytes``), so memory holds the outputs and one chunk."""
-        size = int(np.prod(self.shape[1:]))
-        out = {k: empty_pixels((len(v), *self.shape[1:])) for k, v in parts.items()}
-        # destination of every source row: (part, position), sorted by source row
-        src = np.concatenate([np.asarray(v, dtype=np.int64) for v in parts.values()] or [np.zeros(0, np.int64)])
-        part = np.concatenate([np.full(len(v), i) for i, v in enumerate(parts.values())] or [np.zeros(0, int)])
-        pos = np.concatenate([np.arange(len(v)) for v in parts.values()] or [np.zeros(0, int)])
-        order = np.argsort(src, kind="stable")
-        src, part, pos = src[order], part[order], pos[order]
-        names = list(parts)
-        flats = [out[k].reshape(len(out[k]), size) for k in names]
-        per_chunk = max(1, chunk_bytes // size)
-        buffer = np.empty((per_chunk, size), dtype=np.uint8)
-        with open(self.path, "rb", buffering=0) as fh:
-            start = 0
-            while start < len(src):
-                first = int(src[start])
-                stop = int(np.searchsorted(src, first + per_chunk, side="left"))
-                last = int(src[stop - 1])
-                count = last - first + 1
-                fh.seek(self.offset + first * size)
-                view = memoryview(buffer[:count].reshape(-1))
-                if fh.readinto(view) != count * size:
-                    raise DatasetError(f"{self.path} is truncated; delete it to rebuild it")
-                sel = slice(start, stop)
-                for k in range(len(names)):
-                    mask = part[sel] == k
-                    if not mask.any():
-                        continue
-                    rows, where = src[sel][mask] - first, pos[sel][mask]
-                    if where[-1] - where[0] + 1 == len(where) and (np.diff(where) == 1).all():
-                        # sorted parts land in a contiguous block: one copy, straight into place
-                        # (mode="clip": rows are in range, and mode="raise" would copy through a buffer)
-                        np.take(buffer, rows, axis=0, out=flats[k][where[0]:where[-1] + 1], mode="clip")
-                    else:
-                        flats[k][where] = buffer[rows]
-                start = stop
-        return out
+    def block(self, first: int, last: int) -> np.ndarray:
+        """(last - first, C, H, W) uint8: rows ``first`` to ``last`` (excluded) as a private
+        (copy-on-write) memory map of the file: nothing is read until a row is used, and writes,
+        if any, never reach the file."""
+        if last <= first:
+            return np.empty((0, *self.shape[1:]), dtype=np.uint8)
+        row = int(np.prod(self.shape[1:]))
+        return np.memmap(self.path, dtype=np.uint8, mode="c", offset=self.offset + first * row,
+                         shape=(last - first, *self.shape[1:]))
 
 
-def empty_pixels(shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialized uint8 array; a large one in anonymous memory backed by huge pages where the
-    kernel offers them, so filling it costs a fraction of the page faults (2.9 GB: about 0.6 s
-    instead of 4.5 s here)."""
-    size = int(np.prod(shape))
-    if size < HUGE_PAGES_FROM or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return np.empty(shape, dtype=np.uint8)
-    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    with contextlib.suppress(OSError):  # a kernel without transparent huge pages: ordinary pages
-        region.madvise(mmap.MADV_HUGEPAGE)
-    return np.frombuffer(region, dtype=np.uint8).reshape(shape)  # the array keeps the region alive
-
-
-def take_many(pixels, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """{name: rows} of an in-memory array or of a cache entry, each as a new contiguous array."""
+def block(pixels: np.ndarray | CachedPixels, first: int, last: int) -> np.ndarray:
+    """Rows ``first`` to ``last`` (excluded) of an in-memory array or of a cache entry, as a view."""
     if isinstance(pixels, CachedPixels):
-        return pixels.take_many(parts)
-    return {k: np.ascontiguousarray(pixels[v]) for k, v in parts.items()}
+        return pixels.block(first, last)
+    return pixels[first:last]
 
 
 def _complete(entry: Path, n: int) -> bool:

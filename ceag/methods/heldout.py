@@ -80,7 +80,7 @@ class HeldoutStream:
 
         idx = self._next_indices()
         dev_idx = idx.to(self.split.y.device)
-        x = self.split.prepare(self.split.x[dev_idx])
+        x = self.split.prepare(self.split.inputs(dev_idx))
         was_training = self.model.training
         self.model.eval()  # batch norm uses its running statistics and leaves them alone
         try:

@@ -41,7 +41,8 @@ def runs(results: str | os.PathLike, *, status: str | None = None, dataset: str 
     return _query(results, """
         SELECT r.run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
                seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
-               finished_at, diverged_step, data_fingerprint, skipped_rows, data_warning, d.converged,
+               finished_at, diverged_step, data_fingerprint, skipped_rows, CAST(data_report AS VARCHAR) AS data_report,
+               data_warning, d.converged,
                d.constraints_active, d.max_multiplier, d.advice, d.warnings
         FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR dataset = ?) AND (? IS NULL OR method = ?)
@@ -286,7 +287,8 @@ def runs_table(results: str | os.PathLike) -> pd.DataFrame:
         )
         SELECT r.run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
                seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
-               finished_at, diverged_step, data_fingerprint, skipped_rows, data_warning, d.converged,
+               finished_at, diverged_step, data_fingerprint, skipped_rows, CAST(data_report AS VARCHAR) AS data_report,
+               data_warning, d.converged,
                d.constraints_active, d.max_multiplier, d.advice, d.warnings, met.* EXCLUDE (run_id)
         FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id LEFT JOIN met ON met.run_id = r.run_id
         ORDER BY finished_at DESC NULLS FIRST, r.run_id
