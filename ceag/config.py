@@ -16,7 +16,7 @@ from typing import Any
 
 from .datasets.registry import DATASETS, REGISTRY
 
-MODELS = ("mlp", "cnn", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
+MODELS = ("mlp", "cnn", "cnn_small", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
 # Attributes a dataset offers as target and as protected groups (custom: the user's columns).
 TARGETS = {n: d.targets for n, d in REGISTRY.items()}
 GROUP_ATTRIBUTES = {n: d.group_attributes for n, d in REGISTRY.items()}

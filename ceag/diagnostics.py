@@ -184,8 +184,12 @@ def counter_from_trace(duals: pd.DataFrame, num_groups: int) -> dict[str, list]:
 def constraint_report(counter: dict[str, list], *, method: str, tolerance: float | None, dual_lr: float,
                       group_share: np.ndarray, group_names: list[str], train_excess_gap: np.ndarray,
                       window_train_excess_gap: np.ndarray, train_count: np.ndarray,
-                      window_epochs: int, buffer_size: int) -> dict[str, Any]:
+                      window_epochs: int, buffer_size: int, split: str = "train") -> dict[str, Any]:
     """The constraint diagnostic of a CEAG or EL+RB run.
+
+    ``split``: the split whose samples drive the multipliers ("train", or "val" for held-out
+    multipliers); the group shares, counts and evaluated values are that split's, and the
+    warnings name it.
 
     ``counter``: ``ConstraintCounter.state_dict()``; ``group_share`` (G,) each group's share of
     the training split; ``train_excess_gap`` (G,) the evaluated train value the constraint is
@@ -233,31 +237,36 @@ def constraint_report(counter: dict[str, list], *, method: str, tolerance: float
     warnings = []
     if not active:
         warnings.append(_inactive_warning(method, tolerance, dual_lr, share, positive, steps, lam,
-                                          window_train_excess_gap, group_names))
+                                          window_train_excess_gap, group_names, split))
     if disagree.any():
         worst = int(np.nanargmax(np.where(disagree, np.abs(window_est - window_train_excess_gap), -np.inf)))
         warnings.append(
             f"buffered estimates disagree with the evaluation: for {group_names[worst]} the dual step saw "
             f"ψ̂_g {100 * window_est[worst]:.1f} points on average over the last {window_epochs} epochs, the "
-            f"evaluated train ψ_g was {100 * window_train_excess_gap[worst]:.1f} (allowed difference "
-            f"{100 * allowance[worst]:.1f}); the replay buffers hold train-mode predictions of a model that "
-            "moves between batches — lower lr, or a larger buffer_size")
+            f"evaluated {split} ψ_g was {100 * window_train_excess_gap[worst]:.1f} (allowed difference "
+            f"{100 * allowance[worst]:.1f}); "
+            + ("the replay buffers hold train-mode predictions of a model that moves between batches — lower "
+               "lr, or a larger buffer_size" if split == "train" else
+               "the validation batches the dual step saw are a small sample of the split — a larger "
+               "buffer_size, or more frequent validation batches (heldout_every)"))
     return {"max_multiplier": _num(float(lam.max()) if lam.size else 0.0),
             "multiplier_ratio": _num(float(ratio[top]) if ratio.size else 0.0),
             "multiplier_group": group_names[top] if lam.size else None,
             "constraints_active": active, "estimates_agree": agree,
-            "dual_steps": int(steps.max()) if steps.size else 0,
+            "dual_steps": int(steps.max()) if steps.size else 0, "split": split,
             "groups": groups, "warnings": [w for w in warnings if w]}
 
 
-def _inactive_warning(method, tolerance, dual_lr, share, positive, steps, lam, window_gap, names) -> str | None:
+def _inactive_warning(method, tolerance, dual_lr, share, positive, steps, lam, window_gap, names,
+                      split: str = "train") -> str | None:
     """Why the constraints never acted, with the dual step that would have let them."""
+    whole = "training split" if split == "train" else "validation split"
     if method == "ceag" and tolerance is not None:
         over = np.nan_to_num(np.asarray(window_gap, dtype=float), nan=-np.inf) > tolerance
         if not over.any():
             return None  # nothing to act on: every group stayed within the tolerance
         g = int(np.argmax(np.where(over, np.asarray(window_gap, dtype=float), -np.inf)))
-        state = (f"{names[g]} ended at train ψ_g {100 * window_gap[g]:.1f} points against ε = "
+        state = (f"{names[g]} ended at {split} ψ_g {100 * window_gap[g]:.1f} points against ε = "
                  f"{100 * tolerance:g}")
     else:
         g = int(np.argmax(positive))
@@ -266,7 +275,7 @@ def _inactive_warning(method, tolerance, dual_lr, share, positive, steps, lam, w
         return f"the constraints never acted: {state}, yet no dual step saw a violation"
     needed = ACTIVE_RATIO * share[g] / positive[g]
     return (f"the constraints never acted: {state}, but its multiplier reached only {lam[g]:.3g} "
-            f"({lam[g] / max(share[g], 1e-12):.2f} of the group's share {share[g]:.3f} of the training split). "
+            f"({lam[g] / max(share[g], 1e-12):.2f} of the group's share {share[g]:.3f} of the {whole}). "
             f"Over {int(steps[g])} dual steps the summed violation was {positive[g]:.3g}, so λ_g can reach at "
             f"most dual_lr × {positive[g]:.3g}; a dual step of about {needed:.2g} (now {dual_lr:g}) would let it "
             f"reach half the group's share")
@@ -320,7 +329,7 @@ def run_diagnostics(cfg, run_metrics: pd.DataFrame, group_metrics: pd.DataFrame,
     report = constraint_report(counter, method=cfg.method, tolerance=cfg.tolerance, dual_lr=cfg.dual_lr,
                                group_share=share, group_names=names, train_excess_gap=end,
                                window_train_excess_gap=window_mean, train_count=counts,
-                               window_epochs=len(in_window), buffer_size=cfg.buffer_size)
+                               window_epochs=len(in_window), buffer_size=cfg.buffer_size, split=drive)
     report["source"] = counter_source
     out.update(max_multiplier=report["max_multiplier"], constraints_active=report["constraints_active"],
                constraints=report)
@@ -357,7 +366,8 @@ def summary_line(diag: dict[str, Any] | None) -> list[str]:
     if constraints:
         lines.append(f"constraints {'acted' if constraints['constraints_active'] else 'never acted'}: largest "
                      f"multiplier {constraints['max_multiplier']:.3g} ({constraints['multiplier_group']}, "
-                     f"{constraints['multiplier_ratio']:.2f}× its share of the training split)")
+                     f"{constraints['multiplier_ratio']:.2f}× its share of the "
+                     f"{'validation' if constraints.get('split') == 'val' else 'training'} split)")
         lines += [f"warning: {w}" for w in constraints["warnings"]]
     return lines
 

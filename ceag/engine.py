@@ -137,6 +137,9 @@ def train_dense(cfg: RunConfig, data: GroupedDataset, device: torch.device,
     (each None: the fine-tuning value), step decay x0.1 at ``dense_lr_milestones`` (None: 50 % and
     75 %). ``initial``: weights to start from (an ImageNet backbone) instead of a fresh model.
     """
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     if initial is not None:
         model.load_state_dict(initial)
@@ -263,6 +266,9 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
           save_pruned: Callable[[dict], None] | None = None,
           progress: Progress | None = None) -> TrainOutcome:
     """Prune and fine-tune a copy of ``dense_model``; ``resume`` is a checkpoint dict."""
+    from .memory import keep_freed_memory
+
+    keep_freed_memory()
     G, E, total = data.num_groups, cfg.prune_epochs, cfg.total_epochs
     splits = list(data.splits)
     selection_split = "val" if "val" in data.splits else "test"

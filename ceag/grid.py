@@ -128,7 +128,7 @@ PRESETS: dict[str, GridSpec] = {
     # evaluating every 5 epochs plus every epoch of the diagnostic window keeps evaluation (a full pass
     # over 23,704 images) from doubling the run time.
     "utkface_cpu": GridSpec(
-        datasets=("utkface",), models=("cnn",), methods=GRID_METHODS, sparsities=(0.9, 0.95),
+        datasets=("utkface",), models=("cnn_small",), methods=GRID_METHODS, sparsities=(0.9, 0.95),
         tolerances=(0.02,), seeds=(0,),
         settings={"target": "race", "groups": ["race"], "image_size": 32, "val_fraction": 0.0, "rare_groups": [],
                   "dense_last_layer": True, "dense_epochs": 10, "prune_epochs": 5, "finetune_epochs": 10,

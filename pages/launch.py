@@ -14,9 +14,10 @@ from pages._jobs import job_card
 from pages._shared import data_dir, query, results_dir
 
 MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"],
-          "utkface": ["cnn", "mobilenet_v2", "resnet18", "resnet34"],
-          "fairface": ["cnn", "resnet18", "resnet34", "mobilenet_v2"], "cifar100": ["resnet20", "resnet56", "cnn"],
-          "custom": ["cnn", "mobilenet_v2", "resnet18", "resnet34"]}
+          "utkface": ["cnn", "cnn_small", "mobilenet_v2", "resnet18", "resnet34"],
+          "fairface": ["cnn", "cnn_small", "resnet18", "resnet34", "mobilenet_v2"],
+          "cifar100": ["resnet20", "resnet56", "cnn"],
+          "custom": ["cnn", "cnn_small", "mobilenet_v2", "resnet18", "resnet34"]}
 
 _state.restore()
 st.title("Launch a grid")

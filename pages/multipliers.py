@@ -83,14 +83,17 @@ if stored["run"]:
     for text in summary_line(json.loads(stored["run"]["diagnostics"]))[1:]:
         (st.warning if text.startswith("warning:") else st.caption)(text.removeprefix("warning: ").capitalize())
     scale, unit = (100, "points") if row["method"] == "ceag" else (1, "loss")
+    # held-out multipliers are driven by, and compared with, the validation split
+    drive = (json.loads(stored["run"]["diagnostics"]).get("constraints") or {}).get("split", "train")
     cons = stored["constraint_groups"].set_index("group_name")
     table = cons[["max_multiplier", "multiplier_ratio", "violated_share"]].assign(
-        **{f"last buffered ({unit})": scale * cons["last_estimate"], f"train, evaluated ({unit})": scale *
+        **{f"last buffered ({unit})": scale * cons["last_estimate"], f"{drive}, evaluated ({unit})": scale *
            cons["train_excess_gap"], f"window buffered ({unit})": scale * cons["window_estimate"],
            f"window evaluated ({unit})": scale * cons["window_train_excess_gap"], "disagree": cons["disagree"]})
     st.dataframe(table, width="stretch", column_config={c: st.column_config.NumberColumn(format="%.3g")
                                                          for c in table.columns if c != "disagree"})
-    st.caption("λ / share: the largest multiplier over the group's share of the training split (how much the "
+    st.caption(f"λ / share: the largest multiplier over the group's share of the "
+               f"{'validation' if drive == 'val' else 'training'} split (how much the "
                "constraint re-weighted the group; at 0.5 or more the constraints count as acting). Violated: the "
                "share of dual steps in which the group's constraint was violated. Window: means over the last fifth "
                "of fine-tuning, buffered estimates against the evaluation.")

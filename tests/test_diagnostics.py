@@ -94,11 +94,12 @@ def test_counter_tallies_every_dual_step():
     assert again.state_dict() == state
 
 
-def report(counter, window_gap, *, share=(0.5, 0.3, 0.2), tolerance=0.02, dual_lr=0.01, counts=(500, 300, 200)):
+def report(counter, window_gap, *, share=(0.5, 0.3, 0.2), tolerance=0.02, dual_lr=0.01, counts=(500, 300, 200),
+           split="train"):
     return dg.constraint_report(counter, method="ceag", tolerance=tolerance, dual_lr=dual_lr,
                                 group_share=np.array(share), group_names=["a", "b", "c"],
                                 train_excess_gap=np.array(window_gap), window_train_excess_gap=np.array(window_gap),
-                                train_count=np.array(counts), window_epochs=3, buffer_size=40)
+                                train_count=np.array(counts), window_epochs=3, buffer_size=40, split=split)
 
 
 def counter_state(max_multiplier, window_mean, *, steps=1000, violated=(0, 500, 0), positive=(0.0, 50.0, 0.0)):
@@ -125,6 +126,19 @@ def test_tiny_multipliers_on_a_violated_constraint_warn_with_the_needed_dual_ste
     assert "never acted" in warning and "b ended at train ψ_g 22.0 points against ε = 2" in warning
     # lambda can reach at most dual_lr x 50; reaching half of b's 0.3 share needs 0.15 / 50 = 0.003
     assert "about 0.003 (now 0.003)" in warning
+
+
+def test_held_out_multipliers_warn_about_the_validation_split_they_saw():
+    out = report(counter_state([0.0, 0.007, 0.0], [-0.01, 0.22, -0.02]), [-0.01, 0.22, -0.02], dual_lr=0.003,
+                 split="val")
+    (warning,) = out["warnings"]
+    assert "b ended at val ψ_g 22.0 points" in warning and "of the validation split" in warning
+    assert "train ψ_g" not in warning and "training" not in warning
+    lines = dg.summary_line({"converged": None, "constraints": out})
+    assert "its share of the validation split" in lines[1] and "training" not in lines[1]
+    counter = counter_state([0.0, 0.6, 0.0], [-0.01, -0.025 - 0.02, -0.02])
+    (warning,) = report(counter, [-0.01, 0.243, -0.02], split="val")["warnings"]
+    assert "evaluated val ψ_g was 24.3" in warning and "train-mode" not in warning
 
 
 def test_constraints_that_were_never_needed_do_not_warn():

@@ -493,7 +493,7 @@ def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_t
     assert sorted((c.method, c.sparsity) for c in configs) == [
         (m, s) for m in ("ceag", "el_rb", "nft", "nft_es") for s in (0.9, 0.95)]
     for c in configs:
-        assert (c.dataset, c.model, c.image_size, c.target, c.groups) == ("utkface", "cnn", 32, "race", ("race",))
+        assert (c.dataset, c.model, c.image_size, c.target, c.groups) == ("utkface", "cnn_small", 32, "race", ("race",))
         assert c.lr_milestones and c.finetune_epochs == 10
     # one epoch of a 0.1 violation moves a multiplier past the smallest race's share (0.07)
     steps = -(-UTKFACE_TRAIN_IMAGES // spec.settings["batch_size"])

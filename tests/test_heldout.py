@@ -193,3 +193,24 @@ def test_held_out_ceag_is_its_own_method_on_the_frontier(tmp_path, one_thread):
     assert ids == {"ceag": [plain.run_id], "ceag_heldout": [held.run_id]}
     names = {t.name for t in frontier(summary).data}
     assert {METHOD_LABELS["ceag"], METHOD_LABELS["ceag_heldout"]} <= names
+
+
+def test_the_multipliers_page_names_the_validation_split_for_held_out_runs(tmp_path, monkeypatch, one_thread):
+    from streamlit.testing.v1 import AppTest
+
+    from ceag.runs import run
+    from ceag.store import ingest_all
+    from tests.helpers import ROOT
+
+    held = run(fast_config(constraint_data="val"), tmp_path)
+    ingest_all(tmp_path)
+    monkeypatch.setenv("CEAG_RESULTS", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["runs"] = held.run_id
+    at.run()
+    at.switch_page("pages/multipliers.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    (table,) = [d.value for d in at.dataframe if "max_multiplier" in d.value.columns]
+    assert any(c.startswith("val, evaluated") for c in table.columns)
+    assert not any(c.startswith("train, evaluated") for c in table.columns)
+    assert any("share of the validation split" in c.value for c in at.caption)

@@ -1,0 +1,85 @@
+"""The ``utkface_cpu`` preset at UTKFace's size on this machine's cores: how long its runs take,
+whether fine-tuning settled and whether the multipliers acted.
+
+The data is generated (``bench.settle.make_faces``: 23,704 images in the UTKFace layout, race
+shares as in UTKFace, a tone signal that overlaps between races so groups differ in difficulty),
+so the accuracies say nothing about real faces; the times and the diagnostics' behaviour are what
+this measures. Two measurements, each from an empty results folder and in a fresh process:
+
+- one CEAG run (ε = 2 %, 95 % sparsity) with ``ceag run``: what a user who runs one setting waits,
+  every phase included (decoding the folder, dense, pruning, fine-tuning, evaluation);
+- the whole preset with ``ceag grid --preset utkface_cpu`` (8 runs, one worker per core), where the
+  dense model and each end-of-pruning state are trained once and shared.
+
+``--quick`` uses 3,000 images (times scale with the number of images).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Result
+
+FULL, QUICK = 23_704, 3_000
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = 600  # seconds: "at most about 10 minutes" per run
+
+
+def _ceag(*args: str) -> tuple[float, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "ceag", *args], env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, out.stdout
+
+
+def run(quick: bool = False) -> list[Result]:
+    from bench.settle import make_faces
+    from ceag.grid import preset
+    from ceag.store import queries
+
+    n = QUICK if quick else FULL
+    spec = preset("utkface_cpu")
+    cores = os.cpu_count()
+    with tempfile.TemporaryDirectory(prefix="ceag-bench-utkcpu-") as tmp:
+        data = make_faces(Path(tmp) / "data", n, size=64)
+        sets = [a for k, v in spec.settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+        one, out = _ceag("run", "--dataset", "utkface", "--model", spec.models[0], "--method", "ceag",
+                         "--sparsity", "0.95", "--tolerance", str(spec.tolerances[0]), "--data-dir", str(data),
+                         "--results", str(Path(tmp) / "one"), "--device", "cpu", "--json", *sets)
+        single = json.loads(out)
+        grid_wall, _ = _ceag("grid", "--preset", "utkface_cpu", "--data-dir", str(data), "--set", 'device="cpu"',
+                             "--results", str(Path(tmp) / "grid"), "--json")
+        runs = queries.runs_table(Path(tmp) / "grid")
+    finished = runs[runs.status == "finished"]
+    trained = finished[~finished.method.isin(["nft_es"])]
+    settled = int(finished.converged.fillna(False).astype(bool).sum())
+    constrained = finished[finished.method.isin(["ceag", "el_rb"])]
+    acted = int(constrained.constraints_active.fillna(False).astype(bool).sum())
+    note = f"{n} generated images, {cores} cores"
+    results = [
+        Result("utkface_cpu: one CEAG run from an empty folder", one, "s", f"<= {LIMIT}", one <= LIMIT,
+               note=f"{note}; of which the run's own phases {single['wall_seconds']:.0f} s"),
+        Result("utkface_cpu: the whole preset (8 runs) from an empty folder", grid_wall, "s",
+               note=f"{len(finished)} finished, {len(trained)} trained (NFT+ES is derived from NFT)"),
+        Result("utkface_cpu: preset wall time per run", grid_wall / max(1, len(runs)), "s", f"<= {LIMIT}",
+               grid_wall / max(1, len(runs)) <= LIMIT),
+        Result("utkface_cpu: runs that settled", settled, f"of {len(finished)}", "all", settled == len(finished)),
+        Result("utkface_cpu: CEAG and EL+RB runs whose constraints acted", acted, f"of {len(constrained)}", "all",
+               acted == len(constrained)),
+    ]
+    for sparsity in spec.sparsities:
+        at = finished[finished.sparsity == sparsity].set_index("method")
+        if not {"nft", "ceag"} <= set(at.index):
+            continue
+        psi = {(m, split): 100 * at.loc[m, f"{split}_max_excess_gap"] for m in ("nft", "ceag")
+               for split in ("train", "test")}
+        results.append(Result(f"utkface_cpu: CEAG's train max_g ψ_g at {sparsity:g}", psi["ceag", "train"], "points",
+                              note=f"NFT {psi['nft', 'train']:.1f}; ε {100 * spec.tolerances[0]:g}; on test NFT "
+                                   f"{psi['nft', 'test']:.1f}, CEAG {psi['ceag', 'test']:.1f}"))
+    return results
