@@ -61,17 +61,24 @@ def run(quick: bool = False) -> list[Result]:
     settled = int(finished.converged.fillna(False).astype(bool).sum())
     constrained = finished[finished.method.isin(["ceag", "el_rb"])]
     acted = int(constrained.constraints_active.fillna(False).astype(bool).sum())
+    # "never acted" warnings: a group ended above ε (EL+RB: any loss gap) and the multipliers stayed small
+    never = int(constrained.warnings.map(lambda w: any("never acted" in x for x in (w if w is not None else []))).sum())
+    single_diag = single.get("diagnostics") or {}
+    single_cons = single_diag.get("constraints") or {}
     note = f"{n} generated images, {cores} cores"
     results = [
         Result("utkface_cpu: one CEAG run from an empty folder", one, "s", f"<= {LIMIT}", one <= LIMIT,
-               note=f"{note}; of which the run's own phases {single['wall_seconds']:.0f} s"),
+               note=f"{note}; of which the run's own phases {single['wall_seconds']:.0f} s; settled "
+                    f"{single_diag.get('converged')}, largest λ_g / p_g {single_cons.get('multiplier_ratio', 0):.2f}"),
         Result("utkface_cpu: the whole preset (8 runs) from an empty folder", grid_wall, "s",
                note=f"{len(finished)} finished, {len(trained)} trained (NFT+ES is derived from NFT)"),
         Result("utkface_cpu: preset wall time per run", grid_wall / max(1, len(runs)), "s", f"<= {LIMIT}",
                grid_wall / max(1, len(runs)) <= LIMIT),
         Result("utkface_cpu: runs that settled", settled, f"of {len(finished)}", "all", settled == len(finished)),
-        Result("utkface_cpu: CEAG and EL+RB runs whose constraints acted", acted, f"of {len(constrained)}", "all",
-               acted == len(constrained)),
+        Result("utkface_cpu: CEAG and EL+RB runs whose constraints acted", acted, f"of {len(constrained)}",
+               note="λ_g / p_g ≥ 0.5 for some group; without a violation there is nothing to act on"),
+        Result("utkface_cpu: CEAG and EL+RB runs warned that their constraints never acted", never,
+               f"of {len(constrained)}", "0", never == 0),
     ]
     for sparsity in spec.sparsities:
         at = finished[finished.sparsity == sparsity].set_index("method")
