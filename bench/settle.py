@@ -7,7 +7,7 @@ the last 20 % of fine-tuning, ``ceag.diagnostics``) and the constraint diagnosti
 - ``digits``: the embedded demo (MLP, 95 % sparsity, 20 + 40 epochs, rare digit 8);
 - ``synthetic``: 16 groups of generated Gaussian data, three of them thinned to 12 training
   samples (MLP, 95 % sparsity, the demo's schedule);
-- ``faces``: the ``utkface_cpu`` preset's settings (small CNN at 32 px, dense 10 + pruning 5 +
+- ``faces``: the ``utkface_cpu`` preset's settings (``cnn_small`` at 32 px, dense 10 + pruning 5 +
   fine-tuning 10 epochs, batch 128) at 95 % sparsity on generated images in the UTKFace layout
   (race as target and groups, UTKFace's race shares, a tone signal that overlaps between races,
   so groups differ in difficulty): a constant against the decaying lr, dual steps 0.003 and 0.01.
@@ -29,12 +29,14 @@ import numpy as np
 UTK_SHARES = (0.425, 0.191, 0.145, 0.168, 0.071)  # White, Black, Asian, Indian, Others in UTKFace
 
 
-def make_faces(root: Path, n: int, size: int = 48, seed: int = 0) -> Path:
+def make_faces(root: Path, n: int, size: int = 48, seed: int = 0, marked_others: bool = False) -> Path:
     """Write ``n`` generated images named like UTKFace files (age_gender_race_date.jpg) into root/UTKFace.
 
     Each image is a noisy background with an ellipse whose tone depends on the race (with a
     per-image spread that makes neighbouring races overlap) and a texture stripe whose angle
     depends on it weakly; "Others" mixes the other races' tones, so it is the hardest group.
+    ``marked_others``: "Others" faces also carry a checker pattern no other group has (its period
+    an eighth of the image), a feature of the smallest group alone that pruning could drop.
     """
     from PIL import Image
 
@@ -45,6 +47,7 @@ def make_faces(root: Path, n: int, size: int = 48, seed: int = 0) -> Path:
     races = rng.choice(5, size=n, p=np.array(UTK_SHARES) / sum(UTK_SHARES))
     yy, xx = np.mgrid[0:size, 0:size] / size
     face = ((xx - 0.5) / 0.32) ** 2 + ((yy - 0.5) / 0.42) ** 2 <= 1.0
+    checker = 35 * np.where((np.floor(xx * 8) + np.floor(yy * 8)) % 2 == 0, 1.0, -1.0)[..., None]
     for i, race in enumerate(races):
         tone = tones[rng.integers(0, 4)] if race == 4 else tones[race]
         tone = tone + rng.normal(0, 28, 3)
@@ -52,6 +55,8 @@ def make_faces(root: Path, n: int, size: int = 48, seed: int = 0) -> Path:
         angle = race * 0.6 + rng.normal(0, 0.9)
         stripes = 25 * np.sin(14 * (np.cos(angle) * xx + np.sin(angle) * yy))[..., None]
         img[face] = tone + stripes[face] + rng.normal(0, 18, (int(face.sum()), 3))
+        if marked_others and race == 4:
+            img[face] += checker[face]
         age, gender = int(rng.integers(1, 90)), int(rng.integers(0, 2))
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
             folder / f"{age}_{gender}_{race}_2017{i:011d}.jpg.chip.jpg", quality=90)
@@ -99,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="seed 0 only on digits, fewer face schedules")
     p.add_argument("--faces", type=int, default=3000, help="generated face images (default 3000)")
+    p.add_argument("--marked-others", action="store_true",
+                   help="faces: give the smallest group a feature of its own (make_faces), so pruning hurts it")
     p.add_argument("--only", nargs="+", choices=("digits", "synthetic", "faces"),
                    default=("digits", "synthetic", "faces"))
     p.add_argument("--json", action="store_true")
@@ -130,13 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         if "faces" in args.only:
             from ceag.grid import preset
 
-            data = make_faces(Path(tmp) / "data", args.faces)
-            base = {**preset("utkface_cpu").settings, "data_dir": str(data), "device": "cpu"}
+            data = make_faces(Path(tmp) / "data", args.faces, marked_others=args.marked_others)
+            spec = preset("utkface_cpu")
+            base = {**spec.settings, "data_dir": str(data), "device": "cpu"}
             runs = [("nft", (), 0.01), ("nft", (0.7, 0.9), 0.01), ("ceag", (0.7, 0.9), 0.003),
                     ("ceag", (0.7, 0.9), 0.01), ("el_rb", (0.7, 0.9), 0.01)]
             for method, milestones, dual_lr in runs[1:] if args.quick else runs:
                 cfg = RunConfig(**{**base, "lr_milestones": milestones, "dual_lr": dual_lr}, dataset="utkface",
-                                model="cnn", method=method, sparsity=0.95,
+                                model=spec.models[0], method=method, sparsity=0.95,
                                 tolerance=0.02 if method == "ceag" else None)
                 m = {"setting": "faces", "seed": 0, **measure(cfg, results)}
                 out.append(m)

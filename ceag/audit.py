@@ -113,12 +113,34 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
         for col in RUN_INTERVAL_METRICS:
             runs.loc[run_rows, f"{col}_low"] = merged_runs[f"{col}_low"].to_numpy()
             runs.loc[run_rows, f"{col}_high"] = merged_runs[f"{col}_high"].to_numpy()
+    notes += data_notes(runs)
     is_ceag = groups["method"] == "ceag"
     groups["indistinguishable"] = False
     for tol, part in groups[is_ceag].groupby("tolerance"):
         groups.loc[part.index, "indistinguishable"] = indistinguishable_from(
             part["excess_gap_low"], part["excess_gap_high"], float(tol))
     return Audit(groups, runs, settings, notes)
+
+
+def data_notes(runs: pd.DataFrame) -> list[str]:
+    """What loading left out of the audited runs' data, once per data instance and report: by
+    reason, by group, and the warning of a group that lost more than a few percent of its rows."""
+    import json
+
+    from .sentences import skip_lines
+
+    notes = []
+    per_run = runs.drop_duplicates("run_id")
+    for (fingerprint, text), part in per_run.groupby([per_run["data_fingerprint"].fillna("fingerprint unknown"),
+                                                      per_run["data_report"].fillna("{}")], sort=False):
+        report = json.loads(text)
+        lines = skip_lines(report)
+        if not lines:
+            continue
+        ids = ", ".join(part["run_id"])
+        notes.append(f"data {part['dataset'].iloc[0]} {fingerprint} (runs {ids}): " + "; ".join(lines)
+                     + "".join(f". WARNING: {w}" for w in report.get("warnings") or []))
+    return notes
 
 
 def _reproduces(merged: pd.DataFrame) -> bool:

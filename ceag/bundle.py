@@ -59,6 +59,7 @@ def _data_of(folder: Path) -> dict:
     report = summary.get("data_report") or {}
     return {"dataset": config.get("dataset"), "data_fingerprint": config.get("data_fingerprint"),
             "skipped": report.get("skipped", summary.get("skipped_files") or {}),
+            "skipped_by_group": report.get("lost_by_group", {}), "rows_read": report.get("rows_read"),
             "warnings": report.get("warnings", [])}
 
 

@@ -118,7 +118,8 @@ PRESETS: dict[str, GridSpec] = {
     "demo": GridSpec(datasets=("digits",), models=("mlp",), methods=GRID_METHODS,
                      sparsities=(0.9, 0.95, 0.98), tolerances=(0.01, 0.02, 0.05), seeds=(0, 1, 2)),
     # A CPU-sized run on the real UTKFace folder (data/README.md explains every setting): the small CNN
-    # at half width (cnn_small) at 32 px, race as target and groups, NFT (+ES, derived) / EL+RB / CEAG at two sparsities, one seed.
+    # at half width (cnn_small) at 32 px, race as target and groups, NFT (+ES, derived) / EL+RB / CEAG
+    # at two sparsities, one seed.
     # Dense 10 + pruning 5 + fine-tuning 10 epochs at batch 128: about 149 steps per epoch, so about 1,490
     # dual steps. Right after pruning a hurt group's psi_hat_g - eps is of the order of 0.1; its multiplier
     # starts to matter once it is comparable with the group's share p_g of the training split (0.07 for
@@ -194,7 +195,8 @@ def utkface_cpu_note(spec: GridSpec, violation: float = 0.1) -> str:
     s = spec.settings
     steps = math.ceil(UTKFACE_TRAIN_IMAGES / s["batch_size"])
     reach = s["dual_lr"] * violation * steps
-    return (f"The half-width small CNN (`{spec.models[0]}`) at {s['image_size']} px on race, {', '.join(spec.methods).upper().replace('_', '+')} at "
+    methods = ", ".join(spec.methods).upper().replace("_", "+")
+    return (f"The half-width small CNN (`{spec.models[0]}`) at {s['image_size']} px on race, {methods} at "
             f"sparsities {', '.join(f'{x:g}' for x in spec.sparsities)}, ε = {spec.tolerances[0]:g}: dense "
             f"{s['dense_epochs']} + pruning {s['prune_epochs']} + fine-tuning {s['finetune_epochs']} epochs at batch "
             f"{s['batch_size']}, so about {steps} steps per epoch and {steps * s['finetune_epochs']:,} dual steps. "

@@ -513,3 +513,31 @@ def test_a_grid_fingerprints_each_folder_once(tmp_path, monkeypatch):
     configs = [RunConfig(dataset="utkface", data_dir=str(a), seed=s, **TINY) for s in range(5)]
     resolved = checks.resolve_all([*configs, RunConfig(dataset="digits")])
     assert calls == ["utkface"] and len({c.data_fingerprint for c in resolved[:5]}) == 1
+
+
+def test_the_audit_and_a_bundle_say_what_loading_left_out(tmp_path, one_thread):
+    """Audit notes (the Compare page and the report) and an exported bundle name the skips by
+    reason and by group, with the warning of a group that lost more than a few percent."""
+    import tarfile
+
+    from ceag.audit import audit
+    from ceag.bundle import export_bundle
+    from ceag.store import ingest_all
+
+    root = custom_folder(tmp_path / "data")
+    cfg = RunConfig(dataset="custom", data_dir=str(root), target="label", groups=("skin",), **TINY)
+    nft = run(cfg, tmp_path / "results")
+    ceag = run(cfg.replace(method="ceag", tolerance=0.02), tmp_path / "results")
+    ingest_all(tmp_path / "results")
+    notes = audit(tmp_path / "results", [nft.run_id, ceag.run_id]).notes
+    (note,) = [n for n in notes if "left out while loading" in n]
+    assert f"runs {nft.run_id}, {ceag.run_id}" in note
+    assert "3 of 27 rows left out while loading: 1 missing image, 1 missing label value, 1 unreadable image" in note
+    assert "by group: dark 2 of 14 (14.3 %), light 1 of 13 (7.7 %)" in note
+    assert "WARNING: dark lost 2 of 14 rows (14.3 %) while loading" in note
+    out = export_bundle(tmp_path / "results", [nft.run_id], tmp_path / "b.tar.gz")
+    with tarfile.open(out) as tar:
+        manifest = json.load(tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("manifest.json"))))
+    (data,) = manifest["data"].values()
+    assert data["skipped_by_group"]["dark"] == {"skipped": 2, "of": 14, "share": pytest.approx(2 / 14)}
+    assert data["rows_read"] == 27

@@ -129,7 +129,7 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 
 def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std) -> dict[str, Split]:
-    """Splits of uint8 images ``x`` (N, C, H, W; an array or a cache entry) by sorted index arrays
+    """Splits of uint8 images ``x`` (N, C, H, W; an array or a cache entry) by the index arrays
     ``parts``. No pixel is copied: each split views the block of ``x`` that spans its rows."""
     from .images import block
 
