@@ -204,8 +204,8 @@ def utkface_cpu_note(spec: GridSpec, violation: float = 0.1) -> str:
             f"it is comparable with the group's share of the training set (0.07 to 0.43 on UTKFace). With dual "
             f"step {s['dual_lr']:g} it gains about {reach:.2f} per epoch of that violation (the default 0.003: "
             f"{0.003 * violation * steps:.2f}). The learning rate {s['lr']:g} drops ×0.1 at "
-            f"{' and '.join(f'{100 * m:g} %' for m in s['lr_milestones'])} of the run, so fine-tuning settles. "
-            "Every run reports whether it settled and whether its constraints acted (Curves, Multipliers).")
+            f"{' and '.join(f'{100 * m:g} %' for m in s['lr_milestones'])} of the run, so that the last epochs can "
+            "settle. Every run reports whether it settled and whether its constraints acted (Curves, Multipliers).")
 
 
 def preset(name: str) -> GridSpec:

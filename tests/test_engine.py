@@ -141,7 +141,7 @@ def test_replay_buffer_ablation_shares_pruning_with_the_default(tmp_path, make_c
 
 # -- models ---------------------------------------------------------------------------------
 # One small input per model; the big torchvision / CIFAR models get one forward of two samples.
-SHAPES = {"mlp": (16,), "cnn": (1, 8, 8), "resnet20": (3, 32, 32), "resnet18": (1, 8, 8),
+SHAPES = {"mlp": (16,), "cnn": (1, 8, 8), "cnn_small": (1, 8, 8), "resnet20": (3, 32, 32), "resnet18": (1, 8, 8),
           "resnet34": (3, 16, 16), "mobilenet_v2": (1, 8, 8), "resnet56": (3, 16, 16)}
 @pytest.mark.parametrize("name", MODELS)
 def test_every_config_model_builds_and_gives_logits(name):
