@@ -227,14 +227,19 @@ def test_a_split_that_picks_rows_reads_and_moves_only_its_rows():
     assert moved.rows is None and moved.x.shape == (4, 3)
 
 
-def test_a_truncated_cache_file_is_refused_with_what_to_do(tmp_path):
+def test_a_truncated_cache_file_is_decoded_again_not_served(tmp_path):
     paths = _files(tmp_path / "img")
     root, names = paths[0].parent, [p.name for p in paths]
     pixels, _, _ = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="d" * 16)
     with open(pixels.path, "r+b") as fh:
         fh.truncate(pixels.offset + 100)
+    again, ok, how = load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="d" * 16)
+    fresh, fresh_ok = decode(paths, 10)
+    assert how == "decoded" and np.array_equal(ok, fresh_ok) and np.array_equal(np.asarray(again)[ok], fresh[ok])
     with pytest.raises(DatasetError, match="truncated; delete it to rebuild it"):
-        load_or_decode(root, names, 10, cache_dir=tmp_path / "cache", fingerprint="d" * 16)
+        with open(again.path, "r+b") as fh:
+            fh.truncate(again.offset + 100)
+        type(again)(again.path)  # read directly, a damaged file says what to do
 
 
 _SLOW_WRITER = """

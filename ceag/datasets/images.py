@@ -191,7 +191,12 @@ def _complete(entry: Path, n: int) -> bool:
         meta = json.loads((entry / "meta.json").read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("n") == n and (entry / "pixels.npy").is_file() and (entry / "ok.npy").is_file()
+    if meta.get("n") != n or not (entry / "ok.npy").is_file():
+        return False
+    try:  # a damaged file (truncated, or not ours) is decoded again, not served
+        return len(CachedPixels(entry / "pixels.npy")) == n
+    except (OSError, ValueError, DatasetError):
+        return False
 
 
 def _write(entry: Path, paths: list[Path], size: int | None) -> None:
