@@ -432,14 +432,15 @@ def _short_sentence(means: pd.DataFrame, s: float, nft: pd.Series) -> str:
     return text + ("; " + "; ".join(clauses) if clauses else "") + "."
 
 
-def skip_lines(report: dict | None, skipped: dict | None = None) -> list[str]:
+def skip_lines(report: dict | None) -> list[str]:
     """What loading left out, as lines: by reason, then by group where the group is known.
 
-    ``report`` is a run's ``data_report`` (ceag.datasets.base.LoadReport.to_dict); ``skipped``
-    ({reason: count}) stands in for runs stored before reports existed. [] when nothing was left out.
+    ``report`` is a run's ``data_report`` (ceag.datasets.base.LoadReport.to_dict), or the same
+    keys (``skipped``, ``lost_by_group``, ``rows_read``) from ``run --json``. [] when nothing was
+    left out.
     """
     report = report or {}
-    by_reason = {k: int(v) for k, v in (report.get("skipped") or skipped or {}).items() if v}
+    by_reason = {k: int(v) for k, v in (report.get("skipped") or {}).items() if v}
     if not by_reason:
         return []
     total = sum(by_reason.values())
