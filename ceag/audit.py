@@ -125,22 +125,11 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
 def data_notes(runs: pd.DataFrame) -> list[str]:
     """What loading left out of the audited runs' data, once per data instance and report: by
     reason, by group, and the warning of a group that lost more than a few percent of its rows."""
-    import json
+    from .sentences import left_out_by_data
 
-    from .sentences import skip_lines
-
-    notes = []
-    per_run = runs.drop_duplicates("run_id")
-    for (fingerprint, text), part in per_run.groupby([per_run["data_fingerprint"].fillna("fingerprint unknown"),
-                                                      per_run["data_report"].fillna("{}")], sort=False):
-        report = json.loads(text)
-        lines = skip_lines(report)
-        if not lines:
-            continue
-        ids = ", ".join(part["run_id"])
-        notes.append(f"data {part['dataset'].iloc[0]} {fingerprint} (runs {ids}): " + "; ".join(lines)
-                     + "".join(f". WARNING: {w}" for w in report.get("warnings") or []))
-    return notes
+    return [f"data {item['dataset']} {item['fingerprint']} (runs {', '.join(item['run_ids'])}): "
+            + "; ".join(item["lines"]) + "".join(f". WARNING: {w}" for w in item["warnings"])
+            for item in left_out_by_data(runs)]
 
 
 def _reproduces(merged: pd.DataFrame) -> bool:

@@ -278,18 +278,15 @@ def _print_grid_data(results, run_ids: list[str]) -> None:
         df = queries.runs(resolve_results(results))
     except StoreError:
         return
-    from .sentences import skip_lines
+    from .sentences import left_out_by_data
 
-    df = df[df.run_id.isin(run_ids) & (df.skipped_rows.fillna(0) > 0)]
-    for (dataset, fp), rows in df.groupby(["dataset", df.data_fingerprint.fillna("unknown")]):
-        # runs of one data instance that differ in target or groups skip differently: each once
-        for text in dict.fromkeys(rows.data_report.fillna("{}")):
-            lines = skip_lines(json.loads(text)) or [f"{int(rows.skipped_rows.max()):,} rows left out while loading"]
-            print(f"  data {dataset} {fp}: {lines[0]}")
-            for line in lines[1:]:
-                print(f"    {line}")
-        for warning in sorted(set(rows.data_warning.dropna())):
-            print(f"  WARNING: {warning}")
+    df = df[df.run_id.isin(run_ids)]
+    for item in left_out_by_data(df):
+        print(f"  data {item['dataset']} {item['fingerprint']}: {item['lines'][0]}")
+        for line in item["lines"][1:]:
+            print(f"    {line}")
+    for warning in sorted(set(df.data_warning.dropna())):
+        print(f"  WARNING: {warning}")
 
 
 class _GridBar:

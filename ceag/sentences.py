@@ -455,3 +455,21 @@ def skip_lines(report: dict | None) -> list[str]:
         lines.append("by group: " + ", ".join(parts)
                      + (f"; {unknown:,} more whose group is unknown" if unknown > 0 else ""))
     return lines
+
+
+def left_out_by_data(runs: pd.DataFrame) -> list[dict]:
+    """What loading left out, once per data instance and load report among ``runs`` (columns
+    run_id, dataset, data_fingerprint, data_report as JSON text, skipped_rows): a list of
+    {dataset, fingerprint, run_ids, lines (``skip_lines``), warnings}, only where something was."""
+    import json
+
+    runs = runs.drop_duplicates("run_id")
+    runs = runs[runs["skipped_rows"].fillna(0) > 0]
+    out = []
+    keys = [runs["dataset"], runs["data_fingerprint"].fillna("fingerprint unknown"), runs["data_report"].fillna("{}")]
+    for (dataset, fingerprint, text), part in runs.groupby(keys, sort=False):
+        report = json.loads(text)
+        lines = skip_lines(report) or [f"{int(part['skipped_rows'].max()):,} rows left out while loading"]
+        out.append({"dataset": dataset, "fingerprint": fingerprint, "run_ids": list(part["run_id"]),
+                    "lines": lines, "warnings": list(report.get("warnings") or [])})
+    return out

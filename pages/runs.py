@@ -1,13 +1,12 @@
 """Runs: every run with its status; the selection carries to the other pages; downloads."""
 
 import io
-import json
 
 import pandas as pd
 import streamlit as st
 
 from ceag.plots import METHOD_LABELS
-from ceag.sentences import skip_lines
+from ceag.sentences import left_out_by_data
 from pages import _state
 from pages._shared import empty_store_hint, query, results_dir, sync_store
 
@@ -79,15 +78,13 @@ shown = shown.assign(data=shown.data_fingerprint.fillna("fingerprint unknown"))
 for row in shown[shown.data_warning.notna()].itertuples():
     st.warning(f"Run {row.run_id} ({row.dataset}): {row.data_warning}. Its group numbers rest on fewer rows than "
                "the data folder holds.")
-left_out = shown[shown.skipped_rows.fillna(0) > 0]
-if not left_out.empty:
-    instances = left_out.groupby(["dataset", "data"], sort=True)
-    with st.expander(f"What loading left out: {instances.ngroups} data folder(s) of the runs shown"):
-        for (dataset, fingerprint), rows in instances:
-            # runs of one folder that differ in target or groups skip differently: each report once
-            for text in dict.fromkeys(rows.data_report.fillna("{}")):
-                lines = skip_lines(json.loads(text)) or [f"{int(rows.skipped_rows.max()):,} rows left out"]
-                st.markdown(f"**{dataset}** · data {fingerprint} · {len(rows)} run(s): " + "; ".join(lines))
+left_out = left_out_by_data(shown)
+if left_out:
+    folders = len({(item["dataset"], item["fingerprint"]) for item in left_out})
+    with st.expander(f"What loading left out: {folders} data folder(s) of the runs shown"):
+        for item in left_out:
+            st.markdown(f"**{item['dataset']}** · data {item['fingerprint']} · {len(item['run_ids'])} run(s): "
+                        + "; ".join(item["lines"]))
 
 event = st.dataframe(runs_view(shown), hide_index=True, width="stretch", on_select="rerun",
                      selection_mode="multi-row", column_config=COLUMN_HELP, placeholder="",

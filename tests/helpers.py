@@ -1,5 +1,7 @@
-"""What several test files need to start ``python -m ceag`` or the app in a subprocess."""
+"""What several test files need to start ``python -m ceag`` (in this process or a subprocess) or the app."""
 
+import contextlib
+import io
 import os
 from pathlib import Path
 
@@ -17,3 +19,16 @@ def subprocess_env(threads: int | None = 1, **extra: str) -> dict[str, str]:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env.update(extra)
     return env
+
+
+def ceag_main(*args) -> tuple[int, str, str]:
+    """``python -m ceag ARGS`` in this process: (exit status, stdout, stderr)."""
+    from ceag import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code
+    return code, out.getvalue(), err.getvalue()

@@ -8,8 +8,6 @@ exit status. Every case compares the results folder's listing and the store's ru
 and after.
 """
 
-import contextlib
-import io
 import json
 import os
 import pickle
@@ -26,29 +24,17 @@ import pytest
 import torch
 from PIL import Image
 
-from ceag import cli
 from ceag.bundle import export_bundle
 from ceag.config import DATASETS, METHODS, MODELS, RunConfig
 from ceag.datasets.layouts import CIFAR_FOLDERS, UTK_FOLDERS
 from ceag.runs import load_result, run, run_dir
 from ceag.store import connect, db_path, ingest_run, queries
-from tests.helpers import ROOT, subprocess_env
+from tests.helpers import ROOT, ceag_main, subprocess_env
 
 TINY = ["--set", "dense_epochs=1", "--set", "prune_epochs=1", "--set", "finetune_epochs=1"]
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def ceag_main(*args) -> tuple[int, str, str]:
-    """``python -m ceag ARGS`` in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in args])
-        except SystemExit as stop:
-            code = stop.code
-    return code, out.getvalue(), err.getvalue()
-
-
 def ceag_process(*args) -> subprocess.CompletedProcess:
     env = subprocess_env()
     return subprocess.run([sys.executable, "-m", "ceag", *map(str, args)], capture_output=True, text=True,

@@ -1,7 +1,6 @@
 """The datasets package: fingerprints, the decode cache, label CSVs as spreadsheets save them,
 the custom layout, and what loading skips, all on tiny folders generated here."""
 
-import contextlib
 import csv
 import hashlib
 import io
@@ -20,7 +19,6 @@ import pytest
 import torch
 from PIL import Image
 
-from ceag import cli
 from ceag.config import RunConfig, dense_key, from_dict, prune_key
 from ceag.datasets import DatasetError
 from ceag.datasets import fingerprint as fp_module
@@ -32,7 +30,7 @@ from ceag.datasets.images import decode, load_or_decode
 from ceag.runs import run
 from ceag.store import queries
 from ceag.store.migrations import MIGRATIONS
-from tests.helpers import ROOT, subprocess_env
+from tests.helpers import ROOT, ceag_main, subprocess_env
 
 TINY = dict(model="cnn", image_size=8, dense_epochs=1, prune_epochs=1, finetune_epochs=1, val_fraction=0.0,
             device="cpu", sparsity=0.5)
@@ -54,16 +52,6 @@ def utk_folder(root, seed, per_group=4):
                 jpeg(folder / f"{20 + 10 * k}_{gender}_{race}_2017{seed:02d}{i:08d}.jpg.chip.jpg", seed * 1000 + i)
                 i += 1
     return root
-
-
-def ceag_main(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main([str(a) for a in args])
-        except SystemExit as stop:
-            code = stop.code
-    return code, out.getvalue(), err.getvalue()
 
 
 # -- fingerprints -----------------------------------------------------------------------------

@@ -243,7 +243,7 @@ AUDIT_GROUPS = """
 AUDIT_RUNS = """
     SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity, r.tolerance, r.seed,
            r.status, r.reason, r.reported_epoch, r.best_epoch, r.selection_split, r.total_epochs, r.device,
-           r.threads, r.wall_seconds, r.finished_at, r.config, r.data_fingerprint,
+           r.threads, r.wall_seconds, r.finished_at, r.config, r.data_fingerprint, r.skipped_rows,
            CAST(r.data_report AS VARCHAR) AS data_report, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
            m.max_excess_gap, m.psi_pw
     FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
