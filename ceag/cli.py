@@ -217,14 +217,14 @@ def _grid_spec(args: argparse.Namespace):
     else:
         spec = GridSpec().to_dict()
     spec.update(axes)  # axis options refine a preset or spec
-    settings = {**spec.get("settings", {}), **_data_settings(args)}
+    typed = dict(_data_settings(args))
     if args.epochs is not None:
-        settings["finetune_epochs"] = args.epochs
+        typed["finetune_epochs"] = args.epochs
     if args.dense_checkpoint:
-        settings["dense_checkpoint"] = args.dense_checkpoint
-    settings.update(_overrides(args.overrides))
-    spec["settings"] = settings
-    return GridSpec.from_dict(spec)
+        typed["dense_checkpoint"] = args.dense_checkpoint
+    typed.update(_overrides(args.overrides))
+    # what was typed holds in every cell, over a preset's or spec's per-method values too
+    return GridSpec.from_dict(spec).with_settings(typed)
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
@@ -464,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", help="a named grid: demo, utkface_cpu (UTKFace on a CPU), utkface, "
                                     "utkface_intersectional, fairface, cifar100")
     g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
-                                  "seeds and settings (other RunConfig settings)")
+                                  "seeds, settings (other RunConfig settings) and method_settings (a method's own, "
+                                  'e.g. {"el_rb": {"dual_lr": 0.0001}})')
     g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")
     g.add_argument("--models", type=_csv(str), help="comma-separated models")
     g.add_argument("--methods", type=_csv(str), help="comma-separated methods among " + ",".join(METHODS))

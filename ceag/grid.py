@@ -24,9 +24,26 @@ AXES = ("datasets", "models", "methods", "sparsities", "tolerances", "seeds")
 GRID_METHODS = tuple(m for m in METHODS if m != "ceag_vs")
 
 
+# A derived cell reads runs of this method, so it takes that method's settings first.
+BASE_METHOD = {"nft_es": "nft", "ceag_vs": "ceag"}
+_AXIS_FIELDS = ("dataset", "model", "method", "sparsity", "tolerance", "seed")
+
+
+def _check_no_axis(settings: dict[str, Any], where: str) -> None:
+    bad = set(settings) & set(_AXIS_FIELDS)
+    if bad:
+        name = sorted(bad)[0]
+        axis = {"sparsity": "sparsities"}.get(name, f"{name}s")
+        raise ConfigError(f"{where}.{name}", settings[name], f"use the grid axis '{axis}' instead")
+
+
 @dataclass(frozen=True)
 class GridSpec:
-    """Axes of a grid plus ``settings`` shared by every cell (any RunConfig field)."""
+    """Axes of a grid, ``settings`` shared by every cell (any RunConfig field) and
+    ``method_settings``: settings for the cells of one method only, over the shared ones
+    (``{"el_rb": {"dual_lr": 1e-4}}``). NFT+ES cells take NFT's and CEAG+VS cells CEAG's first,
+    since they read those runs.
+    """
 
     datasets: tuple[str, ...] = ("digits",)
     models: tuple[str, ...] = ("mlp",)
@@ -35,17 +52,29 @@ class GridSpec:
     tolerances: tuple[float, ...] = (0.02,)
     seeds: tuple[int, ...] = (0,)
     settings: dict[str, Any] = field(default_factory=dict)
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def cell_settings(self, method: str) -> dict[str, Any]:
+        """The settings of ``method``'s cells: shared ones, then its base method's, then its own."""
+        base = BASE_METHOD.get(method)
+        return {**self.settings, **(self.method_settings.get(base, {}) if base else {}),
+                **self.method_settings.get(method, {})}
+
+    def with_settings(self, settings: dict[str, Any]) -> GridSpec:
+        """This grid with ``settings`` for every cell: each replaces the shared value and any
+        method's own (a value typed for the whole grid holds in every cell)."""
+        own = {m: {k: v for k, v in s.items() if k not in settings} for m, s in self.method_settings.items()}
+        return GridSpec.from_dict({**self.to_dict(), "settings": {**self.settings, **settings},
+                                   "method_settings": {m: s for m, s in own.items() if s}})
 
     def configs(self, max_cells: int = DEFAULT_MAX_CELLS) -> list[RunConfig]:
         """The grid's distinct RunConfigs, validated, in a stable order."""
         for axis in AXES:
             if len(getattr(self, axis)) == 0:
                 raise ConfigError(axis, [], "a grid axis needs at least one value")
-        bad = set(self.settings) & {"dataset", "model", "method", "sparsity", "tolerance", "seed"}
-        if bad:
-            name = sorted(bad)[0]
-            axis = {"sparsity": "sparsities"}.get(name, f"{name}s")
-            raise ConfigError(f"settings.{name}", self.settings[name], f"use the grid axis '{axis}' instead")
+        _check_no_axis(self.settings, "settings")
+        for method, own in self.method_settings.items():
+            _check_no_axis(own, f"method_settings.{method}")
         n = self.size()
         if n > max_cells:
             raise ConfigError("grid", f"{n} cells", f"at most {max_cells} cells per grid; split it or raise the limit")
@@ -54,12 +83,20 @@ class GridSpec:
                 self.datasets, self.models, self.methods, self.sparsities, self.seeds):
             tolerances = self.tolerances if method in TOLERANCE_METHODS else (None,)
             for tol in tolerances:
-                cell = {**self.settings, "dataset": dataset, "model": model, "method": method,
+                shared = self.cell_settings(method)
+                cell = {**shared, "dataset": dataset, "model": model, "method": method,
                         "sparsity": sparsity, "tolerance": tol, "seed": seed}
-                if method == "ceag_vs" and self.settings.get("vs_tolerances") is None:
+                if method == "ceag_vs" and shared.get("vs_tolerances") is None:
                     # CEAG+VS selects among the cell's tolerance and the grid's tolerances below it
                     cell["vs_tolerances"] = list(grid_vs_tolerances(tol, self.tolerances))
-                cfg = from_dict(cell)
+                try:
+                    cfg = from_dict(cell)
+                except ConfigError as err:  # name where a method's own value came from
+                    where = next((m for m in (method, BASE_METHOD.get(method))
+                                  if m and err.field in self.method_settings.get(m, {})), None)
+                    if where is None:
+                        raise
+                    raise ConfigError(f"method_settings.{where}.{err.field}", err.value, err.allowed) from None
                 seen.setdefault(cfg.run_id, cfg)
         return list(seen.values())
 
@@ -68,13 +105,16 @@ class GridSpec:
         return len(self.datasets) * len(self.models) * per_tol * len(self.sparsities) * len(self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**{a: list(getattr(self, a)) for a in AXES}, "settings": dict(self.settings)}
+        out = {**{a: list(getattr(self, a)) for a in AXES}, "settings": dict(self.settings)}
+        if self.method_settings:
+            out["method_settings"] = {m: dict(s) for m, s in self.method_settings.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GridSpec:
         if not isinstance(data, dict):
             raise ConfigError("spec", type(data).__name__, "a grid spec is a JSON object")
-        known = set(AXES) | {"settings"}
+        known = set(AXES) | {"settings", "method_settings"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(unknown[0], data[unknown[0]], f"unknown grid key; known: {', '.join(sorted(known))}")
@@ -89,6 +129,14 @@ class GridSpec:
         if not isinstance(settings, dict):
             raise ConfigError("settings", settings, "must be a JSON object of RunConfig settings")
         kwargs["settings"] = settings
+        own = data.get("method_settings", {})
+        if not isinstance(own, dict) or not all(isinstance(v, dict) for v in own.values()):
+            raise ConfigError("method_settings", own, "must be a JSON object of {method: {setting: value}}, e.g. "
+                              '{"el_rb": {"dual_lr": 0.0001}}')
+        unknown = sorted(set(own) - set(METHODS))
+        if unknown:
+            raise ConfigError("method_settings", unknown[0], f"unknown method; known: {', '.join(METHODS)}")
+        kwargs["method_settings"] = {m: dict(v) for m, v in own.items()}
         return cls(**kwargs)
 
     @classmethod
@@ -124,16 +172,21 @@ PRESETS: dict[str, GridSpec] = {
     # dual steps. Right after pruning a hurt group's psi_hat_g - eps is of the order of 0.1; its multiplier
     # starts to matter once it is comparable with the group's share p_g of the training split (0.07 for
     # "Others" to 0.43 for "White"): with dual_lr 0.01 a violation of 0.1 brings lambda_g to 0.15 within
-    # one epoch (0.01 x 0.1 x 149), where the default 0.003 would need more than three of the ten. The lr
-    # decays x0.1 at 70 % and 90 % of the run (the default schedule), so the last epochs settle;
-    # evaluating every 5 epochs plus every epoch of the diagnostic window keeps evaluation (a full pass
-    # over 23,704 images) from doubling the run time.
+    # one epoch (0.01 x 0.1 x 149), where the default 0.003 would need more than three of the ten.
+    # EL+RB's violations are loss gaps |L_g - L|, never negative (the paper's abs_equality_constraint),
+    # about 0.5 nats for the hardest group, so its multipliers only grow, for the whole run: by about
+    # 1e-4 x 0.5 x 1,490 = 0.07 at its own dual step 1e-4 (the paper's UTKFace value), the smallest
+    # group's share; at CEAG's 0.01 a hundred times that, and runs neither settled nor kept max_g psi_g
+    # under 20 points (python -m bench.dual_step). The lr decays x0.1 at 70 % and 90 % of the run
+    # (the default schedule), so the last epochs settle; evaluating every 5 epochs plus every epoch of
+    # the diagnostic window keeps evaluation (a full pass over 23,704 images) from doubling the run time.
     "utkface_cpu": GridSpec(
         datasets=("utkface",), models=("cnn_small",), methods=GRID_METHODS, sparsities=(0.9, 0.95),
         tolerances=(0.02,), seeds=(0,),
         settings={"target": "race", "groups": ["race"], "image_size": 32, "val_fraction": 0.0, "rare_groups": [],
                   "dense_last_layer": True, "dense_epochs": 10, "prune_epochs": 5, "finetune_epochs": 10,
-                  "batch_size": 128, "lr": 0.05, "lr_milestones": [0.7, 0.9], "dual_lr": 0.01, "eval_every": 5}),
+                  "batch_size": 128, "lr": 0.05, "lr_milestones": [0.7, 0.9], "dual_lr": 0.01, "eval_every": 5},
+        method_settings={"el_rb": {"dual_lr": 1e-4}}),
 }
 
 # Setups of Hashemizadeh et al. (ICLR 2024) as their code configures them (GitHub
@@ -190,22 +243,32 @@ PAPER_PRESETS: dict[str, dict[str, Any]] = {
 UTKFACE_TRAIN_IMAGES = 18_963  # the 80 % training split of the 23,704 usable UTKFace images
 
 
-def utkface_cpu_note(spec: GridSpec, violation: float = 0.1) -> str:
-    """Why the ``utkface_cpu`` preset's dual step is what it is, computed from its settings (Markdown)."""
+def utkface_cpu_note(spec: GridSpec, violation: float = 0.1, loss_gap: float = 0.5) -> str:
+    """Why the ``utkface_cpu`` preset's dual steps are what they are, computed from its settings (Markdown).
+
+    ``violation``: a hurt group's psi_hat_g - eps after pruning (fraction); ``loss_gap``: EL+RB's
+    loss gap |L_g - L| for the hardest group (nats).
+    """
     s = spec.settings
     steps = math.ceil(UTKFACE_TRAIN_IMAGES / s["batch_size"])
     reach = s["dual_lr"] * violation * steps
+    el_dual = spec.cell_settings("el_rb").get("dual_lr", s["dual_lr"])
     methods = ", ".join(spec.methods).upper().replace("_", "+")
     return (f"The half-width small CNN (`{spec.models[0]}`) at {s['image_size']} px on race, {methods} at "
             f"sparsities {', '.join(f'{x:g}' for x in spec.sparsities)}, ε = {spec.tolerances[0]:g}: dense "
             f"{s['dense_epochs']} + pruning {s['prune_epochs']} + fine-tuning {s['finetune_epochs']} epochs at batch "
             f"{s['batch_size']}, so about {steps} steps per epoch and {steps * s['finetune_epochs']:,} dual steps. "
             f"A hurt group's constraint is violated by about {violation:g} after pruning; its multiplier acts once "
-            f"it is comparable with the group's share of the training set (0.07 to 0.43 on UTKFace). With dual "
+            f"it is comparable with the group's share of the training set (0.07 to 0.43 on UTKFace). With CEAG's dual "
             f"step {s['dual_lr']:g} it gains about {reach:.2f} per epoch of that violation (the default 0.003: "
-            f"{0.003 * violation * steps:.2f}). The learning rate {s['lr']:g} drops ×0.1 at "
-            f"{' and '.join(f'{100 * m:g} %' for m in s['lr_milestones'])} of the run, so that the last epochs can "
-            "settle. Every run reports whether it settled and whether its constraints acted (Curves, Multipliers).")
+            f"{0.003 * violation * steps:.2f}). EL+RB's violations are loss gaps |L_g − L|, never negative and "
+            f"about {loss_gap:g} nats for the hardest group, so its multipliers only grow, for the whole run: with "
+            f"its own dual step {el_dual:g} by about "
+            f"{el_dual * loss_gap * steps * s['finetune_epochs']:.2f} over fine-tuning, the smallest group's share "
+            f"(at {s['dual_lr']:g}, {s['dual_lr'] * loss_gap * steps * s['finetune_epochs']:.1f}). The learning rate "
+            f"{s['lr']:g} drops ×0.1 at {' and '.join(f'{100 * m:g} %' for m in s['lr_milestones'])} of the run, so "
+            "that the last epochs can settle. Every run reports whether it settled and whether its constraints acted "
+            "(Curves, Multipliers).")
 
 
 def preset(name: str) -> GridSpec:

@@ -98,7 +98,7 @@ if dataset == "utkface":
         st.markdown(utkface_cpu_note(cpu))
         if st.button("Launch utkface_cpu", key="launch_utkface_cpu"):
             try:
-                cpu = GridSpec.from_dict({**cpu.to_dict(), "settings": {**cpu.settings, "data_dir": str(data_dir())}})
+                cpu = cpu.with_settings({"data_dir": str(data_dir())})
                 jobs.check_limits(cpu, limits, len(jobs.running_jobs(results)))
                 st.success(f"Started job {jobs.launch(cpu, results)}; its runs appear below.")
             except (ConfigError, OSError) as err:

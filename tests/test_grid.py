@@ -3,6 +3,7 @@ dense and pruning work, and a small grid that really shares it and then loads fr
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -122,6 +123,64 @@ def test_cli_grid_with_a_bad_spec_exits_2_with_the_reason(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: invalid spec=") and "not valid JSON" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_method_settings_apply_to_that_method_and_to_the_cells_derived_from_it():
+    grid = spec(methods=("nft", "nft_es", "el_rb", "ceag", "ceag_vs"), tolerances=(0.01, 0.02),
+                settings={**TINY, "dual_lr": 0.003},
+                method_settings={"el_rb": {"dual_lr": 1e-4}, "ceag": {"dual_lr": 0.02}, "nft": {"lr": 0.01}})
+    configs = grid.configs()
+    by = {(c.method, c.tolerance): c for c in configs}
+    assert by["el_rb", None].dual_lr == 1e-4
+    assert by["ceag", 0.01].dual_lr == by["ceag", 0.02].dual_lr == 0.02
+    assert by["nft", None].lr == by["nft_es", None].lr == 0.01
+    assert by["ceag", 0.01].lr == by["el_rb", None].lr == RunConfig().lr
+    # a derived cell reads runs with the settings of the cells it derives from, so nothing trains twice
+    assert training_config(by["nft_es", None]).run_id == by["nft", None].run_id
+    from ceag.grid import training_configs
+    ceag_ids = {c.run_id for c in configs if c.method == "ceag"}
+    assert {t.run_id for t in training_configs(by["ceag_vs", 0.02])} == ceag_ids
+
+
+def test_method_settings_round_trip_through_a_spec_file(tmp_path):
+    grid = spec(method_settings={"el_rb": {"dual_lr": 1e-4}})
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid.to_dict()))
+    again = GridSpec.from_file(path)
+    assert again == grid and [c.run_id for c in again.configs()] == [c.run_id for c in grid.configs()]
+    assert "method_settings" not in spec().to_dict()
+
+
+@pytest.mark.parametrize("own, message", [
+    ({"elrb": {"dual_lr": 1e-4}}, "invalid method_settings='elrb': unknown method; known: nft, nft_es"),
+    ({"el_rb": 1e-4}, "must be a JSON object of {method: {setting: value}}"),
+    ([1], "must be a JSON object of {method: {setting: value}}"),
+])
+def test_malformed_method_settings_say_what_is_allowed(own, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        GridSpec.from_dict({"method_settings": own})
+
+
+@pytest.mark.parametrize("own, message", [
+    ({"el_rb": {"dual_lr": -1}}, "invalid method_settings.el_rb.dual_lr=-1: must be a number in"),
+    ({"nft": {"lr": "fast"}}, "invalid method_settings.nft.lr='fast'"),
+    ({"ceag": {"seed": 3}}, "invalid method_settings.ceag.seed=3: use the grid axis 'seeds' instead"),
+    ({"el_rb": {"dual_rate": 1}}, "invalid method_settings.el_rb.dual_rate=1"),
+])
+def test_a_bad_method_setting_names_the_method_it_was_given_for(own, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        spec(method_settings=own).configs()
+
+
+def test_a_setting_typed_for_the_whole_grid_holds_in_every_cell_over_a_method_own():
+    from ceag.cli import _grid_spec, build_parser
+
+    args = build_parser().parse_args(["grid", "--preset", "utkface_cpu", "--set", "dual_lr=0.005"])
+    assert {c.dual_lr for c in _grid_spec(args).configs()} == {0.005}
+    args = build_parser().parse_args(["grid", "--preset", "utkface_cpu", "--set", "lr=0.02"])
+    dual = {c.method: c.dual_lr for c in _grid_spec(args).configs()}
+    assert dual == {"nft": 0.01, "nft_es": 0.01, "el_rb": 1e-4, "ceag": 0.01}
+    assert preset("utkface_cpu").with_settings({"dual_lr": 0.005}).method_settings == {}
 
 
 # -- presets ------------------------------------------------------------------------------
@@ -495,8 +554,13 @@ def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_t
     for c in configs:
         assert (c.dataset, c.model, c.image_size, c.target, c.groups) == ("utkface", "cnn_small", 32, "race", ("race",))
         assert c.lr_milestones and c.finetune_epochs == 10
-    # one epoch of a 0.1 violation moves a multiplier past the smallest race's share (0.07)
+    # one epoch of a 0.1 violation moves a CEAG multiplier past the smallest race's share (0.07)
     steps = -(-UTKFACE_TRAIN_IMAGES // spec.settings["batch_size"])
-    assert spec.settings["dual_lr"] * 0.1 * steps > 0.07
+    dual = {c.method: c.dual_lr for c in configs}
+    assert dual["ceag"] * 0.1 * steps > 0.07
+    # EL+RB's loss gaps (about 0.5 nats) never close: over all of fine-tuning its multipliers grow
+    # about as far as the smallest share, not a hundred times further
+    assert 0.5 * 0.07 < dual["el_rb"] * 0.5 * steps * 10 < 2 * 0.07
     note = utkface_cpu_note(spec)
     assert f"about {steps} steps per epoch" in note and f"{steps * 10:,} dual steps" in note
+    assert "With CEAG's dual step 0.01" in note and "with its own dual step 0.0001 by about 0.07" in note
