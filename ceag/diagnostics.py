@@ -32,6 +32,7 @@ MIN_WINDOW = 3
 ACCURACY_SPREAD = 0.01       # fraction: 1 point of overall accuracy
 EXCESS_GAP_SPREAD = 0.02     # fraction: 2 points of max_g psi_g (the default tolerance)
 ACTIVE_RATIO = 0.5           # largest lambda_g / p_g for the constraints to count as acting
+MOVING_RATIO = 0.1           # growth of lambda_g / p_g over the window that still moves the model
 NOISE_Z = 2.0                # standard errors allowed for sampling noise in the agreement check
 
 
@@ -281,6 +282,39 @@ def _inactive_warning(method, tolerance, dual_lr, share, positive, steps, lam, w
             f"reach half the group's share")
 
 
+def moving_multipliers(counter: dict[str, list], *, method: str, tolerance: float | None, dual_lr: float,
+                       group_share: np.ndarray, group_names: list[str], window: list[int]) -> str | None:
+    """Why a Lagrangian run may not settle: a multiplier still growing over the window (a sentence, or None).
+
+    λ_g grows by ``dual_lr`` times each violation, so over the window it gained about
+    ``dual_lr × window_sum`` (less where CEAG's projection at 0 held it). A gain of at least
+    ``MOVING_RATIO`` of the group's share p_g still changes its weight in the objective, and the
+    model follows: a constraint that stays violated does not let the run settle.
+    """
+    sums = np.asarray(counter.get("window_sum", []), dtype=float)
+    steps = np.asarray(counter.get("window_steps", []), dtype=float)
+    share = np.asarray(group_share, dtype=float)
+    if not sums.size or not (steps > 0).any():
+        return None
+    gain = np.where(steps > 0, dual_lr * np.maximum(sums, 0.0), 0.0)
+    ratio = np.where(share > 0, gain / np.maximum(share, 1e-12), 0.0)
+    g = int(np.argmax(ratio))
+    if ratio[g] < MOVING_RATIO:
+        return None
+    mean = sums[g] / steps[g]
+    span = f"epochs {window[0]}–{window[1]}"
+    if method in ("ceag", "ceag_vs") and tolerance is not None:
+        what = (f"{group_names[g]}'s constraint stayed violated (ψ̂_g {100 * (mean + tolerance):.1f} points on "
+                f"average against ε = {100 * tolerance:g} over {span})")
+        fix = f"a looser ε (now {tolerance:g}), a lower sparsity, or a smaller dual_lr (now {dual_lr:g})"
+    else:
+        what = f"{group_names[g]}'s loss gap |L_g − L| stayed at {mean:.3g} on average over {span}"
+        fix = (f"equal losses are out of reach when groups differ in difficulty; a smaller dual_lr (now "
+               f"{dual_lr:g}) slows the growth")
+    return (f"Its multipliers were still growing: {what}, which added about {gain[g]:.3g} to λ_g, "
+            f"{ratio[g]:.2f} of the group's share, and the model follows them; {fix}.")
+
+
 def _num(x: float) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
@@ -331,6 +365,11 @@ def run_diagnostics(cfg, run_metrics: pd.DataFrame, group_metrics: pd.DataFrame,
                                window_train_excess_gap=window_mean, train_count=counts,
                                window_epochs=len(in_window), buffer_size=cfg.buffer_size, split=drive)
     report["source"] = counter_source
+    if out["converged"] is False and out["advice"]:
+        moving = moving_multipliers(counter, method=cfg.method, tolerance=cfg.tolerance, dual_lr=cfg.dual_lr,
+                                    group_share=share, group_names=names, window=conv["window"])
+        if moving:
+            out["advice"] = f"{out['advice']} {moving}"
     out.update(max_multiplier=report["max_multiplier"], constraints_active=report["constraints_active"],
                constraints=report)
     return out
@@ -373,4 +412,4 @@ def summary_line(diag: dict[str, Any] | None) -> list[str]:
 
 
 __all__ = ["ConstraintCounter", "constraint_report", "convergence", "convergence_advice", "counter_from_trace",
-           "run_diagnostics", "summary_line", "window_first_epoch", "window_length"]
+           "moving_multipliers", "run_diagnostics", "summary_line", "window_first_epoch", "window_length"]

@@ -161,6 +161,55 @@ def test_disagreement_between_buffers_and_evaluation_fires_on_a_hand_made_trace(
     assert report(counter, [-0.01, 0.243, -0.02])["estimates_agree"] is True
 
 
+def moving(counter, method="ceag", tolerance=0.02, dual_lr=0.01):
+    return dg.moving_multipliers(counter, method=method, tolerance=tolerance, dual_lr=dual_lr,
+                                 group_share=np.array([0.5, 0.3, 0.2]), group_names=["a", "b", "c"], window=[13, 15])
+
+
+def test_a_constraint_still_violated_over_the_window_explains_why_a_run_does_not_settle():
+    # b's violation psi_hat - eps averaged 0.04 over 200 window steps: lambda_b gained 0.01 x 8 = 0.08,
+    # 0.27 of its share 0.3
+    sentence = moving(counter_state([0.0, 0.6, 0.0], [-0.01, 0.04, -0.02]))
+    assert sentence.startswith("Its multipliers were still growing: b's constraint stayed violated")
+    assert "ψ̂_g 6.0 points on average against ε = 2 over epochs 13–15" in sentence
+    assert "added about 0.08 to λ_g, 0.27 of the group's share" in sentence
+    assert "a looser ε (now 0.02), a lower sparsity, or a smaller dual_lr (now 0.01)" in sentence
+    # EL+RB: a loss gap, never negative
+    sentence = moving(counter_state([0.0, 0.6, 0.0], [0.1, 0.5, 0.02]), method="el_rb", tolerance=None,
+                      dual_lr=1e-3)
+    assert "b's loss gap |L_g − L| stayed at 0.5 on average over epochs 13–15" in sentence
+    assert "added about 0.1 to λ_g, 0.33 of the group's share" in sentence
+    assert "a smaller dual_lr (now 0.001)" in sentence
+
+
+def test_met_constraints_or_a_small_growth_do_not_count_as_moving_multipliers():
+    assert moving(counter_state([0.0, 0.6, 0.0], [-0.01, -0.03, -0.02])) is None
+    # 0.01 x 200 x 0.01 = 0.02, 0.07 of b's share: below the 0.1 that still moves the model
+    assert moving(counter_state([0.0, 0.6, 0.0], [-0.01, 0.01, -0.02])) is None
+    assert moving({"window_sum": [], "window_steps": []}) is None
+
+
+def test_the_advice_of_a_run_that_did_not_settle_names_its_growing_multipliers():
+    cfg = RunConfig(method="ceag", tolerance=0.02, dual_lr=0.01, prune_epochs=5, finetune_epochs=10)
+    epochs = range(0, 16)
+    runs, groups = [], []
+    for e in epochs:
+        for split in ("train", "test"):
+            acc = 0.8 + (0.03 if e == 14 else 0.0)  # a 3-point swing inside the window (epochs 13-15)
+            runs.append({"epoch": e, "split": split, "accuracy": acc, "max_excess_gap": 0.06, "loss": 0.5})
+            for gid, (name, n) in enumerate((("a", 500), ("b", 300), ("c", 200))):
+                groups.append({"epoch": e, "split": split, "group_id": gid, "group_name": name, "n": n,
+                               "excess_gap": 0.06 if name == "b" else 0.0, "loss": 0.5})
+    counter = counter_state([0.0, 0.6, 0.0], [-0.01, 0.04, -0.02])
+    diag = dg.run_diagnostics(cfg, pd.DataFrame(runs), pd.DataFrame(groups), counter, last_epoch=15)
+    assert diag["converged"] is False
+    assert diag["advice"].startswith("not settled: accuracy on")
+    assert "Its multipliers were still growing: b's constraint stayed violated" in diag["advice"]
+    # settled: the same multipliers are not advice
+    steady = pd.DataFrame([{**r, "accuracy": 0.8} for r in runs])
+    assert dg.run_diagnostics(cfg, steady, pd.DataFrame(groups), counter, last_epoch=15)["advice"] is None
+
+
 def test_counter_rebuilt_from_a_trace_matches_the_traced_steps():
     duals = pd.DataFrame({"step": [0, 0, 5, 5], "epoch": [3, 3, 3, 3], "group_id": [0, 1, 0, 1],
                           "multiplier": [0.0, 0.1, 0.0, 0.4], "violation": [-0.1, 0.3, np.nan, 0.2]})
@@ -219,8 +268,11 @@ def test_a_run_recorded_before_diagnostics_gets_them_from_its_records(tmp_path, 
     old = replace(result, summary={k: v for k, v in result.summary.items() if k != "diagnostics"})
     rebuilt = old.diagnostics
     # convergence comes from the per-epoch metrics alone: the same
-    for key in ("converged", "window", "spread", "spread_limit", "advice"):
+    for key in ("converged", "window", "spread", "spread_limit"):
         assert rebuilt[key] == stored[key]
+    # the advice too, less what only every dual step tells (multipliers still growing over the window)
+    assert (rebuilt["advice"] is None) == (stored["advice"] is None)
+    assert rebuilt["advice"] is None or stored["advice"].startswith(rebuilt["advice"])
     # the constraint part from the subsampled trace, and says so
     assert rebuilt["constraints"]["source"] == "trace" and stored["constraints"]["source"] == "steps"
     assert rebuilt["max_multiplier"] <= stored["max_multiplier"] + 1e-12
