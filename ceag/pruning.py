@@ -178,11 +178,41 @@ def attach_masked_bn(model: nn.Module, layers) -> dict[str, nn.BatchNorm2d]:
     found = batch_norm_after(model, set(layers))
     for bn in found.values():
         if not hasattr(bn, "alive_channels"):
-            bn.register_buffer("alive_channels", torch.ones(bn.num_features, device=bn.weight.device),
-                               persistent=False)
+            ref = bn.weight if bn.affine else bn.running_mean
+            device = None if ref is None else ref.device
+            bn.register_buffer("alive_channels", torch.ones(bn.num_features, device=device), persistent=False)
             bn.all_alive = True
-            bn.register_forward_hook(_zero_dead_channels)
+            if type(bn) is nn.BatchNorm2d and bn.affine:
+                bn.__class__ = MaskedBatchNorm2d
+            else:
+                bn.register_forward_hook(_zero_dead_channels)
     return found
+
+
+class MaskedBatchNorm2d(nn.BatchNorm2d):
+    """A batch norm whose dead channels (``alive_channels`` 0) output zero: ``attach_masked_bn`` turns
+    a model's ``nn.BatchNorm2d`` into one in place (same parameters, buffers and state-dict keys).
+
+    The mask multiplies the (C,) scale and shift, not the (N, C, H, W) output: a dead channel's
+    x̂ · 0 + 0 is the same zero, its scale, shift and input get zero gradient, as when the output
+    is masked, without one more pass over the activations forward and backward. The rest is
+    ``torch.nn.modules.batchnorm._BatchNorm.forward``.
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.all_alive:
+            return super().forward(input)
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats
+        alive = self.alive_channels.to(self.weight.dtype)
+        return torch.nn.functional.batch_norm(
+            input, self.running_mean if track else None, self.running_var if track else None,
+            self.weight * alive, self.bias * alive, use_batch, factor, self.eps)
 
 
 def set_alive_channels(bn: nn.BatchNorm2d, alive: torch.Tensor) -> None:

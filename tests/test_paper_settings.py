@@ -72,6 +72,33 @@ def test_dead_channels_get_no_gradient_and_masks_survive_a_reload():
     assert "alive_channels" not in " ".join(model.state_dict())  # state dict keys as published
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_masked_batch_norm_masks_scale_and_shift_with_the_values_and_gradients_of_a_masked_output(train):
+    from ceag.pruning import MaskedBatchNorm2d, _zero_dead_channels
+
+    model, pruner = pruned_cnn(masked_bn=True)
+    assert isinstance(model[4], MaskedBatchNorm2d) and not model[4].all_alive
+    # the reference: the same batch norms as plain ones whose whole output is multiplied by the mask
+    reference, _ = pruned_cnn(masked_bn=False)
+    for name in ("4", "8"):
+        bn = reference[int(name)]
+        bn.register_buffer("alive_channels", model[int(name)].alive_channels.clone(), persistent=False)
+        bn.all_alive = False
+        bn.register_forward_hook(_zero_dead_channels)
+    model.train(train), reference.train(train)
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    ours, theirs = model(x), reference(x)
+    assert torch.allclose(ours, theirs, rtol=1e-6, atol=1e-7)
+    (ours ** 2).sum().backward()
+    (theirs ** 2).sum().backward()
+    for (name, a), (_, b) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-7), name
+    for (name, a), (_, b) in zip(model.named_buffers(), reference.named_buffers(), strict=True):
+        assert torch.equal(a, b), name
+    dead = ~pruner.masks["3"].flatten(1).any(1)
+    assert (model[4].weight.grad[dead] == 0).all() and (model[4].bias.grad[dead] == 0).all()
+
+
 @pytest.mark.parametrize("name,shape", [("mobilenet_v2", (3, 72, 72)), ("resnet34", (3, 72, 72)),
                                         ("resnet56", (3, 32, 32))])
 def test_every_pruned_convolution_has_its_batch_norm(name, shape):
