@@ -564,3 +564,10 @@ def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_t
     note = utkface_cpu_note(spec)
     assert f"about {steps} steps per epoch" in note and f"{steps * 10:,} dual steps" in note
     assert "With CEAG's dual step 0.01" in note and "with its own dual step 0.0001 by about 0.07" in note
+    # the epochs whose spread says whether a run settled all run at the final learning rate
+    from ceag.diagnostics import window_length
+    from ceag.engine import lr_at
+    c = configs[0]
+    window = range(c.total_epochs - window_length(c.finetune_epochs), c.total_epochs)
+    assert {lr_at(e, c.total_epochs, c.lr, c.lr_milestones, c.lr_gamma) for e in window} == {c.lr * c.lr_gamma ** 2}
+    assert "the last 3 epochs, over which each run's spread is measured, run at 0.0005" in note
