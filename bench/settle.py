@@ -29,14 +29,15 @@ import numpy as np
 UTK_SHARES = (0.425, 0.191, 0.145, 0.168, 0.071)  # White, Black, Asian, Indian, Others in UTKFace
 
 
-def make_faces(root: Path, n: int, size: int = 48, seed: int = 0, marked_others: bool = False) -> Path:
+def make_faces(root: Path, n: int, size: int = 48, seed: int = 0, mark: float = 0.0) -> Path:
     """Write ``n`` generated images named like UTKFace files (age_gender_race_date.jpg) into root/UTKFace.
 
     Each image is a noisy background with an ellipse whose tone depends on the race (with a
     per-image spread that makes neighbouring races overlap) and a texture stripe whose angle
     depends on it weakly; "Others" mixes the other races' tones, so it is the hardest group.
-    ``marked_others``: "Others" faces also carry a checker pattern no other group has (its period
-    an eighth of the image), a feature of the smallest group alone that pruning could drop.
+    ``mark`` > 0: "Others" faces also carry a checker pattern of that amplitude (grey levels, against
+    a pixel noise of 18) that no other group has, its period an eighth of the image: a feature of
+    the smallest group alone, which pruning may drop when it is faint.
     """
     from PIL import Image
 
@@ -47,7 +48,7 @@ def make_faces(root: Path, n: int, size: int = 48, seed: int = 0, marked_others:
     races = rng.choice(5, size=n, p=np.array(UTK_SHARES) / sum(UTK_SHARES))
     yy, xx = np.mgrid[0:size, 0:size] / size
     face = ((xx - 0.5) / 0.32) ** 2 + ((yy - 0.5) / 0.42) ** 2 <= 1.0
-    checker = 35 * np.where((np.floor(xx * 8) + np.floor(yy * 8)) % 2 == 0, 1.0, -1.0)[..., None]
+    checker = mark * np.where((np.floor(xx * 8) + np.floor(yy * 8)) % 2 == 0, 1.0, -1.0)[..., None]
     for i, race in enumerate(races):
         tone = tones[rng.integers(0, 4)] if race == 4 else tones[race]
         tone = tone + rng.normal(0, 28, 3)
@@ -55,7 +56,7 @@ def make_faces(root: Path, n: int, size: int = 48, seed: int = 0, marked_others:
         angle = race * 0.6 + rng.normal(0, 0.9)
         stripes = 25 * np.sin(14 * (np.cos(angle) * xx + np.sin(angle) * yy))[..., None]
         img[face] = tone + stripes[face] + rng.normal(0, 18, (int(face.sum()), 3))
-        if marked_others and race == 4:
+        if mark and race == 4:
             img[face] += checker[face]
         age, gender = int(rng.integers(1, 90)), int(rng.integers(0, 2))
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
@@ -98,14 +99,14 @@ SCHEDULES = ((), (0.6, 0.8, 0.9), (0.7, 0.9), (0.8, 0.9))
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from ceag.config import RunConfig
+    from ceag.config import RunConfig, from_dict
 
     p = argparse.ArgumentParser(prog="python -m bench.settle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="seed 0 only on digits, fewer face schedules")
     p.add_argument("--faces", type=int, default=3000, help="generated face images (default 3000)")
-    p.add_argument("--marked-others", action="store_true",
-                   help="faces: give the smallest group a feature of its own (make_faces), so pruning hurts it")
+    p.add_argument("--mark", type=float, default=0.0, metavar="A",
+                   help="faces: give the smallest group a checker pattern of amplitude A of its own (make_faces)")
     p.add_argument("--only", nargs="+", choices=("digits", "synthetic", "faces"),
                    default=("digits", "synthetic", "faces"))
     p.add_argument("--json", action="store_true")
@@ -137,15 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         if "faces" in args.only:
             from ceag.grid import preset
 
-            data = make_faces(Path(tmp) / "data", args.faces, marked_others=args.marked_others)
+            data = make_faces(Path(tmp) / "data", args.faces, mark=args.mark)
             spec = preset("utkface_cpu")
             base = {**spec.settings, "data_dir": str(data), "device": "cpu"}
             runs = [("nft", (), 0.01), ("nft", (0.7, 0.9), 0.01), ("ceag", (0.7, 0.9), 0.003),
                     ("ceag", (0.7, 0.9), 0.01), ("el_rb", (0.7, 0.9), 0.01)]
             for method, milestones, dual_lr in runs[1:] if args.quick else runs:
-                cfg = RunConfig(**{**base, "lr_milestones": milestones, "dual_lr": dual_lr}, dataset="utkface",
-                                model=spec.models[0], method=method, sparsity=0.95,
-                                tolerance=0.02 if method == "ceag" else None)
+                cfg = from_dict({**base, "lr_milestones": list(milestones), "dual_lr": dual_lr, "dataset": "utkface",
+                                 "model": spec.models[0], "method": method, "sparsity": 0.95,
+                                 "tolerance": 0.02 if method == "ceag" else None})
                 m = {"setting": "faces", "seed": 0, **measure(cfg, results)}
                 out.append(m)
                 if not args.json:
