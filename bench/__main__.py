@@ -1,6 +1,6 @@
 """Benchmarks: ``python -m bench [--quick] [--json] [--only NAME ...]`` (or ``make bench`` / ``make bench-quick``).
 
-``utkface_cpu`` (the preset at UTKFace's size, about half an hour on 2 cores) runs only when named.
+``utkface_cpu`` (the preset at UTKFace's size, about 25 minutes on 2 cores) runs only when named.
 
 Every figure is measured now, on this machine; ratios compare things measured side by side in
 the same run, because absolute times on a shared machine drift.

@@ -276,7 +276,8 @@ def utkface_cpu_note(spec: GridSpec, violation: float = 0.1, loss_gap: float = 0
             f"about {loss_gap:g} nats for the hardest group, so its multipliers only grow, for the whole run: with "
             f"its own dual step {el_dual:g} by about "
             f"{el_dual * loss_gap * steps * s['finetune_epochs']:.2f} over fine-tuning, the smallest group's share "
-            f"(at {s['dual_lr']:g}, {s['dual_lr'] * loss_gap * steps * s['finetune_epochs']:.1f}). The learning rate "
+            f"(at CEAG's {s['dual_lr']:g} it would be {s['dual_lr'] * loss_gap * steps * s['finetune_epochs']:.1f}). "
+            f"The learning rate "
             f"{s['lr']:g} drops ×0.1 at {' and '.join(f'{100 * m:g} %' for m in s['lr_milestones'])} of the run, so "
             f"that the last {window} epochs, over which each run's spread is measured, run at {final}. Every run "
             "reports whether it settled and whether its constraints acted (Curves, Multipliers).")
