@@ -480,7 +480,16 @@ def prune_key(c: RunConfig) -> str:
     return c.key(PRUNE_FIELDS)
 
 
+def lr_at(epoch: int, total: int, base: float, milestones: tuple[float, ...], gamma: float) -> float:
+    """Step schedule: multiply by ``gamma`` from epoch ``int(m * total)`` on, for each milestone fraction ``m``.
+
+    ``int`` (not ceil) as in the paper's code (``int(milestone * epochs)`` into ``MultiStepLR``,
+    src/utils/experiment_utils.py): 0.9 of 47 epochs decays from epoch 42.
+    """
+    return base * gamma ** sum(epoch >= int(m * total) for m in milestones)
+
+
 __all__ = [
-    "ConfigError", "RunConfig", "from_dict", "config_fields", "dense_key", "prune_key",
+    "ConfigError", "RunConfig", "from_dict", "config_fields", "dense_key", "prune_key", "lr_at",
     "DATASETS", "MODELS", "METHODS", "PRUNING", "TOLERANCE_METHODS", "HELDOUT_METHODS", "CONSTRAINT_DATA",
 ]

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RunConfig
+from .config import RunConfig, lr_at
 from .datasets.base import GroupedDataset, Split, batches
 from .diagnostics import window_first_epoch
 from .methods import DenseReference, Diverged, get_method
@@ -78,15 +78,6 @@ def evaluate(model: nn.Module, split: Split, num_groups: int, amp: bool = False,
              batch_size: int | None = None) -> GroupStats:
     pred, loss = predict(model, split, amp, batch_size)
     return group_stats(pred == split.y, loss, split.g, num_groups)
-
-
-def lr_at(epoch: int, total: int, base: float, milestones: tuple[float, ...], gamma: float) -> float:
-    """Step schedule: multiply by ``gamma`` from epoch ``int(m * total)`` on, for each milestone fraction ``m``.
-
-    ``int`` (not ceil) as in the paper's code (``int(milestone * epochs)`` into ``MultiStepLR``,
-    src/utils/experiment_utils.py): 0.9 of 47 epochs decays from epoch 42.
-    """
-    return base * gamma ** sum(epoch >= int(m * total) for m in milestones)
 
 
 def last_layer(model: nn.Module) -> nn.Module:

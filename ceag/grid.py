@@ -255,8 +255,8 @@ def utkface_cpu_note(spec: GridSpec, violation: float = 0.1, loss_gap: float = 0
     s = spec.settings
     steps = math.ceil(UTKFACE_TRAIN_IMAGES / s["batch_size"])
     reach = s["dual_lr"] * violation * steps
+    from .config import lr_at
     from .diagnostics import window_length
-    from .engine import lr_at
 
     el_dual = spec.cell_settings("el_rb").get("dual_lr", s["dual_lr"])
     total = s["prune_epochs"] + s["finetune_epochs"]

@@ -62,8 +62,8 @@ def test_an_empty_axis_is_a_config_error(axis):
 
 
 def test_unknown_grid_key_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"invalid method=.*unknown grid key; known: datasets, methods, models, "
-                                          r"seeds, settings, sparsities, tolerances"):
+    with pytest.raises(ConfigError, match=r"invalid method=.*unknown grid key; known: datasets, method_settings, "
+                                          r"methods, models, seeds, settings, sparsities, tolerances"):
         GridSpec.from_dict({"method": ["nft"]})
 
 
@@ -565,8 +565,8 @@ def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_t
     assert f"about {steps} steps per epoch" in note and f"{steps * 10:,} dual steps" in note
     assert "With CEAG's dual step 0.01" in note and "with its own dual step 0.0001 by about 0.07" in note
     # the epochs whose spread says whether a run settled all run at the final learning rate
+    from ceag.config import lr_at
     from ceag.diagnostics import window_length
-    from ceag.engine import lr_at
     c = configs[0]
     window = range(c.total_epochs - window_length(c.finetune_epochs), c.total_epochs)
     assert {lr_at(e, c.total_epochs, c.lr, c.lr_milestones, c.lr_gamma) for e in window} == {c.lr * c.lr_gamma ** 2}

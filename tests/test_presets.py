@@ -7,7 +7,7 @@ with the reason, and docs/presets.md says the same.
 
 import pytest
 
-from ceag.engine import lr_at
+from ceag.config import lr_at
 from ceag.grid import PAPER_PRESETS, preset, preset_checkpoint
 
 UTK = "src/configs/utkface/sparse_imp.py"
