@@ -476,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dense-checkpoint", help="start every cell from these dense weights (a state dict, loaded "
                    "weights-only; the paper's published files load as released: docs/presets.md)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other setting for every cell, VALUE in JSON; repeatable")
+                   help="any other setting for every cell (over a preset's or spec's per-method value too), "
+                        "VALUE in JSON; repeatable")
     _add_data_options(g)
     g.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
     g.add_argument("--executor", choices=("local", "ray"), default="local",
