@@ -31,6 +31,17 @@ def _dataset(n: int, size: int, groups: int, device) -> GroupedDataset:
                           flip=True).to(device)
 
 
+def bare_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, split: Split, batch_size: int) -> None:
+    """One epoch of a plain PyTorch loop over ``split`` (shuffled, no flips, no evaluation): the reference."""
+    order = torch.randperm(len(split), device=split.y.device)
+    for i in range(0, len(split), batch_size):
+        idx = order[i:i + batch_size]
+        loss = F.cross_entropy(model(split.prepare(split.inputs(idx))), split.y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def run(quick: bool = False) -> list[Result]:
     if not torch.cuda.is_available():
         return [Result("GPU images/s, CEAG run / bare loop", None, "x", ">= 0.9", None, "no CUDA GPU here")]
@@ -54,13 +65,7 @@ def run(quick: bool = False) -> list[Result]:
     torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(epochs):
-        order = torch.randperm(n, device=device)
-        for i in range(0, n, cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            loss = F.cross_entropy(model(split.prepare(split.inputs(idx))), split.y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        bare_epoch(model, opt, split, cfg.batch_size)
     torch.cuda.synchronize()
     bare = epochs * n / (time.perf_counter() - start)
     name = torch.cuda.get_device_name()

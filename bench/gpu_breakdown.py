@@ -16,9 +16,8 @@ import time
 
 def main(argv: list[str] | None = None) -> int:
     import torch
-    import torch.nn.functional as F
 
-    from bench.gpu import _dataset
+    from bench.gpu import _dataset, bare_epoch
     from ceag.engine import evaluate, train
     from ceag.grid import preset
     from ceag.models import build_model
@@ -49,14 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def bare() -> None:
         model = build_model("mobilenet_v2", (3, size, size), 5, seed=0).to(dev)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        order = torch.randperm(n, device=dev)
-        for i in range(0, n, 128):
-            idx = order[i:i + 128]
-            loss = F.cross_entropy(model(split.prepare(split.inputs(idx))), split.y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        bare_epoch(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), split, 128)
 
     bare()  # warm-up: cudnn picks its kernels
     print(f"bare loop, one epoch: {n / timed(bare):.0f} img/s", flush=True)
