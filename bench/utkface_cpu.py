@@ -96,7 +96,8 @@ def run(quick: bool = False) -> list[Result]:
     for run in finished.sort_values(["sparsity", "method"]).itertuples():
         # each run, so that the docs can say which ones settled and why not
         lam = f"; largest λ_g {run.max_multiplier:.3g}" if run.max_multiplier == run.max_multiplier else ""
-        results.append(Result(f"utkface_cpu: {run.method} at {run.sparsity:g}", float(bool(run.converged)), "settled",
+        verdict = float(run.converged) if isinstance(run.converged, bool) else None  # None: unknown
+        results.append(Result(f"utkface_cpu: {run.method} at {run.sparsity:g}", verdict, "settled",
                               note=(f"train / test max_g ψ_g {100 * run.train_max_excess_gap:.1f} / "
                                     f"{100 * run.test_max_excess_gap:.1f} points{lam}"
                                     + (f"; {run.advice}" if isinstance(run.advice, str) else ""))))
