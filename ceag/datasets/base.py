@@ -84,6 +84,7 @@ class GroupedDataset:
     # {group name: {reason: count}} where the group is known, ``rows_read``, ``unknown_values``
     # {column: {value: count}}, ``notes`` (e.g. spreadsheet manglings recognised), ``split_rule``.
     report: dict | None = None
+    class_names: list[str] | None = None  # the target's values in label order (None: unnamed classes)
 
     @property
     def num_groups(self) -> int:
@@ -100,7 +101,7 @@ class GroupedDataset:
     def to(self, device: torch.device) -> GroupedDataset:
         return GroupedDataset(self.name, self.num_classes, self.group_names,
                               {k: s.to(device) for k, s in self.splits.items()}, self.flip, self.skipped,
-                              self.report)
+                              self.report, self.class_names)
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator, *, flip: bool = False) -> Iterator[Split]:
@@ -174,13 +175,19 @@ LOSS_WARNING = 0.03
 
 @dataclass
 class LoadReport:
-    """What loading read, skipped (by reason, and by group where the group is known) and recognised."""
+    """What loading read, skipped (by reason, and by group where the group is known) and recognised.
+
+    ``notes`` say what was done to the data (e.g. how a label file was decoded, which images were
+    scaled or turned); ``warnings`` are the signs that the data may be misread (e.g. the images
+    look alike), shown prominently next to the groups that lost rows.
+    """
 
     rows_read: int = 0
     skipped: Counter = field(default_factory=Counter)
     skipped_by_group: dict[str, Counter] = field(default_factory=dict)
     unknown_values: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     split_rule: str = ""
     image_source: str = ""
 
@@ -189,8 +196,19 @@ class LoadReport:
         if group is not None:
             self.skipped_by_group.setdefault(group, Counter())[reason] += n
 
-    def to_dict(self, group_names: list[str], kept: np.ndarray) -> dict:
-        """JSON-ready report; ``kept`` (num_groups,) rows kept per group, across splits."""
+    def images(self, got, group_of) -> None:
+        """Take in what decoding did (``images.Images``): its notes, warnings and source, and a skip
+        per row it could not use, by group (``group_of(row)``: the row's group name, or None)."""
+        self.image_source = got.how
+        self.notes += got.notes
+        self.warnings += got.warnings
+        for i in np.flatnonzero(~got.ok):
+            self.skip("unsupported pixel format" if got.refused[i] else "unreadable image", group_of(int(i)))
+
+    def to_dict(self, group_names: list[str], kept: np.ndarray, empty_groups: dict[str, list[str]] | None = None
+                ) -> dict:
+        """JSON-ready report; ``kept`` (num_groups,) rows kept per group, across splits;
+        ``empty_groups`` {group name: [splits where it has no sample]}."""
         lost = {}
         for i, name in enumerate(group_names):
             n_lost = sum(self.skipped_by_group.get(name, {}).values())
@@ -201,16 +219,44 @@ class LoadReport:
                     for name, v in lost.items() if v["share"] > LOSS_WARNING]
         return {"rows_read": self.rows_read, "skipped": dict(self.skipped),
                 "skipped_by_group": {g: dict(c) for g, c in self.skipped_by_group.items()},
-                "lost_by_group": lost, "warnings": warnings, "unknown_values": self.unknown_values,
-                "notes": list(self.notes), "split_rule": self.split_rule, "image_source": self.image_source}
+                "lost_by_group": lost, "warnings": warnings + list(self.warnings),
+                "unknown_values": self.unknown_values, "notes": list(self.notes),
+                "empty_groups": dict(empty_groups or {}), "split_rule": self.split_rule,
+                "image_source": self.image_source}
 
 
-def finish(name: str, num_classes: int, group_names: list[str], splits: dict[str, Split], report: LoadReport,
-           flip: bool) -> GroupedDataset:
-    """The dataset with its load report filled in from the kept rows of every split."""
+SPLIT_ORDER = ("train", "val", "test")
+EMPTY_LISTED = 12  # groups named in the note on empty groups (all are in ``empty_groups``)
+
+
+def empty_groups(group_names: list[str], splits: dict[str, Split]) -> dict[str, list[str]]:
+    """{group name: [splits, in train, val, test order, where the group has no sample]}."""
+    empty: dict[str, list[str]] = {}
+    for name in sorted(splits, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER)):
+        counts = np.bincount(splits[name].g.numpy(), minlength=len(group_names))
+        for i in np.flatnonzero(counts == 0):
+            empty.setdefault(group_names[i], []).append(name)
+    return {g: empty[g] for g in group_names if g in empty}
+
+
+def empty_note(empty: dict[str, list[str]]) -> str:
+    """One note naming the groups without samples and where (``empty_groups``)."""
+    parts = [f"{g} in {', '.join(where)}" for g, where in list(empty.items())[:EMPTY_LISTED]]
+    more = f"; and {len(empty) - EMPTY_LISTED} more groups" if len(empty) > EMPTY_LISTED else ""
+    whose = "its" if len(empty) == 1 else "their"
+    return f"no samples of {'; of '.join(parts)}{more}; {whose} metrics there are undefined"
+
+
+def finish(name: str, class_names: list[str] | tuple[str, ...], group_names: list[str], splits: dict[str, Split],
+           report: LoadReport, flip: bool) -> GroupedDataset:
+    """The dataset with its load report filled in from the kept rows of every split, naming the
+    groups that have no sample in a split (``empty_groups``)."""
     kept = np.zeros(len(group_names), dtype=np.int64)
     for s in splits.values():
         kept += np.bincount(s.g.numpy(), minlength=len(group_names))
-    return GroupedDataset(name, num_classes, group_names, splits, flip=flip,
+    empty = empty_groups(group_names, splits)
+    if empty:
+        report.notes.append(empty_note(empty))
+    return GroupedDataset(name, len(class_names), group_names, splits, flip=flip,
                           skipped={k: v for k, v in report.skipped.items() if v},
-                          report=report.to_dict(group_names, kept))
+                          report=report.to_dict(group_names, kept, empty), class_names=[str(c) for c in class_names])

@@ -52,7 +52,7 @@ def load_digits_dataset(cfg: RunConfig) -> GroupedDataset:
     x = (bunch.images.astype(np.float32) / 16.0 - 0.5)[:, None, :, :]  # (N, 1, 8, 8)
     y = bunch.target.astype(np.int64)
     names = [f"digit {d}" for d in range(10)]
-    return GroupedDataset("digits", 10, names, _make_splits(x, y, y.copy(), cfg, 10))
+    return GroupedDataset("digits", 10, names, _make_splits(x, y, y.copy(), cfg, 10), class_names=list(names))
 
 
 def load_synthetic_dataset(cfg: RunConfig) -> GroupedDataset:
@@ -72,6 +72,7 @@ def load_synthetic_dataset(cfg: RunConfig) -> GroupedDataset:
     y = np.concatenate(ys).astype(np.int64)
     g = np.concatenate(gs).astype(np.int64)
     names = [f"group {i}" for i in range(num_groups)]
-    return GroupedDataset("synthetic", num_classes, names, _make_splits(x, y, g, cfg, num_groups))
+    return GroupedDataset("synthetic", num_classes, names, _make_splits(x, y, g, cfg, num_groups),
+                          class_names=[f"class {c}" for c in range(num_classes)])
 
 

@@ -46,7 +46,7 @@ def load_cifar100(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatas
     parts = {"test": np.arange(n_train, len(ys)), **carve_val(np.arange(n_train), ys, cfg, rng)}
     report = LoadReport(rows_read=len(ys), split_rule="the published train/test files; validation: a stratified "
                         f"{cfg.val_fraction:g} of train (seed {DATA_SEED})")
-    return finish("cifar100", len(class_names), class_names,
+    return finish("cifar100", class_names, class_names,
                   splits_from(xs, ys, ys.copy(), parts, CIFAR100_MEAN, CIFAR100_STD), report, flip=False)
 
 

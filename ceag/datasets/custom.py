@@ -5,8 +5,10 @@ relative to the folder) and whose other columns are attributes.
 when several). An optional ``split`` column (``train``/``val``/``test``) fixes the split;
 otherwise a stratified split by class and group, seeded with the data seed, is used and recorded.
 Class and group names are the columns' values, sorted (numerically when every value is a
-number). Rows with an empty value in a used column, an unknown split, or a missing or
-undecodable image are skipped and counted. Images of different sizes need ``image_size``.
+number). Rows with an empty value in a used column, an unknown split, a file outside the folder
+(an absolute path or a ``..`` component; links inside the folder are followed), or a missing,
+undecodable or unsupported image are skipped and counted. Images of different sizes need
+``image_size``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import numpy as np
 from ..config import RunConfig
 from .base import DATA_SEED, GroupedDataset, LoadReport, carve_val, finish, group_index, splits_from, stratified_split
 from .faces import IMAGENET_MEAN, IMAGENET_STD
-from .images import load_or_decode
-from .labels import read_csv
-from .layouts import CUSTOM_LABELS, DatasetError, data_root, locate
+from .images import load_images
+from .labels import outside_note, read_csv
+from .layouts import CUSTOM_LABELS, DatasetError, data_root, locate, outside_folder, shown
 
 SPLITS = ("train", "val", "test")
 TEST_FRACTION = 0.2
@@ -37,19 +39,21 @@ def read_custom_labels(folder: Path, target: str, groups: tuple[str, ...]):
     """(columns, rows, notes) of ``labels.csv``; DatasetError when ``file`` is not the first column or
     a used column is missing (the message lists the columns found)."""
     columns, rows, notes = read_csv(folder / CUSTOM_LABELS, ("file", target, *groups), "custom dataset")
+    where = shown(folder / CUSTOM_LABELS)
     if columns[0] != "file":
-        raise DatasetError(f"custom dataset: the first column of {folder / CUSTOM_LABELS} must be 'file' (a path "
+        raise DatasetError(f"custom dataset: the first column of {where} must be 'file' (a path "
                            f"relative to the folder); found {', '.join(map(repr, columns))}")
     return columns, rows, notes
 
 
 def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset:
     folder = locate("custom", data_root(cfg))
+    where = shown(folder / CUSTOM_LABELS)
     used = tuple(dict.fromkeys((cfg.target, *cfg.groups)))
     columns, rows, notes = read_custom_labels(folder, cfg.target, cfg.groups)
     has_split = "split" in columns
     report = LoadReport(rows_read=len(rows), notes=notes)
-    kept = []
+    kept, outside = [], []
     for row in rows:
         empty = [c for c in used if not row[c]]
         if empty:
@@ -61,11 +65,20 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
             report.unknown_values.setdefault("split", {}).setdefault(row["split"], 0)
             report.unknown_values["split"][row["split"]] += 1
             continue
+        if outside_folder(row["file"]):
+            report.skip("path outside the data folder", " × ".join(row[c] for c in cfg.groups))
+            outside.append(row["file"])
+            continue
         kept.append(row)
+    if outside:
+        report.notes.append(outside_note(outside, CUSTOM_LABELS))
     labels = {c: _sorted_values({r[c] for r in kept}) for c in used}
+    if not kept and outside:
+        raise DatasetError(f"custom dataset: every usable row of {where} names a file "
+                           f"outside the data folder ({report.notes[-1]})")
     if not kept:
-        raise DatasetError(f"custom dataset: no row of {folder / CUSTOM_LABELS} has values in every used column "
-                           f"({', '.join(used)})")
+        raise DatasetError(f"custom dataset: no row of {where} has values in every used "
+                           f"column ({', '.join(used)})")
     present = []
     for row in kept:
         path = folder / row["file"]
@@ -74,17 +87,15 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
         else:
             report.skip("missing image", " × ".join(row[c] for c in cfg.groups))
     if not present:
-        raise DatasetError(f"custom dataset: none of the files listed in {folder / CUSTOM_LABELS} exists "
-                           f"(e.g. {folder / kept[0]['file']})")
+        raise DatasetError(f"custom dataset: none of the files listed in {where} exists "
+                           f"(e.g. {shown(folder / kept[0]['file'])})")
     names = [r["file"] for r in present]
-    pixels, ok, how = load_or_decode(folder, names, cfg.image_size, cache_dir=cache_dir,
-                                     fingerprint=cfg.data_fingerprint)
-    report.image_source = how
+    got = load_images(folder, names, cfg.image_size, cache_dir=cache_dir, fingerprint=cfg.data_fingerprint)
+    pixels, ok = got.pixels, got.ok
     index = {c: {v: i for i, v in enumerate(labels[c])} for c in used}
     attrs = {c: np.array([index[c][r[c]] for r in present], dtype=np.int64) for c in used}
     g, group_names = group_index({c: attrs[c] for c in cfg.groups}, labels, cfg.groups)
-    for i in np.flatnonzero(~ok):
-        report.skip("unreadable image", group_names[g[i]])
+    report.images(got, lambda i: group_names[g[i]])
     y = attrs[cfg.target]
     rng = np.random.default_rng(DATA_SEED)
     good = np.flatnonzero(ok)
@@ -92,7 +103,7 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
         split = np.array([r["split"].lower() for r in present])
         parts = {s: good[split[good] == s] for s in SPLITS if (split[good] == s).any()}
         if "test" not in parts or "train" not in parts:
-            raise DatasetError(f"custom dataset: the split column of {folder / CUSTOM_LABELS} needs readable rows "
+            raise DatasetError(f"custom dataset: the split column of {where} needs readable rows "
                                f"marked train and test (found {', '.join(sorted(parts)) or 'none'})")
         if "val" not in parts:
             parts.update(carve_val(parts["train"], y * len(group_names) + g, cfg, rng))
@@ -103,10 +114,10 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
         strat = (y * len(group_names) + g)[good]
         pool, test = stratified_split(strat, TEST_FRACTION, rng)
         if len(test) == 0:
-            raise DatasetError(f"custom dataset: too few readable rows in {folder / CUSTOM_LABELS} for a test split "
+            raise DatasetError(f"custom dataset: too few readable rows in {where} for a test split "
                                f"({len(good)}); add rows or a split column")
         parts = {"test": good[test], **carve_val(good[pool], y * len(group_names) + g, cfg, rng)}
         report.split_rule = (f"stratified by class and group (seed {DATA_SEED}): test {TEST_FRACTION:g}, "
                              f"validation {cfg.val_fraction:g} of the rest")
-    return finish("custom", len(labels[cfg.target]), group_names,
+    return finish("custom", labels[cfg.target], group_names,
                   splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD), report, flip=False)

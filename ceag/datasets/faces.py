@@ -11,7 +11,8 @@
   ``fairface-img-margin025-trainval/`` (the authors' layout). val serves as test.
 
 Only the attributes a run uses (target and groups) decide whether a row is kept; unknown values,
-missing and unreadable images are counted by reason and by group. Images are uint8
+files outside the folder (an absolute path or a ``..`` component in a CSV), missing, unreadable
+and unsupported images are counted by reason and by group. Images are uint8
 (N, 3, H, W), normalized per batch with ImageNet statistics, flipped at random in training.
 """
 
@@ -23,9 +24,18 @@ import numpy as np
 
 from ..config import RunConfig
 from .base import DATA_SEED, GroupedDataset, LoadReport, carve_val, finish, group_index, splits_from
-from .images import load_or_decode
-from .labels import ValueMap, read_fairface_labels, unknown_message
-from .layouts import DatasetError, data_root, fairface_image_root, locate, utkface_files
+from .images import load_images
+from .labels import ValueMap, inside, outside_note, read_fairface_labels, unknown_message
+from .layouts import (
+    FAIRFACE_CSVS,
+    DatasetError,
+    data_root,
+    fairface_image_root,
+    locate,
+    outside_folder,
+    shown,
+    utkface_files,
+)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -77,18 +87,17 @@ def load_utkface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatase
     report.skip("malformed file name", n=sum(p is None for _, p in parsed))
     parsed = [(n, p) for n, p in parsed if p is not None]
     if not parsed:
-        raise DatasetError(f"UTKFace: no file in {folder} has a name of the form age_gender_race_datetime.jpg")
+        raise DatasetError(f"UTKFace: no file in {shown(folder)} has a name of the form "
+                           "age_gender_race_datetime.jpg")
     names = [n for n, _ in parsed]
     meta = np.array([p for _, p in parsed], dtype=np.int64)
     train_pos, test_pos = utkface_split(len(names))
-    pixels, ok, how = load_or_decode(folder, names, cfg.image_size, cache_dir=cache_dir,
-                                     fingerprint=cfg.data_fingerprint)
-    report.image_source = how
+    got = load_images(folder, names, cfg.image_size, cache_dir=cache_dir, fingerprint=cfg.data_fingerprint)
+    pixels, ok = got.pixels, got.ok
     attrs = {"race": meta[:, 2], "gender": meta[:, 1], "age": np.digitize(meta[:, 0], UTK_AGE_EDGES)}
     labels = {"race": UTK_RACES, "gender": GENDERS_UTK, "age": UTK_AGES}
     g, group_names = group_index(attrs, labels, cfg.groups)
-    for i in np.flatnonzero(~ok):
-        report.skip("unreadable image", group_names[g[i]])
+    report.images(got, lambda i: group_names[g[i]])
     y = attrs[cfg.target]
     report.split_rule = (f"the authors' UTKFace split: names sorted, RandomState({UTK_SPLIT_SEED}) permutation, "
                          f"first {UTK_TEST_RATIO:g} test; validation: a stratified {cfg.val_fraction:g} of train "
@@ -96,7 +105,7 @@ def load_utkface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatase
     rng = np.random.default_rng(DATA_SEED)
     train = np.sort(train_pos[ok[train_pos]])
     parts = {"test": np.sort(test_pos[ok[test_pos]]), **carve_val(train, y * len(group_names) + g, cfg, rng)}
-    return finish("utkface", len(labels[cfg.target]), group_names,
+    return finish("utkface", labels[cfg.target], group_names,
                   splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD), report, flip=True)
 
 
@@ -108,11 +117,12 @@ def load_fairface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatas
     maps = {a: ValueMap(a, v) for a, v in labels.items()}
     rows, notes = read_fairface_labels(folder)
     report = LoadReport(notes=notes)
-    first = next((r["file"] for split_rows in rows.values() for r in split_rows if r["file"]), None)
+    first = next(iter(inside(r["file"] for split_rows in rows.values() for r in split_rows)), None)
     root = fairface_image_root(folder, first)
     # Every listed image that exists is decoded (and cached) whatever the run's attributes, so
     # runs with other targets or groups share the cache.
     names, split_of, codes = [], [], []
+    outside: dict[str, list[str]] = {}
     for split, split_rows in rows.items():
         for row in split_rows:
             report.rows_read += 1
@@ -122,12 +132,20 @@ def load_fairface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatas
             if bad:
                 report.skip(f"unknown {bad[0]} value", group)
                 continue
+            if outside_folder(row["file"]):
+                report.skip("path outside the data folder", group)
+                outside.setdefault(split, []).append(row["file"])
+                continue
             if not row["file"] or not (root / row["file"]).is_file():
                 report.skip("missing image", group)
                 continue
             names.append(row["file"])
             split_of.append(split == "test")
             codes.append([-1 if c[a] is None else c[a] for a in labels])
+    if outside:
+        csvs = dict(FAIRFACE_CSVS)
+        report.notes.append(outside_note([f for files in outside.values() for f in files],
+                                         ", ".join(csvs[split] for split in outside)))
     report.unknown_values = {a: m.unknown_report() for a, m in maps.items() if m.unknown and a in used}
     for m in maps.values():
         report.notes += m.notes()
@@ -136,25 +154,23 @@ def load_fairface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatas
         report.notes.append("values not used by this run and left as they are: " + unknown_message(ignored))
     if not names:
         why = unknown_message([maps[a] for a in used])
-        raise DatasetError(f"FairFace: no row of the label CSVs under {folder} has known values and an existing "
+        raise DatasetError(f"FairFace: no row of the label CSVs under {shown(folder)} has known values and an existing "
                            f"image{': ' + why if why else ''}")
-    pixels, ok, how = load_or_decode(root, names, cfg.image_size, cache_dir=cache_dir,
-                                     fingerprint=cfg.data_fingerprint)
-    report.image_source = how
+    got = load_images(root, names, cfg.image_size, cache_dir=cache_dir, fingerprint=cfg.data_fingerprint)
+    pixels, ok = got.pixels, got.ok
     code = np.asarray(codes, dtype=np.int64).reshape(-1, len(labels))
     attrs = {a: code[:, i] for i, a in enumerate(labels)}
     g, group_names = group_index({a: attrs[a] for a in cfg.groups}, labels, cfg.groups)
-    for i in np.flatnonzero(~ok):
-        report.skip("unreadable image", group_names[g[i]])
+    report.images(got, lambda i: group_names[g[i]])
     y = attrs[cfg.target]
     is_test = np.asarray(split_of, dtype=bool)
     test, train = np.flatnonzero(is_test & ok), np.flatnonzero(~is_test & ok)
     if len(train) == 0 or len(test) == 0:
         csv_name = "fairface_label_train.csv" if len(train) == 0 else "fairface_label_val.csv"
-        raise DatasetError(f"FairFace: no readable images listed in {csv_name} under {folder}")
+        raise DatasetError(f"FairFace: no readable images listed in {csv_name} under {shown(folder)}")
     report.split_rule = (f"the published train/val files (val as test); validation: a stratified "
                          f"{cfg.val_fraction:g} of train (seed {DATA_SEED})")
     rng = np.random.default_rng(DATA_SEED)
     parts = {"test": test, **carve_val(train, y * len(group_names) + g, cfg, rng)}
-    return finish("fairface", len(labels[cfg.target]), group_names,
+    return finish("fairface", labels[cfg.target], group_names,
                   splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD), report, flip=True)

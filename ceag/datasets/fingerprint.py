@@ -1,7 +1,8 @@
 """The data fingerprint: 16 hex digits naming what a dataset instance read, and its split rule.
 
 It is the SHA-256 of the dataset's rule version and, for a folder dataset, of every file it
-reads: path relative to the dataset folder, size and content hash. Where the folder lies and
+reads: path relative to the dataset folder (its bytes, as the file system holds them: a name
+that is not UTF-8 is hashed like any other), size and content hash. Where the folder lies and
 the files' modification times are not part of it, so the same data copied or moved keeps its
 fingerprint; a changed, added or removed file changes it. Content hashes are cached per file by
 (path, size, modification time), in memory and, given a cache folder, on disk (written by
@@ -19,18 +20,33 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .labels import read_csv, read_fairface_labels
-from .layouts import CUSTOM_LABELS, FAIRFACE_CSVS, DatasetError, data_root, fairface_image_root, locate, utkface_files
+from .labels import inside, read_csv, read_fairface_labels
+from .layouts import (
+    CUSTOM_LABELS,
+    FAIRFACE_CSVS,
+    DatasetError,
+    data_root,
+    fairface_image_root,
+    locate,
+    shown,
+    utkface_files,
+)
 from .registry import REGISTRY
 
 # Rule versions: bump one when its loader reads or splits the same files differently.
+# The image folders' rules name the decoding too: "pixels/2" reads 16-bit, float and transparent images
+# with their value range and applies EXIF orientation (pixels/1 clipped and ignored them), so runs made
+# with the old decoding are never served for the new one.
 RULES = {
     "digits": "digits/1: sklearn digits, stratified test 0.3, seed 20240505",
     "synthetic": "synthetic/1: 3 classes x 16 dims x 300 per group, seed 20240505",
-    "utkface": "utkface/2: authors' split RandomState(1357) test int(0.2N); age edges 10,15,20,25,30,40,50,60",
-    "fairface": "fairface/2: published train/val CSVs; spreadsheet values recognised",
+    "utkface": "utkface/3: authors' split RandomState(1357) test int(0.2N); age edges 10,15,20,25,30,40,50,60; "
+               "pixels/2",
+    "fairface": "fairface/3: published train/val CSVs; spreadsheet values recognised; strict text encodings; "
+                "pixels/2",
     "cifar100": "cifar100/1: published train/test pickles",
-    "custom": "custom/1: labels.csv; split column or stratified test 0.2, seed 20240505",
+    "custom": "custom/2: labels.csv; split column or stratified test 0.2, seed 20240505; strict text encodings; "
+              "pixels/2",
 }
 
 _MEMO: dict[tuple[str, int, int], str] = {}
@@ -46,12 +62,13 @@ def _content_hash(path: Path) -> str:
 
 
 def files_read(dataset: str, folder: Path) -> list[str]:
-    """Paths, relative to ``folder``, of every file ``dataset`` reads there (listed, maybe missing)."""
+    """Paths, relative to ``folder``, of every file ``dataset`` reads there (listed, maybe missing).
+    Files a label file names outside the folder (``layouts.outside_folder``) are not read, so not listed."""
     if dataset == "utkface":
         return utkface_files(folder)
     if dataset == "fairface":
         rows, _ = read_fairface_labels(folder)
-        files = [r["file"] for split_rows in rows.values() for r in split_rows if r["file"]]
+        files = inside(r["file"] for split_rows in rows.values() for r in split_rows)
         root = fairface_image_root(folder, files[0] if files else None)
         prefix = "" if root == folder else root.name + "/"
         return [name for _, name in FAIRFACE_CSVS] + [prefix + f for f in files]
@@ -59,7 +76,7 @@ def files_read(dataset: str, folder: Path) -> list[str]:
         return ["meta", "train", "test"]
     if dataset == "custom":
         _, rows, _ = read_csv(folder / CUSTOM_LABELS, ("file",), "custom dataset")
-        return [CUSTOM_LABELS] + [r["file"] for r in rows if r["file"]]
+        return [CUSTOM_LABELS] + inside(r["file"] for r in rows)
     raise ValueError(f"{dataset} is not a folder dataset")
 
 
@@ -94,11 +111,11 @@ def folder_fingerprint(folder: Path, names: list[str], rule: str, cache_dir: Pat
     fresh = {}
     for name, st in stats.items():
         if st is None:
-            h.update(f"\n{name}\0missing".encode())
+            h.update(b"\n" + os.fsencode(name) + b"\0missing")
             continue
         digest = _MEMO[(base + name, *st)]
         fresh[name] = [st[0], st[1], digest]
-        h.update(f"\n{name}\0{st[0]}\0{digest}".encode())
+        h.update(b"\n" + os.fsencode(name) + f"\0{st[0]}\0{digest}".encode())
     if todo and cache_dir is not None:
         _PENDING[(str(cache_dir), str(folder))] = fresh
     return h.hexdigest()[:16]
@@ -113,7 +130,7 @@ def save_cache() -> None:
 
 
 def _disk_file(cache_dir: Path, folder: Path) -> Path:
-    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    where = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:16]
     return Path(cache_dir) / "fingerprints" / f"{where}.json"
 
 
@@ -169,5 +186,5 @@ def fingerprint(cfg, cache_dir: Path | None = None) -> str:
     try:
         names = files_read(cfg.dataset, folder)
     except OSError as err:
-        raise DatasetError(f"{cfg.dataset}: cannot list the files of {folder}: {err.strerror or err}") from err
+        raise DatasetError(f"{cfg.dataset}: cannot list the files of {shown(folder)}: {err.strerror or err}") from err
     return folder_fingerprint(folder, names, rule, cache_dir)

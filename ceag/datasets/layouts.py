@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,6 +23,24 @@ class DatasetError(ValueError):
     """A dataset folder is missing or not in the expected layout; the message says what was expected where."""
 
 
+def shown(name: str | os.PathLike) -> str:
+    """``name`` as text that any terminal, JSON file or database takes: a byte of a file name that
+    is not UTF-8 (held by Python as a lone surrogate) is written as ``\\xNN``."""
+    text = os.fspath(name)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name decodes to
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def outside_folder(name: str) -> bool:
+    """Whether a file named in a label file lies outside its data folder as written: an absolute
+    path (``/x``, ``\\x``, ``C:\\x``, ``C:x``) or a path with a ``..`` component (either separator).
+    Symbolic links inside the folder are not looked at: where they point is the user's choice."""
+    win = PureWindowsPath(name)
+    return name.startswith(("/", "\\")) or bool(win.drive) or ".." in win.parts
+
+
 def data_root(cfg: RunConfig) -> Path:
     return Path(cfg.data_dir or os.environ.get(DATA_ENV) or "data")
 
@@ -32,7 +50,7 @@ def find_folder(root: Path, candidates: tuple[str, ...], test, what: str) -> Pat
         path = root / rel if rel else root
         if path.is_dir() and test(path):
             return path
-    looked = ", ".join(str(root / c) if c else str(root) for c in candidates)
+    looked = ", ".join(shown(root / c) if c else shown(root) for c in candidates)
     raise DatasetError(f"{what} not found. Looked in: {looked}. See data/README.md for the expected layout, "
                        f"and point --data-dir (or {DATA_ENV}, or the app's data folder setting) at the folder "
                        "that holds it.")
@@ -86,6 +104,8 @@ FAIRFACE_CSVS = (("train", "fairface_label_train.csv"), ("test", "fairface_label
 def fairface_image_root(folder: Path, first_file: str | None) -> Path:
     """Where the CSVs' ``file`` paths start: beside the CSVs, or the authors' image folder."""
     inner = folder / FAIRFACE_IMAGE_FOLDER
+    if first_file and outside_folder(first_file):
+        return folder
     if first_file and not (folder / first_file).exists() and (inner / first_file).exists():
         return inner
     return folder
