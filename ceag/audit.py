@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .bootstrap import BootstrapSettings, indistinguishable_from, run_intervals
+from .bootstrap import MIN_INTERVAL_SAMPLES, BootstrapSettings, indistinguishable_from, run_intervals
 from .store import queries
 
 CSV_COLUMNS = ["run_id", "method", "split", "group", "name", "n", "accuracy", "accuracy_low", "accuracy_high",
                "dense_accuracy", "acc_gap", "acc_gap_low", "acc_gap_high", "excess_gap", "excess_gap_low",
-               "excess_gap_high"]
+               "excess_gap_high", "too_small"]
 INTERVAL_METRICS = ("accuracy", "dense_accuracy", "acc_gap", "excess_gap")
 RUN_INTERVAL_METRICS = ("accuracy", "max_excess_gap", "psi_pw")
 
@@ -33,7 +33,8 @@ class UnknownRuns(ValueError):
 @dataclass
 class Audit:
     """``groups``: per (run, split, group) rows of ``queries.audit_groups`` plus ``<metric>_low`` /
-    ``<metric>_high`` for INTERVAL_METRICS and ``indistinguishable`` (CEAG: the ψ_g interval
+    ``<metric>_high`` for INTERVAL_METRICS, ``too_small`` (a group with samples, but fewer than
+    ``bootstrap.MIN_INTERVAL_SAMPLES``: no interval) and ``indistinguishable`` (CEAG: the ψ_g interval
     contains ε). ``runs``: per (run, split) rows of ``queries.audit_runs`` plus intervals for
     RUN_INTERVAL_METRICS. Fractions throughout."""
 
@@ -86,6 +87,7 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
     for col in INTERVAL_METRICS:
         groups[f"{col}_low"] = np.nan
         groups[f"{col}_high"] = np.nan
+    groups["too_small"] = (groups["n"] > 0) & (groups["n"] < MIN_INTERVAL_SAMPLES)
     for col in RUN_INTERVAL_METRICS:
         runs[f"{col}_low"] = np.nan
         runs[f"{col}_high"] = np.nan
@@ -113,7 +115,7 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
         for col in RUN_INTERVAL_METRICS:
             runs.loc[run_rows, f"{col}_low"] = merged_runs[f"{col}_low"].to_numpy()
             runs.loc[run_rows, f"{col}_high"] = merged_runs[f"{col}_high"].to_numpy()
-    notes += data_notes(runs)
+    notes += data_notes(runs) + trust_notes(results, run_ids, groups)
     is_ceag = groups["method"] == "ceag"
     groups["indistinguishable"] = False
     for tol, part in groups[is_ceag].groupby("tolerance"):
@@ -123,13 +125,30 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
 
 
 def data_notes(runs: pd.DataFrame) -> list[str]:
-    """What loading left out of the audited runs' data, once per data instance and report: by
-    reason, by group, and the warning of a group that lost more than a few percent of its rows."""
+    """What loading left out of the audited runs' data and how it read it, once per data instance and
+    report: by reason, by group, the notes (encodings, pixel formats, groups without samples) and the
+    warnings (a group that lost more than a few percent of its rows, images that look alike)."""
     from .sentences import left_out_by_data
 
     return [f"data {item['dataset']} {item['fingerprint']} (runs {', '.join(item['run_ids'])}): "
-            + "; ".join(item["lines"]) + "".join(f". WARNING: {w}" for w in item["warnings"])
+            + "; ".join(item["lines"] + item["notes"]) + "".join(f". WARNING: {w}" for w in item["warnings"])
             for item in left_out_by_data(runs)]
+
+
+def trust_notes(results: str | os.PathLike, run_ids: list[str], groups: pd.DataFrame) -> list[str]:
+    """What the runs' own diagnostics say against trusting their numbers: a run that did not settle (with
+    what to change), models that learned nothing or collapsed, constraints that misbehaved."""
+    from .plots import audit_run_labels
+
+    labels = audit_run_labels(groups)
+    out = []
+    for row in queries.run_trust(results, run_ids).itertuples():
+        label = labels.get(row.run_id, row.run_id)
+        if pd.notna(row.converged) and not bool(row.converged) and isinstance(row.advice, str):
+            out.append(f"{label}: {row.advice}")
+        for warning in row.warnings if isinstance(row.warnings, (list, tuple, np.ndarray)) else []:
+            out.append(f"{label}: {warning}")
+    return out
 
 
 def _reproduces(merged: pd.DataFrame) -> bool:

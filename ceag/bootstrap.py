@@ -15,6 +15,11 @@ one ``bincount`` over (resample, group, sparse correct, dense correct) cells giv
 
 Percentile intervals of a maximum (max_g ψ_g) are biased upward when several groups are close
 to the maximum; read them as the spread of the statistic, not as a guaranteed coverage.
+
+A group with fewer than ``MIN_INTERVAL_SAMPLES`` samples in a split gets no interval there: its
+resampled accuracy moves in steps of more than 10 points, and with one sample every resample
+repeats it, so a percentile interval would claim a certainty the data does not have (a 1-sample
+group's accuracy interval would be 100 to 100 %). Such rows carry ``too_small`` instead.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ SPLIT_KEYS = {"train": 0, "val": 1, "test": 2}
 CHUNK_ELEMENTS = 4_000_000
 
 GROUP_METRICS = ("accuracy", "dense_accuracy", "acc_gap", "excess_gap")
+MIN_INTERVAL_SAMPLES = 10  # fewer samples of a group in a split: no interval (see the module docstring)
 RUN_METRICS = ("accuracy", "dense_accuracy", "acc_gap", "max_excess_gap", "psi_pw")
 
 
@@ -63,9 +69,10 @@ class BootstrapSettings:
 class SplitIntervals:
     """Point estimates and intervals for one split.
 
-    ``groups``: one row per group id 0..G-1 with ``group_id``, ``n`` and for each of
-    GROUP_METRICS the value and ``<metric>_low`` / ``<metric>_high`` (fractions; NaN for a
-    group without samples). ``overall``: RUN_METRICS with their ``_low`` / ``_high``.
+    ``groups``: one row per group id 0..G-1 with ``group_id``, ``n``, ``too_small`` (bool: fewer than
+    ``MIN_INTERVAL_SAMPLES`` samples, so no interval) and for each of GROUP_METRICS the value and
+    ``<metric>_low`` / ``<metric>_high`` (fractions; the value is NaN for a group without samples, the
+    interval NaN for one that is too small). ``overall``: RUN_METRICS with their ``_low`` / ``_high``.
     """
 
     groups: pd.DataFrame
@@ -164,9 +171,12 @@ def intervals(y_true, group_id, y_pred, dense_pred, num_groups: int,
     else:
         boot = _metrics(_cell_counts(cell, n_cells, settings, split), num_groups)
     q = settings.quantiles
-    groups = {"group_id": np.arange(num_groups), "n": point["n"].astype(np.int64)}
+    n = point["n"].astype(np.int64)
+    too_small = (n > 0) & (n < MIN_INTERVAL_SAMPLES)
+    groups = {"group_id": np.arange(num_groups), "n": n, "too_small": too_small}
     for name in GROUP_METRICS:
         lo, hi = _percentiles(boot[name], q)
+        lo[too_small], hi[too_small] = np.nan, np.nan
         groups[name], groups[f"{name}_low"], groups[f"{name}_high"] = point[name], lo, hi
     overall = {}
     for name, key in zip(RUN_METRICS, ("overall_accuracy", "overall_dense_accuracy", "overall_gap",

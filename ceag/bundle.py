@@ -3,7 +3,9 @@
 Import validates everything before writing anything: the manifest's format and version, every
 file's hash, each config (valid, and hashing to its folder's run id), the summary and the
 metric tables' columns, and the model weights (loaded weights-only). Only then are the run
-folders moved into ``<results>/runs/`` and ingested.
+folders moved into ``<results>/runs/`` and ingested. A bundle holds plain files and folders only,
+and so must a run folder imported as it is: a symbolic link or any other special entry is refused
+before anything is copied.
 """
 
 from __future__ import annotations
@@ -161,23 +163,78 @@ def _safe_extract(bundle: Path, dest: Path) -> None:
             raise BundleError(f"{bundle} is truncated or corrupt: {err}") from err
 
 
+def _entries(folder: Path) -> list[tuple[Path, bool]]:
+    """Every entry below a run folder as (relative path, is a folder), folders before their contents.
+
+    Raises BundleError naming the first entry that is a symbolic link or anything other than a
+    regular file or folder (a pipe, a socket, a device): links are never followed, so a link to a
+    system folder or a link loop cannot bring anything in.
+    """
+    out: list[tuple[Path, bool]] = []
+    stack = [Path()]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(folder / rel) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            raise BundleError(f"{folder}: cannot list {rel.as_posix() or '.'}: {err.strerror or err}") from None
+        for entry in entries:
+            path = rel / entry.name
+            if entry.is_symlink():
+                raise BundleError(f"{folder}: {path.as_posix()} is a symbolic link (to {os.readlink(entry.path)}); a "
+                                  "run folder is imported from regular files only: replace the link by the file "
+                                  "itself or remove it, then import again")
+            if entry.is_dir(follow_symlinks=False):
+                out.append((path, True))
+                stack.append(path)
+            elif entry.is_file(follow_symlinks=False):
+                out.append((path, False))
+            else:
+                raise BundleError(f"{folder}: {path.as_posix()} is not a regular file or folder (a pipe, socket or "
+                                  "device); a run folder is imported from regular files only: remove it, then "
+                                  "import again")
+    return out
+
+
+def _copy_regular(source: Path, dest: Path, entries: list[tuple[Path, bool]]) -> None:
+    """Copy the checked ``entries`` of ``source`` into a new folder ``dest``, never following a link."""
+    dest.mkdir(parents=True)
+    for rel, is_dir in entries:
+        if is_dir:
+            (dest / rel).mkdir()
+        else:
+            shutil.copy2(source / rel, dest / rel, follow_symlinks=False)
+            if (dest / rel).is_symlink():  # replaced by a link since it was checked
+                raise BundleError(f"{source}: {rel.as_posix()} became a symbolic link while it was copied; a run "
+                                  "folder is imported from regular files only")
+
+
 def import_runs(source: str | os.PathLike, results: str | os.PathLike | None = None) -> dict[str, list[str]]:
-    """Import a bundle (.tar.gz) or a run folder; returns {'imported': [...], 'present': [...]}."""
+    """Import a bundle (.tar.gz) or a run folder; returns {'imported': [...], 'present': [...]}.
+
+    Raises BundleError, naming the problem, for anything that cannot be imported (a run folder
+    holding a symbolic link or another entry that is not a regular file or folder included);
+    then the results folder is left as it was.
+    """
     from .runs import ensure_writable
     from .store import ingest_run, verify
 
     source, results = Path(source), resolve_results(results)
     if not source.exists():
         raise BundleError(f"{source} does not exist; give a run folder or a .tar.gz bundle")
+    entries: list[tuple[Path, bool]] = []
+    if source.is_dir():  # a run folder: checked before anything is created or copied
+        entries = _entries(source)
+        if (Path("config.json"), False) not in entries:
+            raise BundleError(f"{source} is not a run folder (no config.json)")
     verify(results)  # a foreign or newer store: refuse before anything is unpacked
     ensure_writable(results)
     (results / "runs").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=results) as tmp:
         staging = Path(tmp)
         if source.is_dir():
-            if not (source / "config.json").exists():
-                raise BundleError(f"{source} is not a run folder (no config.json)")
-            shutil.copytree(source, staging / "runs" / source.name)
+            _copy_regular(source, staging / "runs" / source.name, entries)
             folders = [staging / "runs" / source.name]
         else:
             _safe_extract(source, staging)

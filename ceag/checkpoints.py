@@ -182,18 +182,49 @@ def dense_checkpoint_for(cfg, data) -> Fitted:
     """Read and fit ``cfg.dense_checkpoint`` to the run's model on ``data`` (a GroupedDataset).
 
     Raises CheckpointError when the file cannot be used, including an ImageNet file with
-    ``dense_epochs`` 0 (its new classifier would be untrained).
+    ``dense_epochs`` 0 (its new classifier would be untrained). When the run's images are small
+    enough to switch the model to its small-input stem (at most ``models.SMALL_INPUT`` pixels) and
+    the file fits the model at larger images, the message says which image size keeps the stem.
     """
     from .models import build_model
 
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
-    fitted = fit_state_dict(model, read_state_dict(cfg.dense_checkpoint), path=cfg.dense_checkpoint,
-                            dataset=cfg.dataset, target=cfg.target)
+    state = read_state_dict(cfg.dense_checkpoint)
+    try:
+        fitted = fit_state_dict(model, state, path=cfg.dense_checkpoint, dataset=cfg.dataset, target=cfg.target)
+    except CheckpointError as err:
+        hint = _stem_hint(cfg, data, state)
+        if hint is None:
+            raise
+        raise CheckpointError(f"{err}; {hint}") from None
     if fitted.needs_training and cfg.dense_epochs == 0:
         raise CheckpointError(f"dense_checkpoint {cfg.dense_checkpoint} has an ImageNet classifier "
                               f"({IMAGENET_CLASSES} outputs) and the task has {data.num_classes} classes: set "
                               "dense_epochs > 0 to train a new classifier from these weights")
     return fitted
+
+
+def _stem_hint(cfg, data, state: dict[str, torch.Tensor]) -> str | None:
+    """Why a checkpoint that fits the model at larger images does not fit it at the run's image size, or None.
+
+    Images at most ``models.SMALL_INPUT`` pixels wide switch the ResNets (and MobileNet-V2's stride)
+    to a small-input stem; a checkpoint trained on larger images (the ImageNet stem: 7x7 stride-2
+    convolution and max-pooling) fits only a model built for larger images.
+    """
+    from .models import SMALL_INPUT, build_model
+
+    shape = tuple(data.input_shape)
+    if len(shape) != 3 or shape[-1] > SMALL_INPUT:
+        return None
+    large = SMALL_INPUT + 1
+    try:
+        fit_state_dict(build_model(cfg.model, (shape[0], large, large), data.num_classes, cfg.seed), state,
+                       path=cfg.dense_checkpoint, dataset=cfg.dataset, target=cfg.target)
+    except CheckpointError:
+        return None  # it does not fit at any image size: the shapes above say enough
+    return (f"at {shape[-1]} px {cfg.model} uses its small-input stem (images of at most {SMALL_INPUT} px), while "
+            f"this checkpoint was made with the ImageNet stem: images of {large} px or more keep the ImageNet stem "
+            f"it needs (--image-size {large} or more, e.g. the size the checkpoint was trained at)")
 
 
 def dataset_labels(dataset: str, target: str) -> tuple[str, ...] | None:

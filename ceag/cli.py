@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ from .config import (
 )
 from .datasets import DatasetError
 from .predictions import RunNotFound
-from .runs import resolve_results
+from .progress import GridProgress
+from .runs import resolve_results, run_dir
 from .store import StoreError
 
 DESCRIPTION = """ceag: constrain the disparate impact of pruning (CEAG) and compare it with NFT,
@@ -186,11 +186,72 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run(cfg, args.results, progress=bar)
     finally:
         bar.close()
+    _ingest_ended_run(args.results, result)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         _print_run(result, sys.stdout)
     return 0 if result.status == "finished" else 3
+
+
+def _ingest_ended_run(results_arg, result) -> None:
+    """Put the run that ``run`` ended (or loaded) into the store, so every command finds it at once.
+
+    Best effort: the run is finished in its folder whatever happens here. A store that cannot be
+    written gets a note on stderr, and the next command that reads the store takes the run in.
+    """
+    from . import store
+
+    results = resolve_results(results_arg)
+    try:
+        if result.cached and store.queries.finished_ids(results, [result.run_id]):
+            return  # a cached run the store already holds
+        store.ingest_run(results, result.run_id)
+    except Exception as err:  # noqa: BLE001 - nothing here may fail a finished run
+        print(f"note: run {result.run_id} is kept in its folder but could not be added to the store of {results} "
+              f"({err}); the next command that reads the store adds it", file=sys.stderr)
+
+
+def _read_store(results_arg) -> Path:
+    """The results folder, its store first brought up to date with the run folders (``store.sync``).
+
+    Every command that reads the store comes through here (``ls``, ``export`` in all its modes,
+    ``report``, the grid's closing summary), so each sees every finished run, also one whose
+    process ended before it reached the store. A store that cannot take new runs in (a read-only
+    folder) is read as it is, with a note on stderr; a run folder that cannot be read as a run is
+    left out with a note naming it. A store that cannot be used at all raises StoreError.
+    """
+    from .store import sync, verify
+
+    results = resolve_results(results_arg)
+    if not results.is_dir():
+        return results  # no folder: an empty store
+    problems: list[tuple[str, str]] = []
+    try:
+        sync(results, problems=problems)
+    except (OSError, StoreError) as err:
+        verify(results)  # a store that cannot be read either: that is the error to report
+        print(f"note: the store in {results} could not take in new run folders ({err}); showing what it holds",
+              file=sys.stderr)
+    for run_id, reason in problems:
+        print(f"note: run folder {run_id} was left out of the store: {reason}", file=sys.stderr)
+    return results
+
+
+class UnknownRunIds(LookupError):
+    """Run ids given on the command line that are neither in the store nor in a run folder."""
+
+
+def _check_known(results: Path, run_ids: list[str]) -> None:
+    """Raise UnknownRunIds naming every id of ``run_ids`` that the store and the run folders lack."""
+    from .store import queries
+
+    known = set(queries.run_statuses(results))
+    unknown = [r for r in run_ids if r not in known and not (run_dir(results, r) / "config.json").is_file()]
+    if unknown:
+        what = f"run {unknown[0]} is" if len(unknown) == 1 else f"runs {', '.join(unknown)} are"
+        raise UnknownRunIds(f"{what} not in the store of {results}; `python -m ceag ls --results {results}` "
+                            "lists the runs there")
 
 
 def _csv(kind):
@@ -236,10 +297,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
     _note_paper_checkpoint(args, spec)
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers", args.workers, "must be at least 1")
-    bar = _GridBar(len(configs), enabled=not args.json)
+    configs, tasks = _planned(configs, args.results)
+    progress = GridProgress(len(configs), tasks=tasks, bar=not args.json)
     report = run_grid(configs, args.results, workers=args.workers, executor=args.executor,
-                      address=args.address, job_id=args.job_id, progress=bar)
-    bar.close()
+                      address=args.address, job_id=args.job_id, progress=progress)
+    progress.close()
     epochs = count_epochs(configs)
     if args.json:
         out = report.to_json()
@@ -259,6 +321,22 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 0 if report.failed == 0 and report.cancelled == 0 else 1
 
 
+def _planned(configs: list, results_arg) -> tuple[list, dict]:
+    """The configs with their data's fingerprints (as ``run_grid`` resolves them, which then has
+    nothing left to do) and the phase graph by task id, which names each task in the grid's log.
+
+    Data that cannot be resolved is left to ``run_grid``, which reports it (in the job's feed too).
+    """
+    from .datasets.checks import resolve_all
+    from .grid import plan
+
+    try:
+        configs = resolve_all(configs, resolve_results(results_arg))
+        return configs, plan(configs)
+    except (DatasetError, OSError, ValueError):
+        return configs, {}
+
+
 def _note_paper_checkpoint(args: argparse.Namespace, spec) -> None:
     """A paper preset without a dense checkpoint: say which file the paper started from."""
     from .grid import preset_checkpoint
@@ -271,49 +349,31 @@ def _note_paper_checkpoint(args: argparse.Namespace, spec) -> None:
 
 
 def _print_grid_data(results, run_ids: list[str]) -> None:
-    """What loading left out of the grid's data, once per dataset instance, with its warnings."""
+    """How the grid's data was read and what loading left out, once per dataset instance, with its warnings."""
     from .store import queries
 
     try:
-        df = queries.runs(resolve_results(results))
+        df = queries.runs(_read_store(results))
     except StoreError:
         return
     from .sentences import left_out_by_data
 
     df = df[df.run_id.isin(run_ids)]
     for item in left_out_by_data(df):
-        print(f"  data {item['dataset']} {item['fingerprint']}: {item['lines'][0]}")
-        for line in item["lines"][1:]:
+        lines = item["lines"] + [f"note: {note}" for note in item["notes"]]
+        print(f"  data {item['dataset']} {item['fingerprint']}: {lines[0]}")
+        for line in lines[1:]:
             print(f"    {line}")
     for warning in sorted(set(df.data_warning.dropna())):
         print(f"  WARNING: {warning}")
 
 
-class _GridBar:
-    def __init__(self, total: int, enabled: bool):
-        from .progress import ProgressBar
-
-        self.bar = ProgressBar()
-        self.bar.enabled = self.bar.enabled and enabled
-        self.total = total
-
-    def __call__(self, report) -> None:
-        done = report.total - report.pending - report.running
-        self.bar("grid", done, self.total)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def cmd_ls(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .store import queries, sync
+    from .store import queries
 
-    results = resolve_results(args.results)
-    if results.exists():
-        with contextlib.suppress(OSError, StoreError):  # read-only folder: list what the store has
-            sync(results)
+    results = _read_store(args.results)
     df = queries.runs(results, status=args.status, dataset=args.dataset, method=args.method)
     if args.json:
         print(df.to_json(orient="records"))
@@ -363,12 +423,14 @@ def _print_run_flags(df, limit: int = 10) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .store import queries
 
-    results = resolve_results(args.results)
+    results = _read_store(args.results)
+    if args.predictions and len(args.run or []) != 1:
+        raise ConfigError("--run", args.run, "--predictions needs exactly one --run RUN_ID")
+    if args.run:
+        _check_known(results, args.run)
     if args.predictions:
         from .predictions import predictions
 
-        if len(args.run or []) != 1:
-            raise ConfigError("--run", args.run, "--predictions needs exactly one --run RUN_ID")
         frame = predictions(results, args.run[0], args.split)
     elif args.bundle:
         from .bundle import export_bundle
@@ -388,6 +450,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _write_frame(frame, out: str, fmt: str | None) -> None:
+    """``frame`` as CSV (text cells that start like a formula neutralised: ceag.csvsafe) or Parquet (raw)."""
+    from .csvsafe import write_csv
     from .runs import atomic_write
 
     fmt = fmt or ("parquet" if out.endswith(".parquet") else "csv")
@@ -396,10 +460,9 @@ def _write_frame(frame, out: str, fmt: str | None) -> None:
     if out == "-":
         if fmt == "parquet":
             raise ConfigError("--out", "-", "Parquet needs a file; give --out FILE.parquet")
-        frame.to_csv(sys.stdout, index=False)
+        write_csv(frame, sys.stdout)
         return
-    writer = (lambda p: frame.to_parquet(p, index=False)) if fmt == "parquet" else (
-        lambda p: frame.to_csv(p, index=False))
+    writer = (lambda p: frame.to_parquet(p, index=False)) if fmt == "parquet" else (lambda p: write_csv(frame, p))
     atomic_write(Path(out), writer)
 
 
@@ -407,7 +470,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .audit import UnknownRuns, parse_run_ids
     from .bootstrap import BootstrapSettings
     from .report import write_report
-    from .store import sync
 
     try:
         settings = BootstrapSettings(n_boot=args.n_boot, confidence=args.ci, seed=args.seed)
@@ -418,10 +480,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".html", ".htm", ".csv"):
         raise ConfigError("--out", args.out, "the report is written as FILE.html (the full report) or FILE.csv "
                                              "(the per-group table)")
-    results = resolve_results(args.results)
-    if (results / "runs").is_dir():
-        with contextlib.suppress(OSError, StoreError):  # pick up finished run folders the store lacks
-            sync(results)
+    results = _read_store(args.results)
     try:
         out, result = write_report(results, parse_run_ids(args.runs), args.out, settings)
     except UnknownRuns as err:
@@ -545,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as err:
+    except (ConfigError, UnknownRunIds) as err:
         parser.exit(2, f"error: {err}\n")
     except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError, MemoryError) as err:
         parser.exit(1, f"error: {err}\n")

@@ -17,6 +17,9 @@ from typing import Any
 from .datasets.registry import DATASETS, REGISTRY
 
 MODELS = ("mlp", "cnn", "cnn_small", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
+# Models without batch norm (ceag/models.py). Batch norm cannot normalize one sample in training
+# mode, so every other model needs training batches of at least 2.
+BATCH_NORM_FREE_MODELS = ("mlp",)
 # Attributes a dataset offers as target and as protected groups (custom: the user's columns).
 TARGETS = {n: d.targets for n, d in REGISTRY.items()}
 GROUP_ATTRIBUTES = {n: d.group_attributes for n, d in REGISTRY.items()}
@@ -353,6 +356,7 @@ def _validate(c: RunConfig) -> None:
     integer("max_trace_points", 10, 1_000_000)
     boolean("amp")
     _validate_paper_settings(c, choice, number, boolean)
+    _validate_batch_sizes(c)
     if c.eval_batch_size is not None and (not _is_int(c.eval_batch_size) or c.eval_batch_size < 1):
         raise ConfigError("eval_batch_size", c.eval_batch_size, "must be an integer >= 1 (inputs per evaluation "
                           "pass), or null to size it to the memory available")
@@ -384,6 +388,18 @@ def _validate_paper_settings(c: RunConfig, choice, number, boolean) -> None:
     for f in ("dense_lr", "dense_weight_decay"):
         if getattr(c, f) is not None:
             object.__setattr__(c, f, float(getattr(c, f)))
+
+
+def _validate_batch_sizes(c: RunConfig) -> None:
+    """A model with batch norm cannot train on one-sample batches: refuse them rather than train nothing."""
+    if c.model in BATCH_NORM_FREE_MODELS:
+        return
+    for name in ("batch_size", "dense_batch_size"):
+        value = getattr(c, name)
+        if value is not None and value < 2:
+            raise ConfigError(name, value, f"model {c.model} has batch norm, which needs at least 2 samples per "
+                              f"training batch: use {name} >= 2 (of the models, only "
+                              f"{', '.join(BATCH_NORM_FREE_MODELS)} trains on batches of 1)")
 
 
 def _validate_attributes(c: RunConfig) -> None:
@@ -491,5 +507,6 @@ def lr_at(epoch: int, total: int, base: float, milestones: tuple[float, ...], ga
 
 __all__ = [
     "ConfigError", "RunConfig", "from_dict", "config_fields", "dense_key", "prune_key", "lr_at",
-    "DATASETS", "MODELS", "METHODS", "PRUNING", "TOLERANCE_METHODS", "HELDOUT_METHODS", "CONSTRAINT_DATA",
+    "DATASETS", "MODELS", "BATCH_NORM_FREE_MODELS", "METHODS", "PRUNING", "TOLERANCE_METHODS", "HELDOUT_METHODS",
+    "CONSTRAINT_DATA",
 ]

@@ -320,6 +320,64 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+# -- did the models learn anything? -----------------------------------------------------------
+def learning_check(predictions: pd.DataFrame, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Whether the dense model learned anything and whether the pruned one collapsed, from a run's predictions.
+
+    ``predictions``: the run's per-sample predictions (``split``, ``y_true``, ``y_pred``, ``dense_pred``).
+    Per split: ``n``, ``majority_rate`` (the share of the most common class: what always predicting it
+    scores), the dense and sparse ``accuracy`` and how many distinct classes each predicts. The dense
+    model *learned nothing* when on the training split its accuracy is within ``NOISE_Z`` binomial
+    standard errors of the majority rate; the pruned model *collapsed* when it predicts one class on a
+    split that holds several. Returns ``{"splits": {...}, "dense_at_chance": bool | None,
+    "sparse_collapsed": [splits], "warnings": [sentences]}`` (fractions).
+    """
+    out: dict[str, Any] = {"splits": {}, "dense_at_chance": None, "sparse_collapsed": [], "warnings": []}
+    names = list(class_names or [])
+
+    def name(c: int) -> str:
+        return names[c] if 0 <= c < len(names) else f"class {c}"
+
+    for split in [s for s in ("train", "val", "test") if s in set(predictions["split"])]:
+        part = predictions[predictions["split"] == split]
+        y = part["y_true"].to_numpy(dtype=np.int64)
+        if not len(y):
+            continue
+        counts = np.bincount(y)
+        majority = float(counts.max() / len(y))
+        row: dict[str, Any] = {"n": int(len(y)), "classes": int((counts > 0).sum()), "majority_rate": majority,
+                               "accuracy": float((part["y_pred"].to_numpy(dtype=np.int64) == y).mean()),
+                               "predicted_classes": int(part["y_pred"].nunique())}
+        dense = part["dense_pred"]
+        if dense.notna().all():
+            row["dense_accuracy"] = float((dense.to_numpy(dtype=np.int64) == y).mean())
+            row["dense_predicted_classes"] = int(dense.nunique())
+            noise = NOISE_Z * math.sqrt(majority * (1 - majority) / len(y))
+            row["dense_at_chance"] = bool(row["dense_accuracy"] <= majority + noise)
+        out["splits"][split] = row
+        if row["classes"] > 1 and row["predicted_classes"] == 1:
+            out["sparse_collapsed"].append(split)
+    train = out["splits"].get("train", {})
+    if "dense_at_chance" in train:
+        out["dense_at_chance"] = train["dense_at_chance"]
+    if out["dense_at_chance"]:
+        train_y = predictions.loc[predictions["split"] == "train", "y_true"].to_numpy(np.int64)
+        top = int(np.bincount(train_y).argmax())
+        out["warnings"].append(
+            f"the dense model learned nothing: its train accuracy {100 * train['dense_accuracy']:.1f} % is within "
+            f"noise of always answering {name(top)} ({100 * train['majority_rate']:.1f} % of the {train['n']:,} "
+            f"training samples), so every gap is measured against a model at chance. Check that the data is read "
+            f"as it should be (the run's data notes and warnings), then the dense recipe (dense_epochs, dense_lr)")
+    for split in out["sparse_collapsed"]:
+        row = out["splits"][split]
+        only = int(predictions.loc[predictions["split"] == split, "y_pred"].iloc[0])
+        out["warnings"].append(
+            f"the pruned model collapsed: it answers {name(only)} for every one of the {row['n']:,} {split} samples "
+            f"({row['classes']} classes there), so its accuracy is {100 * row['accuracy']:.1f} % by construction; "
+            "a lower sparsity, a lower lr or more fine-tuning epochs may keep it from collapsing")
+    return out
+
+
 # -- both, for one run --------------------------------------------------------------------
 def run_diagnostics(cfg, run_metrics: pd.DataFrame, group_metrics: pd.DataFrame,
                     counter: dict[str, list] | None, *, last_epoch: int,
@@ -379,15 +437,19 @@ def _constraint_value(method: str, train_groups: pd.DataFrame, train_runs: pd.Da
                       num_groups: int) -> pd.DataFrame:
     """Per evaluated epoch (index) and group (columns) the train value a constraint is about."""
     after = train_groups[train_groups["epoch"] > 0]
+    # Every group keeps its column, also one without samples in the split (its values are NaN).
+    groups = range(num_groups)
     if method in ("ceag", "ceag_vs"):
-        return after.pivot_table(index="epoch", columns="group_id", values="excess_gap", aggfunc="first")
+        return after.pivot_table(index="epoch", columns="group_id", values="excess_gap", aggfunc="first",
+                                 dropna=False).reindex(columns=groups)
     overall = train_runs.set_index("epoch")["loss"]
-    losses = after.pivot_table(index="epoch", columns="group_id", values="loss", aggfunc="first")
+    losses = after.pivot_table(index="epoch", columns="group_id", values="loss", aggfunc="first",
+                               dropna=False).reindex(columns=groups)
     return losses.sub(overall.reindex(losses.index), axis=0).abs()
 
 
 def summary_line(diag: dict[str, Any] | None) -> list[str]:
-    """Sentences for a terminal or a page: settled or not, and the constraint warnings."""
+    """Sentences for a terminal or a page: settled or not, whether the models learned, the constraint warnings."""
     if not diag:
         return []
     lines = []
@@ -401,6 +463,7 @@ def summary_line(diag: dict[str, Any] | None) -> list[str]:
         lines.append(diag.get("advice") or "not settled")
     else:
         lines.append("convergence unknown: too few evaluations at the end of fine-tuning")
+    lines += [f"warning: {w}" for w in (diag.get("learning") or {}).get("warnings", [])]
     constraints = diag.get("constraints")
     if constraints:
         lines.append(f"constraints {'acted' if constraints['constraints_active'] else 'never acted'}: largest "
@@ -412,4 +475,5 @@ def summary_line(diag: dict[str, Any] | None) -> list[str]:
 
 
 __all__ = ["ConstraintCounter", "constraint_report", "convergence", "convergence_advice", "counter_from_trace",
-           "moving_multipliers", "run_diagnostics", "summary_line", "window_first_epoch", "window_length"]
+           "learning_check", "moving_multipliers", "run_diagnostics", "summary_line", "window_first_epoch",
+           "window_length"]

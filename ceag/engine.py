@@ -109,9 +109,15 @@ def make_optimizer(model: nn.Module, cfg: RunConfig, *, dense: bool = False) -> 
 
 
 def _train_batches(split: Split, batch_size: int, generator: torch.Generator, flip: bool = False):
-    # A final batch of one sample breaks batch norm in train mode; it is skipped.
+    """Shuffled training batches of one epoch (see ``batches``).
+
+    A last batch of a single sample after larger ones is dropped (batch norm cannot normalize one
+    sample in training mode; dropped for every model, so runs keep their numbers). With
+    ``batch_size`` 1, which the config allows only for models without batch norm
+    (``config.BATCH_NORM_FREE_MODELS``), every sample is a batch and every one trains.
+    """
     for batch in batches(split, batch_size, generator, flip=flip):
-        if len(batch) > 1:
+        if len(batch) > 1 or batch_size == 1:
             yield batch
 
 

@@ -93,15 +93,19 @@ def predictions_frame(model, dense, data, amp: bool = False) -> pd.DataFrame:
 
 
 def write_run_predictions(folder: Path, model, dense, data, best_state: dict | None = None,
-                          amp: bool = False) -> None:
-    """At the end of a run: the reported model's predictions (and, for NFT, the best iterate's)."""
+                          amp: bool = False) -> pd.DataFrame:
+    """At the end of a run: the reported model's predictions (and, for NFT, the best iterate's).
+
+    Returns the reported model's predictions (``COLUMNS``)."""
     import copy
 
-    write_parquet(folder / PREDICTIONS_FILE, predictions_frame(model, dense, data, amp))
+    frame = predictions_frame(model, dense, data, amp)
+    write_parquet(folder / PREDICTIONS_FILE, frame)
     if best_state is not None:
         best = copy.deepcopy(model)
         best.load_state_dict(best_state)
         write_parquet(folder / BEST_PREDICTIONS_FILE, predictions_frame(best, dense, data, amp))
+    return frame
 
 
 def stored_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFrame | None:

@@ -79,6 +79,10 @@ def group_table_html(result: Audit) -> str:
     rows = []
     for _, r in result.groups.iterrows():
         flag = '<span class="flag">interval contains ε</span>' if r["indistinguishable"] else ""
+        if r.get("too_small"):
+            flag = f'<span class="flag">n = {r["n"]}: too few samples for an interval</span>'
+        elif r["n"] == 0:
+            flag = "no samples: undefined"
         rows.append([html.escape(labels[r["run_id"]]), r["split"], html.escape(str(r["group_name"])), str(r["n"]),
                      _pt(r["dense_accuracy"]), _pt(r["accuracy"]), _interval(r, "accuracy"), _pt(r["acc_gap"]),
                      _interval(r, "acc_gap"), _pt(r["excess_gap"]), _interval(r, "excess_gap"), flag])
@@ -151,7 +155,8 @@ Accuracies in percent, gaps in percentage points. Intervals: {ci} paired percent
 
 def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.PathLike,
                  settings: BootstrapSettings | None = None) -> tuple[Path, Audit]:
-    """Audit ``run_ids`` and write ``out``: HTML for ``.html`` / ``.htm``, the per-group table for ``.csv``.
+    """Audit ``run_ids`` and write ``out``: HTML for ``.html`` / ``.htm``, the per-group table for ``.csv``
+    (text cells that a spreadsheet would run as a formula neutralised: ceag.csvsafe).
 
     Raises UnknownRuns for ids that are not finished runs, ValueError for another suffix.
     """
@@ -165,7 +170,9 @@ def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.P
     result = audit(results, run_ids, settings)
     if suffix == ".csv":
         table = result.csv_table()
-        atomic_write(out, lambda p: table.to_csv(p, index=False))
+        from .csvsafe import write_csv
+
+        atomic_write(out, lambda p: write_csv(table, p))  # formulas neutralised for spreadsheets
     else:
         text = render_html(result)
         atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))

@@ -384,10 +384,14 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     group_metrics = pd.DataFrame(state.group_rows)
     run_metrics = pd.DataFrame(state.run_rows)
     duals = _duals_frame(state)
-    from .diagnostics import run_diagnostics
+    from .diagnostics import learning_check, run_diagnostics
+    from .predictions import write_run_predictions  # per-sample predictions; NFT also keeps its best iterate's
 
+    predictions = write_run_predictions(folder, outcome.model, dense, data,
+                                        outcome.best_model if cfg.method == "nft" else None, amp=cfg.amp)
     diagnostics = run_diagnostics(cfg, run_metrics, group_metrics, outcome.constraint_counter,
                                   last_epoch=-1 if outcome.diverged else state.epoch)
+    diagnostics["learning"] = learning_check(predictions, data.class_names)
     summary = {
         "run_id": cfg.run_id, "status": "diverged" if outcome.diverged else "finished",
         "reason": str(outcome.diverged) if outcome.diverged else None,
@@ -395,7 +399,8 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "reported_epoch": outcome.reported_epoch, "best_epoch": state.best_epoch,
         "selection_split": outcome.selection_split,
         "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
-        "group_names": data.group_names, "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
+        "group_names": data.group_names, "class_names": data.class_names,
+        "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
         "dense_trained": dense_phase.trained, "resumed_from": resumed_from, "skipped_files": data.skipped or {},
         "data_fingerprint": cfg.data_fingerprint, "data_report": data.report or {},
         "epochs_trained": pruned_phase.epochs_trained + cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
@@ -410,10 +415,6 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     write_parquet(folder / "group_metrics.parquet", group_metrics)
     write_parquet(folder / "run_metrics.parquet", run_metrics)
     write_parquet(folder / "duals.parquet", duals)
-    from .predictions import write_run_predictions  # per-sample predictions; NFT also keeps its best iterate's
-
-    write_run_predictions(folder, outcome.model, dense, data, outcome.best_model if cfg.method == "nft" else None,
-                          amp=cfg.amp)
     save_torch(folder / "model.pt", {k: v.cpu() for k, v in outcome.model.state_dict().items()})
     if outcome.best_model is not None and cfg.method == "nft":  # NFT+ES is derived from it
         save_torch(folder / "best_model.pt", outcome.best_model)
@@ -496,6 +497,11 @@ def derive_nft_es(cfg: RunConfig, nft: RunResult, results: Path) -> RunResult:
     pred_file = source / ("best_predictions.parquet" if usable else "predictions.parquet")
     if pred_file.exists():  # absent for NFT runs made before predictions were kept: computed on demand
         atomic_write(folder / "predictions.parquet", lambda p: p.write_bytes(pred_file.read_bytes()))
+        if summary.get("diagnostics") is not None:  # whether the iterate it reports learned, not NFT's last one
+            from .diagnostics import learning_check
+
+            learning = learning_check(pd.read_parquet(pred_file), summary.get("class_names"))
+            summary["diagnostics"] = {**summary["diagnostics"], "learning": learning}
     write_json(folder / "summary.json", summary)
     write_json(folder / "status.json", {"status": summary["status"], "finished_at": summary["finished_at"],
                                         "derived_from": nft.run_id})

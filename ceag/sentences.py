@@ -76,9 +76,18 @@ def _interval(row: pd.Series, confidence: float, inner: bool = False) -> str:
     """' (95 % interval 1.2 to 7.2)', or '; 95 % interval ...' inside parentheses; '' without one."""
     lo, hi = row.get("excess_gap_low"), row.get("excess_gap_high")
     if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
-        return ""
-    text = f"{100 * confidence:g} % interval {points(lo)} to {points(hi)}"
+        if not _too_small(row):
+            return ""
+        text = f"n = {int(row['n'])}: too few samples for an interval"
+    else:
+        text = f"{100 * confidence:g} % interval {points(lo)} to {points(hi)}"
     return f"; {text}" if inner else f" ({text})"
+
+
+def _too_small(row: pd.Series) -> bool:
+    """Whether the row is a group with samples but too few for an interval (``bootstrap.MIN_INTERVAL_SAMPLES``)."""
+    flag = row.get("too_small")
+    return flag is not None and not pd.isna(flag) and bool(flag)
 
 
 def _loss_clause(row: pd.Series, subject: str = "it", what: str = "accuracy") -> str:
@@ -458,18 +467,22 @@ def skip_lines(report: dict | None) -> list[str]:
 
 
 def left_out_by_data(runs: pd.DataFrame) -> list[dict]:
-    """What loading left out, once per data instance and load report among ``runs`` (columns
-    run_id, dataset, data_fingerprint, data_report as JSON text, skipped_rows): a list of
-    {dataset, fingerprint, run_ids, lines (``skip_lines``), warnings}, only where something was."""
+    """What loading left out and how it read the data, once per data instance and load report among
+    ``runs`` (columns run_id, dataset, data_fingerprint, data_report as JSON text, skipped_rows): a list
+    of {dataset, fingerprint, run_ids, lines (``skip_lines``), notes (how the data was read: encodings,
+    pixel formats, groups without samples, ...), warnings}, only where there is something to say."""
     import json
 
     runs = runs.drop_duplicates("run_id")
-    runs = runs[runs["skipped_rows"].fillna(0) > 0]
     out = []
     keys = [runs["dataset"], runs["data_fingerprint"].fillna("fingerprint unknown"), runs["data_report"].fillna("{}")]
     for (dataset, fingerprint, text), part in runs.groupby(keys, sort=False):
         report = json.loads(text)
-        lines = skip_lines(report) or [f"{int(part['skipped_rows'].max()):,} rows left out while loading"]
+        skipped = int(part["skipped_rows"].fillna(0).max())
+        notes, warnings = list(report.get("notes") or []), list(report.get("warnings") or [])
+        if not (skipped or notes or warnings):
+            continue
+        lines = skip_lines(report) or ([f"{skipped:,} rows left out while loading"] if skipped else [])
         out.append({"dataset": dataset, "fingerprint": fingerprint, "run_ids": list(part["run_id"]),
-                    "lines": lines, "warnings": list(report.get("warnings") or [])})
+                    "lines": lines, "notes": notes, "warnings": warnings})
     return out

@@ -113,7 +113,10 @@ def _cached(name: str, results: str, version: tuple[int, int], kwargs: tuple) ->
 
 
 def query(name: str, **kwargs):
-    """A named store query, cached until the store changes; a store problem becomes an error box."""
+    """A named store query, cached until the store changes; a store problem becomes an error box.
+
+    The store first takes in run folders it lacks, so every page sees every finished run."""
+    sync_store()
     results = results_dir()
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
     try:
@@ -125,18 +128,23 @@ def query(name: str, **kwargs):
 
 
 @st.cache_data(show_spinner=False, ttl=5)
-def _sync(results: str) -> int:
+def _sync(results: str) -> list[tuple[str, str]]:
+    """(run id, why) of the run folders that could not be read; the others are in the store."""
+    problems: list[tuple[str, str]] = []
     try:
-        return sync(results)
-    except (StoreError, OSError):
-        return 0
+        sync(results, problems=problems)
+    except (StoreError, OSError) as err:
+        problems.append(("", str(err)))
+    return problems
 
 
-def sync_store() -> None:
-    """Pick up run folders the store lacks (e.g. runs killed before they were ingested)."""
+def sync_store() -> list[str]:
+    """Pick up run folders the store lacks (runs from the command line, killed runs); what could not be read."""
     results = results_dir()
-    if (results / "runs").is_dir() and os.access(results, os.W_OK):
-        _sync(str(results))
+    if not ((results / "runs").is_dir() and os.access(results, os.W_OK)):
+        return []
+    return [f"Run folder {run_id} could not be read, so it is not shown: {why}" if run_id else
+            f"New runs could not be added to the store: {why}" for run_id, why in _sync(str(results))]
 
 
 def run_labels(runs) -> dict[str, str]:

@@ -12,11 +12,12 @@ import streamlit as st
 
 from ceag.audit import Audit, audit, comparable_setting, confidence_label, default_comparison, sentences
 from ceag.bootstrap import BootstrapSettings
+from ceag.csvsafe import write_csv
 from ceag.plots import AUDIT_METRICS, audit_run_labels, group_interval_bars
 from ceag.report import render_html
 from ceag.sentences import GLOSSARY, headline_sentences
 from pages import _state
-from pages._shared import CHART_CONFIG, empty_store_hint, query, results_dir, run_labels, store_version, sync_store
+from pages._shared import CHART_CONFIG, empty_store_hint, query, results_dir, run_labels, store_version
 
 SETTING = ("dataset", "model", "sparsity", "seed")
 DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
@@ -73,7 +74,6 @@ def setting_selectors(finished: pd.DataFrame, shown: tuple) -> tuple:
 
 _state.restore()
 st.title("Compare runs group by group")
-sync_store()
 runs = query("runs")
 finished = runs[runs.status == "finished"]
 if finished.empty:
@@ -159,6 +159,7 @@ for col, name in (("accuracy", "acc"), ("acc_gap", "Δ_g"), ("excess_gap", "ψ_g
     table[f"{name} {ci} low"], table[f"{name} {ci} high"] = 100 * g[f"{col}_low"], 100 * g[f"{col}_high"]
 numbers = [k for k in table if k not in ("run", "split", "group", "n")]
 table["ψ_g interval contains ε"] = g.indistinguishable
+table["too few samples for an interval"] = g.too_small
 terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense": None}
 st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", placeholder="",
              column_config={k: st.column_config.NumberColumn(format="%.1f", help=terms.get(k.split(" ")[0]))
@@ -166,7 +167,7 @@ st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", placeholder=
 c = st.columns(2)
 c[0].download_button("Audit report (HTML, opens offline)", cached_report(*args), file_name="ceag_audit.html",
                      mime="text/html", icon=":material/download:")
-c[1].download_button("Per-group table (CSV)", result.csv_table().to_csv(index=False), file_name="ceag_audit.csv",
+c[1].download_button("Per-group table (CSV)", write_csv(result.csv_table()), file_name="ceag_audit.csv",
                      mime="text/csv", icon=":material/download:")
 with st.expander("What the symbols mean"):
     st.markdown("\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items()))

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ceag import plots
+from ceag.csvsafe import write_csv
 from pages import _state
 from pages._shared import CHART_CONFIG, empty_store_hint, query
 
@@ -99,5 +100,5 @@ table = plots.frontier_table(summary, split)
 numeric = [c for c in table.columns if c.endswith(("(%)", "(points)"))]
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in numeric})
-st.download_button("Download this table (CSV)", table.to_csv(index=False),
+st.download_button("Download this table (CSV)", write_csv(table),
                    file_name=f"frontier_{dataset}_{split}.csv", mime="text/csv")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ceag import plots
+from ceag.csvsafe import write_csv
 from pages import _state
 from pages._shared import CHART_CONFIG, empty_store_hint, query, run_labels
 
@@ -61,5 +62,5 @@ pct = ["train_excess_gap", "test_excess_gap", "train_acc_gap", "test_acc_gap"]
 table[pct] = 100 * table[pct]
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in pct})
-st.download_button("Download per-group table (CSV)", gen.to_csv(index=False), file_name="generalization.csv",
+st.download_button("Download per-group table (CSV)", write_csv(gen), file_name="generalization.csv",
                    mime="text/csv")

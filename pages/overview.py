@@ -10,11 +10,10 @@ from ceag.plots import overview_chart
 from ceag.sentences import GLOSSARY, overview_sentences
 from pages import _state
 from pages._jobs import job_card
-from pages._shared import CHART_CONFIG, query, results_dir, sync_store
+from pages._shared import CHART_CONFIG, query, results_dir
 
 _state.restore()
 st.title("The disparate impact of pruning")
-sync_store()
 results = results_dir()
 overview = query("overview")
 

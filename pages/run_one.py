@@ -6,6 +6,7 @@ import streamlit as st
 from ceag.config import METHODS, ConfigError, RunConfig
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns
+from ceag.diagnostics import summary_line
 from ceag.plots import excess_gap_bars
 from ceag.runs import run
 from ceag.sentences import skip_lines
@@ -94,6 +95,9 @@ if skips:
     st.caption(" · ".join([*skips, f"data {info.get('data_fingerprint') or 'fingerprint unknown'}"]))
 for warning in info.get("data_warnings") or []:
     st.warning(warning)
+for text in summary_line(info.get("diagnostics")):
+    if text.startswith("warning: "):
+        st.warning(text.removeprefix("warning: ").capitalize())
 
 cols = st.columns(len(result.splits))
 frames = []

@@ -5,6 +5,7 @@ import io
 import pandas as pd
 import streamlit as st
 
+from ceag.csvsafe import write_csv
 from ceag.plots import METHOD_LABELS
 from ceag.sentences import left_out_by_data
 from pages import _state
@@ -51,7 +52,8 @@ def runs_view(frame: pd.DataFrame):
 
 _state.restore()
 st.title("Runs")
-sync_store()
+for problem in sync_store():
+    st.warning(problem)
 runs = query("runs_table")
 if runs.empty:
     empty_store_hint()
@@ -81,10 +83,11 @@ for row in shown[shown.data_warning.notna()].itertuples():
 left_out = left_out_by_data(shown)
 if left_out:
     folders = len({(item["dataset"], item["fingerprint"]) for item in left_out})
-    with st.expander(f"What loading left out: {folders} data folder(s) of the runs shown"):
+    with st.expander(f"How the data was read and what loading left out: {folders} data folder(s) of the runs "
+                     "shown"):
         for item in left_out:
             st.markdown(f"**{item['dataset']}** · data {item['fingerprint']} · {len(item['run_ids'])} run(s): "
-                        + "; ".join(item["lines"]))
+                        + "; ".join(item["lines"] + item["notes"]))
 
 event = st.dataframe(runs_view(shown), hide_index=True, width="stretch", on_select="rerun",
                      selection_mode="multi-row", column_config=COLUMN_HELP, placeholder="",
@@ -113,7 +116,7 @@ if st.button("Clear the selection", icon=":material/deselect:"):
     st.rerun()
 final = query("export_table", table="final", run_ids=chosen)
 c1, c2 = st.columns(2)
-c1.download_button("Per-group metrics (CSV)", final.to_csv(index=False), file_name="ceag_metrics.csv",
+c1.download_button("Per-group metrics (CSV)", write_csv(final), file_name="ceag_metrics.csv",
                    mime="text/csv")
 buffer = io.BytesIO()
 final.to_parquet(buffer, index=False)
@@ -132,7 +135,7 @@ if st.button("Prepare predictions"):
     except (RunNotFound, ValueError) as err:
         st.error(str(err))
     else:
-        st.download_button(f"Download predictions of {run_id} on {split} (CSV)", frame.to_csv(index=False),
+        st.download_button(f"Download predictions of {run_id} on {split} (CSV)", write_csv(frame),
                            file_name=f"predictions_{run_id}_{split}.csv", mime="text/csv")
         st.caption(f"One row per {split} sample, columns {', '.join(frame.columns)}: p_pred is the probability "
                    "of y_pred, dense_pred and dense_p_pred the dense model's. y_true, y_pred and group (as "

@@ -68,13 +68,32 @@ def test_intervals_are_seeded_and_paired():
     assert (same.groups[["acc_gap_low", "acc_gap_high", "excess_gap_low", "excess_gap_high"]] == 0).all().all()
 
 
-def test_an_empty_group_is_nan_and_a_rare_one_uses_the_resamples_it_appears_in():
+def test_an_empty_group_is_nan_and_a_rare_one_uses_the_resamples_it_appears_in(monkeypatch):
+    from ceag import bootstrap
+
+    monkeypatch.setattr(bootstrap, "MIN_INTERVAL_SAMPLES", 1)  # the resampling itself, without the size rule
     y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 2])
     g = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 2])  # group 1 empty, group 2 a single sample
     res = intervals(y, g, y, y, 3, BootstrapSettings(n_boot=50))
     rows = res.groups.set_index("group_id")
     assert rows.loc[1, "n"] == 0 and rows.loc[1, ["accuracy", "accuracy_low", "excess_gap_high"]].isna().all()
     assert rows.loc[2, "accuracy_low"] == rows.loc[2, "accuracy_high"] == 1.0
+
+
+def test_a_group_too_small_for_an_interval_gets_none_and_says_so():
+    """One test sample gave a 95 % interval of 100 to 100 %; the glossary says small groups get wide ones."""
+    from ceag.bootstrap import MIN_INTERVAL_SAMPLES
+
+    y = np.array([0, 1] * 20 + [1] + [0] * (MIN_INTERVAL_SAMPLES - 1) + [1] * MIN_INTERVAL_SAMPLES)
+    g = np.array([0] * 40 + [1] + [2] * (MIN_INTERVAL_SAMPLES - 1) + [3] * MIN_INTERVAL_SAMPLES)
+    sparse = y.copy()
+    sparse[:10] = 1 - sparse[:10]  # group 0: 30 of 40 right
+    rows = intervals(y, g, sparse, y, 5, BootstrapSettings(n_boot=100)).groups.set_index("group_id")
+    assert rows["too_small"].tolist() == [False, True, True, False, False]  # group 4: no samples, not "too small"
+    for k in (1, 2):
+        assert rows.loc[k, "accuracy"] == 1.0
+        assert rows.loc[k, [c for c in rows.columns if c.endswith(("_low", "_high"))]].isna().all()
+    assert rows.loc[3, "accuracy_low"] == 1.0 and rows.loc[0, "accuracy_low"] < rows.loc[0, "accuracy_high"]
 
 
 @pytest.mark.slow

@@ -277,3 +277,69 @@ def test_a_run_recorded_before_diagnostics_gets_them_from_its_records(tmp_path, 
     assert rebuilt["constraints"]["source"] == "trace" and stored["constraints"]["source"] == "steps"
     assert rebuilt["max_multiplier"] <= stored["max_multiplier"] + 1e-12
     assert old.to_json()["diagnostics"]["converged"] == stored["converged"]
+
+
+# -- did the models learn anything? ---------------------------------------------------------------
+def predictions(split, y_true, y_pred, dense_pred):
+    return pd.DataFrame({"split": split, "y_true": y_true, "y_pred": y_pred,
+                         "dense_pred": pd.array(dense_pred, dtype="Int64")})
+
+
+def test_a_dense_model_at_the_majority_rate_learned_nothing_and_a_one_class_pruned_model_collapsed():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 240)
+    frame = pd.concat([predictions("train", y, np.zeros(240, int), rng.integers(0, 2, 240)),
+                       predictions("test", y[:60], np.zeros(60, int), rng.integers(0, 2, 60))])
+    out = dg.learning_check(frame, ["dark", "bright"])
+    assert out["dense_at_chance"] is True and out["sparse_collapsed"] == ["train", "test"]
+    assert out["splits"]["train"]["majority_rate"] == pytest.approx(np.bincount(y).max() / 240)
+    assert "the dense model learned nothing" in out["warnings"][0] and "always answering" in out["warnings"][0]
+    assert "it answers dark for every one of the 60 test samples" in out["warnings"][2]
+    lines = dg.summary_line({"converged": True, "window": [5, 7], "spread": {}, "spread_limit": {},
+                             "learning": out})
+    assert lines[0].startswith("settled") and sum(line.startswith("warning: ") for line in lines) == 3
+
+
+def test_a_model_that_learned_gets_no_warning_even_on_a_skewed_split():
+    y = np.array([0] * 90 + [1] * 10)
+    frame = predictions("train", y, y, y)  # 100 % where always answering 0 scores 90 %
+    out = dg.learning_check(frame)
+    assert out["dense_at_chance"] is False and out["sparse_collapsed"] == [] and out["warnings"] == []
+    within_noise = y.copy()
+    within_noise[90:95] = 0  # 95 %: within two standard errors (3 points) of 90 %
+    assert dg.learning_check(predictions("train", y, y, within_noise))["dense_at_chance"] is True
+
+
+def test_a_run_on_data_it_cannot_learn_says_so_in_run_ls_and_its_json(tmp_path):
+    """Two classes whose images are identical: the dense model sits at the majority rate."""
+    import csv
+    import json
+
+    from PIL import Image
+
+    from tests.helpers import ceag_main
+
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(data / "img" / "same.png")
+    rows = [{"file": "img/same.png", "cls": ["a", "b", "b"][i % 3], "grp": ["g", "h"][i % 2]} for i in range(90)]
+    with open(data / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "cls", "grp"])
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["--dataset", "custom", "--data-dir", data, "--target", "cls", "--groups", "grp", "--model", "mlp",
+            "--dense-epochs", 2, "--prune-epochs", 1, "--epochs", 3, "--sparsity", 0.5, "--results",
+            tmp_path / "results"]
+    code, out, err = ceag_main("run", *args, "--json")
+    assert code == 0, err
+    learning = json.loads(out)["diagnostics"]["learning"]
+    assert learning["dense_at_chance"] is True, learning
+    code, out, err = ceag_main("run", *args)
+    assert "warning: the dense model learned nothing" in out, out
+    run_id = json.loads(ceag_main("run", *args, "--json")[1])["run_id"]
+    code, out, err = ceag_main("ls", "--results", tmp_path / "results")
+    assert "the dense model learned nothing" in out, out
+    code, out, err = ceag_main("report", "--runs", run_id, "--out", tmp_path / "audit.html", "--results",
+                               tmp_path / "results")
+    assert code == 0, err
+    assert "the dense model learned nothing" in (tmp_path / "audit.html").read_text()

@@ -45,7 +45,8 @@ def diagnostic_frames(run_id: str, diag: dict) -> dict[str, pd.DataFrame]:
            "window_last": diag["window"][1], "advice": diag.get("advice"),
            "constraints_active": diag.get("constraints_active"), "max_multiplier": diag.get("max_multiplier"),
            "multiplier_ratio": c.get("multiplier_ratio"), "estimates_agree": c.get("estimates_agree"),
-           "warnings": list(c.get("warnings") or []), "diagnostics": json.dumps(_json_safe(diag))}
+           "warnings": [*(diag.get("learning") or {}).get("warnings", []), *(c.get("warnings") or [])],
+           "diagnostics": json.dumps(_json_safe(diag))}
     spreads = [{"run_id": run_id, "split": split, "accuracy": v["accuracy"], "max_excess_gap": v["max_excess_gap"],
                 "accuracy_limit": diag["spread_limit"][split]["accuracy"],
                 "max_excess_gap_limit": diag["spread_limit"][split]["max_excess_gap"]}
@@ -190,8 +191,14 @@ def ingest_all(results: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
-def sync(results: str | os.PathLike) -> int:
-    """Ingest run folders the store lacks or holds as unfinished; returns how many were ingested."""
+def sync(results: str | os.PathLike, *, problems: list[tuple[str, str]] | None = None) -> int:
+    """Ingest run folders the store lacks or holds as unfinished; returns how many were ingested.
+
+    ``problems``: when given, a run folder that cannot be read as a run (a hand-edited or foreign
+    config.json, an unreadable file) is skipped, so the other runs still reach the store, and
+    (run id, reason) is appended; without it the first such error is raised. A store that cannot
+    be written raises StoreError either way.
+    """
     from .queries import run_statuses, runs_without_diagnostics
 
     migrate_if_needed(results)
@@ -206,9 +213,15 @@ def sync(results: str | os.PathLike) -> int:
             continue
         if known.get(run.name) in ("finished", "diverged") and run.name not in stale:
             continue
-        current = read_status(run).get("status")
-        if known.get(run.name) == current and current != "running" and run.name not in stale:
+        try:
+            current = read_status(run).get("status")
+            if known.get(run.name) == current and current != "running" and run.name not in stale:
+                continue
+            ingest_run(results, run.name)
+        except (OSError, ValueError) as err:
+            if problems is None:
+                raise
+            problems.append((run.name, f"{type(err).__name__}: {err}"))
             continue
-        ingest_run(results, run.name)
         n += 1
     return n

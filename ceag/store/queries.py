@@ -191,6 +191,13 @@ def finished_ids(results: str | os.PathLike, run_ids: list[str]) -> set[str]:
     return set(df["run_id"])
 
 
+def run_trust(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+    """Per run (those with diagnostics): ``converged``, ``advice`` (what to change when it did not settle),
+    ``constraints_active`` and ``warnings`` (the models learned nothing or collapsed; constraint warnings)."""
+    return _query(results, "SELECT run_id, converged, advice, constraints_active, warnings FROM run_diagnostics "
+                           "WHERE list_contains(?, run_id) ORDER BY run_id", [list(run_ids)])
+
+
 def runs_without_diagnostics(results: str | os.PathLike) -> set[str]:
     """Finished or diverged runs ingested before the store kept diagnostics."""
     df = _query(results, "SELECT run_id FROM runs WHERE status IN ('finished', 'diverged') AND run_id NOT IN "
