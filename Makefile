@@ -27,6 +27,7 @@ test: $(TEST_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pages import _state
-from pages._shared import FolderError, confine, data_root, results_problem, results_root
+from dashboard import _state
+from dashboard._shared import FolderError, confine, data_root, results_problem, results_root
 
 
 def sidebar() -> None:
@@ -27,18 +27,18 @@ def sidebar() -> None:
 def main() -> None:
     st.set_page_config(page_title="ceag", page_icon=":material/content_cut:", layout="wide")
     pages = [
-        st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-        st.Page("pages/frontiers.py", title="Frontiers", icon=":material/scatter_plot:"),
-        st.Page("pages/multipliers.py", title="Multipliers", icon=":material/show_chart:"),
-        st.Page("pages/curves.py", title="Curves", icon=":material/stacked_line_chart:"),
-        st.Page("pages/generalization.py", title="Generalization", icon=":material/compare_arrows:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/balance:"),
-        st.Page("pages/launch.py", title="Launch", icon=":material/rocket_launch:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/table_rows:"),
-        st.Page("pages/run_one.py", title="Run one experiment", icon=":material/play_arrow:"),
+        st.Page("dashboard/overview.py", title="Overview", icon=":material/home:", default=True),
+        st.Page("dashboard/frontiers.py", title="Frontiers", icon=":material/scatter_plot:"),
+        st.Page("dashboard/multipliers.py", title="Multipliers", icon=":material/show_chart:"),
+        st.Page("dashboard/curves.py", title="Curves", icon=":material/stacked_line_chart:"),
+        st.Page("dashboard/generalization.py", title="Generalization", icon=":material/compare_arrows:"),
+        st.Page("dashboard/compare.py", title="Compare", icon=":material/balance:"),
+        st.Page("dashboard/launch.py", title="Launch", icon=":material/rocket_launch:"),
+        st.Page("dashboard/runs.py", title="Runs", icon=":material/table_rows:"),
+        st.Page("dashboard/run_one.py", title="Run one experiment", icon=":material/play_arrow:"),
     ]
     nav = st.navigation(pages)
-    _state.restore(entry=True)  # before anything reads the view: a sidebar click cleared the URL
+    _state.restore()  # before anything reads the view: a sidebar click cleared the URL
     sidebar()
     nav.run()
 

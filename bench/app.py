@@ -29,7 +29,7 @@ def _page_times(results: Path) -> dict[str, tuple[float, float]]:
             if not measured:  # the first build starts cold: nothing cached by the pages before
                 st.cache_data.clear()
             start = time.perf_counter()
-            at.switch_page(f"pages/{page}.py").run()
+            at.switch_page(f"dashboard/{page}.py").run()
             measured.append(time.perf_counter() - start)
             if at.exception:
                 raise RuntimeError(f"page {page} raised: {at.exception[0].value}")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from bench.common import Result, median_time
-from ceag.bootstrap import BootstrapSettings, intervals
+from ceag.analysis.bootstrap import BootstrapSettings, intervals
 
 
 def predictions(n: int = 10_000, groups: int = 100, seed: int = 0):

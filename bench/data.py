@@ -29,9 +29,10 @@ _LOAD = """
 import json, resource, sys, time
 import numpy as np
 import torch  # a grid worker has imported it already: not part of a load's time
-from ceag.config import RunConfig
+from ceag.config.run_config import RunConfig
 from ceag.datasets import faces, fingerprint
-from ceag.datasets.checks import cache_dir, resolve
+from ceag.results.layout import cache_dir
+from ceag.run.data import resolve
 from ceag.datasets.loading import load_dataset
 usage = resource.getrusage(resource.RUSAGE_SELF)
 before, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime

@@ -2,7 +2,7 @@
 
 For each seed, the demo's NFT and CEAG runs at its headline sparsity (RunConfig's defaults plus
 the ``demo`` preset's settings, exactly what ``python -m ceag run`` and ``ceag grid --preset
-demo`` train) go through ``ceag.runs.run`` in a throwaway results folder, one thread per run,
+demo`` train) go through ``ceag.run.pipeline.run`` in a throwaway results folder, one thread per run,
 in a small pool of worker processes. The suite prints each seed's numbers (to stderr, so
 ``--json`` stays one JSON document) and reports:
 
@@ -39,8 +39,8 @@ def demo_configs(seed: int, settings: dict[str, Any] | None = None):
 
     ``settings`` overrides the demo's settings (for trying other demo defaults).
     """
-    from ceag.config import from_dict
-    from ceag.grid import preset
+    from ceag.config.presets import preset
+    from ceag.config.run_config import from_dict
 
     base = {**preset("demo").settings, **(settings or {}), "seed": seed, "device": "cpu"}
     return (from_dict({**base, "method": "nft"}),
@@ -55,7 +55,7 @@ def _init_worker() -> None:
 
 def seed_record(seed: int, results: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Final numbers of the demo's NFT and CEAG runs for one seed (fractions; seconds)."""
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     record: dict[str, Any] = {"seed": seed}
     for cfg in demo_configs(seed, settings):

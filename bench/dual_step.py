@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.settle import line, make_faces, measure
-    from ceag.config import from_dict
-    from ceag.grid import preset
+    from ceag.config.presets import preset
+    from ceag.config.run_config import from_dict
 
     spec = preset("utkface_cpu")
     p = argparse.ArgumentParser(prog="python -m bench.dual_step", description=__doc__,

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import Result
+from ceag.config.presets import preset
 from ceag.datasets.base import GroupedDataset, Split
 from ceag.datasets.faces import IMAGENET_MEAN, IMAGENET_STD
-from ceag.engine import train
-from ceag.grid import preset
-from ceag.models import build_model
+from ceag.training.engine import train
+from ceag.training.models import build_model
 
 
 def _dataset(n: int, size: int, groups: int, device) -> GroupedDataset:

@@ -2,7 +2,7 @@
 
 The ``gpu`` suite compares a whole CEAG run with a bare PyTorch loop. This splits the difference:
 images per second of one epoch of the bare loop, of evaluating the training split alone, and of
-``ceag.engine.train`` for one epoch (with its evaluations of every split before and after) for
+``ceag.training.engine.train`` for one epoch (with its evaluations of every split before and after) for
 CEAG and NFT, each with and without masked batch norm, and NFT without pruning. Same model
 (MobileNet-V2, the ``utkface`` preset), batch 128, 200×200 random images held on the GPU.
 ``--profile`` adds PyTorch's profiler tables of one CEAG epoch (by CPU and by GPU time).
@@ -18,9 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.gpu import _dataset, bare_epoch
-    from ceag.engine import evaluate, train
-    from ceag.grid import preset
-    from ceag.models import build_model
+    from ceag.config.presets import preset
+    from ceag.training.engine import train
+    from ceag.training.evaluation import evaluate
+    from ceag.training.models import build_model
 
     p = argparse.ArgumentParser(prog="python -m bench.gpu_breakdown", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

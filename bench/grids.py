@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from bench.common import Result
-from ceag.grid import count_epochs, preset
+from ceag.config.presets import preset
+from ceag.grid.plan import count_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 

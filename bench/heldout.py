@@ -45,7 +45,7 @@ def _cnn_stepper(method_key: str, heldout_every: int | None, groups: int = 10, b
 
     from bench.method_cost import _stepper
     from ceag.datasets.base import Split
-    from ceag.methods.heldout import HeldoutStream
+    from ceag.training.methods.heldout import HeldoutStream
 
     shape = (1, 8, 8)
 
@@ -98,8 +98,8 @@ def _seed_worker(seed: int, results: str) -> list[dict]:
     import torch
 
     torch.set_num_threads(1)
-    from ceag.config import RunConfig
-    from ceag.runs import run
+    from ceag.config.run_config import RunConfig
+    from ceag.run.pipeline import run
 
     rows = []
     for eps in EPSILONS:
@@ -130,7 +130,7 @@ def scan(seeds=SEEDS, workers: int = 2, results: str | None = None, log=None) ->
 
 
 def table(rows: list[dict]) -> str:
-    """The README's table: per eps and variant, share of seeds with test max psi <= eps, means."""
+    """The table of docs/results.md: per eps and variant, share of seeds with test max psi <= eps, means."""
     lines = ["| ε | method | seeds | test max ψ_g ≤ ε | mean test max ψ_g | mean test accuracy | "
              "mean train max ψ_g | mean val max ψ_g | mean largest λ_g |", "|---|---|---|---|---|---|---|---|---|"]
     for eps in EPSILONS:

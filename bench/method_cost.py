@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import Result, interleaved_rounds, median_time
-from ceag.config import RunConfig
-from ceag.methods import DenseReference, get_method
-from ceag.models import build_model
-from ceag.pruning import MagnitudePruner
+from ceag.config.run_config import RunConfig
+from ceag.training.methods import DenseReference, get_method
+from ceag.training.models import build_model
+from ceag.training.pruning import MagnitudePruner
 
 SETUPS = {
     # name: (model, input shape, batch, target ratio)
@@ -131,7 +131,7 @@ def host_work(groups: int, batch: int = 64, repeat: int = 2000) -> float:
 def demo_finetune_ratio(repeat: int) -> tuple[float, float]:
     """Wall time of the demo's fine-tuning phase (40 epochs, evaluation included): CEAG / NFT."""
     from ceag.datasets.loading import load_dataset
-    from ceag.engine import train, train_dense
+    from ceag.training.engine import train, train_dense
 
     base = RunConfig(prune_epochs=0, dense_epochs=20, device="cpu")
     data = load_dataset(base)

@@ -65,7 +65,7 @@ def make_faces(root: Path, n: int, size: int = 48, seed: int = 0, mark: float = 
 
 
 def measure(cfg, results: Path) -> dict:
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     start = time.perf_counter()
     r = run(cfg, results)
@@ -99,7 +99,7 @@ SCHEDULES = ((), (0.6, 0.8, 0.9), (0.7, 0.9), (0.8, 0.9))
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from ceag.config import RunConfig, from_dict
+    from ceag.config.run_config import RunConfig, from_dict
 
     p = argparse.ArgumentParser(prog="python -m bench.settle", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         if not args.json:
                             print(f"synthetic seed {seed}: {line(m)}", flush=True)
         if "faces" in args.only:
-            from ceag.grid import preset
+            from ceag.config.presets import preset
 
             data = make_faces(Path(tmp) / "data", args.faces, mark=args.mark)
             spec = preset("utkface_cpu")

@@ -45,7 +45,7 @@ def _ceag(*args: str) -> tuple[float, str]:
 
 def run(quick: bool = False) -> list[Result]:
     from bench.settle import make_faces
-    from ceag.grid import preset
+    from ceag.config.presets import preset
     from ceag.store import queries
 
     n = QUICK if quick else FULL

@@ -1,4 +1,4 @@
-"""Screenshots of the main pages for the README: starts the app on a results folder, visits each page.
+"""Screenshots of the main pages (README, docs/dashboard.md): starts the app on a results folder, visits each page.
 
     .venv/bin/python scripts/screenshots.py [--results DIR] [--out docs/screenshots]
 

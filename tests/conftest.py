@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ceag.config import RunConfig  # noqa: E402
+from ceag.config.run_config import RunConfig  # noqa: E402
 
 
 def fast_config(**changes) -> RunConfig:

@@ -12,7 +12,7 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 def test_run_page_runs_the_demo_and_shows_group_numbers(tmp_path, monkeypatch):
     monkeypatch.setenv("CEAG_RESULTS", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/run_one.py").run()
+    at.switch_page("dashboard/run_one.py").run()
     assert not at.exception
     assert at.title[0].value == "Run one experiment"
     assert "Press **Run**" in at.info[0].value or "press **Run**" in at.info[0].value

@@ -16,12 +16,14 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ceag import executor, jobs
-from ceag.config import METHODS
-from ceag.grid import GridSpec, preset
-from ceag.plots import METHOD_LABELS
-from ceag.runs import write_json
-from ceag.sentences import GLOSSARY, overview_sentences
+from ceag.config.grid_spec import GridSpec
+from ceag.config.presets import preset
+from ceag.config.vocabulary import METHOD_LABELS, METHODS
+from ceag.grid import driver as executor
+from ceag.grid import jobs, pool
+from ceag.present.glossary import GLOSSARY
+from ceag.present.sentences.overview import overview_sentences
+from ceag.results.files import write_json
 from ceag.store import connect, queries
 from tests.helpers import ROOT, subprocess_env
 
@@ -62,7 +64,7 @@ def seed(results: Path, spec: GridSpec) -> None:
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CEAG_RESULTS", str(results))
-        mp.setattr(executor, "_init_worker", lambda _threads: torch.set_num_threads(1))
+        mp.setattr(pool, "init_worker", lambda _threads: torch.set_num_threads(1))
         try:
             report = executor.run_grid(spec.configs(), results, workers=1)
         finally:
@@ -114,7 +116,7 @@ def open_page(page: str, *, check: bool = True, **query_params: str) -> AppTest:
         at.query_params[key] = value
     at.run()
     if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"dashboard/{page}.py").run()
     if check:
         assert not at.exception, [e.value for e in at.exception]
         assert [t.value for t in at.title] == [TITLES[page]]
@@ -169,7 +171,8 @@ def fake_launch(calls: list):
 
 
 def test_store_plots_and_jobs_import_without_torch_or_streamlit():
-    code = ("import sys, ceag.store, ceag.plots, ceag.jobs; "
+    code = ("import sys, ceag.store, ceag.present.plots.frontier, ceag.present.plots.groups, "
+            "ceag.present.plots.training, ceag.grid.jobs; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'streamlit')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env=subprocess_env(threads=None))
@@ -566,7 +569,7 @@ def test_run_one_page_on_a_seeded_store(seeded):
 
 
 def test_run_labels_name_method_tolerance_setting_seed_and_id():
-    from pages._shared import run_labels
+    from dashboard._shared import run_labels
 
     runs = pd.DataFrame({"run_id": ["a1", "b2"], "method": ["ceag", "nft_es"], "tolerance": [0.02, np.nan],
                          "dataset": ["digits", "utkface"], "model": ["mlp", "resnet18"], "sparsity": [0.9, 0.995],
@@ -582,7 +585,7 @@ def test_run_labels_name_method_tolerance_setting_seed_and_id():
 def navigate(at: AppTest, page: str) -> AppTest:
     """A sidebar click: Streamlit clears the URL's query parameters, then runs the other page."""
     at.query_params.clear()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"dashboard/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == [TITLES[page]]
     return at
@@ -707,10 +710,10 @@ def test_launch_refuses_an_invalid_number_and_keeps_it_as_typed(empty, monkeypat
 ])
 def test_run_one_refuses_an_invalid_number_instead_of_rerunning_the_last_setting(empty, monkeypatch, label, text,
                                                                                  message):
-    import ceag.runs
+    import ceag.run.pipeline
 
     calls = []
-    monkeypatch.setattr(ceag.runs, "run", lambda cfg, results: calls.append(cfg))
+    monkeypatch.setattr(ceag.run.pipeline, "run", lambda cfg, results: calls.append(cfg))
     at = open_page("run_one")
     widget(at.text_input, label).set_value(text)
     at.button[0].click().run()

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ceag import jobs
-from ceag.config import ConfigError
-from ceag.runs import write_json
-from pages import _state
-from pages._forms import parse_number
-from pages._shared import FolderError, check_results_folder, confine
+from ceag.config.errors import ConfigError
+from ceag.grid import jobs
+from ceag.results.files import write_json
+from dashboard import _state
+from dashboard._forms import parse_number
+from dashboard._shared import FolderError, check_results_folder, confine
 
 # -- the view in the URL ---------------------------------------------------------------------------------
 
@@ -60,7 +60,8 @@ def test_the_compared_runs_are_a_field_of_their_own_beside_the_selection():
 
 def test_only_the_view_module_touches_query_params():
     root = Path(__file__).resolve().parents[1]
-    users = [p.name for p in [*(root / "pages").glob("*.py"), root / "app.py"] if "st.query_params" in p.read_text()]
+    pages = [*(root / "dashboard").glob("*.py"), root / "app.py"]
+    users = [p.name for p in pages if "st.query_params" in p.read_text()]
     assert users == ["_state.py"]
 
 

@@ -10,12 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag.audit import CSV_COLUMNS, UnknownRuns, audit, comparable_setting, default_comparison, sentences
-from ceag.bootstrap import BootstrapSettings
-from ceag.plots import group_interval_bars, overview_chart
-from ceag.predictions import PREDICTIONS_FILE
-from ceag.report import render_html, write_report
-from ceag.runs import run, run_dir
+from ceag.analysis.audit import CSV_COLUMNS, UnknownRuns, audit, comparable_setting, default_comparison
+from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.present.plots.frontier import overview_chart
+from ceag.present.plots.groups import group_interval_bars
+from ceag.present.report import audited, render_html, write_report
+from ceag.present.sentences.compare import audit_sentences
+from ceag.results.layout import PREDICTIONS as PREDICTIONS_FILE
+from ceag.results.layout import run_dir
+from ceag.run.pipeline import run
 from ceag.store import ingest_run, queries
 from tests.conftest import fast_config
 from tests.helpers import ROOT, subprocess_env
@@ -62,7 +65,7 @@ def test_the_default_comparison_is_nft_against_ceag_at_each_tolerance(store):
 def test_audit_keeps_the_store_values_and_adds_intervals_that_cover_them(store):
     results, ids = store
     chosen = list(ids.values())
-    result = audit(results, chosen, FAST)
+    result = audited(results, chosen, FAST)
     stored = queries.audit_groups(results, chosen)
     assert len(result.groups) == len(stored) == 3 * 3 * 4  # runs x splits x groups
     merged = result.groups.merge(stored, on=["run_id", "split", "group_id"], suffixes=("", "_store"))
@@ -156,7 +159,7 @@ def test_html_report_is_self_contained_with_everything_an_auditor_attaches(store
     assert text.count("Plotly.newPlot") == 2 and len(text) > 3_000_000  # plotly.js embedded once
     for rid in chosen:
         assert rid in text
-    told = sentences(result)
+    told = audit_sentences(result)
     assert len(told) >= 4
     for sentence in told:
         assert html.escape(sentence) in text
@@ -203,7 +206,8 @@ def test_interval_bars_and_overview_chart(store):
 
 
 def test_the_audit_modules_import_without_torch_or_streamlit():
-    code = ("import sys, ceag.audit, ceag.report, ceag.sentences, ceag.bootstrap, ceag.predictions; "
+    code = ("import sys, ceag.analysis.audit, ceag.present.report, ceag.present.sentences.compare, "
+            "ceag.present.sentences.overview, ceag.analysis.bootstrap, ceag.results.predictions; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'streamlit')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env=subprocess_env(threads=None))

@@ -1,6 +1,6 @@
 """Bad input gets a clear message, a non-zero exit and leaves the results folder as it was.
 
-README, "What happens when things go wrong": a bad setting exits 2 naming the setting, the value
+docs/troubleshooting.md, "Bad input": a bad setting exits 2 naming the setting, the value
 and what is allowed; data, store and bundle problems exit 1 with ``error:`` and no traceback;
 nothing is written. Most cases call ``ceag.cli.main`` in this process (an exception escaping
 it fails the test, as a traceback would); a few go through ``python -m ceag`` to prove the real
@@ -24,10 +24,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ceag.bundle import export_bundle
-from ceag.config import DATASETS, METHODS, MODELS, RunConfig
+from ceag.config.registry import DATASETS
+from ceag.config.run_config import RunConfig
+from ceag.config.vocabulary import METHODS, MODELS
 from ceag.datasets.layouts import CIFAR_FOLDERS, UTK_FOLDERS
-from ceag.runs import load_result, run, run_dir
+from ceag.results.bundle import export_bundle
+from ceag.results.layout import run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
 from ceag.store import connect, db_path, ingest_run, queries
 from tests.helpers import ROOT, ceag_main, subprocess_env
 
@@ -224,7 +228,7 @@ def test_a_missing_spec_file_exits_2(results, tmp_path):
     "sparsity",
 ])
 def test_a_spec_setting_that_is_an_axis_names_the_real_axis(results, tmp_path, axis):
-    from ceag.grid import AXES
+    from ceag.config.grid_spec import AXES
 
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"settings": {axis: 0}}))
@@ -472,9 +476,9 @@ class DiskFull:
     there fails with ENOSPC (leaving a half-written temp file) while ``on``: a disk that filled up."""
 
     def __init__(self, monkeypatch, folder: Path, first: str):
-        import ceag.runs
+        import ceag.results.files
 
-        self.on, self.full, real = True, False, ceag.runs.atomic_write
+        self.on, self.full, real = True, False, ceag.results.files.atomic_write
 
         def atomic_write(path, write, **kwargs):
             self.full = self.full or (Path(path).name == first and Path(path).is_relative_to(folder))
@@ -485,13 +489,13 @@ class DiskFull:
                 return real(path, failing, **kwargs)
             return real(path, write, **kwargs)
 
-        monkeypatch.setattr(ceag.runs, "atomic_write", atomic_write)
+        monkeypatch.setattr(ceag.results.files, "atomic_write", atomic_write)
 
 
 @pytest.mark.parametrize("filled_at", ["config.json", "checkpoint.pt", "summary.json"])
 def test_a_full_disk_fails_the_run_clearly_and_loses_nothing(tmp_path, monkeypatch, filled_at):
-    from ceag.executor import run_grid
-    from ceag.grid import GridSpec
+    from ceag.config.grid_spec import GridSpec
+    from ceag.grid.driver import run_grid
 
     results = tmp_path / "results"
     spec = GridSpec(datasets=("synthetic",), methods=("nft", "ceag"), sparsities=(0.8,), tolerances=(0.02,),

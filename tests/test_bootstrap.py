@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag.bootstrap import BootstrapSettings, indistinguishable_from, intervals, resample_indices, run_intervals
+from ceag.analysis.bootstrap import (
+    BootstrapSettings,
+    indistinguishable_from,
+    intervals,
+    resample_indices,
+    run_intervals,
+)
 
 Z = 1.959963984540054  # standard normal 97.5 % quantile
 
@@ -69,7 +75,7 @@ def test_intervals_are_seeded_and_paired():
 
 
 def test_an_empty_group_is_nan_and_a_rare_one_uses_the_resamples_it_appears_in(monkeypatch):
-    from ceag import bootstrap
+    from ceag.analysis import bootstrap
 
     monkeypatch.setattr(bootstrap, "MIN_INTERVAL_SAMPLES", 1)  # the resampling itself, without the size rule
     y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 2])
@@ -82,7 +88,7 @@ def test_an_empty_group_is_nan_and_a_rare_one_uses_the_resamples_it_appears_in(m
 
 def test_a_group_too_small_for_an_interval_gets_none_and_says_so():
     """One test sample gave a 95 % interval of 100 to 100 %; the glossary says small groups get wide ones."""
-    from ceag.bootstrap import MIN_INTERVAL_SAMPLES
+    from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES
 
     y = np.array([0, 1] * 20 + [1] + [0] * (MIN_INTERVAL_SAMPLES - 1) + [1] * MIN_INTERVAL_SAMPLES)
     g = np.array([0] * 40 + [1] + [2] * (MIN_INTERVAL_SAMPLES - 1) + [3] * MIN_INTERVAL_SAMPLES)

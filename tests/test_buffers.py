@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ceag.methods.buffers import ReplayBuffer
+from ceag.training.methods.buffers import ReplayBuffer
 
 
 class DequeBuffer:

@@ -11,11 +11,11 @@ import torch
 import torchvision
 from torch import nn
 
-from ceag.checkpoints import CheckpointError, fit_state_dict, read_state_dict
 from ceag.cli import main
-from ceag.config import RunConfig
-from ceag.models import build_model
-from ceag.runs import run
+from ceag.config.run_config import RunConfig
+from ceag.run.pipeline import run
+from ceag.training.checkpoints import CheckpointError, fit_state_dict, read_state_dict
+from ceag.training.models import build_model
 
 SIZE = (3, 72, 72)  # > 64 pixels: the models keep their published (ImageNet) stems; small enough to be fast
 
@@ -83,7 +83,7 @@ def test_chenyaofo_cifar100_resnet56_loads_unchanged(chenyaofo_state):
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == chenyaofo_resnet56_keys()
     assert predictions(model, (3, 32, 32)) == [17, 17, 17]
     # the 1x1 convolution shortcuts are there and pruned like the other convolutions
-    from ceag.pruning import prunable_layers
+    from ceag.training.pruning import prunable_layers
     assert {"layer2.0.downsample.0", "layer3.0.downsample.0"} <= set(prunable_layers(model))
 
 
@@ -92,7 +92,7 @@ def test_the_authors_own_cifar_resnet_names_load_too(chenyaofo_state):
               for k, v in chenyaofo_state.items()}
     theirs["layer2.0.conv1._extra_state"] = torch.zeros(1)  # their masked layers' mask slot
     path = "/dev/null"
-    from ceag.checkpoints import normalize_names
+    from ceag.training.checkpoints import normalize_names
     model, _ = load("resnet56", 100, normalize_names(theirs), path=path)
     assert predictions(model, (3, 32, 32)) == [17, 17, 17]
 
@@ -111,7 +111,7 @@ def fairface_state():
 @pytest.mark.parametrize("target,output", [("race", "East Asian"), ("race", "White"), ("race", "Middle Eastern"),
                                            ("gender", "Female"), ("age", "20-29")])
 def test_fairface_18_output_head_predicts_the_right_dataset_label(fairface_state, target, output):
-    from ceag.checkpoints import dataset_labels
+    from ceag.training.checkpoints import dataset_labels
 
     labels = list(dataset_labels("fairface", target))
     state = biased(fairface_state, "fc", FAIRFACE_MODEL_ORDER.index(output))
@@ -148,8 +148,8 @@ def test_a_1000_class_head_needs_dense_epochs(tmp_path, dense_epochs):
     path = tmp_path / "imagenet-shaped.pt"
     torch.save(build_model("cnn", (1, 8, 8), 1000, seed=0).state_dict(), path)
     cfg = RunConfig(dataset="digits", model="cnn", dense_checkpoint=str(path), dense_epochs=dense_epochs)
-    from ceag.checkpoints import dense_checkpoint_for
     from ceag.datasets.loading import load_dataset
+    from ceag.training.checkpoints import dense_checkpoint_for
     if dense_epochs == 0:
         with pytest.raises(CheckpointError, match="set dense_epochs > 0 to train a new classifier"):
             dense_checkpoint_for(cfg, load_dataset(cfg))
@@ -161,8 +161,8 @@ def test_a_stem_that_does_not_fit_is_named(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(build_model("resnet18", SIZE, 10, seed=0).state_dict(), path)  # 3 channels, 7x7 stem
     cfg = RunConfig(dataset="digits", model="resnet18", dense_checkpoint=str(path))
-    from ceag.checkpoints import dense_checkpoint_for
     from ceag.datasets.loading import load_dataset
+    from ceag.training.checkpoints import dense_checkpoint_for
     with pytest.raises(CheckpointError, match=r"key conv1.weight has shape \(64, 3, 7, 7\) in the checkpoint and "
                                               r"\(64, 1, 3, 3\) in the model"):
         dense_checkpoint_for(cfg, load_dataset(cfg))
@@ -247,7 +247,7 @@ def test_a_checkpoint_is_the_dense_model_of_a_run(tmp_path, one_thread):
     assert result.status == "finished" and result.summary["dense_trained"] is False
     # the dense accuracy the run measured is the checkpoint's (an untrained net: near chance)
     from ceag.datasets.loading import load_dataset
-    from ceag.engine import predict
+    from ceag.training.evaluation import predict
     net = build_model("mlp", (64,), 10, seed=0)
     net.load_state_dict(state)
     test = load_dataset(cfg).splits["test"]
@@ -256,6 +256,6 @@ def test_a_checkpoint_is_the_dense_model_of_a_run(tmp_path, one_thread):
 
 
 def test_classifier_is_the_last_linear_layer():
-    from ceag.checkpoints import classifier_name
+    from ceag.training.checkpoints import classifier_name
     assert classifier_name(build_model("mobilenet_v2", SIZE, 5, 0)) == "classifier.1"
     assert classifier_name(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))) == "2"

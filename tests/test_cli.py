@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ceag.config import RunConfig
+from ceag.config.run_config import RunConfig
 from tests.helpers import ROOT, subprocess_env
 
 

@@ -17,10 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from ceag.bundle import BundleError, import_runs
-from ceag.config import ConfigError, RunConfig
-from ceag.runs import run, run_dir
-from ceag.store import StoreError, queries
+from ceag.config.errors import ConfigError
+from ceag.config.run_config import RunConfig
+from ceag.results.bundle import BundleError
+from ceag.results.layout import run_dir
+from ceag.run.pipeline import run
+from ceag.store import StoreError, import_runs, queries
 from tests.conftest import fast_config
 from tests.helpers import ROOT, ceag_main
 
@@ -208,7 +210,8 @@ def test_the_command_line_refuses_a_batch_of_one_for_a_batch_norm_model(tmp_path
 
 def test_an_mlp_trains_on_batches_of_one(one_thread):
     from ceag.datasets.loading import load_dataset
-    from ceag.engine import _train_batches, evaluate, train_dense
+    from ceag.training.engine import _train_batches, train_dense
+    from ceag.training.evaluation import evaluate
 
     cfg = fast_config(method="nft", batch_size=1, lr=0.005, dense_epochs=2)
     data = load_dataset(cfg)
@@ -220,8 +223,8 @@ def test_an_mlp_trains_on_batches_of_one(one_thread):
 
 
 def test_the_models_without_batch_norm_are_the_ones_the_config_knows():
-    from ceag.config import BATCH_NORM_FREE_MODELS, MODELS
-    from ceag.models import build_model
+    from ceag.config.vocabulary import BATCH_NORM_FREE_MODELS, MODELS
+    from ceag.training.models import build_model
 
     for name in MODELS:
         shape = (64,) if name == "mlp" else (3, 32, 32)
@@ -232,7 +235,7 @@ def test_the_models_without_batch_norm_are_the_ones_the_config_knows():
 
 # -- spreadsheet formulas in CSV files --------------------------------------------------------------
 def test_text_cells_that_start_a_formula_are_neutralised_and_numbers_stay_numbers():
-    from ceag.csvsafe import for_spreadsheets
+    from ceag.present.csv_export import for_spreadsheets
 
     frame = pd.DataFrame({"name": ["=1+1", "+1", "-x", "@SUM(A1)", "\tx", "\rx", "plain", None],
                           "gap": [-0.5, 0.1, -1.0, 2.0, 0.0, -3.0, 1.0, np.nan],
@@ -318,8 +321,8 @@ def test_the_report_table_neutralises_formulas(formula_run, tmp_path):
 def test_every_csv_for_people_goes_through_the_one_helper():
     """Every ``to_csv`` call in the package and the pages is the helper's own (exports, report, downloads)."""
     offenders = []
-    for path in sorted([*(ROOT / "ceag").rglob("*.py"), *(ROOT / "pages").glob("*.py")]):
-        if path.name == "csvsafe.py":
+    for path in sorted([*(ROOT / "ceag").rglob("*.py"), *(ROOT / "dashboard").glob("*.py")]):
+        if path.name == "csv_export.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
             if re.search(r"\.to_csv\(", line):
@@ -360,7 +363,7 @@ def test_a_grid_whose_stderr_is_a_file_prints_a_line_per_task_and_run(tmp_path, 
 
 
 def test_a_terminal_keeps_its_progress_bar(tmp_path):
-    from ceag.progress import GridProgress
+    from ceag.present.progress import GridProgress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -383,8 +386,8 @@ def test_a_terminal_keeps_its_progress_bar(tmp_path):
 def test_a_checkpoint_refused_for_a_small_image_size_names_the_size_that_keeps_its_stem(tmp_path, model, outputs):
     from types import SimpleNamespace
 
-    from ceag.checkpoints import CheckpointError, dense_checkpoint_for
-    from ceag.models import SMALL_INPUT, build_model
+    from ceag.training.checkpoints import CheckpointError, dense_checkpoint_for
+    from ceag.training.models import SMALL_INPUT, build_model
 
     path = tmp_path / "released.pt"
     torch.save(build_model(model, (3, 224, 224), outputs, seed=0).state_dict(), path)
@@ -404,8 +407,8 @@ def test_a_checkpoint_refused_for_a_small_image_size_names_the_size_that_keeps_i
 def test_a_checkpoint_that_fits_no_image_size_gets_no_size_advice(tmp_path):
     from types import SimpleNamespace
 
-    from ceag.checkpoints import CheckpointError, dense_checkpoint_for
-    from ceag.models import build_model
+    from ceag.training.checkpoints import CheckpointError, dense_checkpoint_for
+    from ceag.training.models import build_model
 
     path = tmp_path / "other.pt"
     torch.save(build_model("resnet18", (3, 224, 224), 7, seed=0).state_dict(), path)  # another depth

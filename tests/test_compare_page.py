@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ceag.audit import audit, sentences
-from ceag.bootstrap import BootstrapSettings
-from ceag.runs import run
-from ceag.sentences import headline_sentences
+from ceag.analysis.audit import audit
+from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.present.sentences.compare import audit_sentences, headline_sentences
+from ceag.run.pipeline import run
 from ceag.store import ingest_run
 from tests.conftest import fast_config
 from tests.helpers import ROOT
@@ -42,7 +42,7 @@ def open_compare(monkeypatch, results, **params) -> AppTest:
     for key, value in params.items():
         at.query_params[key] = value
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("dashboard/compare.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == ["Compare runs group by group"]
     return at
@@ -58,7 +58,7 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     headline, every = (m.value for m in at.markdown[:2])
     assert headline == "\n".join(f"- {s}" for s in headline_sentences(expected.groups))
     assert headline.startswith("- At 80 % sparsity, NFT hurts ") and "95 % interval" in headline
-    assert every == "\n".join(f"- {s}" for s in sentences(expected))
+    assert every == "\n".join(f"- {s}" for s in audit_sentences(expected))
     assert "CEAG (ε = 1 %)" in every
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     bars = [t for t in spec["data"] if t["type"] == "bar"]

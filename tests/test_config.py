@@ -5,7 +5,10 @@ import re
 
 import pytest
 
-from ceag.config import DATASETS, METHODS, MODELS, ConfigError, RunConfig, config_fields, from_dict
+from ceag.config.errors import ConfigError
+from ceag.config.registry import DATASETS
+from ceag.config.run_config import RunConfig, config_fields, from_dict
+from ceag.config.vocabulary import METHODS, MODELS
 
 
 def _msg(name, value, allowed):

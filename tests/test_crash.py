@@ -13,10 +13,14 @@ import pandas as pd
 import pytest
 import torch
 
-import ceag.engine
-from ceag.config import RunConfig
-from ceag.executor import execute_run, run_grid
-from ceag.runs import RunBusy, load_result, read_status, run, run_dir, run_lock
+import ceag.training.engine
+from ceag.config.run_config import RunConfig
+from ceag.grid.driver import run_grid
+from ceag.grid.worker import execute_run
+from ceag.results.files import RunBusy, read_status, run_lock
+from ceag.results.layout import run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
 from tests.helpers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -110,8 +114,8 @@ def test_a_run_in_training_elsewhere_is_not_trained_twice(tmp_path, monkeypatch)
         def refuse(*args, **kwargs):
             raise AssertionError("the run was trained a second time")
 
-        monkeypatch.setattr(ceag.engine, "train", refuse)
-        monkeypatch.setattr(ceag.engine, "train_dense", refuse)
+        monkeypatch.setattr(ceag.training.engine, "train", refuse)
+        monkeypatch.setattr(ceag.training.engine, "train_dense", refuse)
         assert not (folder / "summary.json").exists()
         result = run(cfg, tmp_path)
         rec = execute_run(cfg.to_dict(), str(tmp_path))

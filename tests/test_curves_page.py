@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ceag.grid import GridSpec
+from ceag.config.grid_spec import GridSpec
 from ceag.store import queries
 from tests.test_app_pages import charts, open_page, seed, values
 
@@ -30,7 +30,7 @@ def seeded(store, monkeypatch):
 
 def open_curves(**params):
     at = open_page("overview", **params)
-    at.switch_page("pages/curves.py").run()
+    at.switch_page("dashboard/curves.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == ["Per-group curves"]
     return at

@@ -14,15 +14,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, PngImagePlugin
 
-from ceag.config import RunConfig
-from ceag.datasets import DatasetError, images, load_dataset
+from ceag.config.run_config import RunConfig
+from ceag.datasets import DatasetError, load_dataset
 from ceag.datasets import fingerprint as fp_module
-from ceag.datasets.checks import resolve
 from ceag.datasets.custom import load_custom
 from ceag.datasets.faces import load_fairface, load_utkface
 from ceag.datasets.fingerprint import files_read
-from ceag.datasets.images import decode
+from ceag.datasets.images.cache import load_images
+from ceag.datasets.images.decode import decode, same_images_warning
+from ceag.datasets.images.pixels import to_rgb8
 from ceag.datasets.labels import read_csv
+from ceag.run.data import resolve
 from tests.helpers import ceag_main
 
 TINY = dict(model="cnn", image_size=8, dense_epochs=1, prune_epochs=1, finetune_epochs=1, val_fraction=0.0,
@@ -238,7 +240,7 @@ def test_each_pixel_format_is_read_with_its_value_range_or_refused(tmp_path, cas
     files = ["a.img", "b.img"]
     for f in files:
         write(folder / f)
-    got = images.load_images(folder, files, None, cache_dir=None, fingerprint=None)
+    got = load_images(folder, files, None, cache_dir=None, fingerprint=None)
     notes = " | ".join(got.notes)
     if expected is None:
         assert not got.ok.any() and got.refused.all()
@@ -258,7 +260,7 @@ def test_16_bit_rgb_is_the_high_byte_within_one_level_of_exact_scaling(tmp_path)
     v = np.arange(0, 65536, 97, dtype=np.uint16)[:675].reshape(15, 15, 3)
     (tmp_path / "rgb.png").write_bytes(png16(v, 2))
     (tmp_path / "rgb.tif").write_bytes(tiff(v))
-    got = images.load_images(tmp_path, ["rgb.png", "rgb.tif"], None, cache_dir=None, fingerprint=None)
+    got = load_images(tmp_path, ["rgb.png", "rgb.tif"], None, cache_dir=None, fingerprint=None)
     for i in range(2):
         px = np.asarray(got.pixels)[i].transpose(1, 2, 0).astype(int)
         assert np.array_equal(px, v >> 8)
@@ -269,7 +271,7 @@ def test_16_bit_rgb_is_the_high_byte_within_one_level_of_exact_scaling(tmp_path)
 def test_every_16_bit_grayscale_mode_is_scaled(mode):
     dtype = {"I;16B": ">u2", "I;16L": "<u2", "I;16": "<u2", "I;16N": "=u2"}[mode]
     img = Image.frombytes(mode, (4, 2), G16.astype(dtype).tobytes())
-    out = images.to_rgb8(img)
+    out = to_rgb8(img)
     assert out.kind == f"16-bit grayscale ({mode}): scaled from 0–65535 to 0–255"
     assert np.array_equal(out.pixels[..., 0], rint(G16 / 65535 * 255))
 
@@ -277,11 +279,11 @@ def test_every_16_bit_grayscale_mode_is_scaled(mode):
 def test_premultiplied_alpha_is_composited_on_white():
     rgba = np.dstack([RGB8, ALPHA])
     premultiplied = Image.fromarray(rgba).convert("RGBa")
-    out = images.to_rgb8(premultiplied)
+    out = to_rgb8(premultiplied)
     assert out.alpha == "RGBa" and out.transparent
     assert np.abs(out.pixels.astype(int) - over_white(RGB8, ALPHA)).max() <= 2  # premultiplying rounds
     la = Image.frombytes("La", (2, 2), np.dstack([rint(RGB8[..., 0] / 255 * ALPHA), ALPHA]).tobytes())
-    out = images.to_rgb8(la)
+    out = to_rgb8(la)
     assert out.alpha == "La" and np.abs(out.pixels[..., 0].astype(int) - over_white(
         np.repeat(RGB8[..., :1], 3, 2), ALPHA)[..., 0]).max() <= 2
 
@@ -291,7 +293,7 @@ def test_a_png_that_this_pillow_opens_as_32_bit_integers_is_scaled_as_16_bit(tmp
     monkeypatch.setitem(PngImagePlugin._MODES, (16, 0), ("I", "I;16B"))
     save(Image.fromarray(G16), tmp_path / "g.png", "PNG")
     assert Image.open(tmp_path / "g.png").mode == "I"
-    got = images.load_images(tmp_path, ["g.png"], None, cache_dir=None, fingerprint=None)
+    got = load_images(tmp_path, ["g.png"], None, cache_dir=None, fingerprint=None)
     assert got.ok.all() and np.array_equal(np.asarray(got.pixels)[0, 0], rint(G16 / 65535 * 255))
     assert "1 image is 16-bit grayscale (I, 16-bit samples): scaled from 0–65535 to 0–255" in got.notes
 
@@ -340,7 +342,7 @@ def test_exif_orientation_is_applied_and_noted(tmp_path):
             _exif_jpeg(folder / name, rng.integers(0, 256, (16, 12, 3), dtype=np.uint8))
         rows.append((name, ["x", "y"][i % 2], ["a", "b"][i // 30]))
     write_labels(folder, rows)
-    got = images.load_images(folder, [r[0] for r in rows], None, cache_dir=None, fingerprint=None)
+    got = load_images(folder, [r[0] for r in rows], None, cache_dir=None, fingerprint=None)
     assert got.ok.all() and np.asarray(got.pixels).shape == (60, 3, 16, 12)
     upright = np.asarray(ImageOps.exif_transpose(Image.open(folder / "img/037.jpg")).convert("RGB"))
     assert np.array_equal(np.asarray(got.pixels)[37].transpose(1, 2, 0), upright)
@@ -358,7 +360,7 @@ def test_a_size_mismatch_names_the_odd_file_even_when_it_comes_first(tmp_path):
         shape = (12, 16, 3) if i in (0, 41) else (16, 12, 3)
         save(Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)), folder / name, "PNG")
     with pytest.raises(DatasetError) as err:
-        images.load_images(folder, names, None, cache_dir=None, fingerprint=None)
+        load_images(folder, names, None, cache_dir=None, fingerprint=None)
     message = str(err.value)
     assert "images have different sizes: 58 are 16x12 (height x width); 2 are 12x16 (e.g. 000.png, 041.png)" in message
     assert "--image-size" in message
@@ -382,19 +384,19 @@ def test_a_folder_of_identical_images_gets_a_warning(tmp_path):
 def test_varied_images_get_no_such_warning(tmp_path):
     rng = np.random.default_rng(4)
     pixels = rng.integers(0, 256, (40, 3, 8, 8), dtype=np.uint8)
-    assert images.same_images_warning(pixels, np.ones(40, dtype=bool)) is None
+    assert same_images_warning(pixels, np.ones(40, dtype=bool)) is None
     flat = np.repeat(rng.integers(0, 256, (40, 3, 1, 1), dtype=np.uint8), 8, axis=2).repeat(8, axis=3)
-    assert images.same_images_warning(flat, np.ones(40, dtype=bool)) is None  # flat, but each its own colour
+    assert same_images_warning(flat, np.ones(40, dtype=bool)) is None  # flat, but each its own colour
     near = np.clip(pixels[:1].astype(int) + rng.integers(-1, 2, (40, 3, 8, 8)), 0, 255).astype(np.uint8)
-    assert "images look alike" in images.same_images_warning(near, np.ones(40, dtype=bool))
-    assert images.same_images_warning(near, np.eye(1, 40, dtype=bool)[0]) is None  # one readable image
+    assert "images look alike" in same_images_warning(near, np.ones(40, dtype=bool))
+    assert same_images_warning(near, np.eye(1, 40, dtype=bool)[0]) is None  # one readable image
 
 
 def test_the_alike_check_reads_a_bounded_sample():
     row = np.random.default_rng(5).integers(0, 256, (1, 3, 200, 200), dtype=np.uint8)
     huge = np.broadcast_to(row, (24_000, 3, 200, 200))  # 2.9 GB if it were ever copied
     start = time.perf_counter()
-    warning = images.same_images_warning(huge, np.ones(24_000, dtype=bool))
+    warning = same_images_warning(huge, np.ones(24_000, dtype=bool))
     assert time.perf_counter() - start < 2.0
     assert "images look alike" in warning
 

@@ -19,15 +19,18 @@ import pytest
 import torch
 from PIL import Image
 
-from ceag.config import RunConfig, dense_key, from_dict, prune_key
+from ceag.config.keys import dense_key, prune_key
+from ceag.config.run_config import RunConfig, from_dict
 from ceag.datasets import DatasetError
 from ceag.datasets import fingerprint as fp_module
-from ceag.datasets.checks import check_data, resolve
+from ceag.datasets.checks import check_data
 from ceag.datasets.custom import load_custom
 from ceag.datasets.faces import load_fairface
 from ceag.datasets.fingerprint import fingerprint, save_cache
-from ceag.datasets.images import decode, load_or_decode
-from ceag.runs import run
+from ceag.datasets.images.cache import load_or_decode
+from ceag.datasets.images.decode import decode
+from ceag.run.data import resolve
+from ceag.run.pipeline import run
 from ceag.store import queries
 from ceag.store.migrations import MIGRATIONS
 from tests.helpers import ROOT, ceag_main, subprocess_env
@@ -233,13 +236,14 @@ def test_a_truncated_cache_file_is_decoded_again_not_served(tmp_path):
 _SLOW_WRITER = """
 import sys, time
 from pathlib import Path
-import ceag.datasets.images as images
-read = images._read
+import ceag.datasets.images.cache as images
+import ceag.datasets.images.decode as decoding
+read = decoding.read_image
 def slow(path, size):
     time.sleep(0.05)
     return read(path, size)
-images._read = slow
-images.decode_workers = lambda: 1
+decoding.read_image = slow
+decoding.decode_workers = lambda: 1
 paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
 images.load_or_decode(Path(sys.argv[1]), [p.name for p in paths], 10, cache_dir=Path(sys.argv[2]), fingerprint="a" * 16)
 """
@@ -269,7 +273,7 @@ _WRITER = """
 import sys
 from pathlib import Path
 import numpy as np
-from ceag.datasets.images import load_or_decode
+from ceag.datasets.images.cache import load_or_decode
 paths = sorted(Path(sys.argv[1]).glob("*.jpg"))
 pixels, ok, how = load_or_decode(Path(sys.argv[1]), [p.name for p in paths], 10, cache_dir=Path(sys.argv[2]),
                                  fingerprint="b" * 16)
@@ -447,7 +451,7 @@ def _open(page):
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"dashboard/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -497,7 +501,7 @@ def test_a_grid_says_what_loading_skipped(tmp_path):
 
 
 def test_a_grid_fingerprints_each_folder_once(tmp_path, monkeypatch):
-    import ceag.datasets.checks as checks
+    import ceag.run.data as checks
 
     a = utk_folder(tmp_path / "a", 1)
     calls = []
@@ -513,8 +517,8 @@ def test_the_audit_and_a_bundle_say_what_loading_left_out(tmp_path, one_thread):
     reason and by group, with the warning of a group that lost more than a few percent."""
     import tarfile
 
-    from ceag.audit import audit
-    from ceag.bundle import export_bundle
+    from ceag.present.report import audited
+    from ceag.results.bundle import export_bundle
     from ceag.store import ingest_all
 
     root = custom_folder(tmp_path / "data")
@@ -522,7 +526,7 @@ def test_the_audit_and_a_bundle_say_what_loading_left_out(tmp_path, one_thread):
     nft = run(cfg, tmp_path / "results")
     ceag = run(cfg.replace(method="ceag", tolerance=0.02), tmp_path / "results")
     ingest_all(tmp_path / "results")
-    notes = audit(tmp_path / "results", [nft.run_id, ceag.run_id]).notes
+    notes = audited(tmp_path / "results", [nft.run_id, ceag.run_id]).notes
     (note,) = [n for n in notes if "left out while loading" in n]
     assert f"runs {nft.run_id}, {ceag.run_id}" in note
     assert "3 of 27 rows left out while loading: 1 missing image, 1 missing label value, 1 unreadable image" in note

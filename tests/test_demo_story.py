@@ -14,9 +14,9 @@ import statistics
 
 import pytest
 
-from ceag.config import from_dict
-from ceag.grid import preset
-from ceag.runs import run
+from ceag.config.presets import preset
+from ceag.config.run_config import from_dict
+from ceag.run.pipeline import run
 
 SEEDS = (0, 1, 2, 3, 9)
 NFT_FLOOR = 0.10     # NFT's train max_g psi_g at least 10 points

@@ -4,8 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag import diagnostics as dg
-from ceag.config import RunConfig
+from ceag.config.run_config import RunConfig
+from ceag.config.schedule import window_first_epoch, window_length
+from ceag.diagnostics.constraints import constraint_report, counter_from_trace, moving_multipliers
+from ceag.diagnostics.convergence import convergence, convergence_advice
+from ceag.diagnostics.learning import learning_check
+from ceag.diagnostics.run import run_diagnostics
+from ceag.present.sentences.trust import summary_line
+from ceag.training.dual_counter import ConstraintCounter
 
 
 def run_metrics(accuracy, gap, *, first_epoch=1, splits=("train", "test")):
@@ -19,14 +25,14 @@ def run_metrics(accuracy, gap, *, first_epoch=1, splits=("train", "test")):
 # -- window -------------------------------------------------------------------------------
 @pytest.mark.parametrize("finetune, length", [(0, 0), (2, 2), (3, 3), (10, 3), (40, 8), (45, 9)])
 def test_window_is_a_fifth_of_fine_tuning_with_at_least_three_epochs(finetune, length):
-    assert dg.window_length(finetune) == length
-    assert dg.window_first_epoch(20 + finetune, finetune) == 20 + finetune - length + 1
+    assert window_length(finetune) == length
+    assert window_first_epoch(20 + finetune, finetune) == 20 + finetune - length + 1
 
 
 # -- convergence --------------------------------------------------------------------------
 def test_steady_metrics_are_converged():
     rm = run_metrics([0.900, 0.902, 0.901, 0.903], [0.05, 0.055, 0.05, 0.06])
-    out = dg.convergence(rm, {"train": 1000, "test": 1000}, {"train": 100, "test": 100}, first_epoch=1,
+    out = convergence(rm, {"train": 1000, "test": 1000}, {"train": 100, "test": 100}, first_epoch=1,
                          last_epoch=4)
     assert out["converged"] is True
     assert out["spread"]["train"]["accuracy"] == pytest.approx(0.003)
@@ -37,20 +43,20 @@ def test_steady_metrics_are_converged():
 
 def test_a_swinging_max_excess_gap_is_not_converged_and_gets_advice():
     rm = run_metrics([0.9, 0.9, 0.9, 0.9], [0.03, 0.38, 0.10, 0.25])
-    out = dg.convergence(rm, {"train": 1000, "test": 1000}, {"train": 100, "test": 100}, first_epoch=1,
+    out = convergence(rm, {"train": 1000, "test": 1000}, {"train": 100, "test": 100}, first_epoch=1,
                          last_epoch=4)
     assert out["converged"] is False
     assert out["spread"]["train"]["max_excess_gap"] == pytest.approx(0.35)
-    advice = dg.convergence_advice(out, lr=0.05, lr_milestones=(), finetune_epochs=10)
+    advice = convergence_advice(out, lr=0.05, lr_milestones=(), finetune_epochs=10)
     assert "max_g ψ_g on train moved 35.0 points over epochs 1–4" in advice
     assert "lower lr (now 0.05)" in advice and "lr_milestones" in advice and "10 epochs" in advice
     # with a schedule already in place, the advice does not suggest one
-    assert "lr_milestones" not in dg.convergence_advice(out, lr=0.05, lr_milestones=(0.7, 0.9), finetune_epochs=10)
+    assert "lr_milestones" not in convergence_advice(out, lr=0.05, lr_milestones=(0.7, 0.9), finetune_epochs=10)
 
 
 def test_accuracy_spread_beyond_a_point_is_not_converged():
     rm = run_metrics([0.90, 0.88, 0.91], [0.0, 0.0, 0.0])
-    out = dg.convergence(rm, {"train": 5000, "test": 5000}, {"train": 500, "test": 500}, first_epoch=1,
+    out = convergence(rm, {"train": 5000, "test": 5000}, {"train": 500, "test": 500}, first_epoch=1,
                          last_epoch=3)
     assert out["converged"] is False
 
@@ -58,24 +64,24 @@ def test_accuracy_spread_beyond_a_point_is_not_converged():
 def test_one_sample_of_a_small_group_is_within_the_limit():
     # a 6-sample group flips one prediction: psi_g moves by 1/6, which the limit allows
     rm = run_metrics([0.95, 0.95, 0.95], [0.10, 0.10 + 1 / 6, 0.10], splits=("train",))
-    out = dg.convergence(rm, {"train": 600}, {"train": 6}, first_epoch=1, last_epoch=3)
+    out = convergence(rm, {"train": 600}, {"train": 6}, first_epoch=1, last_epoch=3)
     assert out["limit"]["train"]["max_excess_gap"] == pytest.approx(0.02 + 1 / 6)
     assert out["converged"] is True
     # two flips are not
     rm = run_metrics([0.95, 0.95, 0.95], [0.10, 0.10 + 2 / 6, 0.10], splits=("train",))
-    assert dg.convergence(rm, {"train": 600}, {"train": 6}, first_epoch=1, last_epoch=3)["converged"] is False
+    assert convergence(rm, {"train": 600}, {"train": 6}, first_epoch=1, last_epoch=3)["converged"] is False
 
 
 def test_too_few_evaluations_make_convergence_unknown():
     rm = run_metrics([0.9, 0.5], [0.0, 0.5])
-    out = dg.convergence(rm, {"train": 100, "test": 100}, {"train": 10, "test": 10}, first_epoch=2, last_epoch=2)
+    out = convergence(rm, {"train": 100, "test": 100}, {"train": 10, "test": 10}, first_epoch=2, last_epoch=2)
     assert out["converged"] is None
-    assert dg.convergence_advice(out, lr=0.1, lr_milestones=(), finetune_epochs=1) is None
+    assert convergence_advice(out, lr=0.1, lr_milestones=(), finetune_epochs=1) is None
 
 
 # -- constraint counter -------------------------------------------------------------------
 def test_counter_tallies_every_dual_step():
-    c = dg.ConstraintCounter(3)
+    c = ConstraintCounter(3)
     nan = np.nan
     c.update_(np.array([0.0, 0.1, 0.0]), np.array([nan, 0.2, -0.1]), np.array([False, True, True]))
     c.in_window = True
@@ -89,14 +95,14 @@ def test_counter_tallies_every_dual_step():
     assert state["last"] == pytest.approx([-0.05, -0.1, -0.2])
     assert state["window_steps"] == [2, 2, 1]
     assert state["window_sum"] == pytest.approx([0.0, 0.0, -0.2])
-    again = dg.ConstraintCounter(3)
+    again = ConstraintCounter(3)
     again.load_state_dict(state)
     assert again.state_dict() == state
 
 
 def report(counter, window_gap, *, share=(0.5, 0.3, 0.2), tolerance=0.02, dual_lr=0.01, counts=(500, 300, 200),
            split="train"):
-    return dg.constraint_report(counter, method="ceag", tolerance=tolerance, dual_lr=dual_lr,
+    return constraint_report(counter, method="ceag", tolerance=tolerance, dual_lr=dual_lr,
                                 group_share=np.array(share), group_names=["a", "b", "c"],
                                 train_excess_gap=np.array(window_gap), window_train_excess_gap=np.array(window_gap),
                                 train_count=np.array(counts), window_epochs=3, buffer_size=40, split=split)
@@ -134,7 +140,7 @@ def test_held_out_multipliers_warn_about_the_validation_split_they_saw():
     (warning,) = out["warnings"]
     assert "b ended at val ψ_g 22.0 points" in warning and "of the validation split" in warning
     assert "train ψ_g" not in warning and "training" not in warning
-    lines = dg.summary_line({"converged": None, "constraints": out})
+    lines = summary_line({"converged": None, "constraints": out})
     assert "its share of the validation split" in lines[1] and "training" not in lines[1]
     counter = counter_state([0.0, 0.6, 0.0], [-0.01, -0.025 - 0.02, -0.02])
     (warning,) = report(counter, [-0.01, 0.243, -0.02], split="val")["warnings"]
@@ -162,7 +168,7 @@ def test_disagreement_between_buffers_and_evaluation_fires_on_a_hand_made_trace(
 
 
 def moving(counter, method="ceag", tolerance=0.02, dual_lr=0.01):
-    return dg.moving_multipliers(counter, method=method, tolerance=tolerance, dual_lr=dual_lr,
+    return moving_multipliers(counter, method=method, tolerance=tolerance, dual_lr=dual_lr,
                                  group_share=np.array([0.5, 0.3, 0.2]), group_names=["a", "b", "c"], window=[13, 15])
 
 
@@ -201,19 +207,19 @@ def test_the_advice_of_a_run_that_did_not_settle_names_its_growing_multipliers()
                 groups.append({"epoch": e, "split": split, "group_id": gid, "group_name": name, "n": n,
                                "excess_gap": 0.06 if name == "b" else 0.0, "loss": 0.5})
     counter = counter_state([0.0, 0.6, 0.0], [-0.01, 0.04, -0.02])
-    diag = dg.run_diagnostics(cfg, pd.DataFrame(runs), pd.DataFrame(groups), counter, last_epoch=15)
+    diag = run_diagnostics(cfg, pd.DataFrame(runs), pd.DataFrame(groups), counter, last_epoch=15)
     assert diag["converged"] is False
     assert diag["advice"].startswith("not settled: accuracy on")
     assert "Its multipliers were still growing: b's constraint stayed violated" in diag["advice"]
     # settled: the same multipliers are not advice
     steady = pd.DataFrame([{**r, "accuracy": 0.8} for r in runs])
-    assert dg.run_diagnostics(cfg, steady, pd.DataFrame(groups), counter, last_epoch=15)["advice"] is None
+    assert run_diagnostics(cfg, steady, pd.DataFrame(groups), counter, last_epoch=15)["advice"] is None
 
 
 def test_counter_rebuilt_from_a_trace_matches_the_traced_steps():
     duals = pd.DataFrame({"step": [0, 0, 5, 5], "epoch": [3, 3, 3, 3], "group_id": [0, 1, 0, 1],
                           "multiplier": [0.0, 0.1, 0.0, 0.4], "violation": [-0.1, 0.3, np.nan, 0.2]})
-    state = dg.counter_from_trace(duals, 2)
+    state = counter_from_trace(duals, 2)
     assert state["max_multiplier"] == pytest.approx([0.0, 0.4])
     assert state["steps"] == [1, 2] and state["violated"] == [0, 2]
 
@@ -223,7 +229,7 @@ def test_counter_rebuilt_from_a_trace_matches_the_traced_steps():
 def demo(tmp_path_factory):
     import torch
 
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     results = tmp_path_factory.mktemp("diag-demo")
     before = torch.get_num_threads()
@@ -261,7 +267,7 @@ def test_demo_ceag_constraints_act_and_a_tiny_dual_step_never_does(demo):
 def test_a_run_recorded_before_diagnostics_gets_them_from_its_records(tmp_path, make_cfg, one_thread):
     from dataclasses import replace
 
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     result = run(make_cfg(), tmp_path)
     stored = result.summary["diagnostics"]
@@ -290,12 +296,12 @@ def test_a_dense_model_at_the_majority_rate_learned_nothing_and_a_one_class_prun
     y = rng.integers(0, 2, 240)
     frame = pd.concat([predictions("train", y, np.zeros(240, int), rng.integers(0, 2, 240)),
                        predictions("test", y[:60], np.zeros(60, int), rng.integers(0, 2, 60))])
-    out = dg.learning_check(frame, ["dark", "bright"])
+    out = learning_check(frame, ["dark", "bright"])
     assert out["dense_at_chance"] is True and out["sparse_collapsed"] == ["train", "test"]
     assert out["splits"]["train"]["majority_rate"] == pytest.approx(np.bincount(y).max() / 240)
     assert "the dense model learned nothing" in out["warnings"][0] and "always answering" in out["warnings"][0]
     assert "it answers dark for every one of the 60 test samples" in out["warnings"][2]
-    lines = dg.summary_line({"converged": True, "window": [5, 7], "spread": {}, "spread_limit": {},
+    lines = summary_line({"converged": True, "window": [5, 7], "spread": {}, "spread_limit": {},
                              "learning": out})
     assert lines[0].startswith("settled") and sum(line.startswith("warning: ") for line in lines) == 3
 
@@ -303,11 +309,11 @@ def test_a_dense_model_at_the_majority_rate_learned_nothing_and_a_one_class_prun
 def test_a_model_that_learned_gets_no_warning_even_on_a_skewed_split():
     y = np.array([0] * 90 + [1] * 10)
     frame = predictions("train", y, y, y)  # 100 % where always answering 0 scores 90 %
-    out = dg.learning_check(frame)
+    out = learning_check(frame)
     assert out["dense_at_chance"] is False and out["sparse_collapsed"] == [] and out["warnings"] == []
     within_noise = y.copy()
     within_noise[90:95] = 0  # 95 %: within two standard errors (3 points) of 90 %
-    assert dg.learning_check(predictions("train", y, y, within_noise))["dense_at_chance"] is True
+    assert learning_check(predictions("train", y, y, within_noise))["dense_at_chance"] is True
 
 
 def test_a_run_on_data_it_cannot_learn_says_so_in_run_ls_and_its_json(tmp_path):

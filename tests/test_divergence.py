@@ -1,7 +1,7 @@
 """A run whose dual step is far too large stops, is recorded as diverged, and stays off the frontiers.
 
-README: a multiplier beyond ``divergence_threshold`` stops that run, recorded as ``diverged`` with
-the step and the reason; the rest of the grid goes on; ``run`` exits 3; the app keeps diverged
+docs/troubleshooting.md ("Diverged runs"): a multiplier beyond ``divergence_threshold`` stops that run, recorded
+as ``diverged`` with the step and the reason; the rest of the grid goes on; ``run`` exits 3; the app keeps diverged
 runs off the frontiers unless asked, and then draws them with open markers.
 """
 
@@ -12,9 +12,14 @@ import sys
 import pytest
 import torch
 
-from ceag import executor, plots
-from ceag.config import RunConfig
-from ceag.runs import load_result, read_status, run, run_dir
+from ceag.config.run_config import RunConfig
+from ceag.grid import driver as executor
+from ceag.grid import pool
+from ceag.present.plots import frontier as plots
+from ceag.results.files import read_status
+from ceag.results.layout import run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
 from ceag.store import queries
 from tests.helpers import ROOT, subprocess_env
 
@@ -63,7 +68,7 @@ def test_a_non_finite_objective_stops_the_run_as_diverged(tmp_path, one_thread):
 
 
 def test_a_dense_model_that_diverges_stops_the_run_and_is_not_kept(tmp_path, one_thread):
-    from ceag.engine import DenseDiverged
+    from ceag.training.engine import DenseDiverged
 
     cfg = RunConfig(method="nft", lr=100.0, **TINY)
     with pytest.raises(DenseDiverged, match=r"training the dense model diverged in epoch 1 of 2: .*lr 100.*lower lr"):
@@ -97,7 +102,7 @@ def grid(tmp_path_factory):
     threads = torch.get_num_threads()
     configs = [CALM[0], EXPLODING, CALM[1]]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(executor, "_init_worker", lambda _threads: torch.set_num_threads(1))
+        mp.setattr(pool, "init_worker", lambda _threads: torch.set_num_threads(1))
         try:
             report = executor.run_grid(configs, results, workers=1, job_id="divergence")
         finally:

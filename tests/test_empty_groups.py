@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ceag.config import RunConfig
-from ceag.runs import run
+from ceag.config.run_config import RunConfig
+from ceag.run.pipeline import run
 
 SPLITS = ("train", "val", "test")
 PER_SPLIT = {"train": 12, "val": 6, "test": 6}
@@ -111,10 +111,10 @@ def test_diagnostics_hold_for_a_group_the_multipliers_never_saw(trained):
 
 
 def test_the_store_the_audit_and_the_report_read_every_such_run(trained, tmp_path):
-    from ceag.audit import audit, sentences
-    from ceag.plots import group_interval_bars
-    from ceag.report import render_html
-    from ceag.sentences import headline_sentences
+    from ceag.analysis.audit import audit
+    from ceag.present.plots.groups import group_interval_bars
+    from ceag.present.report import render_html
+    from ceag.present.sentences.compare import audit_sentences, headline_sentences
     from ceag.store import queries, sync
 
     results, empty_in, found = trained
@@ -131,7 +131,7 @@ def test_the_store_the_audit_and_the_report_read_every_such_run(trained, tmp_pat
             assert part["excess_gap_low"].isna().all() and part["excess_gap_high"].isna().all()
         else:
             assert (part["n"] > 0).all()
-    text = " ".join(sentences(result) + headline_sentences(result.groups))
+    text = " ".join(audit_sentences(result) + headline_sentences(result.groups))
     assert "nan" not in text.lower()
     for metric in ("excess_gap", "accuracy"):
         group_interval_bars(result.groups, metric)
@@ -159,7 +159,7 @@ def test_every_page_shows_such_runs(trained, page, monkeypatch):
     at.query_params.update(runs=",".join(ids), run=found["ceag"].run_id, dataset="custom", model="mlp")
     at.run()
     if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"dashboard/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     shown = " ".join(str(m.value) for m in [*at.markdown, *at.caption, *at.info, *at.warning])
     assert "nan" not in shown.replace("nano", "").lower().split(), shown

@@ -6,12 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
-import ceag.engine
-from ceag.config import MODELS, ConfigError, RunConfig, prune_key
+import ceag.training.engine
+from ceag.config.errors import ConfigError
+from ceag.config.keys import prune_key
+from ceag.config.run_config import RunConfig
+from ceag.config.vocabulary import MODELS
 from ceag.datasets.loading import load_dataset
-from ceag.models import build_model
-from ceag.phases import pruned_dir
-from ceag.runs import load_result, run, run_dir
+from ceag.results.layout import pruned_dir, run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
+from ceag.training.models import build_model
 
 FRAMES = ("run_metrics", "group_metrics", "duals")
 
@@ -95,8 +99,8 @@ def test_second_call_is_cached_without_training(ceag_run, monkeypatch, make_cfg)
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must not train again")
 
-    monkeypatch.setattr(ceag.engine, "train", no_training)
-    monkeypatch.setattr(ceag.engine, "train_dense", no_training)
+    monkeypatch.setattr(ceag.training.engine, "train", no_training)
+    monkeypatch.setattr(ceag.training.engine, "train_dense", no_training)
     again = run(make_cfg(), results)
     assert again.cached is True and again.run_id == first.run_id
     assert_same_result(again, first)

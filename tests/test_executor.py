@@ -10,10 +10,14 @@ import time
 
 import pytest
 
-from ceag.config import RunConfig
-from ceag.executor import execute_run, job_dir, request_cancel, run_grid
-from ceag.grid import GridSpec
-from ceag.runs import load_result, read_status, run_dir
+from ceag.config.grid_spec import GridSpec
+from ceag.config.run_config import RunConfig
+from ceag.grid.driver import run_grid
+from ceag.grid.jobs import request_cancel
+from ceag.grid.worker import execute_run
+from ceag.results.files import read_status
+from ceag.results.layout import job_dir, run_dir
+from ceag.results.record import load_result
 from ceag.store import queries
 from tests.helpers import ROOT, subprocess_env
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ceag.bundle import BundleError, export_bundle, import_runs
-from ceag.executor import run_grid
-from ceag.grid import GridSpec
-from ceag.runs import run_dir
-from ceag.store import db_path, queries
+from ceag.config.grid_spec import GridSpec
+from ceag.grid.driver import run_grid
+from ceag.results.bundle import BundleError, export_bundle
+from ceag.results.layout import run_dir
+from ceag.store import db_path, import_runs, queries
 from tests.helpers import ROOT, subprocess_env
 
 SETTINGS = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 4, "device": "cpu"}

@@ -1,5 +1,5 @@
 """Kill points: a grid driver SIGKILLed at several moments, two grids on one folder, the app killed
-while its job runs (README, "Kills and crashes").
+while its job runs (docs/troubleshooting.md, "Kills, crashes and cancels").
 
 After every kill the store opens, no finished run is lost or duplicated, and rerunning the same grid
 finishes every run with exactly the numbers of a clean, uninterrupted grid. Results depend on the
@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ceag import jobs
-from ceag.grid import GridSpec
-from ceag.runs import read_status
+from ceag.config.grid_spec import GridSpec
+from ceag.grid import jobs
+from ceag.results.files import read_status
 from ceag.store import queries
 from tests.helpers import ROOT, subprocess_env
 
@@ -262,8 +262,8 @@ def test_two_grids_on_one_folder_train_every_run_once(clean, tmp_path):
 # -- the app killed while a job it launched runs ------------------------------------------------------------
 APP_STAND_IN = """
 import json, sys, time
-from ceag import jobs
-from ceag.grid import GridSpec
+from ceag.grid import jobs
+from ceag.config.grid_spec import GridSpec
 job_id = jobs.launch(GridSpec.from_dict(json.loads(sys.argv[1])), sys.argv[2], workers=2)
 print(job_id, flush=True)
 time.sleep(600)

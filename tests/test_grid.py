@@ -10,11 +10,19 @@ import sys
 import pandas as pd
 import pytest
 
-import ceag.engine
-from ceag.config import NOT_IN_RUN_ID, ConfigError, RunConfig, dense_key, prune_key
-from ceag.executor import run_grid
-from ceag.grid import GridSpec, count_epochs, plan, preset, preset_names, training_config
-from ceag.runs import load_result, read_status, run, run_dir
+import ceag.training.engine
+from ceag.config.derived import training_config
+from ceag.config.errors import ConfigError
+from ceag.config.grid_spec import GridSpec
+from ceag.config.keys import dense_key, prune_key
+from ceag.config.presets import preset, preset_names
+from ceag.config.run_config import NOT_IN_RUN_ID, RunConfig
+from ceag.grid.driver import run_grid
+from ceag.grid.plan import count_epochs, plan
+from ceag.results.files import read_status
+from ceag.results.layout import run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
 from tests.helpers import ROOT, subprocess_env
 
 TINY = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 2, "device": "cpu"}
@@ -137,7 +145,7 @@ def test_method_settings_apply_to_that_method_and_to_the_cells_derived_from_it()
     assert by["ceag", 0.01].lr == by["el_rb", None].lr == RunConfig().lr
     # a derived cell reads runs with the settings of the cells it derives from, so nothing trains twice
     assert training_config(by["nft_es", None]).run_id == by["nft", None].run_id
-    from ceag.grid import training_configs
+    from ceag.config.derived import training_configs
     ceag_ids = {c.run_id for c in configs if c.method == "ceag"}
     assert {t.run_id for t in training_configs(by["ceag_vs", 0.02])} == ceag_ids
 
@@ -173,12 +181,13 @@ def test_a_bad_method_setting_names_the_method_it_was_given_for(own, message):
 
 
 def test_a_setting_typed_for_the_whole_grid_holds_in_every_cell_over_a_method_own():
-    from ceag.cli import _grid_spec, build_parser
+    from ceag.cli.options import grid_spec
+    from ceag.cli.parser import build_parser
 
     args = build_parser().parse_args(["grid", "--preset", "utkface_cpu", "--set", "dual_lr=0.005"])
-    assert {c.dual_lr for c in _grid_spec(args).configs()} == {0.005}
+    assert {c.dual_lr for c in grid_spec(args).configs()} == {0.005}
     args = build_parser().parse_args(["grid", "--preset", "utkface_cpu", "--set", "lr=0.02"])
-    dual = {c.method: c.dual_lr for c in _grid_spec(args).configs()}
+    dual = {c.method: c.dual_lr for c in grid_spec(args).configs()}
     assert dual == {"nft": 0.01, "nft_es": 0.01, "el_rb": 1e-4, "ceag": 0.01}
     assert preset("utkface_cpu").with_settings({"dual_lr": 0.005}).method_settings == {}
 
@@ -398,8 +407,8 @@ def test_a_second_grid_is_all_cached_and_trains_nothing(shared_grid, monkeypatch
     def refuse(*args, **kwargs):
         raise AssertionError("a cached run trained")
 
-    monkeypatch.setattr(ceag.engine, "train", refuse)
-    monkeypatch.setattr(ceag.engine, "train_dense", refuse)
+    monkeypatch.setattr(ceag.training.engine, "train", refuse)
+    monkeypatch.setattr(ceag.training.engine, "train_dense", refuse)
     report = run_grid(configs, results, workers=1)
     assert report.cached == len(configs) and report.finished == 0
     assert report.epochs_trained == 0 and report.dense_trained == 0
@@ -416,7 +425,7 @@ def test_a_new_cell_in_a_cached_grid_reuses_dense_and_pruning(shared_grid, monke
     def refuse(*args, **kwargs):
         raise AssertionError("the dense model was trained again")
 
-    monkeypatch.setattr(ceag.engine, "train_dense", refuse)
+    monkeypatch.setattr(ceag.training.engine, "train_dense", refuse)
     extra = spec(methods=("ceag",), tolerances=(0.03,), seeds=(1,)).configs()
     report = run_grid([*configs, *extra], results, workers=1)
     assert report.cached == len(configs) and report.finished == 1
@@ -434,23 +443,29 @@ def test_work_done_for_a_derived_cell_is_counted(tmp_path):
 
 
 def test_a_grid_that_stops_says_so_in_its_progress_feed(tmp_path, monkeypatch):
-    import ceag.executor
+    import ceag.config.run_config
+    import ceag.grid.driver
+    import ceag.grid.worker
+    import ceag.results.layout
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ceag.executor, "_run_local", broken)
+    monkeypatch.setattr(ceag.grid.driver, "run_local", broken)
     with pytest.raises(OSError, match="No space left"):
         run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="stopped")
-    feed = json.loads((ceag.executor.job_dir(tmp_path, "stopped") / "progress.json").read_text())
+    feed = json.loads((ceag.results.layout.job_dir(tmp_path, "stopped") / "progress.json").read_text())
     assert feed["state"] == "failed" and "No space left on device" in feed["error"]
 
 
 def test_a_launched_grid_refused_before_training_says_why_in_its_feed(tmp_path):
-    import ceag.executor
+    import ceag.config.run_config
+    import ceag.grid.driver
+    import ceag.grid.worker
+    import ceag.results.layout
     from ceag.datasets import DatasetError
 
-    feed_file = ceag.executor.job_dir(tmp_path, "launched") / "progress.json"
+    feed_file = ceag.results.layout.job_dir(tmp_path, "launched") / "progress.json"
     feed_file.parent.mkdir(parents=True)
     feed_file.write_text(json.dumps({"job_id": "launched", "state": "starting", "runs": {}}))
     configs = spec(datasets=("utkface",), models=("cnn",), methods=("nft",), settings={**TINY,
@@ -463,7 +478,7 @@ def test_a_launched_grid_refused_before_training_says_why_in_its_feed(tmp_path):
 
 
 def test_a_cancel_left_by_an_ended_job_does_not_cancel_a_job_reusing_its_id(tmp_path):
-    from ceag.executor import request_cancel
+    from ceag.grid.jobs import request_cancel
 
     first = run_grid(spec(methods=("nft",)).configs(), tmp_path, workers=1, job_id="reused")
     assert first.state == "finished"
@@ -473,7 +488,8 @@ def test_a_cancel_left_by_an_ended_job_does_not_cancel_a_job_reusing_its_id(tmp_
 
 
 def test_a_cancel_before_a_launched_job_starts_is_kept(tmp_path):
-    from ceag.executor import job_dir, request_cancel
+    from ceag.grid.jobs import request_cancel
+    from ceag.results.layout import job_dir
 
     feed = job_dir(tmp_path, "launched") / "progress.json"
     feed.parent.mkdir(parents=True)
@@ -485,7 +501,8 @@ def test_a_cancel_before_a_launched_job_starts_is_kept(tmp_path):
 
 
 def test_a_cancel_left_by_a_killed_job_does_not_cancel_a_job_reusing_its_id(tmp_path):
-    from ceag.executor import job_dir, request_cancel
+    from ceag.grid.jobs import request_cancel
+    from ceag.results.layout import job_dir
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -521,17 +538,20 @@ def test_a_grid_of_cached_runs_needs_no_data_folder(tmp_path):
 
 
 def test_a_failed_training_behind_a_derived_cell_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
-    import ceag.executor
+    import ceag.config.run_config
+    import ceag.grid.driver
+    import ceag.grid.worker
+    import ceag.results.layout
 
-    real = ceag.executor.execute_run
+    real = ceag.grid.worker.execute_run
 
     def failing_nft(cfg_dict, results, progress=None):
         if cfg_dict["method"] == "nft":
-            return {"run_id": ceag.executor.from_dict(cfg_dict).run_id, "status": "failed",
+            return {"run_id": ceag.config.run_config.from_dict(cfg_dict).run_id, "status": "failed",
                     "reason": "DatasetError: no data"}
         return real(cfg_dict, results, progress)
 
-    monkeypatch.setattr(ceag.executor, "execute_run", failing_nft)
+    monkeypatch.setattr(ceag.grid.worker, "execute_run", failing_nft)
     configs = spec(methods=("nft_es", "ceag")).configs()
     report = run_grid(configs, tmp_path, workers=1)
     assert report.finished == 1 and report.failed == 1 and report.error is None  # the grid went on
@@ -544,7 +564,8 @@ def test_a_failed_training_behind_a_derived_cell_is_recorded_and_the_grid_goes_o
 
 
 def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_that_acts():
-    from ceag.grid import UTKFACE_TRAIN_IMAGES, preset, preset_names, utkface_cpu_note
+    from ceag.config.presets import UTKFACE_TRAIN_IMAGES, preset, preset_names
+    from ceag.present.preset_notes import utkface_cpu_note
 
     assert "utkface_cpu" in preset_names()
     spec = preset("utkface_cpu")
@@ -565,8 +586,7 @@ def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_t
     assert f"about {steps} steps per epoch" in note and f"{steps * 10:,} dual steps" in note
     assert "With CEAG's dual step 0.01" in note and "with its own dual step 0.0001 by about 0.07" in note
     # the epochs whose spread says whether a run settled all run at the final learning rate
-    from ceag.config import lr_at
-    from ceag.diagnostics import window_length
+    from ceag.config.schedule import lr_at, window_length
     c = configs[0]
     window = range(c.total_epochs - window_length(c.finetune_epochs), c.total_epochs)
     assert {lr_at(e, c.total_epochs, c.lr, c.lr_milestones, c.lr_gamma) for e in window} == {c.lr * c.lr_gamma ** 2}

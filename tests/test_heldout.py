@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from ceag.config import ConfigError, RunConfig
+from ceag.config.errors import ConfigError
+from ceag.config.run_config import RunConfig
 from ceag.datasets import load_dataset
-from ceag.engine import evaluate, train, train_dense
-from ceag.methods.buffers import ReplayBuffer
-from ceag.methods.heldout import HeldoutStream
-from ceag.models import build_model
+from ceag.training.engine import train, train_dense
+from ceag.training.evaluation import evaluate
+from ceag.training.methods.buffers import ReplayBuffer
+from ceag.training.methods.heldout import HeldoutStream
+from ceag.training.models import build_model
 from tests.conftest import fast_config
 
 CPU = torch.device("cpu")
@@ -143,7 +145,7 @@ def test_held_out_estimates_compare_with_the_dense_model_on_validation():
 
 
 def test_kill_and_resume_continues_the_validation_stream_exactly(tmp_path, one_thread):
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     cfg = fast_config(constraint_data="val", heldout_every=1, finetune_epochs=4)
     straight = run(cfg, tmp_path / "a")
@@ -165,7 +167,7 @@ def test_kill_and_resume_continues_the_validation_stream_exactly(tmp_path, one_t
 
 
 def test_the_run_records_which_data_drove_its_multipliers(tmp_path, one_thread):
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     held = run(fast_config(constraint_data="val"), tmp_path).to_json()
     plain = run(fast_config(), tmp_path).to_json()
@@ -181,8 +183,9 @@ def test_the_run_records_which_data_drove_its_multipliers(tmp_path, one_thread):
 
 def test_held_out_ceag_is_its_own_method_on_the_frontier(tmp_path, one_thread):
     """Plain and held-out CEAG of the same setting are never averaged into one frontier point."""
-    from ceag.plots import METHOD_LABELS, frontier
-    from ceag.runs import run
+    from ceag.config.vocabulary import METHOD_LABELS
+    from ceag.present.plots.frontier import frontier
+    from ceag.run.pipeline import run
     from ceag.store import ingest_all, queries
 
     held = run(fast_config(constraint_data="val"), tmp_path)
@@ -198,7 +201,7 @@ def test_held_out_ceag_is_its_own_method_on_the_frontier(tmp_path, one_thread):
 def test_the_multipliers_page_names_the_validation_split_for_held_out_runs(tmp_path, monkeypatch, one_thread):
     from streamlit.testing.v1 import AppTest
 
-    from ceag.runs import run
+    from ceag.run.pipeline import run
     from ceag.store import ingest_all
     from tests.helpers import ROOT
 
@@ -208,7 +211,7 @@ def test_the_multipliers_page_names_the_validation_split_for_held_out_runs(tmp_p
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params["runs"] = held.run_id
     at.run()
-    at.switch_page("pages/multipliers.py").run()
+    at.switch_page("dashboard/multipliers.py").run()
     assert not at.exception, [e.value for e in at.exception]
     (table,) = [d.value for d in at.dataframe if "max_multiplier" in d.value.columns]
     assert any(c.startswith("val, evaluated") for c in table.columns)

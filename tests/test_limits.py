@@ -1,5 +1,5 @@
 """Limits for shared machines: launch caps, the Launch password, the data folder sandbox, no shell,
-weights-only checkpoints (README, "Shared machines")."""
+weights-only checkpoints (docs/dashboard.md, "On a shared machine")."""
 
 import os
 import pickle
@@ -10,11 +10,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from ceag import jobs
-from ceag.config import ConfigError
-from ceag.grid import GridSpec
-from ceag.jobs import LaunchLimits, check_limits
-from ceag.runs import load_torch, write_json
+from ceag.config.errors import ConfigError
+from ceag.config.grid_spec import GridSpec
+from ceag.grid import jobs
+from ceag.grid.jobs import LaunchLimits, check_limits
+from ceag.results.files import load_torch, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -87,7 +87,7 @@ def launch_page(*, secrets: dict | None = None, session: dict | None = None) -> 
     for key, value in (session or {}).items():
         at.session_state[key] = value
     at.run()
-    at.switch_page("pages/launch.py").run()
+    at.switch_page("dashboard/launch.py").run()
     return at
 
 
@@ -176,7 +176,7 @@ def test_launch_page_asks_for_the_password_before_showing_the_form(env, monkeypa
     monkeypatch.setattr(jobs, "launch", recorder(calls))
     at = launch_page(secrets={"launch_password": "pw"})
     assert not at.exception
-    assert [t.label for t in at.text_input] == ["Password to launch runs"]
+    assert [t.label for t in at.main.text_input] == ["Password to launch runs"]
     assert not at.multiselect and "Launch" not in buttons(at) and not at.info
 
     at.text_input[0].set_value("PW").run()
@@ -219,7 +219,7 @@ def test_a_data_folder_inside_ceag_data_is_accepted(env):
     at.query_params["data"] = "inside"
     at.run()
     assert not at.exception and not at.error
-    from pages._shared import confine
+    from dashboard._shared import confine
 
     assert at.session_state["_view"]["data"] == "inside"  # what the pages read, resolved inside the root:
     assert confine(root, "inside", "data") == root / "inside"
@@ -254,7 +254,7 @@ def test_jobs_start_processes_with_an_argument_list_never_a_shell(env, monkeypat
 
 
 def test_no_module_of_the_package_or_pages_asks_for_a_shell():
-    sources = [*(ROOT / "ceag").rglob("*.py"), *(ROOT / "pages").glob("*.py"), ROOT / "app.py"]
+    sources = [*(ROOT / "ceag").rglob("*.py"), *(ROOT / "dashboard").glob("*.py"), ROOT / "app.py"]
     offenders = [str(p) for p in sources
                  if "shell=True" in p.read_text() or "os.system(" in p.read_text() or "os.popen(" in p.read_text()]
     assert offenders == []
@@ -307,8 +307,10 @@ def test_load_torch_still_loads_real_checkpoints(tmp_path):
 
 def test_a_run_resumes_only_from_a_weights_only_checkpoint(tmp_path):
     """A checkpoint.pt planted in a run folder is loaded weights-only by ``run``: the run fails, no code runs."""
-    from ceag.config import RunConfig
-    from ceag.runs import read_status, run, run_dir
+    from ceag.config.run_config import RunConfig
+    from ceag.results.files import read_status
+    from ceag.results.layout import run_dir
+    from ceag.run.pipeline import run
 
     cfg = RunConfig(dataset="synthetic", model="mlp", method="nft", sparsity=0.8, device="cpu", **SMALL)
     marker = tmp_path / "pwned"

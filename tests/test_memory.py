@@ -7,11 +7,12 @@ import sys
 import pytest
 import torch
 
-from ceag import memory
-from ceag.config import ConfigError, RunConfig
+from ceag.config.errors import ConfigError
+from ceag.config.run_config import RunConfig
 from ceag.datasets.base import Split
-from ceag.engine import predict
-from ceag.models import build_model
+from ceag.training import memory
+from ceag.training.evaluation import predict
+from ceag.training.models import build_model
 from tests.helpers import ROOT, subprocess_env
 
 CPU = torch.device("cpu")
@@ -52,10 +53,10 @@ def test_eval_batch_size_is_a_checked_setting_outside_the_run_id():
 
 _REAL_SIZE = """
 import json, resource, torch
-from ceag import memory
+from ceag.training import memory
 from ceag.datasets.base import Split
-from ceag.engine import predict
-from ceag.models import build_model
+from ceag.training.evaluation import predict
+from ceag.training.models import build_model
 torch.set_num_threads(1)
 memory.available_bytes = lambda device: 256 << 20  # a machine with 256 MiB to spare
 model = build_model("cnn", (3, 200, 200), 5, 0)
@@ -86,7 +87,7 @@ def test_evaluation_at_full_resolution_stays_within_the_budget():
 _BLOCKS = """
 import json, resource
 import numpy as np
-from ceag import memory
+from ceag.training import memory
 def faults_per_block(n=4):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(n):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from ceag.config import METHODS, RunConfig
-from ceag.methods import REGISTRY, DenseReference, Diverged, Method, get_method
-from ceag.methods.lagrangian import CEAG, ELRB
+from ceag.config.run_config import RunConfig
+from ceag.config.vocabulary import METHODS
+from ceag.training.methods import REGISTRY, DenseReference, Diverged, Method, get_method
+from ceag.training.methods.lagrangian import CEAG, ELRB
 
 G = 3
 CPU = torch.device("cpu")
@@ -222,7 +223,7 @@ def test_lagrangian_state_round_trip():
 
 
 def test_batches_from_an_accelerator_reach_the_host_unchanged():
-    from ceag.methods.lagrangian import _host
+    from ceag.training.methods.lagrangian import _host
 
     loss, correct, groups = group_zero_fails()
     direct = _host(loss, correct, groups, pack=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ceag.metrics import disparity, group_count, group_mean, group_stats
+from ceag.training.metrics import disparity, group_count, group_mean, group_stats
 
 G = 5
 EMPTY = 3  # a group with no samples in the split

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from ceag.config import RunConfig
-from ceag.engine import _LastLayerDecay, make_optimizer
-from ceag.methods import DenseReference
-from ceag.methods.lagrangian import CEAG, ELRB
-from ceag.models import build_model
-from ceag.pruning import MagnitudePruner, batch_norm_after, prunable_layers, restore_masked_bn
+from ceag.config.run_config import RunConfig
+from ceag.training.methods import DenseReference
+from ceag.training.methods.lagrangian import CEAG, ELRB
+from ceag.training.models import build_model
+from ceag.training.optim import LastLayerDecay, make_optimizer
+from ceag.training.pruning import MagnitudePruner, batch_norm_after, prunable_layers, restore_masked_bn
 
 CPU = torch.device("cpu")
 
@@ -74,7 +74,7 @@ def test_dead_channels_get_no_gradient_and_masks_survive_a_reload():
 
 @pytest.mark.parametrize("train", [True, False])
 def test_masked_batch_norm_masks_scale_and_shift_with_the_values_and_gradients_of_a_masked_output(train):
-    from ceag.pruning import MaskedBatchNorm2d, _zero_dead_channels
+    from ceag.training.pruning import MaskedBatchNorm2d, _zero_dead_channels
 
     model, pruner = pruned_cnn(masked_bn=True)
     assert isinstance(model[4], MaskedBatchNorm2d) and not model[4].all_alive
@@ -187,7 +187,7 @@ def test_last_layer_decay_follows_the_overall_loss_weight(detach):
     cfg = RunConfig(dataset="synthetic", model="mlp", method="ceag", tolerance=0.0, weight_decay=0.5, lr=0.1,
                     momentum=0.0, detach_overall=detach, weight_decay_scope="last_layer")
     opt = make_optimizer(model, cfg)
-    decay = _LastLayerDecay(model, opt, cfg)
+    decay = LastLayerDecay(model, opt, cfg)
     method = CEAG(cfg, G, DenseReference(torch.ones(G), torch.zeros(G), 1.0, 0.0, torch.full((G,), 1 / G)), CPU)
     method.multipliers = np.array([0.5, 0.25, 0.5])
     loss = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -225,7 +225,7 @@ def test_dense_recipe_optimizer():
 
 # -- NFT+ES ---------------------------------------------------------------------------------
 def test_nft_es_records_the_sparsity_of_the_iterate_it_reports(tmp_path, make_cfg, one_thread):
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     result = run(make_cfg(method="nft_es", tolerance=None), tmp_path)
     rows = result.run_metrics
@@ -236,8 +236,8 @@ def test_nft_es_records_the_sparsity_of_the_iterate_it_reports(tmp_path, make_cf
 
 @pytest.mark.parametrize("method,model", [("ceag", "cnn"), ("el_rb", "mlp")])
 def test_a_run_with_every_paper_setting_finishes(tmp_path, method, model, one_thread):
-    from ceag.grid import PAPER_COMMON
-    from ceag.runs import run
+    from ceag.config.presets import PAPER_COMMON
+    from ceag.run.pipeline import run
 
     settings = {k: v for k, v in PAPER_COMMON.items() if k not in ("rare_groups",)}
     settings.update(prune_epochs=1, finetune_epochs=1, dense_epochs=1, dense_optimizer="adam", dense_lr=1e-3,

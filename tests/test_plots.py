@@ -9,7 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag import plots
+from ceag.config.vocabulary import method_label
+from ceag.present.plots.frontier import frontier, frontier_table
+from ceag.present.plots.groups import excess_gap_bars, generalization, generalization_summary
+from ceag.present.plots.style import TOLERANCE_SIZES, pareto_front, sparsity_symbol
+from ceag.present.plots.training import group_curves, multiplier_heatmap, multipliers, training_curves
 
 # -- fixtures: tiny frames in the shapes the store queries return ----------------------------------
 
@@ -72,10 +76,10 @@ def by_name(fig) -> dict:
 
 
 def test_method_label_adds_the_tolerance_only_when_there_is_one():
-    assert plots.method_label("ceag", 0.02) == "CEAG ε=2%"
-    assert plots.method_label("nft_es", None) == "NFT+ES"
-    assert plots.method_label("el_rb", float("nan")) == "EL+RB"
-    assert plots.method_label("unknown") == "unknown"
+    assert method_label("ceag", 0.02) == "CEAG ε=2%"
+    assert method_label("nft_es", None) == "NFT+ES"
+    assert method_label("el_rb", float("nan")) == "EL+RB"
+    assert method_label("unknown") == "unknown"
 
 
 def test_pareto_front_returns_exactly_the_non_dominated_points_by_x():
@@ -84,7 +88,7 @@ def test_pareto_front_returns_exactly_the_non_dominated_points_by_x():
     y = np.array([5.0, 7.0, 6.0, 7.0, 9.0, 1.0, 2.0])
     # 5 (0.5, 1): lowest x; 0 (1, 5); 1 (2, 7), whose duplicate 3 is left out; 2 (3, 6) is beaten by (2, 7);
     # 4 (4, 9); 6 (4, 2) is beaten by (4, 9) at the same x.
-    assert plots.pareto_front(x, y).tolist() == [5, 0, 1, 4]
+    assert pareto_front(x, y).tolist() == [5, 0, 1, 4]
 
 
 def test_pareto_front_agrees_with_a_brute_force_check():
@@ -92,7 +96,7 @@ def test_pareto_front_agrees_with_a_brute_force_check():
     x, y = rng.random(40), rng.random(40)
     dominated = {i for i in range(40) for j in range(40)
                  if j != i and x[j] <= x[i] and y[j] >= y[i] and (x[j] < x[i] or y[j] > y[i])}
-    front = plots.pareto_front(x, y)
+    front = pareto_front(x, y)
     assert set(front.tolist()) == set(range(40)) - dominated
     assert np.all(np.diff(x[front]) > 0)  # ordered by disparity, ready to draw as a line
 
@@ -101,7 +105,7 @@ def test_pareto_front_agrees_with_a_brute_force_check():
 
 
 def test_frontier_has_one_trace_per_method_then_the_pareto_front_and_the_dense_star(summary):
-    fig = plots.frontier(summary, "psi_pw", split="test")
+    fig = frontier(summary, "psi_pw", split="test")
     # Legend entries first (a method's colour as a circle; a sparsity's symbol in grey), then the data.
     assert [t.name for t in fig.data] == ["CEAG", "NFT", "CEAG", "NFT", "Pareto front", "dense model", "sparsity 0.9",
                                           "sparsity 0.95"]
@@ -120,7 +124,7 @@ def test_frontier_has_one_trace_per_method_then_the_pareto_front_and_the_dense_s
 
 
 def test_frontier_customdata_carries_the_run_ids_of_each_point(summary):
-    traces = by_name(plots.frontier(summary, "psi_pw"))
+    traces = by_name(frontier(summary, "psi_pw"))
     assert [row[0] for row in traces["CEAG"].customdata] == ["a1,a2", "b1"]
     assert [row[0] for row in traces["NFT"].customdata] == ["c1", "d1"]
     # Sparsity, tolerance, seed count and model follow the run ids.
@@ -129,10 +133,10 @@ def test_frontier_customdata_carries_the_run_ids_of_each_point(summary):
 
 
 def test_frontier_encodes_sparsity_as_symbol_tolerance_as_size_and_std_as_error_bars(summary):
-    traces = by_name(plots.frontier(summary, "psi_pw"))
+    traces = by_name(frontier(summary, "psi_pw"))
     assert list(traces["CEAG"].marker.symbol) == ["circle", "square"]
     assert list(traces["NFT"].marker.symbol) == ["circle", "square"]
-    assert list(traces["CEAG"].marker.size) == [plots.TOLERANCE_SIZES[0]] * 2
+    assert list(traces["CEAG"].marker.size) == [TOLERANCE_SIZES[0]] * 2
     assert list(traces["NFT"].marker.size) == [11, 11]  # no tolerance: the fixed size
     assert traces["CEAG"].error_x.visible is True
     np.testing.assert_allclose(traces["CEAG"].error_x.array, [1.0, 0.0])
@@ -141,7 +145,7 @@ def test_frontier_encodes_sparsity_as_symbol_tolerance_as_size_and_std_as_error_
 
 
 def test_frontier_on_max_excess_gap_uses_that_column_and_labels_the_axes(summary):
-    fig = plots.frontier(summary, "max_excess_gap", split="train")
+    fig = frontier(summary, "max_excess_gap", split="train")
     traces = by_name(fig)
     np.testing.assert_allclose(traces["CEAG"].x, [3.0, 4.0])
     np.testing.assert_allclose(traces["NFT"].x, [8.0, 15.0])
@@ -151,18 +155,18 @@ def test_frontier_on_max_excess_gap_uses_that_column_and_labels_the_axes(summary
 
 
 def test_frontier_symbols_keep_their_meaning_when_runs_with_new_sparsities_arrive(summary):
-    before = by_name(plots.frontier(summary, "psi_pw"))["CEAG"].marker.symbol
+    before = by_name(frontier(summary, "psi_pw"))["CEAG"].marker.symbol
     more = pd.concat([summary, summary.iloc[[0]].assign(sparsity=0.5, run_ids=[["z9"]])], ignore_index=True)
-    after = by_name(plots.frontier(more, "psi_pw"))["CEAG"].marker.symbol
+    after = by_name(frontier(more, "psi_pw"))["CEAG"].marker.symbol
     assert list(after[:2]) == list(before)
-    assert after[2] == plots.sparsity_symbol(0.5) not in before
-    assert plots.sparsity_symbol(0.937) == plots.sparsity_symbol(0.93700001)  # any value: a stable symbol
+    assert after[2] == sparsity_symbol(0.5) not in before
+    assert sparsity_symbol(0.937) == sparsity_symbol(0.93700001)  # any value: a stable symbol
 
 
 def test_frontier_clips_a_collapsed_run_and_marks_it(summary):
     collapsed = pd.concat([summary, summary.iloc[[3]].assign(sparsity=0.99, accuracy=0.05, psi_pw=0.9,
                                                              run_ids=[["x1"]])], ignore_index=True)
-    fig = plots.frontier(collapsed, "psi_pw", clip=True)
+    fig = frontier(collapsed, "psi_pw", clip=True)
     nft = by_name(fig)["NFT"]
     layout = fig.to_dict()["layout"]
     lo, hi = layout["xaxis"]["range"]
@@ -170,19 +174,19 @@ def test_frontier_clips_a_collapsed_run_and_marks_it(summary):
     assert nft.marker.symbol[-1].startswith("arrow") and not nft.marker.symbol[0].startswith("arrow")
     assert nft.x[-1] == pytest.approx(hi) and nft.customdata[-1][6] == pytest.approx(90.0)  # true value kept
     assert "outside the clipped range" in nft.customdata[-1][5]
-    unclipped = plots.frontier(collapsed, "psi_pw").to_dict()["layout"]
+    unclipped = frontier(collapsed, "psi_pw").to_dict()["layout"]
     assert "range" not in unclipped["xaxis"]
 
 
 def test_frontier_tooltips_show_a_tolerance_only_for_methods_that_have_one(summary):
-    traces = by_name(plots.frontier(summary, "psi_pw"))
+    traces = by_name(frontier(summary, "psi_pw"))
     assert [row[5] for row in traces["CEAG"].customdata] == ["sparsity 0.9<br>tolerance ε 2%",
                                                              "sparsity 0.95<br>tolerance ε 2%"]
     assert [row[5] for row in traces["NFT"].customdata] == ["sparsity 0.9", "sparsity 0.95"]
 
 
 def test_frontier_table_names_units_and_uses_the_screen_labels(summary):
-    table = plots.frontier_table(summary, "test")
+    table = frontier_table(summary, "test")
     assert list(table.columns[:8]) == ["split", "model", "method", "sparsity (%)", "tolerance ε (%)", "seeds",
                                        "accuracy (%)", "accuracy std (points)"]
     assert list(table["method"]) == ["CEAG", "CEAG", "NFT", "NFT"]
@@ -192,7 +196,7 @@ def test_frontier_table_names_units_and_uses_the_screen_labels(summary):
 
 
 def test_frontier_of_an_empty_summary_is_an_empty_figure_that_says_so(summary):
-    fig = plots.frontier(summary.iloc[:0], "psi_pw")
+    fig = frontier(summary.iloc[:0], "psi_pw")
     assert len(fig.data) == 0
     assert fig.layout.title.text == "no finished runs for this selection"
 
@@ -201,7 +205,7 @@ def test_frontier_of_an_empty_summary_is_an_empty_figure_that_says_so(summary):
 
 
 def test_multipliers_has_two_traces_per_group_and_the_tolerance_line_for_ceag(duals):
-    fig = plots.multipliers(duals, 0.02, "ceag")
+    fig = multipliers(duals, 0.02, "ceag")
     assert len(fig.data) == 2 * 3
     assert [t.name for t in fig.data] == ["g0", "g0", "g1", "g1", "g2", "g2"]
     lam, constraint = fig.data[2], fig.data[3]  # group g1: λ on top, the constraint below
@@ -219,7 +223,7 @@ def test_multipliers_has_two_traces_per_group_and_the_tolerance_line_for_ceag(du
 
 
 def test_multipliers_for_el_rb_shows_the_raw_loss_gap_and_no_tolerance_line(duals):
-    fig = plots.multipliers(duals, None, "el_rb")
+    fig = multipliers(duals, None, "el_rb")
     assert len(fig.data) == 6
     np.testing.assert_allclose(fig.data[1].y, [0.0, -0.001, -0.002, -0.003])
     assert fig.to_dict()["layout"].get("shapes", []) == []
@@ -228,7 +232,7 @@ def test_multipliers_for_el_rb_shows_the_raw_loss_gap_and_no_tolerance_line(dual
 
 
 def test_multiplier_heatmap_is_groups_by_steps(duals):
-    fig = plots.multiplier_heatmap(duals)
+    fig = multiplier_heatmap(duals)
     heat = fig.data[0]
     z = np.asarray(heat.z)
     assert z.shape == (3, 4)
@@ -242,7 +246,7 @@ def test_multiplier_heatmap_is_groups_by_steps(duals):
 
 
 def test_generalization_plots_test_against_train_excess_gap_per_method(gen):
-    fig = plots.generalization(gen, 0.02)
+    fig = generalization(gen, 0.02)
     layout = fig.to_dict()["layout"]
     assert layout["xaxis"]["title"]["text"] == "train ψ_g (points)"
     assert layout["yaxis"]["title"]["text"] == "test ψ_g (points)"
@@ -266,12 +270,12 @@ def test_generalization_plots_test_against_train_excess_gap_per_method(gen):
 
 
 def test_generalization_marker_size_grows_with_the_training_group_size(gen):
-    sizes = np.asarray(by_name(plots.generalization(gen)).get("CEAG").marker.size)
+    sizes = np.asarray(by_name(generalization(gen)).get("CEAG").marker.size)
     np.testing.assert_allclose(sizes, [30.0, 19.0, 30.0, 19.0])  # 8 + 22 sqrt(n / n_max), n_max = 100
 
 
 def test_generalization_summary_matches_a_hand_computation(gen):
-    out = plots.generalization_summary(gen).set_index("method")
+    out = generalization_summary(gen).set_index("method")
     assert list(out.columns) == ["tolerance", "runs", "train_max_excess_gap", "test_max_excess_gap", "gap"]
     ceag, nft = out.loc["ceag"], out.loc["nft"]
     # CEAG: max train ψ per run 0.03 (r1), 0.02 (r2); max test ψ 0.05, 0.04; gaps 0.02, 0.02.
@@ -289,8 +293,8 @@ def test_generalization_summary_matches_a_hand_computation(gen):
 
 
 def test_generalization_of_nothing_is_empty(gen):
-    assert len(plots.generalization(gen.iloc[:0]).data) == 0
-    empty = plots.generalization_summary(gen.iloc[:0])
+    assert len(generalization(gen.iloc[:0]).data) == 0
+    empty = generalization_summary(gen.iloc[:0])
     assert empty.empty and "gap" in empty.columns
 
 
@@ -304,7 +308,7 @@ def groups() -> pd.DataFrame:
 
 
 def test_excess_gap_bars_has_one_trace_per_split_in_points(groups):
-    fig = plots.excess_gap_bars(groups, 0.02)
+    fig = excess_gap_bars(groups, 0.02)
     assert [t.name for t in fig.data] == ["train", "test"]
     assert all(t.type == "bar" for t in fig.data)
     train, test = fig.data
@@ -318,14 +322,14 @@ def test_excess_gap_bars_has_one_trace_per_split_in_points(groups):
 
 @pytest.mark.parametrize("tolerance", [None, float("nan")])
 def test_excess_gap_bars_without_a_tolerance_draws_no_line(groups, tolerance):
-    fig = plots.excess_gap_bars(groups, tolerance)
+    fig = excess_gap_bars(groups, tolerance)
     assert fig.to_dict()["layout"].get("shapes", []) == []
 
 
 def test_training_curves_show_the_schedule_once_and_accuracy_per_split():
     metrics = pd.DataFrame({"split": ["test"] * 3 + ["train"] * 3, "epoch": [0, 1, 2] * 2,
                             "sparsity": [0.0, 0.5, 0.9] * 2, "accuracy": [0.9, 0.8, 0.85, 0.95, 0.85, 0.9]})
-    fig = plots.training_curves(metrics, prune_epochs=2)
+    fig = training_curves(metrics, prune_epochs=2)
     assert [t.name for t in fig.data] == ["sparsity", "test accuracy", "train accuracy"]
     np.testing.assert_allclose(fig.data[0].y, [0.0, 50.0, 90.0])
     np.testing.assert_allclose(fig.data[2].y, [95.0, 85.0, 90.0])
@@ -339,7 +343,7 @@ def test_group_curves_draw_accuracy_and_excess_gap_per_group_and_split_with_tole
              "accuracy": 0.5 + 0.01 * e + 0.1 * g, "dense_accuracy": 0.9, "excess_gap": 0.02 * g - 0.001 * e}
             for s in ("train", "test") for g in range(3) for e in range(6)]
     curves = pd.DataFrame(rows)
-    fig = plots.group_curves(curves, 0.02, prune_epochs=2, window=(4, 5))
+    fig = group_curves(curves, 0.02, prune_epochs=2, window=(4, 5))
     assert len(fig.data) == 2 * 2 * 3
     # train accuracy of g1 (first column, first row), in percent
     g1 = [t for t in fig.data if t.name == "g1" and t.xaxis == "x" and t.yaxis == "y"][0]
@@ -356,4 +360,4 @@ def test_group_curves_draw_accuracy_and_excess_gap_per_group_and_split_with_tole
     # one legend entry per group
     assert sum(1 for t in fig.data if t.showlegend) == 3
     # without a tolerance (NFT) no ε line
-    assert not [s for s in plots.group_curves(curves).to_dict()["layout"].get("shapes", []) if s["type"] == "line"]
+    assert not [s for s in group_curves(curves).to_dict()["layout"].get("shapes", []) if s["type"] == "line"]

@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag.predictions import COLUMNS, PREDICTIONS_FILE, RunNotFound, predictions, run_predictions
-from ceag.runs import run, run_dir
+from ceag.config.vocabulary import PREDICTION_COLUMNS
+from ceag.results.layout import PREDICTIONS as PREDICTIONS_FILE
+from ceag.results.layout import run_dir
+from ceag.results.predictions import RunNotFound, predictions, run_predictions
+from ceag.run.pipeline import run
 from tests.conftest import fast_config
 
 
@@ -36,7 +39,7 @@ def test_stored_predictions_reproduce_the_reported_group_accuracies(finished, me
     result = out[method]
     assert (run_dir(results, result.run_id) / PREDICTIONS_FILE).exists()
     frame = run_predictions(results, result.run_id)
-    assert list(frame.columns) == COLUMNS
+    assert list(frame.columns) == list(PREDICTION_COLUMNS)
     assert set(frame["split"]) == {"train", "val", "test"}
     sparse, dense = group_accuracy(frame, "y_pred"), group_accuracy(frame, "dense_pred")
     for split in ("train", "val", "test"):

@@ -7,8 +7,8 @@ with the reason, and docs/presets.md says the same.
 
 import pytest
 
-from ceag.config import lr_at
-from ceag.grid import PAPER_PRESETS, preset, preset_checkpoint
+from ceag.config.presets import PAPER_PRESETS, preset, preset_checkpoint
+from ceag.config.schedule import lr_at
 
 UTK = "src/configs/utkface/sparse_imp.py"
 UTK_DENSE = "src/configs/utkface/dense.py"

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from ceag.models import build_model
-from ceag.pruning import MagnitudePruner, cubic_sparsity, model_sparsity, prunable_layers
+from ceag.training.models import build_model
+from ceag.training.pruning import MagnitudePruner, cubic_sparsity, model_sparsity, prunable_layers
 
 
 def small_net(seed=0):

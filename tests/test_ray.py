@@ -11,11 +11,12 @@ ray = pytest.importorskip("ray")
 
 import torch  # noqa: E402
 
-import ceag.executor  # noqa: E402
-import ceag.ray_executor  # noqa: E402
-from ceag.executor import job_dir, run_grid  # noqa: E402
-from ceag.grid import GridSpec  # noqa: E402
-from ceag.runs import load_result, run_dir  # noqa: E402
+import ceag.grid.pool  # noqa: E402
+import ceag.grid.ray_cluster  # noqa: E402
+from ceag.config.grid_spec import GridSpec  # noqa: E402
+from ceag.grid.driver import run_grid  # noqa: E402
+from ceag.results.layout import job_dir, run_dir  # noqa: E402
+from ceag.results.record import load_result  # noqa: E402
 from ceag.store import queries  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ def test_ray_grid_matches_the_local_executor(local_ray, tmp_path, monkeypatch):
 
     # Ray tasks run with one thread each; train the local reference with one thread too.
     threads = torch.get_num_threads()
-    monkeypatch.setattr(ceag.executor, "_init_worker", lambda n: torch.set_num_threads(1))
+    monkeypatch.setattr(ceag.grid.pool, "init_worker", lambda n: torch.set_num_threads(1))
     try:
         local = run_grid(configs, local_dir, workers=1)
     finally:
@@ -112,7 +113,7 @@ def test_a_failing_ray_task_is_recorded_and_the_grid_goes_on(local_ray, tmp_path
     exec(FAILING_TASK, module.__dict__)
     monkeypatch.setitem(sys.modules, module.__name__, module)
     ray.cloudpickle.register_pickle_by_value(module)
-    monkeypatch.setattr(ceag.ray_executor, "remote_run", module.remote_run)
+    monkeypatch.setattr(ceag.grid.ray_cluster, "remote_run", module.remote_run)
     configs = GridSpec(datasets=("synthetic",), methods=("nft", "ceag"), sparsities=(0.8,), tolerances=(0.02,),
                        seeds=(0,), settings=TINY).configs()
     try:

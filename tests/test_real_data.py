@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ceag.config import RunConfig
+from ceag.config.run_config import RunConfig
 from ceag.datasets import DatasetError, available
 from ceag.datasets.cifar import load_cifar100
 from ceag.datasets.faces import load_fairface, load_utkface, parse_utkface_name
@@ -185,7 +185,7 @@ def test_cifar100_refuses_pickles_that_carry_code(tmp_path):
 
 
 def test_a_short_cpu_run_on_real_layout_data(utk_root, tmp_path):
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     cfg = utk_cfg(utk_root, image_size=16, dense_epochs=2, prune_epochs=1, finetune_epochs=1, batch_size=16,
                   method="ceag", tolerance=0.05)
@@ -199,7 +199,7 @@ def test_a_short_cpu_run_on_real_layout_data(utk_root, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_run_with_mixed_precision_records_the_device(utk_root, tmp_path):
-    from ceag.runs import run
+    from ceag.run.pipeline import run
 
     cfg = utk_cfg(utk_root, image_size=16, dense_epochs=1, prune_epochs=1, finetune_epochs=1, batch_size=16,
                   device="cuda", amp=True)

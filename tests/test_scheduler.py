@@ -14,11 +14,14 @@ import pandas as pd
 import pytest
 import torch
 
-from ceag.config import RunConfig, dense_key, prune_key
-from ceag.executor import job_dir, run_grid
-from ceag.grid import GridSpec
-from ceag.phases import dense_dir, pruned_dir
-from ceag.runs import load_result, read_status, run, run_dir
+from ceag.config.grid_spec import GridSpec
+from ceag.config.keys import dense_key, prune_key
+from ceag.config.run_config import RunConfig
+from ceag.grid.driver import run_grid
+from ceag.results.files import read_status
+from ceag.results.layout import dense_dir, job_dir, pruned_dir, run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
 from ceag.store import queries
 from tests.helpers import ROOT, subprocess_env
 

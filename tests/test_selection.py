@@ -6,10 +6,15 @@ import math
 import pandas as pd
 import pytest
 
-from ceag.config import ConfigError, RunConfig
-from ceag.grid import GridSpec, count_epochs, plan
-from ceag.runs import run, run_dir, write_json, write_parquet
-from ceag.selection import candidate_configs, select_tolerance
+from ceag.config.derived import candidate_configs
+from ceag.config.errors import ConfigError
+from ceag.config.grid_spec import GridSpec
+from ceag.config.run_config import RunConfig
+from ceag.grid.plan import count_epochs, plan
+from ceag.results.files import write_json, write_parquet
+from ceag.results.layout import run_dir
+from ceag.run.derived import select_tolerance
+from ceag.run.pipeline import run
 
 
 def _frame(rows):
@@ -122,7 +127,7 @@ def test_derived_from_existing_runs_without_training(tmp_path):
 
 
 def test_ceag_vs_is_its_own_method_in_the_store_and_exports(tmp_path):
-    from ceag.plots import METHOD_LABELS
+    from ceag.config.vocabulary import METHOD_LABELS
     from ceag.store import queries
     from ceag.store.ingest import ingest_run
 

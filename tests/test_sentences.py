@@ -9,8 +9,11 @@ worse than NFT's; at 95 % the rare digit is repaired on test (ψ = −7.1) while
 import pandas as pd
 import pytest
 
-from ceag.config import RunConfig
-from ceag.sentences import GLOSSARY, comparison_sentences, headline_sentences, overview_sentences, points
+from ceag.config.run_config import RunConfig
+from ceag.present.glossary import GLOSSARY
+from ceag.present.sentences.compare import comparison_sentences, headline_sentences
+from ceag.present.sentences.overview import overview_sentences
+from ceag.present.words import points
 from ceag.store import connect, queries
 from ceag.store.ingest import RUN_COLUMNS, insert_run
 

@@ -13,10 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ceag.config import RunConfig
-from ceag.executor import run_grid
-from ceag.grid import GridSpec
-from ceag.runs import load_result, run, run_dir, write_json
+from ceag.config.grid_spec import GridSpec
+from ceag.config.run_config import RunConfig
+from ceag.grid.driver import run_grid
+from ceag.results.files import write_json
+from ceag.results.layout import run_dir
+from ceag.results.record import load_result
+from ceag.run.pipeline import run
 from ceag.store import StoreError, connect, db_path, ingest_all, ingest_run, migrate, queries, sync
 from ceag.store.migrations import MIGRATIONS
 from tests.helpers import ROOT, subprocess_env
@@ -522,8 +525,8 @@ def test_store_and_plots_do_not_import_torch(store, tmp_path):
     shutil.copytree(source / "runs", results / "runs")
     code = textwrap.dedent(f"""
         import sys
-        import ceag.store, ceag.plots
-        assert 'torch' not in sys.modules, 'importing ceag.store / ceag.plots imported torch'
+        import ceag.store, ceag.present.plots.frontier
+        assert 'torch' not in sys.modules, 'importing ceag.store / the plots imported torch'
         from ceag.store import ingest_all, queries
         ingest_all({str(results)!r})
         assert len(queries.frontier({str(results)!r}, dataset='synthetic')) == {len(configs)}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import RunConfig
-from .base import DATA_SEED, TEST_FRACTION, GroupedDataset, Split, stratified_split
+from ceag.config.run_config import RunConfig
+from ceag.datasets.base import GroupedDataset, Split
+from ceag.datasets.splitting import DATA_SEED, TEST_FRACTION, stratified_split
 
 
 def _thin_groups(g: np.ndarray, rare: tuple[int, ...], count: int, rng: np.random.Generator):
@@ -34,6 +35,7 @@ def _make_splits(x, y, g, cfg: RunConfig, num_groups: int) -> dict[str, Split]:
         keep, val = stratified_split(strat[pool], cfg.val_fraction, rng)
         parts["val"] = pool[val]
         pool = pool[keep]
+    assert cfg.rare_groups is not None  # validation sets the dataset's default
     rare = tuple(r for r in cfg.rare_groups if r < num_groups)
     parts["train"] = pool[_thin_groups(g[pool], rare, cfg.rare_train_count, rng)]
 

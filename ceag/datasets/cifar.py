@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import RunConfig
-from .base import DATA_SEED, GroupedDataset, LoadReport, carve_val, finish, splits_from
-from .layouts import DatasetError, data_root, locate
+from ceag.config.run_config import RunConfig
+from ceag.datasets.base import GroupedDataset
+from ceag.datasets.layouts import DatasetError, data_root, locate
+from ceag.datasets.report import LoadReport, finish
+from ceag.datasets.splitting import DATA_SEED, carve_val, splits_from
 
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 

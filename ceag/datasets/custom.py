@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RunConfig
-from .base import DATA_SEED, GroupedDataset, LoadReport, carve_val, finish, group_index, splits_from, stratified_split
-from .faces import IMAGENET_MEAN, IMAGENET_STD
-from .images import load_images
-from .labels import outside_note, read_csv
-from .layouts import CUSTOM_LABELS, DatasetError, data_root, locate, outside_folder, shown
+from ceag.config.run_config import RunConfig
+from ceag.datasets.base import GroupedDataset
+from ceag.datasets.faces import IMAGENET_MEAN, IMAGENET_STD
+from ceag.datasets.images.cache import load_images
+from ceag.datasets.labels import outside_note, read_csv
+from ceag.datasets.layouts import CUSTOM_LABELS, DatasetError, data_root, locate, outside_folder, shown
+from ceag.datasets.report import LoadReport, finish
+from ceag.datasets.splitting import DATA_SEED, carve_val, group_index, splits_from, stratified_split
 
 SPLITS = ("train", "val", "test")
 TEST_FRACTION = 0.2
@@ -47,6 +49,7 @@ def read_custom_labels(folder: Path, target: str, groups: tuple[str, ...]):
 
 
 def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset:
+    assert cfg.target is not None  # validation sets the target
     folder = locate("custom", data_root(cfg))
     where = shown(folder / CUSTOM_LABELS)
     used = tuple(dict.fromkeys((cfg.target, *cfg.groups)))

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import RunConfig
-from .base import DATA_SEED, GroupedDataset, LoadReport, carve_val, finish, group_index, splits_from
-from .images import load_images
-from .labels import ValueMap, inside, outside_note, read_fairface_labels, unknown_message
-from .layouts import (
+from ceag.config.run_config import RunConfig
+from ceag.datasets.base import GroupedDataset
+from ceag.datasets.images.cache import load_images
+from ceag.datasets.labels import ValueMap, inside, outside_note, read_fairface_labels, unknown_message
+from ceag.datasets.layouts import (
     FAIRFACE_CSVS,
     DatasetError,
     data_root,
@@ -36,6 +36,8 @@ from .layouts import (
     shown,
     utkface_files,
 )
+from ceag.datasets.report import LoadReport, finish
+from ceag.datasets.splitting import DATA_SEED, carve_val, group_index, splits_from
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -51,9 +53,10 @@ FAIRFACE_AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-
 
 def _group_name(codes: dict[str, int | None], names: dict[str, tuple[str, ...]], groups: tuple[str, ...]):
     """The name of a row's group, or None when one of its protected attributes is unknown."""
-    if any(codes.get(a) is None for a in groups):
+    known = [(a, c) for a in groups if (c := codes.get(a)) is not None]
+    if len(known) < len(groups):
         return None
-    return " × ".join(names[a][codes[a]] for a in groups)
+    return " × ".join(names[a][c] for a, c in known)
 
 
 # -- UTKFace ------------------------------------------------------------------------------
@@ -79,6 +82,7 @@ def utkface_split(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_utkface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset:
+    assert cfg.target is not None  # validation sets the target
     folder = locate("utkface", data_root(cfg))
     report = LoadReport()
     names_all = utkface_files(folder)
@@ -111,6 +115,7 @@ def load_utkface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatase
 
 # -- FairFace -----------------------------------------------------------------------------
 def load_fairface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset:
+    assert cfg.target is not None  # validation sets the target
     folder = locate("fairface", data_root(cfg))
     labels = {"race": FAIRFACE_RACES, "gender": FAIRFACE_GENDERS, "age": FAIRFACE_AGES}
     used = tuple(dict.fromkeys((cfg.target, *cfg.groups)))

@@ -12,7 +12,6 @@ No torch: planning a grid computes fingerprints.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -20,8 +19,10 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .labels import inside, read_csv, read_fairface_labels
-from .layouts import (
+from ceag.config.identity import CONTENT_DIGITS, RULES, builtin_fingerprint, files_fingerprint, sha256_file
+from ceag.config.registry import REGISTRY
+from ceag.datasets.labels import inside, read_csv, read_fairface_labels
+from ceag.datasets.layouts import (
     CUSTOM_LABELS,
     FAIRFACE_CSVS,
     DatasetError,
@@ -31,34 +32,9 @@ from .layouts import (
     shown,
     utkface_files,
 )
-from .registry import REGISTRY
-
-# Rule versions: bump one when its loader reads or splits the same files differently.
-# The image folders' rules name the decoding too: "pixels/2" reads 16-bit, float and transparent images
-# with their value range and applies EXIF orientation (pixels/1 clipped and ignored them), so runs made
-# with the old decoding are never served for the new one.
-RULES = {
-    "digits": "digits/1: sklearn digits, stratified test 0.3, seed 20240505",
-    "synthetic": "synthetic/1: 3 classes x 16 dims x 300 per group, seed 20240505",
-    "utkface": "utkface/3: authors' split RandomState(1357) test int(0.2N); age edges 10,15,20,25,30,40,50,60; "
-               "pixels/2",
-    "fairface": "fairface/3: published train/val CSVs; spreadsheet values recognised; strict text encodings; "
-                "pixels/2",
-    "cifar100": "cifar100/1: published train/test pickles",
-    "custom": "custom/2: labels.csv; split column or stratified test 0.2, seed 20240505; strict text encodings; "
-              "pixels/2",
-}
 
 _MEMO: dict[tuple[str, int, int], str] = {}
 _PENDING: dict[tuple[str, str], dict] = {}  # (cache folder, data folder) -> entries not yet on disk
-
-
-def _content_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:32]
 
 
 def files_read(dataset: str, folder: Path) -> list[str]:
@@ -67,8 +43,8 @@ def files_read(dataset: str, folder: Path) -> list[str]:
     if dataset == "utkface":
         return utkface_files(folder)
     if dataset == "fairface":
-        rows, _ = read_fairface_labels(folder)
-        files = inside(r["file"] for split_rows in rows.values() for r in split_rows)
+        by_split, _ = read_fairface_labels(folder)
+        files = inside(r["file"] for split_rows in by_split.values() for r in split_rows)
         root = fairface_image_root(folder, files[0] if files else None)
         prefix = "" if root == folder else root.name + "/"
         return [name for _, name in FAIRFACE_CSVS] + [prefix + f for f in files]
@@ -104,21 +80,22 @@ def folder_fingerprint(folder: Path, names: list[str], rule: str, cache_dir: Pat
             todo.append((name, key))
     if todo:
         with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            for (_name, key), digest in zip(todo, pool.map(lambda t: _content_hash(Path(t[1][0])), todo),
+            for (_name, key), digest in zip(todo, pool.map(lambda t: sha256_file(t[1][0])[:CONTENT_DIGITS], todo),
                                            strict=True):
                 _MEMO[key] = digest
-    h = hashlib.sha256(rule.encode())
     fresh = {}
-    for name, st in stats.items():
-        if st is None:
-            h.update(b"\n" + os.fsencode(name) + b"\0missing")
+    files: list[tuple[str, tuple[int, str] | None]] = []
+    for name, size_mtime in stats.items():
+        if size_mtime is None:
+            files.append((name, None))
             continue
-        digest = _MEMO[(base + name, *st)]
-        fresh[name] = [st[0], st[1], digest]
-        h.update(b"\n" + os.fsencode(name) + f"\0{st[0]}\0{digest}".encode())
+        size, mtime_ns = size_mtime
+        digest = _MEMO[(base + name, size, mtime_ns)]
+        fresh[name] = [size, mtime_ns, digest]
+        files.append((name, (size, digest)))
     if todo and cache_dir is not None:
         _PENDING[(str(cache_dir), str(folder))] = fresh
-    return h.hexdigest()[:16]
+    return files_fingerprint(rule, files)
 
 
 def save_cache() -> None:
@@ -157,30 +134,13 @@ def _save_disk(cache_dir: Path | None, folder: Path, entries: dict) -> None:
         pass  # a cache: the next call reads the files again
 
 
-def _digits_file() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("sklearn")  # located, not imported (that takes a second)
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
-
-
-@functools.cache
-def builtin_fingerprint(dataset: str) -> str | None:
-    """The fingerprint of a dataset that needs no folder (None for folder datasets): its rule,
-    and for ``digits`` the content of scikit-learn's bundled file."""
-    if REGISTRY[dataset].from_folder:
-        return None
-    if dataset == "digits":
-        path = _digits_file()
-        return folder_fingerprint(path.parent, [path.name], RULES[dataset])
-    return hashlib.sha256(RULES[dataset].encode()).hexdigest()[:16]
-
-
 def fingerprint(cfg, cache_dir: Path | None = None) -> str:
     """The fingerprint of ``cfg``'s data (16 hex digits). DatasetError when a folder dataset is
     missing or its label files cannot be read."""
     if not REGISTRY[cfg.dataset].from_folder:
-        return builtin_fingerprint(cfg.dataset)
+        builtin = builtin_fingerprint(cfg.dataset)
+        assert builtin is not None  # every dataset without a folder has one
+        return builtin
     rule = RULES[cfg.dataset]
     folder = locate(cfg.dataset, data_root(cfg))
     try:

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .layouts import FAIRFACE_COLUMNS, FAIRFACE_CSVS, DatasetError, outside_folder, shown
+from ceag.datasets.layouts import FAIRFACE_COLUMNS, FAIRFACE_CSVS, DatasetError, outside_folder, shown
 
 # Spreadsheet renderings of published values (as dates), lowercase -> published value.
 SPREADSHEET_DATES = {
@@ -89,8 +89,8 @@ def decode_text(raw: bytes, name: str, what: str) -> tuple[str, str | None]:
                                    f"text; {SAVE_AS_UTF8}")
             note = f"{name} is {family} text (with a byte-order mark): read as such"
             return text, None if family == "UTF-8" else note
-    codec = _utf16_by_nul_bytes(raw)
-    text = _strict(raw, codec) if codec else None
+    utf16 = _utf16_by_nul_bytes(raw)
+    text = _strict(raw, utf16) if utf16 else None
     if text is not None:
         return text, f"{name} is UTF-16 text (without a byte-order mark): read as such"
     text = _strict(raw, "utf-8")

@@ -7,7 +7,7 @@ from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..config import RunConfig
+    from ceag.config.run_config import RunConfig
 
 DATA_ENV = "CEAG_DATA"
 UTK_FOLDERS = ("UTKFace", "utkface", "utkface_aligned_cropped/UTKFace", "utkface/UTKFace")

@@ -6,10 +6,11 @@ import importlib
 from collections import OrderedDict
 from pathlib import Path
 
-from ..config import DATA_FIELDS, RunConfig
-from .base import GroupedDataset
-from .layouts import data_root
-from .registry import REGISTRY
+from ceag.config.keys import DATA_FIELDS
+from ceag.config.registry import REGISTRY
+from ceag.config.run_config import RunConfig
+from ceag.datasets.base import GroupedDataset
+from ceag.datasets.layouts import data_root
 
 _CACHE: OrderedDict[tuple[str, str], GroupedDataset] = OrderedDict()
 _CACHE_SIZE = 2

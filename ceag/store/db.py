@@ -8,6 +8,7 @@ retried with backoff for up to ``LOCK_TIMEOUT`` seconds before it becomes a ``St
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-from .migrations import MIGRATIONS
+from ceag.results.layout import store_file
+from ceag.store.migrations import MIGRATIONS
 
-DB_NAME = "ceag.duckdb"
 LOCK_TIMEOUT = 60.0
 MARKER_TABLE = "schema_migrations"
 
@@ -30,8 +31,8 @@ class StoreNeedsMigration(StoreError):
     """The store has an older schema: a writer migrates it, a reader cannot."""
 
 
-def db_path(results: str | Path) -> Path:
-    return Path(results) / DB_NAME
+def db_path(results: str | os.PathLike) -> Path:
+    return store_file(results)
 
 
 def _is_lock_conflict(err: Exception) -> bool:
@@ -40,7 +41,7 @@ def _is_lock_conflict(err: Exception) -> bool:
 
 
 @contextlib.contextmanager
-def connect(results: str | Path, *, write: bool = False,
+def connect(results: str | os.PathLike, *, write: bool = False,
             timeout: float = LOCK_TIMEOUT) -> Iterator[duckdb.DuckDBPyConnection]:
     """A migrated connection to ``<results>/ceag.duckdb``, closed on exit."""
     path = db_path(results)
@@ -81,7 +82,7 @@ def connect(results: str | Path, *, write: bool = False,
             raise StoreError(f"could not finish writing {path}: {err}") from err
 
 
-def verify(results: str | Path) -> None:
+def verify(results: str | os.PathLike) -> None:
     """Raise StoreError unless ``results`` holds no store or one this ceag can write (opened read-only)."""
     if not db_path(results).exists():
         return
@@ -92,7 +93,7 @@ def verify(results: str | Path) -> None:
         pass  # the first write migrates it
 
 
-def migrate_if_needed(results: str | Path) -> bool:
+def migrate_if_needed(results: str | os.PathLike) -> bool:
     """Bring an existing store of an older schema up to date (one short write); True when migrated.
 
     Reading never migrates, so callers that may write (``sync``) call this first; otherwise an old

@@ -9,9 +9,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from ..config import DATA_FIELDS, from_dict
-from ..runs import _json_safe, load_result, read_status, run_dir
-from .db import StoreError, connect, db_path, migrate_if_needed
+from ceag.config.keys import DATA_FIELDS
+from ceag.config.run_config import from_dict
+from ceag.results.bundle import unpack_runs
+from ceag.results.files import json_safe, read_status
+from ceag.results.layout import CONFIG, resolve_results, run_dir, runs_dir
+from ceag.results.record import load_result
+from ceag.store.db import StoreError, connect, db_path, migrate_if_needed, verify
 
 RUN_COLUMNS = [
     "run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
@@ -46,7 +50,7 @@ def diagnostic_frames(run_id: str, diag: dict) -> dict[str, pd.DataFrame]:
            "constraints_active": diag.get("constraints_active"), "max_multiplier": diag.get("max_multiplier"),
            "multiplier_ratio": c.get("multiplier_ratio"), "estimates_agree": c.get("estimates_agree"),
            "warnings": [*(diag.get("learning") or {}).get("warnings", []), *(c.get("warnings") or [])],
-           "diagnostics": json.dumps(_json_safe(diag))}
+           "diagnostics": json.dumps(json_safe(diag))}
     spreads = [{"run_id": run_id, "split": split, "accuracy": v["accuracy"], "max_excess_gap": v["max_excess_gap"],
                 "accuracy_limit": diag["spread_limit"][split]["accuracy"],
                 "max_excess_gap_limit": diag["spread_limit"][split]["max_excess_gap"]}
@@ -105,11 +109,11 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
     Returns the status ingested. A finished run brings its metrics and traces; an unfinished
     one only its status row.
     """
-    from ..config import dense_key, prune_key
+    from ceag.config.keys import dense_key, prune_key
 
     results = Path(results)
     folder = run_dir(results, run_id)
-    cfg = from_dict(json.loads((folder / "config.json").read_text()), stored=True)
+    cfg = from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
     status = read_status(folder)
     result = load_result(results, run_id)
     summary = result.summary if result is not None else None
@@ -181,11 +185,11 @@ def _upsert_groups(con, data_key: str, dataset: str, group_metrics: pd.DataFrame
 def ingest_all(results: str | os.PathLike) -> dict[str, int]:
     """Ingest every run folder; returns how many runs of each status."""
     counts: dict[str, int] = {}
-    runs = Path(results) / "runs"
+    runs = runs_dir(results)
     if not runs.is_dir():
         return counts
     for folder in sorted(runs.iterdir()):
-        if (folder / "config.json").exists():
+        if (folder / CONFIG).exists():
             status = ingest_run(results, folder.name)
             counts[status] = counts.get(status, 0) + 1
     return counts
@@ -199,17 +203,17 @@ def sync(results: str | os.PathLike, *, problems: list[tuple[str, str]] | None =
     (run id, reason) is appended; without it the first such error is raised. A store that cannot
     be written raises StoreError either way.
     """
-    from .queries import run_statuses, runs_without_diagnostics
+    from ceag.store.queries import run_statuses, runs_without_diagnostics
 
     migrate_if_needed(results)
-    folder = Path(results) / "runs"
+    folder = runs_dir(results)
     if not folder.is_dir():
         return 0
     known = run_statuses(results)
     stale = runs_without_diagnostics(results)  # ingested before the store kept diagnostics
     n = 0
     for run in sorted(folder.iterdir()):
-        if not (run / "config.json").exists():
+        if not (run / CONFIG).exists():
             continue
         if known.get(run.name) in ("finished", "diverged") and run.name not in stale:
             continue
@@ -225,3 +229,14 @@ def sync(results: str | os.PathLike, *, problems: list[tuple[str, str]] | None =
             continue
         n += 1
     return n
+
+
+def import_runs(source: str | os.PathLike, results: str | os.PathLike | None = None) -> dict[str, list[str]]:
+    """Import a bundle (.tar.gz) or a run folder into ``results`` and its store; returns
+    {'imported': [...], 'present': [...]}. A store this ceag cannot write is refused before anything
+    is unpacked; BundleError names what cannot be imported (``ceag.results.bundle.unpack_runs``)."""
+    results = resolve_results(results)
+    out = unpack_runs(source, results, check_store=lambda: verify(results))
+    for rid in out["imported"]:
+        ingest_run(results, rid)
+    return out

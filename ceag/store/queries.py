@@ -10,7 +10,7 @@ import os
 
 import pandas as pd
 
-from .db import connect
+from ceag.store.db import connect
 
 FINAL_RUN_METRICS = """
     SELECT r.run_id, r.status, r.dataset, r.model,

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .db import connect
-
-METHODS = ("nft", "nft_es", "el_rb", "ceag")
+from ceag.store.db import connect
 
 
 def fill(results: str | os.PathLike, *, runs: int, groups: int, trace_points: int = 40, seeds: int = 5) -> None:

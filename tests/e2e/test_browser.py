@@ -25,7 +25,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright Python package")
 
-from ceag.plots import METHOD_LABELS  # noqa: E402
+from ceag.config.vocabulary import METHOD_LABELS  # noqa: E402
 from ceag.store import queries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

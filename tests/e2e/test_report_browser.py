@@ -15,9 +15,9 @@ if not CHROMIUM.exists():
     pytest.skip(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need the playwright Python package")
 
-from ceag.audit import Audit  # noqa: E402
-from ceag.bootstrap import BootstrapSettings  # noqa: E402
-from ceag.report import render_html  # noqa: E402
+from ceag.analysis.audit import Audit  # noqa: E402
+from ceag.analysis.bootstrap import BootstrapSettings  # noqa: E402
+from ceag.present.report import render_html  # noqa: E402
 from ceag.store import connect, queries  # noqa: E402
 from tests.test_sentences import DEMO, add_run  # noqa: E402
 

@@ -1,0 +1,1 @@
+"""What is computed from stored runs: ``bootstrap`` (paired intervals) and ``audit`` (chosen runs group by group)."""

@@ -1,0 +1,177 @@
+"""The command line's options: ``python -m ceag COMMAND --help`` explains each."""
+
+from __future__ import annotations
+
+import argparse
+
+from ceag.cli.grid import cmd_grid
+from ceag.cli.run import cmd_run
+from ceag.cli.store import cmd_export, cmd_import, cmd_ls, cmd_report
+from ceag.config.registry import DATASETS
+from ceag.config.run_config import RunConfig
+from ceag.config.vocabulary import CONSTRAINT_DATA, METHODS, MITIGATION_START, MODELS, PRUNING
+
+DESCRIPTION = """ceag: constrain the disparate impact of pruning (CEAG) and compare it with NFT,
+NFT+ES and EL+RB. Accuracies and gaps are fractions in [0, 1]."""
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    p.add_argument("--method", choices=METHODS, default=d.method,
+                   help="nft: naive fine-tuning; nft_es: NFT + best validation iterate; "
+                        "el_rb: equalized loss with replay buffers; ceag: excess-gap constraints; "
+                        "ceag_vs: CEAG with its tolerance selected on validation among eps, eps/2, eps/4 "
+                        f"(or --set vs_tolerances=[...]) (default {d.method})")
+    p.add_argument("--sparsity", type=float, default=d.sparsity,
+                   help=f"target fraction of pruned weights, in [0, 1) (default {d.sparsity})")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="CEAG's tolerance eps on every group's excess accuracy gap, a fraction "
+                        "(default 0.02; ignored by the other methods)")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"run seed (default {d.seed})")
+    p.add_argument("--dataset", choices=DATASETS, default=d.dataset,
+                   help=f"dataset (default {d.dataset}: scikit-learn's 8x8 digits, class 8 rare in train)")
+    p.add_argument("--model", choices=MODELS, default=d.model, help=f"model (default {d.model})")
+    p.add_argument("--epochs", type=int, default=d.finetune_epochs,
+                   help=f"fine-tuning epochs after gradual pruning ends (default {d.finetune_epochs})")
+    p.add_argument("--prune-epochs", type=int, default=d.prune_epochs,
+                   help=f"epochs of gradual magnitude pruning (default {d.prune_epochs})")
+    p.add_argument("--dense-epochs", type=int, default=d.dense_epochs,
+                   help=f"epochs to train the dense model, trained once and reused (default {d.dense_epochs})")
+    p.add_argument("--pruning", choices=PRUNING, default=d.pruning,
+                   help=f"magnitude pruning: per-layer unstructured, global, or structured "
+                        f"output channels (default {d.pruning})")
+    p.add_argument("--dual-lr", type=float, default=d.dual_lr,
+                   help=f"dual step size for EL+RB and CEAG (default {d.dual_lr})")
+    p.add_argument("--buffer-size", type=int, default=d.buffer_size,
+                   help=f"replay buffer entries per group (default {d.buffer_size})")
+    p.add_argument("--no-replay-buffer", action="store_true",
+                   help="ablation: dual step on minibatch estimates instead of replay buffers")
+    p.add_argument("--constraint-data", choices=CONSTRAINT_DATA, default=d.constraint_data,
+                   help="data behind CEAG's multipliers: train, or val (held-out multipliers: the dual step "
+                        f"reads validation batches) (default {d.constraint_data})")
+    p.add_argument("--mitigation-start", choices=MITIGATION_START, default=d.mitigation_start,
+                   help="when EL+RB and CEAG switch on (default: after the last pruning epoch)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device,
+                   help="where to train (default auto: CUDA when present)")
+    p.add_argument("--dense-checkpoint", help="use these dense weights (a state dict, loaded weights-only) "
+                                              "instead of training the dense model")
+    _add_data_options(p)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting, VALUE in JSON (e.g. --set batch_size=128 "
+                        "--set 'lr_milestones=[0.6,0.8]'); repeatable")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding the real datasets (default: $CEAG_DATA, else ./data)")
+    p.add_argument("--target", help="attribute to predict (utkface, fairface: race, gender or age; custom: the "
+                                    "labels.csv column holding the class)")
+    p.add_argument("--groups", help="protected attribute(s), comma-separated: e.g. race, or race,gender for "
+                                    "intersectional groups (custom: labels.csv column names)")
+    p.add_argument("--image-size", type=int, help="resize images to N x N pixels (e.g. 64 for a CPU run)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16) forward passes; metrics "
+                                                      "stay float32")
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from err
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ceag", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", help="run (or load from the cache) one pruning experiment",
+                       description="Run one experiment: dense model -> gradual pruning -> "
+                                   "fine-tuning with a method. A finished run with the same "
+                                   "settings is loaded from the results folder instead.")
+    _add_run_options(p)
+    p.add_argument("--results", default=None,
+                   help="results folder (default: $CEAG_RESULTS, else ./results)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_run)
+
+    g = sub.add_parser("grid", help="run a grid of experiments (cached runs are loaded)",
+                       description="Expand datasets x models x methods x sparsities x tolerances x seeds "
+                                   "(tolerance multiplies only CEAG and CEAG+VS) and run every cell, sharing dense "
+                                   "models and end-of-pruning states. Axis options refine a preset or spec.")
+    g.add_argument("--preset", help="a named grid: demo, utkface_cpu (UTKFace on a CPU), utkface, "
+                                    "utkface_intersectional, fairface, cifar100")
+    g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
+                                  "seeds, settings (other RunConfig settings) and method_settings (a method's own, "
+                                  'e.g. {"el_rb": {"dual_lr": 0.0001}})')
+    g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")
+    g.add_argument("--models", type=_csv(str), help="comma-separated models")
+    g.add_argument("--methods", type=_csv(str), help="comma-separated methods among " + ",".join(METHODS))
+    g.add_argument("--sparsities", type=_csv(float), help="comma-separated sparsities, e.g. 0.9,0.95")
+    g.add_argument("--tolerances", type=_csv(float), help="comma-separated CEAG tolerances, e.g. 0.01,0.02")
+    g.add_argument("--seeds", type=_csv(int), help="comma-separated seeds, e.g. 0,1,2")
+    g.add_argument("--epochs", type=int, help="fine-tuning epochs after pruning")
+    g.add_argument("--dense-checkpoint", help="start every cell from these dense weights (a state dict, loaded "
+                   "weights-only; the paper's published files load as released: docs/presets.md)")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting for every cell (over a preset's or spec's per-method value too), "
+                        "VALUE in JSON; repeatable")
+    _add_data_options(g)
+    g.add_argument("--workers", type=int, help="worker processes (default: one per CPU core)")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local worker processes, or Ray tasks on a cluster (needs requirements-ray.txt)")
+    g.add_argument("--address", help="Ray cluster address (default: start or join a local Ray)")
+    g.add_argument("--max-cells", type=int, default=5000, help="refuse grids larger than this (default 5000)")
+    g.add_argument("--job-id", help="name the job (its progress feed is <results>/jobs/<job-id>/progress.json)")
+    g.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    g.add_argument("--json", action="store_true", help="print one JSON object with the job's outcome")
+    g.set_defaults(func=cmd_grid)
+
+    ls = sub.add_parser("ls", help="list runs with their status")
+    ls.add_argument("--status", help="only runs with this status (finished, running, failed, diverged, interrupted)")
+    ls.add_argument("--dataset", help="only this dataset")
+    ls.add_argument("--method", help="only this method")
+    ls.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    ls.add_argument("--json", action="store_true", help="print a JSON list")
+    ls.set_defaults(func=cmd_ls)
+
+    ex = sub.add_parser("export", help="export metrics, per-sample predictions or a bundle of runs",
+                        description="Export metrics of selected runs (CSV or Parquet), the per-sample "
+                                    "predictions of one run, or a bundle of finished runs for import elsewhere.")
+    ex.add_argument("--run", action="append", help="a run id (repeatable); default: every run matching the filters")
+    ex.add_argument("--dataset", help="only this dataset")
+    ex.add_argument("--method", help="only this method")
+    ex.add_argument("--status", default="finished", help="only runs with this status (default finished)")
+    ex.add_argument("--table", default="final",
+                    choices=("final", "runs", "run_metrics", "group_metrics", "duals"),
+                    help="final: per-group metrics at the reported epoch with run settings (default)")
+    ex.add_argument("--predictions", action="store_true",
+                    help="per-sample predictions of one run: y_true, y_pred, group, group_name, sample_id, "
+                         "p_pred (probability of y_pred), dense_pred, dense_p_pred")
+    ex.add_argument("--split", default="test", help="split for --predictions (train, val, test; default test)")
+    ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")
+    ex.add_argument("--format", choices=("csv", "parquet"), help="default: from the --out suffix")
+    ex.add_argument("--out", default="-", help="output file (default: CSV to standard output)")
+    ex.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    ex.set_defaults(func=cmd_export)
+
+    rp = sub.add_parser("report", help="an audit report of chosen runs (self-contained HTML, or the table as CSV)",
+                        description="Per group and split of each run: n, dense and sparse accuracy, Δ_g and ψ_g "
+                                    "with paired bootstrap intervals, max_g ψ_g and Ψ_PW, generated sentences, "
+                                    "every setting and the package versions. --out FILE.html writes one file that "
+                                    "opens offline; --out FILE.csv writes the per-group table (fractions).")
+    rp.add_argument("--runs", required=True, help="comma-separated run ids (`python -m ceag ls` lists them)")
+    rp.add_argument("--out", required=True, help="report.html (the full report) or table.csv (the per-group table)")
+    rp.add_argument("--ci", type=float, default=0.95,
+                    help="confidence level of the intervals, a fraction (default 0.95)")
+    rp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per split (default 1000)")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    rp.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    rp.set_defaults(func=cmd_report)
+
+    im = sub.add_parser("import", help="import a run folder or bundle from another machine",
+                        description="Validate, then copy finished runs into the results folder and the store.")
+    im.add_argument("source", help="a run folder or a .tar.gz bundle written by `ceag export --bundle`")
+    im.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
+    im.add_argument("--json", action="store_true", help="print the imported and already-present run ids as JSON")
+    im.set_defaults(func=cmd_import)
+    return parser

@@ -1,0 +1,85 @@
+"""The words every layer shares: method keys and their labels, models, pruning modes and other choices.
+
+Method names are one set of lowercase keys (``nft``, ``nft_es``, ``el_rb``, ``ceag``, ``ceag_vs``) used in code,
+the store and the UI; ``METHOD_LABELS`` is the one place that says how each is written for people.
+"""
+
+from __future__ import annotations
+
+MODELS = ("mlp", "cnn", "cnn_small", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
+
+
+# Models without batch norm (ceag/models.py). Batch norm cannot normalize one sample in training
+# mode, so every other model needs training batches of at least 2.
+BATCH_NORM_FREE_MODELS = ("mlp",)
+
+
+METHODS = ("nft", "nft_es", "el_rb", "ceag", "ceag_vs")
+
+
+# Methods whose results depend on the tolerance; for the others it is not part of the run.
+TOLERANCE_METHODS = ("ceag", "ceag_vs")
+
+
+# Methods whose dual step can read held-out data (constraint_data="val").
+HELDOUT_METHODS = ("ceag", "ceag_vs")
+
+
+CONSTRAINT_DATA = ("train", "val")
+
+
+# Methods that change the training objective (the others are plain fine-tuning).
+MITIGATING_METHODS = ("el_rb", "ceag")
+
+
+PRUNING = ("unstructured", "global", "structured")
+
+
+MITIGATION_START = ("after_pruning", "start")
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+DENSE_OPTIMIZERS = ("sgd", "adam")
+
+
+OVERALL_ESTIMATES = ("train_share", "buffer_mean")
+
+
+PRUNE_ROUNDING = ("round", "ceil")
+
+
+WEIGHT_DECAY_SCOPES = ("all", "last_layer")
+
+
+DEFAULT_TOLERANCE = 0.02
+
+
+# Default grids and presets: the paper's methods (CEAG+VS is asked for by name).
+GRID_METHODS = tuple(m for m in METHODS if m != "ceag_vs")
+
+
+# A derived cell reads runs of this method, so it takes that method's settings first.
+BASE_METHOD = {"nft_es": "nft", "ceag_vs": "ceag"}
+
+
+# Cells that train nothing themselves: they are derived from other runs of the same setting.
+DERIVED_METHODS = ("nft_es", "ceag_vs")
+
+
+# ``*_heldout``: the same method with its multipliers driven by validation data (constraint_data="val").
+METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS",
+                 "ceag_heldout": "CEAG (held-out λ)", "ceag_vs_heldout": "CEAG+VS (held-out λ)"}
+
+
+def method_label(method: str, tolerance: float | None = None) -> str:
+    """A method as charts and tables write it, with its tolerance: ``"CEAG ε=2%"`` (NaN or None: no tolerance)."""
+    label = METHOD_LABELS.get(method, method)
+    if tolerance is not None and tolerance == tolerance:
+        label += f" ε={100 * tolerance:g}%"
+    return label
+
+
+# The columns of a run's per-sample predictions (``predictions.parquet``; ceag.results.predictions says more).
+PREDICTION_COLUMNS = ("split", "sample_id", "y_true", "group_id", "y_pred", "p_pred", "dense_pred", "dense_p_pred")

@@ -1,0 +1,190 @@
+"""The audit report: one self-contained HTML file (plotly's JavaScript embedded, nothing fetched
+when it opens), or the per-group table as CSV.
+
+The HTML holds the generated sentences, the per-group chart with intervals and ε, the per-group
+and per-run tables with intervals, every setting of every run, the run ids, the bootstrap
+settings, the glossary and the versions of the packages that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from ceag.analysis.audit import Audit, audit
+from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.present.sentences.compare import audit_sentences
+from ceag.present.sentences.trust import audit_notes
+from ceag.present.words import confidence_label
+
+PACKAGES = ("ceag", "torch", "torchvision", "numpy", "pandas", "pyarrow", "duckdb", "plotly", "fairlearn",
+            "scikit-learn", "streamlit")
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { border: 1px solid #ddd; padding: 0.2rem 0.5rem; text-align: right; vertical-align: top; }
+th { background: #f4f4f4; } td.text, th.text { text-align: left; }
+.flag { color: #b00; } .note { color: #555; font-size: 0.9rem; } code { font-size: 0.85rem; }
+"""
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages behind a report ('not installed' where absent); no imports."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed" if name != "ceag" else _ceag_version()
+    return out
+
+
+def _ceag_version() -> str:
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    for line in pyproject.read_text().splitlines() if pyproject.exists() else []:
+        if line.startswith("version"):
+            return line.split("=", 1)[1].strip().strip('"') + " (source checkout)"
+    return "unknown"
+
+
+def _pt(x) -> str:
+    return "" if x is None or pd.isna(x) else f"{100 * x:.1f}"
+
+
+def _interval(row, col) -> str:
+    lo, hi = row.get(f"{col}_low"), row.get(f"{col}_high")
+    return "" if lo is None or pd.isna(lo) else f"{_pt(lo)} – {_pt(hi)}"
+
+
+def _table(headers: list[str], rows: list[list[str]], text_cols: int = 0) -> str:
+    head = "".join(f'<th class="{"text" if i < text_cols else ""}">{html.escape(h)}</th>'
+                   for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{"text" if i < text_cols else ""}">{c}</td>'
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def group_table_html(result: Audit) -> str:
+    from ceag.present.words import audit_run_labels
+
+    labels = audit_run_labels(result.groups)
+    ci = confidence_label(result.settings)
+    headers = ["run", "split", "group", "n", "dense acc", "acc", f"acc {ci} CI", "Δ_g", f"Δ_g {ci} CI", "ψ_g",
+               f"ψ_g {ci} CI", "flag"]
+    rows = []
+    for _, r in result.groups.iterrows():
+        flag = '<span class="flag">interval contains ε</span>' if r["indistinguishable"] else ""
+        if r.get("too_small"):
+            flag = f'<span class="flag">n = {r["n"]}: too few samples for an interval</span>'
+        elif r["n"] == 0:
+            flag = "no samples: undefined"
+        rows.append([html.escape(labels[r["run_id"]]), r["split"], html.escape(str(r["group_name"])), str(r["n"]),
+                     _pt(r["dense_accuracy"]), _pt(r["accuracy"]), _interval(r, "accuracy"), _pt(r["acc_gap"]),
+                     _interval(r, "acc_gap"), _pt(r["excess_gap"]), _interval(r, "excess_gap"), flag])
+    return _table(headers, rows, text_cols=3)
+
+
+def run_table_html(result: Audit) -> str:
+    from ceag.present.words import audit_run_labels
+
+    labels = audit_run_labels(result.groups)
+    ci = confidence_label(result.settings)
+    headers = ["run", "run id", "split", "accuracy", f"{ci} CI", "dense accuracy", "max_g ψ_g", f"{ci} CI", "Ψ_PW",
+               f"{ci} CI", "status", "reported epoch"]
+    rows = []
+    for _, r in result.runs.iterrows():
+        rows.append([html.escape(labels.get(r["run_id"], r["run_id"])), f"<code>{r['run_id']}</code>", r["split"],
+                     _pt(r["accuracy"]), _interval(r, "accuracy"), _pt(r["dense_accuracy"]), _pt(r["max_excess_gap"]),
+                     _interval(r, "max_excess_gap"), _pt(r["psi_pw"]), _interval(r, "psi_pw"), r["status"],
+                     str(r["reported_epoch"])])
+    return _table(headers, rows, text_cols=3)
+
+
+def settings_table_html(result: Audit) -> str:
+    """Every setting of every run: one row per setting, one column per run."""
+    configs = {}
+    for _, r in result.runs.drop_duplicates("run_id").iterrows():
+        configs[r["run_id"]] = json.loads(r["config"]) if r["config"] else {}
+    keys = sorted(set().union(*[c.keys() for c in configs.values()])) if configs else []
+    rows = [[html.escape(k)] + [html.escape(json.dumps(c.get(k))) for c in configs.values()] for k in keys]
+    return _table(["setting", *configs.keys()], rows, text_cols=len(configs) + 1)
+
+
+def render_html(result: Audit, *, title: str | None = None, generated_at: str | None = None) -> str:
+    """The report as one HTML document (plotly.js embedded once, about 4.7 MB)."""
+    from ceag.present.glossary import GLOSSARY
+    from ceag.present.plots.groups import group_interval_bars
+
+    generated_at = generated_at or datetime.now(UTC).isoformat(timespec="seconds")
+    title = title or f"ceag audit of {len(result.run_ids)} runs"
+    ci = confidence_label(result.settings)
+    charts = []
+    for i, metric in enumerate(("excess_gap", "accuracy")):
+        fig = group_interval_bars(result.groups, metric)
+        charts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False},
+                                  div_id=f"chart-{metric}"))
+    story = "".join(f"<li>{html.escape(s)}</li>" for s in audit_sentences(result))
+    notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in result.notes)
+    versions = _table(["package", "version"], [[k, html.escape(v)] for k, v in package_versions().items()], 1)
+    glossary = "".join(f"<dt><b>{html.escape(k)}</b></dt><dd>{html.escape(v)}</dd>" for k, v in GLOSSARY.items())
+    s = result.settings
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="note">Generated {generated_at}. Runs: {", ".join(f"<code>{r}</code>" for r in result.run_ids)}.
+Accuracies in percent, gaps in percentage points. Intervals: {ci} paired percentile bootstrap,
+{s.n_boot} resamples of each split, seed {s.seed} (resampling as Fairlearn's MetricFrame does).</p>
+{notes}
+<h2>What the numbers say</h2><ul>{story}</ul>
+<h2>Excess accuracy gap ψ_g per group, with intervals and ε</h2>{charts[0]}
+<h2>Accuracy per group</h2>{charts[1]}
+<h2>Per-group table</h2>{group_table_html(result)}
+<h2>Per run</h2>{run_table_html(result)}
+<h2>Settings of every run</h2>{settings_table_html(result)}
+<h2>Glossary</h2><dl>{glossary}</dl>
+<h2>Software</h2>{versions}
+</body></html>
+"""
+
+
+def audited(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSettings | None = None) -> Audit:
+    """``analysis.audit.audit`` with the notes an auditor reads first (``audit_notes``): the audit every report
+    and the Compare page show. Raises UnknownRuns for ids that are not finished runs."""
+    result = audit(results, run_ids, settings)
+    return dataclasses.replace(result, notes=audit_notes(result, results))
+
+
+def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.PathLike,
+                 settings: BootstrapSettings | None = None) -> tuple[Path, Audit]:
+    """Audit ``run_ids`` and write ``out``: HTML for ``.html`` / ``.htm``, the per-group table for ``.csv``
+    (text cells that a spreadsheet would run as a formula neutralised: ceag.present.csv_export).
+
+    Raises UnknownRuns for ids that are not finished runs, ValueError for another suffix.
+    """
+    from ceag.results.files import atomic_write
+
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".html", ".htm", ".csv"):
+        raise ValueError(f"--out {out}: the report is written as .html (the full report) or .csv (the per-group "
+                         "table); choose one of those suffixes")
+    result = audited(results, run_ids, settings)
+    if suffix == ".csv":
+        table = result.csv_table()
+        from ceag.present.csv_export import write_csv
+
+        atomic_write(out, lambda p: write_csv(table, p))  # formulas neutralised for spreadsheets
+    else:
+        text = render_html(result)
+        atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
+    return out, result

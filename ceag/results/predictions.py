@@ -1,0 +1,136 @@
+"""Per-sample predictions of a run's reported sparse model and of its dense model.
+
+A run writes them once, when it ends, to ``<run folder>/predictions.parquet``: one row per sample
+of every split, with columns
+
+    split         "train" | "val" | "test"
+    sample_id     the sample's index within the split (its file name instead when the dataset's
+                  splits carry ``sample_names``)
+    y_true        true class (int)
+    group_id      protected group (int)
+    y_pred        class predicted by the reported sparse model (int)
+    p_pred        that model's softmax probability of ``y_pred`` (float32, in [0, 1])
+    dense_pred    class predicted by the dense model (int)
+    dense_p_pred  the dense model's probability of ``dense_pred``
+
+Confidence intervals, comparisons and the predictions export read this file, so none of them
+reloads the data or a model. Runs made before it existed are computed on demand (slower: the
+dataset and both models are loaded); their dense columns are missing (NA) when the dense model
+is not in the results folder. An NFT run also keeps ``best_predictions.parquet`` for the best
+iterate its NFT+ES twin reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ceag.config.run_config import from_dict
+from ceag.results.files import load_torch, write_parquet
+from ceag.results.layout import (
+    BEST_PREDICTIONS,
+    CONFIG,
+    DENSE_MODEL,
+    MODEL,
+    PREDICTIONS,
+    SUMMARY,
+    dense_dir,
+    resolve_results,
+    run_dir,
+)
+
+SPLITS = ("train", "val", "test")
+
+
+class RunNotFound(LookupError):
+    """The run has no finished model in its results folder; the message names the run and the folder."""
+
+
+def write_run_predictions(folder: Path, model, dense, data, best_state: dict | None = None,
+                          amp: bool = False) -> pd.DataFrame:
+    """At the end of a run: the reported model's predictions (and, for NFT, the best iterate's).
+
+    Returns the reported model's predictions (``PREDICTION_COLUMNS``)."""
+    import copy
+
+    from ceag.training.evaluation import predictions_frame  # torch: only where a model predicts
+
+    frame = predictions_frame(model, dense, data, amp)
+    write_parquet(folder / PREDICTIONS, frame)
+    if best_state is not None:
+        best = copy.deepcopy(model)
+        best.load_state_dict(best_state)
+        write_parquet(folder / BEST_PREDICTIONS, predictions_frame(best, dense, data, amp))
+    return frame
+
+
+def stored_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFrame | None:
+    """The run's stored predictions (every split), or None for a run made before they were kept."""
+    path = run_dir(resolve_results(results), run_id) / PREDICTIONS
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def run_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFrame:
+    """Predictions of every split (columns ``PREDICTION_COLUMNS``): stored ones, else computed now.
+
+    Raises RunNotFound when the run has no finished model.
+    """
+    results = resolve_results(results)
+    stored = stored_predictions(results, run_id)
+    if stored is not None:
+        return stored
+    return _compute(results, run_id)
+
+
+def _compute(results: Path, run_id: str) -> pd.DataFrame:
+    from ceag.datasets.loading import load_dataset
+    from ceag.training.evaluation import predictions_frame
+    from ceag.training.models import build_model
+
+    folder = run_dir(results, run_id)
+    if not (folder / MODEL).exists():
+        raise RunNotFound(f"run {run_id} has no finished model in {folder}; `python -m ceag ls` lists the runs")
+    cfg = from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
+    data = load_dataset(cfg)
+    model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+    model.load_state_dict(load_torch(folder / MODEL))
+    if cfg.masked_bn:
+        from ceag.training.pruning import restore_masked_bn
+
+        restore_masked_bn(model, dense_first_conv=cfg.dense_first_conv, dense_last_layer=cfg.dense_last_layer)
+    dense = None
+    dense_path = Path(cfg.dense_checkpoint) if cfg.dense_checkpoint else dense_dir(results, cfg) / DENSE_MODEL
+    if dense_path.exists():
+        state = load_torch(dense_path)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        dense = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
+        dense.load_state_dict(state)
+    return predictions_frame(model, dense, data, cfg.amp)
+
+
+def predictions(results: str | os.PathLike | None, run_id: str, split: str = "test") -> pd.DataFrame:
+    """One row per sample of ``split``, for auditors' own tools (e.g. Fairlearn).
+
+    Columns: ``y_true``, ``y_pred``, ``group`` (id), ``group_name``, then ``sample_id``,
+    ``p_pred`` (probability of ``y_pred``), ``dense_pred`` and ``dense_p_pred``.
+    """
+    frame = run_predictions(results, run_id)
+    if split not in set(frame["split"]):
+        present = [s for s in SPLITS if s in set(frame["split"])]
+        raise ValueError(f"split {split!r} does not exist for this run; it has {', '.join(present)}")
+    part = frame[frame["split"] == split].reset_index(drop=True)
+    names = _group_names(resolve_results(results), run_id)
+    group_name = [names[g] if 0 <= g < len(names) else str(g) for g in part["group_id"]]
+    return pd.DataFrame({"y_true": part["y_true"], "y_pred": part["y_pred"], "group": part["group_id"],
+                         "group_name": group_name, "sample_id": part["sample_id"], "p_pred": part["p_pred"],
+                         "dense_pred": part["dense_pred"], "dense_p_pred": part["dense_p_pred"]})
+
+
+def _group_names(results: Path, run_id: str) -> list[str]:
+    summary = run_dir(results, run_id) / SUMMARY
+    if summary.exists():
+        return list(json.loads(summary.read_text()).get("group_names") or [])
+    return []

@@ -1,0 +1,177 @@
+"""Compare: how each chosen run treats each group, with bootstrap intervals, sentences and the audit report.
+
+The compared runs are the page's own view field (``compare``), never the selection: absent, the
+page compares the selection when it holds two or more finished runs, else NFT against CEAG at each
+tolerance for one setting (that of the first selected run, else the newest setting that has both).
+Changing the setting or the runs under "Runs and intervals" writes ``compare``, so the URL links to
+exactly what is shown; the selection changes only through the "Add … to the selection" button.
+"""
+
+import pandas as pd
+import streamlit as st
+
+from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
+from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.present.csv_export import write_csv
+from ceag.present.glossary import GLOSSARY
+from ceag.present.plots.groups import group_interval_bars
+from ceag.present.plots.style import AUDIT_METRICS
+from ceag.present.report import render_html
+from ceag.present.sentences.compare import audit_sentences, headline_sentences
+from ceag.present.words import audit_run_labels, confidence_label
+from dashboard import _state
+from dashboard import _store as store
+from dashboard._shared import CHART_CONFIG, empty_store_hint, results_dir, run_labels, store_version
+
+SETTING = ("dataset", "model", "sparsity", "seed")
+DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
+
+
+@st.cache_data(show_spinner="Bootstrapping intervals…", max_entries=32)
+def cached_audit(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float) -> Audit:
+    return audit(results, list(run_ids), BootstrapSettings(n_boot=n_boot, confidence=confidence))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float) -> str:
+    return render_html(cached_audit(results, version, run_ids, n_boot, confidence))
+
+
+def setting_of(row) -> tuple:
+    return row["dataset"], row["model"], float(row["sparsity"]), int(row["seed"])
+
+
+def setting_runs(finished: pd.DataFrame, setting: tuple) -> list[str]:
+    """NFT against CEAG at each tolerance there; without them, the newest run of each method there."""
+    dataset, model, sparsity, seed = setting
+    ids = default_comparison(finished, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
+    if ids:
+        return ids
+    part = finished[(finished.dataset == dataset) & (finished.model == model) & (finished.sparsity == sparsity)
+                    & (finished.seed == seed)]
+    return list(part.drop_duplicates(["method", "tolerance"]).run_id)
+
+
+def setting_selectors(finished: pd.DataFrame, shown: tuple) -> tuple:
+    """Dataset, model, sparsity and seed selectors showing ``shown``; returns the setting the user picked.
+
+    An edit (a value that differs from what the selectors showed last) keeps the user's choices
+    where they still exist and fills the rest with the first available value.
+    """
+    keys = [f"compare.{name}" for name in SETTING]
+    before = st.session_state.get(DERIVED_KEY)
+    # Streamlit drops a widget's state on a page that did not draw it: only a complete set is an edit.
+    edited = (before is not None and all(k in st.session_state for k in keys)
+              and tuple(st.session_state[k] for k in keys) != before)
+    wanted = tuple(st.session_state.get(k) for k in keys) if edited else shown
+    cols, part, picked = st.columns(4), finished, []
+    labels = {"sparsity": lambda s: f"{100 * s:g} %"}
+    for col, name, key, want in zip(cols, SETTING, keys, wanted, strict=True):
+        options = sorted(part[name].unique().tolist())
+        st.session_state[key] = want if want in options else options[0]
+        value = col.selectbox(name.capitalize(), options, key=key, format_func=labels.get(name, str))
+        part = part[part[name] == value]
+        picked.append(value)
+    st.session_state[DERIVED_KEY] = tuple(picked)
+    return tuple(picked) if edited else shown
+
+
+_state.restore()
+st.title("Compare runs group by group")
+runs = store.runs()
+finished = runs[runs.status == "finished"]
+if finished.empty:
+    empty_store_hint()
+    st.stop()
+labels = run_labels(finished)
+by_id = finished.set_index("run_id", drop=False)
+selection = _state.selected_runs()
+selected = [r for r in selection if r in labels]
+explicit = _state.get("compare")
+if explicit is not None:
+    unknown = [r for r in explicit if r not in labels]
+    if unknown:
+        st.warning(f"Not a finished run of this store, left out: {', '.join(unknown[:5])}"
+                   + (" …" if len(unknown) > 5 else ""))
+    default = [r for r in explicit if r in labels]
+    source = "explicit"
+elif len(selected) >= 2:
+    default, source = selected, "selection"
+else:
+    row = by_id.loc[selected[0]] if selected else comparable_setting(finished)
+    default, source = setting_runs(finished, setting_of(finished.iloc[0] if row is None else row)), "setting"
+
+shown = setting_of(by_id.loc[default[0]]) if default else setting_of(finished.iloc[0])
+setting = setting_selectors(finished, shown)
+if setting != shown:  # the user picked another setting: compare its default runs (the selection stays)
+    default, source = setting_runs(finished, setting), "explicit"
+    _state.put("compare", default)
+
+about = {"selection": "your selected runs",
+         "setting": "NFT against CEAG at each tolerance for this setting (your selection is unchanged)"}
+with st.expander("Runs and intervals", expanded=len(default) < 2):
+    chosen = _state.widget(st.multiselect, "compare", "Runs (two or more)", default=default, options=list(labels),
+                           format_func=labels.get)
+    c = st.columns(2)
+    n_boot = c[0].number_input("Bootstrap resamples", 100, 20000, 1000, step=100)
+    confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %")
+    buttons = st.columns(3)
+    if len(selected) >= 2 and selected != chosen and buttons[0].button(
+            f"Compare the {len(selected)} selected runs", icon=":material/checklist:"):
+        _state.put("compare", selected)
+        st.rerun()
+    if chosen != setting_runs(finished, setting) and buttons[1].button(
+            "NFT against CEAG at this setting", icon=":material/balance:"):
+        _state.put("compare", setting_runs(finished, setting))
+        st.rerun()
+    missing = [r for r in chosen if r not in selection]
+    if missing and buttons[2].button(f"Add {'them' if len(missing) > 1 else 'it'} to the selection",
+                                     icon=":material/add:"):
+        _state.select_runs([*selection, *missing])
+        st.rerun()
+st.caption(f"Comparing {len(chosen)} runs: "
+           + about.get(source, "the runs chosen under **Runs and intervals** (or in the link)") + ".")
+if len(chosen) < 2:
+    st.info("Choose two or more finished runs under **Runs and intervals** (this setting has no NFT and CEAG "
+            "runs to pair by default).")
+    st.stop()
+
+args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence))
+result = cached_audit(*args)
+ci = confidence_label(result.settings)
+st.markdown("\n".join(f"- {s}" for s in headline_sentences(result.groups, confidence=result.settings.confidence)))
+if result.notes:
+    st.warning("\n".join(f"- {note}" for note in result.notes))
+
+c = st.columns([3, 2])
+metric = c[0].radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True,
+                    help=f"**ψ_g**: {GLOSSARY['ψ_g']}\n\n**Δ_g**: {GLOSSARY['Δ_g']}\n\n**Error bars**: {ci} "
+                         f"intervals. {GLOSSARY['interval']}")
+splits = c[1].multiselect("Splits", ["test", "train", "val"], default=["test", "train"],
+                           help="The panels, top to bottom, in the order chosen.")
+st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
+with st.expander("Every sentence: train, validation and each run"):
+    st.markdown("\n".join(f"- {s}" for s in audit_sentences(result)))
+
+names = audit_run_labels(result.groups)
+g = result.groups
+table = {"run": g.run_id.map(names), "split": g.split, "group": g.group_name, "n": g.n,
+         "dense acc (%)": 100 * g.dense_accuracy, "acc (%)": 100 * g.accuracy}
+for col, name in (("accuracy", "acc"), ("acc_gap", "Δ_g"), ("excess_gap", "ψ_g")):
+    if col != "accuracy":
+        table[name] = 100 * g[col]
+    table[f"{name} {ci} low"], table[f"{name} {ci} high"] = 100 * g[f"{col}_low"], 100 * g[f"{col}_high"]
+numbers = [k for k in table if k not in ("run", "split", "group", "n")]
+table["ψ_g interval contains ε"] = g.indistinguishable
+table["too few samples for an interval"] = g.too_small
+terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense": None}
+st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", placeholder="",
+             column_config={k: st.column_config.NumberColumn(format="%.1f", help=terms.get(k.split(" ")[0]))
+                            for k in numbers})
+c = st.columns(2)
+c[0].download_button("Audit report (HTML, opens offline)", cached_report(*args), file_name="ceag_audit.html",
+                     mime="text/html", icon=":material/download:")
+c[1].download_button("Per-group table (CSV)", write_csv(result.csv_table()), file_name="ceag_audit.csv",
+                     mime="text/csv", icon=":material/download:")
+with st.expander("What the symbols mean"):
+    st.markdown("\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items()))
