@@ -6,6 +6,7 @@ import streamlit as st
 
 from ceag.present.plots.training import group_curves
 from ceag.present.sentences.trust import summary_line
+from ceag.present.words import sentence
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, empty_store_hint, run_labels
@@ -32,9 +33,9 @@ lines = summary_line(diag)
 if diag and diag.get("converged") is False:
     st.warning(f"**This run did not settle**: {lines[0]} Its reported numbers are one draw of a moving quantity.")
 elif lines:
-    st.success(lines[0].capitalize())
+    st.success(sentence(lines[0]))
 for text in lines[1:]:
-    (st.warning if text.startswith("warning:") else st.caption)(text.removeprefix("warning: ").capitalize())
+    (st.warning if text.startswith("warning:") else st.caption)(sentence(text.removeprefix("warning: ")))
 
 splits = tuple(s for s in ("train", "val", "test") if diag is None or s in diag.get("spread", {}))
 shown = st.multiselect("Splits", list(splits), default=[s for s in ("train", "test") if s in splits] or list(splits),

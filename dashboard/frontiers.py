@@ -5,6 +5,7 @@ import streamlit as st
 from ceag.config.vocabulary import METHOD_LABELS
 from ceag.present.csv_export import write_csv
 from ceag.present.plots.frontier import frontier, frontier_table
+from ceag.present.words import sentence
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, empty_store_hint
@@ -66,7 +67,7 @@ if unsettled:
     in_view = {r for ids in summary["run_ids"] for r in ids}
     runs = store.runs(dataset=dataset)
     flagged = runs[runs.run_id.isin(in_view) & (runs.converged == False)]  # noqa: E712 (NULL: unknown)
-    advice = " ".join(dict.fromkeys(a.split("; ", 1)[-1].capitalize() for a in flagged.advice.dropna()))
+    advice = " ".join(dict.fromkeys(sentence(a.split("; ", 1)[-1]) for a in flagged.advice.dropna()))
     st.warning(f"{unsettled} of {int(summary['seeds'].sum())} runs in this view did not settle: their metrics still "
                f"moved over the last fifth of fine-tuning, so their points are one draw. {advice} See **Curves**.")
 

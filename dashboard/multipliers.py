@@ -7,6 +7,7 @@ import streamlit as st
 from ceag.present.plots.groups import excess_gap_bars
 from ceag.present.plots.training import multiplier_heatmap, multipliers, training_curves
 from ceag.present.sentences.trust import summary_line
+from ceag.present.words import sentence
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, empty_store_hint, run_labels
@@ -83,7 +84,7 @@ st.subheader("Did the constraints act?")
 stored = store.diagnostics(run_id=run_id)
 if stored["run"]:
     for text in summary_line(json.loads(stored["run"]["diagnostics"]))[1:]:
-        (st.warning if text.startswith("warning:") else st.caption)(text.removeprefix("warning: ").capitalize())
+        (st.warning if text.startswith("warning:") else st.caption)(sentence(text.removeprefix("warning: ")))
     scale, unit = (100, "points") if row["method"] == "ceag" else (1, "loss")
     # held-out multipliers are driven by, and compared with, the validation split
     drive = (json.loads(stored["run"]["diagnostics"]).get("constraints") or {}).get("split", "train")

@@ -11,6 +11,7 @@ from ceag.datasets.checks import custom_columns
 from ceag.present.plots.groups import excess_gap_bars
 from ceag.present.sentences.data import skip_lines
 from ceag.present.sentences.trust import summary_line
+from ceag.present.words import sentence
 from ceag.run.pipeline import run
 from dashboard import _state
 from dashboard._forms import NumberFields
@@ -97,7 +98,7 @@ for warning in info.get("data_warnings") or []:
     st.warning(warning)
 for text in summary_line(info.get("diagnostics")):
     if text.startswith("warning: "):
-        st.warning(text.removeprefix("warning: ").capitalize())
+        st.warning(sentence(text.removeprefix("warning: ")))
 
 cols = st.columns(len(result.splits))
 frames = []

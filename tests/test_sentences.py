@@ -181,3 +181,12 @@ def test_headline_at_90_and_98_percent_follows_the_numbers_not_a_script(demo_sto
     assert ("CEAG (ε = 1 %) brings digit 8 to ψ_g = 4.0 on test, above ε = 1.0; the worst group on test is now digit 3 "
             "at 5.5, above ε = 1.0.") in text
     assert len(text) == 4
+
+
+def test_a_sentence_keeps_the_case_of_symbols_and_names():
+    """Pages start a generated sentence with a capital without lowering the rest (L_g, CEAG, ψ̂_g stay)."""
+    from ceag.present.words import sentence
+
+    text = "its multipliers were still growing: digit 8's loss gap |L_g − L| under CEAG (ψ̂_g)"
+    assert sentence(text) == "Its multipliers were still growing: digit 8's loss gap |L_g − L| under CEAG (ψ̂_g)"
+    assert sentence("") == ""

@@ -51,3 +51,9 @@ def audit_run_labels(groups: pd.DataFrame) -> dict[str, str]:
 def confidence_label(settings: BootstrapSettings) -> str:
     value = 100 * settings.confidence
     return f"{value:g} %" if math.isclose(value, round(value, 1)) else f"{value:.2f} %"
+
+
+def sentence(text: str) -> str:
+    """``text`` with its first letter made upper case and nothing else changed (``str.capitalize`` would lower
+    every other letter: "L_g" and "CEAG" stay as they are)."""
+    return text[:1].upper() + text[1:]
