@@ -86,3 +86,24 @@ def test_help_explains_every_option():
     for option in ("--method", "--sparsity", "--tolerance", "--seed", "--dataset", "--model",
                    "--epochs", "--results", "--json"):
         assert option in proc.stdout
+
+
+def test_output_piped_into_a_command_that_stops_reading_is_no_error(tmp_path):
+    """``ceag ls | head -1`` closes the pipe early: the command ends quietly, without ``error: Broken pipe``."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, subprocess_env
+
+    code = ("import sys\nfrom ceag.cli import main\n"
+            "class Closed:\n"
+            "    def write(self, text): raise BrokenPipeError(32, 'Broken pipe')\n"
+            "    def flush(self): pass\n"
+            "    def fileno(self): return sys.__stdout__.fileno()\n"
+            "sys.stdout = Closed()\n"
+            "sys.exit(main(['run', '--dense-epochs', '1', '--prune-epochs', '1', '--epochs', '1', '--results', "
+            f"{str(tmp_path)!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=subprocess_env())
+    assert out.returncode == 0, out.stderr
+    assert "Broken pipe" not in out.stderr and "error" not in out.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from ceag.cli.parser import build_parser
 from ceag.cli.store import UnknownRunIds
 from ceag.config.errors import ConfigError
@@ -22,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ConfigError, UnknownRunIds) as err:
         parser.exit(2, f"error: {err}\n")
+    except BrokenPipeError:  # the output went into a command that stopped reading (``| head``): nothing failed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except (BundleError, StoreError, RunNotFound, DatasetError, ValueError, OSError, MemoryError) as err:
         parser.exit(1, f"error: {err}\n")
     except KeyboardInterrupt:
