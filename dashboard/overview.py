@@ -8,7 +8,7 @@ from ceag.config.presets import preset
 from ceag.grid import jobs
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.frontier import overview_chart
-from ceag.present.sentences.overview import overview_sentences
+from ceag.present.sentences.overview import overview_story
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._jobs import job_card
@@ -107,9 +107,13 @@ models = sorted(overview.loc[overview.dataset == dataset, "model"].unique())
 model = st.selectbox("Model", models, key="overview.model") if len(models) > 1 else models[0]
 st.subheader(f"What pruning does to {dataset} ({model})",
              help=tip("sparsity", "ψ_g", "max_g ψ_g", "ε (tolerance)"))
-story = overview_sentences(store.story_groups(dataset=dataset, model=model))
+story = overview_story(store.story_groups(dataset=dataset, model=model))
 if story:
-    st.markdown("\n".join(f"- {s}" for s in story))
+    st.markdown("\n".join(f"- {point.text}" for point in story))
+    if any(point.details for point in story):
+        with st.expander("The numbers behind these points"):
+            st.markdown("\n".join(f"- **{point.topic}**: " + " ".join(point.details) for point in story
+                                   if point.details))
 summary = pd.concat([store.frontier_summary(dataset=dataset, model=model, split=split).assign(split=split)
                      for split in ("train", "test")], ignore_index=True)
 if not summary.empty:

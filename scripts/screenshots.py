@@ -25,7 +25,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PAGES = {"overview": "", "frontiers": "frontiers", "multipliers": "multipliers", "generalization": "generalization",
          "compare": "compare", "launch": "launch", "runs": "runs"}
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-ANSWERS = {"overview": re.compile("sparsity hurts"), "compare": re.compile("most on test")}  # the first sentence
+# the first sentence of each page's answer
+ANSWERS = {"overview": re.compile(r"with plain fine-tuning \(NFT\)"), "compare": re.compile("most on test")}
 
 
 

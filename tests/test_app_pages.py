@@ -275,10 +275,14 @@ def test_overview_sentences_are_true_for_the_store_they_are_shown_on(tmp_path, m
     at = open_page("overview")
     text = at.markdown[0].value
     assert text == "\n".join(f"- {s}" for s in overview_sentences(queries.story_groups(tmp_path, dataset="digits")))
-    assert "CEAG with ε = 1 % misses its tolerance on train (worst 6.8)" in text  # 98 %
-    assert "At 90 %, NFT hurts no group by more than 1.0 points" in text  # 90 %
-    assert "its worst group on test is digit 0 at 3.0, worse than NFT's 2.1" in text
-    assert "but digit 3 is now the worst group at 4.2 points, above the tolerance" in text  # 95 %
+    assert text.startswith("- On digits with the mlp model, pruning to 95 % sparsity shows the problem and its repair")
+    assert "At 98 %, no CEAG run meets its tolerance on the training data" in text
+    assert "At 90 %, NFT leaves no group more than 1.0 points behind" in text
+    assert "digit 3 ends 4.2 points behind, above ε" in text  # 95 %, on test
+    [details] = [e for e in at.expander if e.label == "The numbers behind these points"]
+    folded = " ".join(m.value for m in details.markdown)
+    assert "**90 %**: CEAG with ε = 1 %: worst on test digit 0 at 3.0 points, worse than NFT's 2.1." in folded
+    assert "digit 8 loses 38.2 points of training accuracy while the model as a whole loses 5.0" in folded
     page_text = " ".join([*(m.value for m in at.markdown), *(c.value for c in at.caption)])
     assert "near ε" not in page_text and "holds it" not in page_text
     [spec] = charts(at)

@@ -6,7 +6,7 @@ the store and the UI; ``METHOD_LABELS`` is the one place that says how each is w
 
 from __future__ import annotations
 
-MODELS = ("mlp", "cnn", "cnn_small", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
+MODELS = ("mlp", "cnn", "cnn_small", "cnn_fc", "resnet18", "resnet34", "mobilenet_v2", "resnet20", "resnet56")
 
 
 # Models without batch norm (ceag/models.py). Batch norm cannot normalize one sample in training

@@ -1,19 +1,42 @@
-"""The Overview's story: for a dataset and model, in plain words, which group pruning hurts, how much, what
-CEAG does on train and what happens on test, at each sparsity (means over seeds).
+"""The Overview's story, told as a teacher would: first the setting that shows the phenomenon and its repair,
+then what happens on the test data, then where no run can meet its tolerance, each a short sentence with
+the numbers behind it kept for a folded "details" list.
+
+1. **Phenomenon and repair.** Among the sparsities where CEAG meets its tolerance ε on the training data
+   (its worst group's ψ_g ≤ ε), the one where plain fine-tuning (NFT) leaves its worst group furthest
+   behind; without such a sparsity, the one where NFT does.
+2. **On the test data.** Under that CEAG run, the worst group on test against ε and against NFT's.
+3. **Out of reach.** Each sparsity where CEAG ran and met none of its tolerances on train: the constraint
+   cannot be met there (by these runs).
+4. **The other sparsities**, one short sentence each.
 
 Inputs are per-group rows as ``queries.story_groups`` returns them (method, tolerance, sparsity, seed,
-split, group_name, acc_gap, excess_gap; fractions). Values are written in percentage points.
+split, group_name, acc_gap, excess_gap; fractions), of one dataset; values of several seeds are averaged
+per group, and the sentences say how many. Values are written in percentage points.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ceag.present.sentences.compare import loss_clause, worst_group
 from ceag.present.words import BASELINE, DEFAULT_THRESHOLD, points, tolerance_text
 
+MITIGATION = "ceag"  # the method whose tolerance the story holds runs to
 
-# -- the Overview's story ------------------------------------------------------------------------------------
+
+@dataclass
+class StoryPoint:
+    """One point of the story: a short sentence, what it is about (``topic``, e.g. "95 %, on test") and the
+    numbers behind it (shown folded)."""
+
+    text: str
+    topic: str = ""
+    details: list[str] = field(default_factory=list)
+
+
 def _seed_means(groups: pd.DataFrame) -> pd.DataFrame:
     keys = ["method", "tolerance", "sparsity", "split", "group_id", "group_name"]
     out = groups.groupby(keys, dropna=False, sort=True).agg(
@@ -36,11 +59,39 @@ def _value_of(means: pd.DataFrame, method: str, sparsity: float, split: str, nam
     return None if part.empty else part.iloc[0]
 
 
-def overview_sentences(groups: pd.DataFrame) -> list[str]:
-    """The Overview's story for one dataset and model, in plain words (see the module docstring).
+def _pct(sparsity: float) -> str:
+    return f"{100 * sparsity:g} %"
 
-    ``groups``: ``queries.story_groups`` rows of one dataset (the first model in sorted order is
-    told). Values of several seeds are averaged per group, and the sentences say so.
+
+def _behind(row: pd.Series) -> str:
+    """'digit 8 ends 33.2 points behind the model as a whole' (ψ_g > 0), or 'no further behind' wording."""
+    if row.excess_gap > 0:
+        return f"{row.group_name} ends {points(row.excess_gap)} points behind the model as a whole"
+    return f"no group ends behind the model as a whole (worst: {row.group_name}, {points(row.excess_gap)})"
+
+
+@dataclass
+class _Setting:
+    """What the runs at one sparsity show: NFT's worst group on train, and CEAG's worst per tolerance."""
+
+    sparsity: float
+    nft: pd.Series
+    ceag: dict[float, pd.Series]
+
+    @property
+    def met(self) -> list[float]:
+        return [t for t, w in self.ceag.items() if w.excess_gap <= t]
+
+    @property
+    def missed(self) -> list[float]:
+        return [t for t, w in self.ceag.items() if w.excess_gap > t]
+
+
+def overview_story(groups: pd.DataFrame) -> list[StoryPoint]:
+    """The Overview's story for one dataset and model (see the module docstring).
+
+    ``groups``: ``queries.story_groups`` rows of one dataset (the first model in sorted order is told).
+    Returns [] when there is nothing to tell, and one point saying what is missing without NFT runs.
     """
     if groups.empty:
         return []
@@ -48,113 +99,121 @@ def overview_sentences(groups: pd.DataFrame) -> list[str]:
     groups = groups[groups["model"] == model]
     dataset = groups["dataset"].iloc[0]
     if BASELINE not in set(groups["method"]):
-        return [f"The store has no NFT runs of {dataset}/{model}, so there is nothing to measure the other methods "
-                "against; the demo grid has them."]
+        return [StoryPoint(f"The store has no NFT runs of {dataset}/{model}, so there is nothing to measure the "
+                           "other methods against; the demo grid has them.")]
     means = _seed_means(groups)
     seeds = int(groups["seed"].nunique())
-    average = f" (averaged over {seeds} seeds)" if seeds > 1 else ""
-    sparsities = sorted(means.loc[means.method == BASELINE, "sparsity"].unique())
-    worst_train = {s: _worst_of(means, BASELINE, s, "train") for s in sparsities}
-    nft_train = {s: w for s, w in worst_train.items() if w is not None}
-    told = list(nft_train)
-    if not told:
+    settings = {}
+    for s in sorted(means.loc[means.method == BASELINE, "sparsity"].unique()):
+        nft = _worst_of(means, BASELINE, s, "train")
+        if nft is None:
+            continue
+        tolerances = sorted(means.loc[(means.method == MITIGATION) & (means.sparsity == s), "tolerance"].dropna()
+                            .unique())
+        ceag = {float(t): w for t in tolerances if (w := _worst_of(means, MITIGATION, s, "train", t)) is not None}
+        settings[s] = _Setting(float(s), nft, ceag)
+    if not settings:
         return []
-    head = max(told, key=lambda s: nft_train[s].excess_gap)
-    out = [_hurt_sentence(means, head, dataset, model, average)]
-    out += _ceag_sentences(means, head, nft_train[head])
-    for s in told:
-        if s != head:
-            out.append(_short_sentence(means, s, nft_train[s]))
-    return [t for t in out if t]
+    repaired = [st for st in settings.values() if st.met and st.nft.excess_gap > min(st.met)]
+    lead = max(repaired or settings.values(), key=lambda st: st.nft.excess_gap)
+    where = f"On {dataset} with the {model} model" + (f", averaged over {seeds} seeds" if seeds > 1 else "")
+    story = [_lead_point(means, lead, where, repaired=bool(repaired))]
+    if lead.met:
+        story.append(_test_point(means, lead))
+    story += [_out_of_reach_point(st) for st in settings.values() if st.ceag and not st.met]
+    story += [_other_point(means, st) for st in settings.values()
+              if st is not lead and (st.met or not st.ceag)]
+    return story
 
 
-def _hurt_sentence(means: pd.DataFrame, s: float, dataset: str, model: str, average: str) -> str:
-    w = _worst_of(means, BASELINE, s, "train")
-    assert w is not None  # told only at a sparsity with a worst group
-    text = (f"On {dataset} with the {model} model{average}, pruning to {100 * s:g} % sparsity hurts {w.group_name} "
-            f"most. With plain fine-tuning (NFT), {loss_clause(w, w.group_name, 'training accuracy')}: "
-            f"{points(w.excess_gap)} points more than average (its excess gap ψ_g).")
-    test = _value_of(means, BASELINE, s, "test", w.group_name)
-    worst_test = _worst_of(means, BASELINE, s, "test")
-    if test is not None:
-        text += f" On the test data its excess gap is {points(test.excess_gap)} points"
-        if worst_test is not None and worst_test.group_name != w.group_name:
-            text += f", and the group hurt most there is {worst_test.group_name} ({points(worst_test.excess_gap)})"
-        text += "."
-    return text
+def overview_sentences(groups: pd.DataFrame) -> list[str]:
+    """The story's short sentences, in order (``overview_story`` keeps the numbers behind each)."""
+    return [p.text for p in overview_story(groups)]
 
 
-def _ceag_sentences(means: pd.DataFrame, s: float, hurt: pd.Series) -> list[str]:
-    tolerances = sorted(means.loc[(means.method == "ceag") & (means.sparsity == s), "tolerance"].dropna().unique())
-    if not tolerances:
-        return [f"There are no CEAG runs at {100 * s:g} % to show what the constraint does."]
-    met: list[tuple[float, pd.Series]] = []
-    missed: list[tuple[float, pd.Series]] = []
-    for t in tolerances:
-        w = _worst_of(means, "ceag", s, "train", t)
-        if w is None:
-            continue
-        (met if w.excess_gap <= t else missed).append((t, w))
-    train = []
-    if met:
-        train.append("keeps every group within its tolerance at " + ", ".join(
-            f"{tolerance_text(t)} (worst: {w.group_name}, {points(w.excess_gap)} points)" for t, w in met))
-    if missed:
-        train.append("does not get there at " + ", ".join(
-            f"{tolerance_text(t)}, where {w.group_name} is still {points(w.excess_gap)} points above average"
-            for t, w in missed))
-    out = ["On the training data, CEAG " + " but ".join(train) + f"; NFT left {hurt.group_name} at "
-           f"{points(hurt.excess_gap)}."]
-    nft_test = _worst_of(means, BASELINE, s, "test")
-    for t in tolerances:
-        own = _value_of(means, "ceag", s, "test", hurt.group_name, t)
-        worst = _worst_of(means, "ceag", s, "test", t)
-        if own is None or worst is None:
-            continue
-        if own.excess_gap < 0:
-            text = (f"On the test data, CEAG with {tolerance_text(t)} turns {hurt.group_name} around: it now loses "
-                    f"less than average (ψ_g = {points(own.excess_gap)})")
-        else:
-            text = (f"On the test data, CEAG with {tolerance_text(t)} leaves {hurt.group_name} at "
-                    f"{points(own.excess_gap)} points")
-        if worst.group_name != hurt.group_name:
-            text += f", but {worst.group_name} is now the worst group at {points(worst.excess_gap)} points"
-        else:
-            text += ", still the worst group"
-        train_worst = _worst_of(means, "ceag", s, "train", t)
-        held = train_worst is not None and train_worst.excess_gap <= t
-        if worst.excess_gap <= t:
-            text += ", within the tolerance"
-        elif held:
-            text += ", above the tolerance: the constraint held on the data it trained on, not on new data"
-        else:
-            text += ", above the tolerance, as on the training data"
-        if nft_test is not None and worst.excess_gap > nft_test.excess_gap:
-            text += f"; that is worse than NFT's worst group on test ({points(nft_test.excess_gap)})"
-        out.append(text + ".")
-    return out
-
-
-def _short_sentence(means: pd.DataFrame, s: float, nft: pd.Series) -> str:
-    tolerances = sorted(means.loc[(means.method == "ceag") & (means.sparsity == s), "tolerance"].dropna().unique())
-    threshold = tolerances[0] if tolerances else DEFAULT_THRESHOLD
-    if nft.excess_gap <= threshold:
-        text = (f"At {100 * s:g} %, NFT hurts no group by more than {points(threshold)} points beyond average "
-                f"(worst: {nft.group_name}, {points(nft.excess_gap)})")
+def _lead_point(means: pd.DataFrame, st: _Setting, where: str, *, repaired: bool) -> StoryPoint:
+    s, w = st.sparsity, st.nft
+    details = [f"With plain fine-tuning (NFT) at {_pct(s)}, {loss_clause(w, w.group_name, 'training accuracy')}: "
+               f"ψ_g = {points(w.excess_gap)} points."]
+    for t, c in st.ceag.items():
+        verdict = "within" if c.excess_gap <= t else "above"
+        details.append(f"CEAG with {tolerance_text(t)}: the worst group on train is {c.group_name} at "
+                       f"{points(c.excess_gap)} points, {verdict} ε.")
+    if repaired:
+        t = min(st.met)
+        text = (f"{where}, pruning to {_pct(s)} sparsity shows the problem and its repair: with plain fine-tuning "
+                f"(NFT) {_behind(w)} on the training data (ψ_g), and CEAG with {tolerance_text(t)} brings every "
+                f"group within ε there (worst: {st.ceag[t].group_name}, {points(st.ceag[t].excess_gap)}).")
+        return StoryPoint(text, f"{_pct(s)}, on train", details)
+    text = f"{where}, pruning hurts most at {_pct(s)} sparsity: with plain fine-tuning (NFT) {_behind(w)} on the " \
+           "training data (ψ_g)"
+    if not st.ceag:
+        text += f"; there are no CEAG runs at {_pct(s)} to show what the constraint does."
+    elif st.met:
+        text += f", within CEAG's smallest tolerance, {tolerance_text(min(st.met))}: there is little to repair."
     else:
-        text = f"At {100 * s:g} %, NFT hurts {nft.group_name} most ({points(nft.excess_gap)} points on train)"
-    clauses = []
-    nft_test = _worst_of(means, BASELINE, s, "test")
-    for t in tolerances:
-        train, test = _worst_of(means, "ceag", s, "train", t), _worst_of(means, "ceag", s, "test", t)
-        if train is None:
-            continue
-        clause = (f"CEAG with {tolerance_text(t)} {'meets' if train.excess_gap <= t else 'misses'} its tolerance "
-                  "on train "
-                  f"(worst {points(train.excess_gap)})")
+        text += "; no CEAG run meets its tolerance there (below)."
+    return StoryPoint(text, f"{_pct(s)}, on train", details)
+
+
+def _test_point(means: pd.DataFrame, st: _Setting) -> StoryPoint:
+    s, t = st.sparsity, min(st.met)
+    worst = _worst_of(means, MITIGATION, s, "test", t)
+    nft = _worst_of(means, BASELINE, s, "test")
+    if worst is None:
+        return StoryPoint(f"There is no test data for CEAG at {_pct(s)}.", f"{_pct(s)}, on test")
+    if worst.excess_gap <= t:
+        text = (f"On the test data the repair holds: under CEAG ({tolerance_text(t)}) the worst group, "
+                f"{worst.group_name}, is {points(worst.excess_gap)} points behind, within ε")
+    else:
+        text = (f"On the test data it does not hold: under CEAG ({tolerance_text(t)}) {worst.group_name} ends "
+                f"{points(worst.excess_gap)} points behind, above ε — the constraint held on the data it trained "
+                "on, not on new data")
+    if nft is not None:
+        worse = ", so CEAG's worst is worse than NFT's" if worst.excess_gap > nft.excess_gap else ""
+        text += f" (NFT's worst on test: {nft.group_name} at {points(nft.excess_gap)}{worse})"
+    details = []
+    hurt = st.nft.group_name
+    for tol in st.ceag:
+        own, w = _value_of(means, MITIGATION, s, "test", hurt, tol), _worst_of(means, MITIGATION, s, "test", tol)
+        if own is not None and w is not None:
+            details.append(f"CEAG with {tolerance_text(tol)} on test: {hurt} at ψ_g = {points(own.excess_gap)}, the "
+                           f"worst group {w.group_name} at {points(w.excess_gap)}.")
+    own_nft = _value_of(means, BASELINE, s, "test", hurt)
+    if own_nft is not None:
+        details.append(f"NFT on test: {hurt} at ψ_g = {points(own_nft.excess_gap)}.")
+    return StoryPoint(text + ".", f"{_pct(s)}, on test", details)
+
+
+def _out_of_reach_point(st: _Setting) -> StoryPoint:
+    t = min(st.ceag, key=lambda tol: st.ceag[tol].excess_gap - tol)
+    w = st.ceag[t]
+    text = (f"At {_pct(st.sparsity)}, no CEAG run meets its tolerance on the training data: the closest, with "
+            f"{tolerance_text(t)}, leaves {w.group_name} {points(w.excess_gap)} points behind (NFT: "
+            f"{st.nft.group_name}, {points(st.nft.excess_gap)}). At this sparsity the constraint is out of these "
+            "runs' reach.")
+    details = [f"CEAG with {tolerance_text(tol)}: {c.group_name} at ψ_g = {points(c.excess_gap)} points on train."
+               for tol, c in st.ceag.items()]
+    return StoryPoint(text, f"{_pct(st.sparsity)}, out of reach", details)
+
+
+def _other_point(means: pd.DataFrame, st: _Setting) -> StoryPoint:
+    threshold = min(st.ceag) if st.ceag else DEFAULT_THRESHOLD
+    if st.nft.excess_gap <= threshold:
+        text = (f"At {_pct(st.sparsity)}, NFT leaves no group more than {points(threshold)} points behind on the "
+                f"training data (worst: {st.nft.group_name}, {points(st.nft.excess_gap)})")
+    else:
+        text = f"At {_pct(st.sparsity)}, with NFT {_behind(st.nft)} on the training data"
+    if st.met:
+        text += f"; CEAG meets {', '.join(tolerance_text(t) for t in st.met)} there"
+    details = []
+    nft_test = _worst_of(means, BASELINE, st.sparsity, "test")
+    for t in st.ceag:
+        test = _worst_of(means, MITIGATION, st.sparsity, "test", t)
         if test is not None:
-            clause += f" and its worst group on test is {test.group_name} at {points(test.excess_gap)}"
+            line = (f"CEAG with {tolerance_text(t)}: worst on test {test.group_name} at "
+                    f"{points(test.excess_gap)} points")
             if nft_test is not None and test.excess_gap > nft_test.excess_gap:
-                clause += f", worse than NFT's {points(nft_test.excess_gap)}"
-        clauses.append(clause)
-    return text + ("; " + "; ".join(clauses) if clauses else "") + "."
+                line += f", worse than NFT's {points(nft_test.excess_gap)}"
+            details.append(line + ".")
+    return StoryPoint(text + ".", _pct(st.sparsity), details)
