@@ -145,8 +145,8 @@ def test_replay_buffer_ablation_shares_pruning_with_the_default(tmp_path, make_c
 
 # -- models ---------------------------------------------------------------------------------
 # One small input per model; the big torchvision / CIFAR models get one forward of two samples.
-SHAPES = {"mlp": (16,), "cnn": (1, 8, 8), "cnn_small": (1, 8, 8), "resnet20": (3, 32, 32), "resnet18": (1, 8, 8),
-          "resnet34": (3, 16, 16), "mobilenet_v2": (1, 8, 8), "resnet56": (3, 16, 16)}
+SHAPES = {"mlp": (16,), "cnn": (1, 8, 8), "cnn_small": (1, 8, 8), "cnn_fc": (3, 32, 32), "resnet20": (3, 32, 32),
+          "resnet18": (1, 8, 8), "resnet34": (3, 16, 16), "mobilenet_v2": (1, 8, 8), "resnet56": (3, 16, 16)}
 @pytest.mark.parametrize("name", MODELS)
 def test_every_config_model_builds_and_gives_logits(name):
     shape = SHAPES[name]
@@ -158,7 +158,7 @@ def test_every_config_model_builds_and_gives_logits(name):
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet20"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_fc", "resnet20"])
 def test_small_image_models_train_on_digit_sized_input(name):
     model = build_model(name, (1, 8, 8), 10, seed=0)
     logits = model(torch.randn(4, 1, 8, 8))  # train mode: batch norm uses batch statistics
