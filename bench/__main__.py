@@ -1,6 +1,7 @@
 """Benchmarks: ``python -m bench [--quick] [--json] [--only NAME ...]`` (or ``make bench`` / ``make bench-quick``).
 
-``utkface_cpu`` (the preset at UTKFace's size, about 25 minutes on 2 cores) runs only when named.
+``utkface_cpu`` (the preset's times on generated faces, about 25 minutes on 2 cores) and ``real_faces`` (the
+presets on the real UTKFace folder, ``--data-dir``; about 1.5 hours) run only when named.
 
 Every figure is measured now, on this machine; ratios compare things measured side by side in
 the same run, because absolute times on a shared machine drift.
@@ -13,14 +14,26 @@ import json
 import sys
 import time
 
-from bench import app, bootstrap, data, demo_seeds, gpu, grids, heldout, method_cost, store, utkface_cpu
+from bench import (
+    app,
+    bootstrap,
+    data,
+    demo_seeds,
+    gpu,
+    grids,
+    heldout,
+    method_cost,
+    real_faces,
+    store,
+    utkface_cpu,
+)
 from bench.common import Result
 
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
           "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run, "heldout": heldout.run,
-          "utkface_cpu": utkface_cpu.run}
+          "utkface_cpu": utkface_cpu.run, "real_faces": real_faces.run}
 # Suites that take most of an hour on a 2-core machine run only when named with --only.
-ON_REQUEST = ("utkface_cpu",)
+ON_REQUEST = ("utkface_cpu", "real_faces")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +47,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="demo_seeds: how many consecutive seeds (default 50; 10 with --quick)")
     parser.add_argument("--seed-start", type=_non_negative, default=0, metavar="S",
                         help="demo_seeds: the first seed (default 0)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="real_faces: the folder holding UTKFace (default: $CEAG_DATA, else ./data)")
     args = parser.parse_args(argv)
-    options = {"demo_seeds": {"seeds": args.seeds, "seed_start": args.seed_start}}
+    options = {"demo_seeds": {"seeds": args.seeds, "seed_start": args.seed_start},
+               "real_faces": {"data_dir": args.data_dir}}
 
     results: list[Result] = []
     start = time.perf_counter()

@@ -91,5 +91,5 @@ def test_launch_page_explains_the_utkface_cpu_preset_when_utkface_is_there(tmp_p
     dataset.select("utkface").run()
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown)
-    assert "149 steps per epoch and 1,490 dual steps" in text and "dual step 0.01" in text
+    assert "149 steps per epoch and 2,235 dual steps" in text and "dual step 0.01" in text
     assert any(b.label == "Launch utkface_cpu" for b in at.button)

@@ -567,24 +567,29 @@ def test_utkface_cpu_preset_is_every_method_at_two_sparsities_with_a_dual_step_t
     from ceag.config.presets import UTKFACE_TRAIN_IMAGES, preset, preset_names
     from ceag.present.preset_notes import utkface_cpu_note
 
-    assert "utkface_cpu" in preset_names()
+    assert {"utkface_cpu", "utkface_cpu_intersectional"} <= set(preset_names())
     spec = preset("utkface_cpu")
     configs = spec.configs()
     assert sorted((c.method, c.sparsity) for c in configs) == [
-        (m, s) for m in ("ceag", "el_rb", "nft", "nft_es") for s in (0.9, 0.95)]
+        (m, s) for m in ("ceag", "el_rb", "nft", "nft_es") for s in (0.95, 0.99)]
     for c in configs:
-        assert (c.dataset, c.model, c.image_size, c.target, c.groups) == ("utkface", "cnn_small", 32, "race", ("race",))
-        assert c.lr_milestones and c.finetune_epochs == 10
+        assert (c.dataset, c.model, c.image_size, c.target, c.groups) == ("utkface", "cnn_fc", 32, "race", ("race",))
+        assert c.lr_milestones and c.finetune_epochs == 15
+        # a dense model that can fit its training set: long enough, without weight decay
+        assert c.dense_epochs == 40 and c.dense_weight_decay == 0.0
+    inter = preset("utkface_cpu_intersectional").configs()
+    assert {c.groups for c in inter} == {("race", "gender")} and len(inter) == len(configs)
     # one epoch of a 0.1 violation moves a CEAG multiplier past the smallest race's share (0.07)
     steps = -(-UTKFACE_TRAIN_IMAGES // spec.settings["batch_size"])
     dual = {c.method: c.dual_lr for c in configs}
     assert dual["ceag"] * 0.1 * steps > 0.07
     # EL+RB's loss gaps (about 0.5 nats) never close: over all of fine-tuning its multipliers grow
     # about as far as the smallest share, not a hundred times further
-    assert 0.5 * 0.07 < dual["el_rb"] * 0.5 * steps * 10 < 2 * 0.07
+    assert 0.5 * 0.07 < dual["el_rb"] * 0.5 * steps * 15 < 2 * 0.07
     note = utkface_cpu_note(spec)
-    assert f"about {steps} steps per epoch" in note and f"{steps * 10:,} dual steps" in note
-    assert "With CEAG's dual step 0.01" in note and "with its own dual step 0.0001 by about 0.07" in note
+    assert f"about {steps} steps per epoch" in note and f"{steps * 15:,} dual steps" in note
+    assert "With CEAG's dual step 0.01" in note and "with its own dual step 0.0001 by about 0.11" in note
+    assert "The dense model trains 40 epochs (lr 0.05, ×0.1 at 75 %, weight decay 0)" in note
     # the epochs whose spread says whether a run settled all run at the final learning rate
     from ceag.config.schedule import lr_at, window_length
     c = configs[0]
