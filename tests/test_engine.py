@@ -261,3 +261,32 @@ def test_counter_survives_a_resume(ceag_run, results_dir, make_cfg):
     assert resumed.summary["resumed_from"] == "checkpoint"
     assert resumed.summary["diagnostics"] == uninterrupted.summary["diagnostics"]
     assert resumed.summary["diagnostics"]["constraints"]["source"] == "steps"
+
+
+def test_no_evaluation_pass_is_made_twice(tmp_path, monkeypatch, make_cfg, one_thread):
+    """The dense model is evaluated once per dense phase (its outputs are kept beside it), and a run's
+    predictions come from its last evaluation, not from passes of their own."""
+    import ceag.training.evaluation as evaluation
+    from ceag.results.layout import DENSE_OUTPUTS, dense_dir
+
+    passes = []
+    real = evaluation.outputs
+    monkeypatch.setattr(evaluation, "outputs", lambda model, split, *a, **k: passes.append(len(split))
+                        or real(model, split, *a, **k))
+    nft = make_cfg(method="nft", eval_every=1)
+    splits = len(load_dataset(nft).splits)
+    run(nft, tmp_path)
+    # dense once; pruning evaluates after each of its 2 epochs, fine-tuning after each of its 3
+    assert len(passes) == splits * (1 + nft.prune_epochs + nft.finetune_epochs)
+    assert (dense_dir(tmp_path, nft) / DENSE_OUTPUTS).exists()
+    passes.clear()
+    result = run(nft.replace(method="ceag", tolerance=0.02), tmp_path)  # shares the dense model and the pruning
+    assert len(passes) == splits * nft.finetune_epochs
+    # the stored predictions are exactly those behind the stored accuracies
+    frame = pd.read_parquet(run_dir(tmp_path, result.run_id) / "predictions.parquet")
+    _, groups = result.final("test")
+    test = frame[frame.split == "test"]
+    accuracy = (test.y_pred == test.y_true).groupby(test.group_id).mean()
+    assert np.allclose(accuracy.to_numpy(), groups.accuracy.to_numpy())
+    dense = (test.dense_pred.astype(int) == test.y_true).groupby(test.group_id).mean()
+    assert np.allclose(dense.to_numpy(), groups.dense_accuracy.to_numpy())

@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Expand datasets x models x methods x sparsities x tolerances x seeds "
                                    "(tolerance multiplies only CEAG and CEAG+VS) and run every cell, sharing dense "
                                    "models and end-of-pruning states. Axis options refine a preset or spec.")
-    g.add_argument("--preset", help="a named grid: demo, utkface_cpu (UTKFace on a CPU), utkface, "
-                                    "utkface_intersectional, fairface, cifar100")
+    g.add_argument("--preset", help="a named grid: demo, utkface_cpu and utkface_cpu_intersectional (UTKFace on "
+                                    "a CPU), utkface, utkface_intersectional, fairface, cifar100")
     g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
                                   "seeds, settings (other RunConfig settings) and method_settings (a method's own, "
                                   'e.g. {"el_rb": {"dual_lr": 0.0001}})')

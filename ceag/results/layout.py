@@ -5,7 +5,7 @@
     <results>/
       ceag.duckdb                 the store (ceag.store), rebuilt from the folders below at any time
       runs/<run_id>/              one folder per run (RUN_FILES): config, status, metrics, predictions, model
-      dense/<dense_key>/          a dense model shared by every run with its settings (DENSE_MODEL)
+      dense/<dense_key>/          a dense model shared by every run with its settings (DENSE_MODEL, DENSE_OUTPUTS)
       pruned/<prune_key>/         the state at the end of gradual pruning, shared likewise (PRUNED_STATE)
       jobs/<job_id>/              a grid's progress feed, timeline, log and cancel request
       cache/images/<key>/         decoded images, memory-mappable
@@ -44,6 +44,7 @@ BEST_MODEL = "best_model.pt"      # NFT: its best iterate's weights
 LOCK = ".lock"
 PHASE = "phase.json"              # a phase folder: its timing, once done
 DENSE_MODEL = "model.pt"          # a dense folder's model
+DENSE_OUTPUTS = "outputs.pt"      # ... and its outputs on every split (predictions, losses), computed once
 PRUNED_STATE = "state.pt"         # a pruning folder's end-of-pruning state
 PRUNING_DIVERGED = "diverged.json"  # a pruning folder whose shared pruning diverged (no state kept)
 

@@ -49,21 +49,27 @@ class RunNotFound(LookupError):
     """The run has no finished model in its results folder; the message names the run and the folder."""
 
 
-def write_run_predictions(folder: Path, model, dense, data, best_state: dict | None = None,
-                          amp: bool = False) -> pd.DataFrame:
-    """At the end of a run: the reported model's predictions (and, for NFT, the best iterate's).
+def write_run_predictions(folder: Path, outcome, data, *, best: bool = False, amp: bool = False,
+                          batch_size: int | None = None) -> pd.DataFrame:
+    """At the end of a run: the reported model's predictions, and with ``best`` (NFT) its best iterate's.
 
+    ``outcome``: the ``training.engine.TrainOutcome``; its outputs come from the evaluation passes the run
+    made, so no model is run again here unless the run resumed after its best iterate was found.
     Returns the reported model's predictions (``PREDICTION_COLUMNS``)."""
     import copy
 
-    from ceag.training.evaluation import predictions_frame  # torch: only where a model predicts
+    from ceag.training.evaluation import model_outputs, predictions_frame  # torch: only where a model predicts
 
-    frame = predictions_frame(model, dense, data, amp)
+    sparse = outcome.outputs if outcome.outputs is not None else model_outputs(outcome.model, data, amp, batch_size)
+    frame = predictions_frame(data, sparse, outcome.dense_outputs)
     write_parquet(folder / PREDICTIONS, frame)
-    if best_state is not None:
-        best = copy.deepcopy(model)
-        best.load_state_dict(best_state)
-        write_parquet(folder / BEST_PREDICTIONS, predictions_frame(best, dense, data, amp))
+    if best and outcome.best_model is not None:
+        best_outputs = outcome.best_outputs
+        if best_outputs is None:
+            model = copy.deepcopy(outcome.model)
+            model.load_state_dict(outcome.best_model)
+            best_outputs = model_outputs(model, data, amp, batch_size)
+        write_parquet(folder / BEST_PREDICTIONS, predictions_frame(data, best_outputs, outcome.dense_outputs))
     return frame
 
 
@@ -87,7 +93,7 @@ def run_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFr
 
 def _compute(results: Path, run_id: str) -> pd.DataFrame:
     from ceag.datasets.loading import load_dataset
-    from ceag.training.evaluation import predictions_frame
+    from ceag.training.evaluation import model_outputs, predictions_frame
     from ceag.training.models import build_model
 
     folder = run_dir(results, run_id)
@@ -108,7 +114,8 @@ def _compute(results: Path, run_id: str) -> pd.DataFrame:
         state = state.get("state_dict", state) if isinstance(state, dict) else state
         dense = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
         dense.load_state_dict(state)
-    return predictions_frame(model, dense, data, cfg.amp)
+    dense_outputs = None if dense is None else model_outputs(dense, data, cfg.amp, cfg.eval_batch_size)
+    return predictions_frame(data, model_outputs(model, data, cfg.amp, cfg.eval_batch_size), dense_outputs)
 
 
 def predictions(results: str | os.PathLike | None, run_id: str, split: str = "test") -> pd.DataFrame:

@@ -17,6 +17,7 @@ same state; the dense phase restarts from its seed, which also ends in the same 
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import time
 from collections.abc import Callable
@@ -26,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from ceag.config.keys import dense_key, prune_key, shares_pruning
 from ceag.config.run_config import RunConfig
-from ceag.results.files import load_torch
+from ceag.results.files import load_torch, save_torch
 from ceag.results.layout import (
     CHECKPOINT,
     DENSE_MODEL,
+    DENSE_OUTPUTS,
     PHASE,
     PRUNED_STATE,
     PRUNING_DIVERGED,
@@ -118,7 +120,7 @@ def ensure_dense(cfg: RunConfig, results: str | os.PathLike, *, progress: Progre
     Raises what training raises (``DenseDiverged`` when the loss becomes non-finite: nothing is
     kept), ``RunBusy`` when ``wait`` is False and another process trains it.
     """
-    from ceag.results.files import run_lock, save_torch
+    from ceag.results.files import run_lock
 
     results = Path(results)
     key, start = dense_key(cfg), time.perf_counter()
@@ -168,7 +170,7 @@ def ensure_pruned(cfg: RunConfig, results: str | os.PathLike, *, progress: Progr
     reason, and each run then trains its own pruning (and diverges with its own record).
     A no-op when the run has no shared pruning phase (``shares_pruning``).
     """
-    from ceag.results.files import load_torch, run_lock, save_torch, write_json
+    from ceag.results.files import run_lock, write_json
 
     results = Path(results)
     key, start = prune_key(cfg), time.perf_counter()
@@ -214,6 +216,7 @@ def ensure_pruned(cfg: RunConfig, results: str | os.PathLike, *, progress: Progr
 
             try:
                 outcome = train(cfg, data, dense, device, resume=resume,
+                                dense_outputs=dense_outputs(cfg, data, results, dense),
                                 save_checkpoint=lambda ckpt: save_torch(folder / CHECKPOINT, ckpt),
                                 save_pruned=save_pruned, progress=pruning_progress)
             except _PruningDone:
@@ -252,3 +255,26 @@ def dense_model(cfg: RunConfig, data, results: str | os.PathLike, device) -> nn.
                                 "runs first")
     model.load_state_dict(load_torch(path))
     return model.to(device)
+
+
+def dense_outputs(cfg: RunConfig, data, results: str | os.PathLike, dense: nn.Module) -> dict:
+    """The dense model's outputs on every split of ``data`` (``training.evaluation.Outputs`` by split), on the
+    model's device: kept in the dense phase's folder once computed, so every run that shares the dense model
+    (and the pruning phase) reads them instead of evaluating it again; computed now for a checkpoint used as
+    it is (it has no folder)."""
+    from ceag.training.evaluation import Outputs, model_outputs
+
+    folder = dense_dir(results, cfg)
+    device = next(dense.parameters()).device
+    try:
+        stored = load_torch(folder / DENSE_OUTPUTS)
+        out = {s: Outputs(stored[s]["pred"], stored[s]["loss"], stored[s]["p_pred"]) for s in data.splits}
+        if all(len(out[s].pred) == len(split) for s, split in data.splits.items()):
+            return {s: Outputs(o.pred.to(device), o.loss.to(device), o.p_pred.to(device)) for s, o in out.items()}
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError):
+        pass  # none yet (or unreadable): computed below
+    out = model_outputs(dense, data, cfg.amp, cfg.eval_batch_size)
+    if (folder / DENSE_MODEL).exists():
+        save_torch(folder / DENSE_OUTPUTS, {s: {"pred": o.pred.cpu(), "loss": o.loss.cpu(), "p_pred": o.p_pred.cpu()}
+                                            for s, o in out.items()})
+    return out

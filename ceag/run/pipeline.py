@@ -47,7 +47,7 @@ from ceag.results.layout import (
 )
 from ceag.results.record import RunResult, load_result
 from ceag.run.derived import derive_nft_es
-from ceag.run.phases import dense_model
+from ceag.run.phases import dense_model, dense_outputs
 
 
 def run(cfg: RunConfig, results: str | os.PathLike | None = None, *,
@@ -158,7 +158,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         # Pruned by this call: the run did all its phases itself, as if it never stopped.
         resumed_from = ("checkpoint" if pruned_phase.resumed else None) if pruned_phase.trained else "pruned"
 
-    outcome = train(cfg, data, dense, device, resume=resume,
+    outcome = train(cfg, data, dense, device, resume=resume, dense_outputs=dense_outputs(cfg, data, results, dense),
                     save_checkpoint=lambda ckpt: save_torch(folder / CHECKPOINT, ckpt),
                     progress=report)
     state = outcome.state
@@ -169,8 +169,8 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     from ceag.diagnostics.run import run_diagnostics
     from ceag.results.predictions import write_run_predictions
 
-    predictions = write_run_predictions(folder, outcome.model, dense, data,
-                                        outcome.best_model if cfg.method == "nft" else None, amp=cfg.amp)
+    predictions = write_run_predictions(folder, outcome, data, best=cfg.method == "nft", amp=cfg.amp,
+                                        batch_size=cfg.eval_batch_size)
     diagnostics = run_diagnostics(cfg, run_metrics, group_metrics, outcome.constraint_counter,
                                   last_epoch=-1 if outcome.diverged else state.epoch)
     diagnostics["learning"] = learning_check(predictions, data.class_names)

@@ -22,7 +22,7 @@ from ceag.config.run_config import RunConfig
 from ceag.config.schedule import lr_at, window_first_epoch
 from ceag.datasets.base import GroupedDataset, Split, batches
 from ceag.training.device import autocast
-from ceag.training.evaluation import dense_reference, evaluate, metric_rows
+from ceag.training.evaluation import Outputs, dense_reference, metric_rows, model_outputs, stats_of
 from ceag.training.methods import Diverged, get_method
 from ceag.training.metrics import GroupStats
 from ceag.training.models import build_model
@@ -121,21 +121,36 @@ class TrainOutcome:
     dense_stats: dict[str, GroupStats]
     best_model: dict[str, torch.Tensor] | None  # weights of the best iterate (NFT+ES reports it)
     constraint_counter: dict | None = None  # the constrained method's dual-step tallies (diagnostics)
+    # Per split, from the evaluation passes the run made anyway (so predictions need no pass of their own):
+    # the reported model's outputs, the best iterate's (None when it was found before a resume) and the
+    # dense model's.
+    outputs: dict[str, Outputs] | None = None
+    best_outputs: dict[str, Outputs] | None = None
+    dense_outputs: dict[str, Outputs] | None = None
 
 
 def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: torch.device, *,
           resume: dict | None = None,
           save_checkpoint: Callable[[dict], None] | None = None,
           save_pruned: Callable[[dict], None] | None = None,
-          progress: Progress | None = None) -> TrainOutcome:
-    """Prune and fine-tune a copy of ``dense_model``; ``resume`` is a checkpoint dict."""
+          progress: Progress | None = None,
+          dense_outputs: dict[str, Outputs] | None = None) -> TrainOutcome:
+    """Prune and fine-tune a copy of ``dense_model``; ``resume`` is a checkpoint dict.
+
+    ``dense_outputs``: the dense model's outputs on every split, when already known (the dense phase keeps
+    them); otherwise they are computed here, once.
+    """
     from ceag.training.memory import keep_freed_memory
 
     keep_freed_memory()
     G, E, total = data.num_groups, cfg.prune_epochs, cfg.total_epochs
     splits = list(data.splits)
     selection_split = "val" if "val" in data.splits else "test"
-    dense_stats = {s: evaluate(dense_model, data.splits[s], G, cfg.amp, cfg.eval_batch_size) for s in splits}
+    if dense_outputs is None:
+        dense_outputs = model_outputs(dense_model, data, cfg.amp, cfg.eval_batch_size)
+    dense_stats = {s: stats_of(dense_outputs[s], data.splits[s], G) for s in splits}
+    last_outputs: dict[str, Outputs] | None = None
+    best_outputs: dict[str, Outputs] | None = None
 
     model = copy.deepcopy(dense_model).to(device)
     pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
@@ -221,8 +236,9 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
         last = done == total or diverged is not None
         if last or done % cfg.eval_every == 0 or done == E or done >= first_window:
             sparsity = pruner.achieved_sparsity()
+            last_outputs = model_outputs(model, data, cfg.amp, cfg.eval_batch_size)
             for s in splits:
-                stats = evaluate(model, data.splits[s], G, cfg.amp, cfg.eval_batch_size)
+                stats = stats_of(last_outputs[s], data.splits[s], G)
                 rows, run_row = metric_rows(done, s, stats, dense_stats[s], sparsity, data.group_names)
                 state.group_rows += rows
                 state.run_rows.append(run_row)
@@ -230,6 +246,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
                     state.best_score = stats.overall_accuracy
                     state.best_epoch = done
                     state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    best_outputs = last_outputs
         state.epoch = done
         if progress:
             progress("train", done, total)
@@ -238,14 +255,15 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
         if save_checkpoint is not None and done % cfg.checkpoint_every == 0 and done < total:
             save_checkpoint(checkpoint())
 
-    reported = state.epoch
+    reported, reported_outputs = state.epoch, last_outputs
     if method.selects_best and state.best_model is not None and diverged is None:
         model.load_state_dict(state.best_model)
         assert state.best_epoch is not None  # set with best_model
-        reported = state.best_epoch
+        reported, reported_outputs = state.best_epoch, best_outputs
     return TrainOutcome(state=state, model=model, reported_epoch=reported,
                         selection_split=selection_split,
                         achieved_sparsity=pruner.achieved_sparsity(),
                         model_sparsity=model_sparsity(model), diverged=diverged,
-                        dense_stats=dense_stats, best_model=state.best_model,
+                        dense_stats=dense_stats, best_model=state.best_model, outputs=reported_outputs,
+                        best_outputs=best_outputs, dense_outputs=dense_outputs,
                         constraint_counter=method.counter.state_dict() if method.counter is not None else None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -15,10 +17,24 @@ from ceag.training.methods import DenseReference
 from ceag.training.metrics import GroupStats, disparity, group_stats
 
 
+@dataclass
+class Outputs:
+    """A model's outputs on one split, in the split's order (tensors on the split's device): ``pred`` (N,)
+    int64 predicted classes, ``loss`` (N,) float32 per-sample cross-entropy, ``p_pred`` (N,) float32 softmax
+    probability of ``pred``. One evaluation pass gives all three: the stored accuracies, the per-sample
+    predictions and their probabilities come from the same pass."""
+
+    pred: torch.Tensor
+    loss: torch.Tensor
+    p_pred: torch.Tensor
+
+    def cpu(self) -> Outputs:
+        return Outputs(self.pred.cpu(), self.loss.cpu(), self.p_pred.cpu())
+
+
 @torch.no_grad()
-def predict(model: nn.Module, split: Split, amp: bool = False,
-            batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted classes (N,) and per-sample cross-entropy (N,) in eval mode.
+def outputs(model: nn.Module, split: Split, amp: bool = False, batch_size: int | None = None) -> Outputs:
+    """``model``'s outputs on ``split`` in eval mode, in one pass.
 
     ``batch_size``: inputs per forward pass; None sizes it from the model's activations and the
     memory available (ceag.training.memory). Running out of memory raises EvalMemoryError naming the setting.
@@ -29,7 +45,7 @@ def predict(model: nn.Module, split: Split, amp: bool = False,
     model.eval()
     shape = split.input_shape
     batch = eval_batch_size(model, shape, split.x.device, batch_size) if len(split) else 1
-    preds, losses = [], []
+    preds, losses, probs = [], [], []
     try:
         for start in range(0, len(split), batch):
             x, y = split.prepare(split.inputs(slice(start, start + batch))), split.y[start:start + batch]
@@ -37,19 +53,39 @@ def predict(model: nn.Module, split: Split, amp: bool = False,
                 logits = model(x).float()
             preds.append(logits.argmax(1))
             losses.append(F.cross_entropy(logits, y, reduction="none"))
+            probs.append(torch.softmax(logits, dim=1).max(dim=1).values)
     except (RuntimeError, MemoryError) as err:
         if is_out_of_memory(err):
             raise EvalMemoryError(out_of_memory_message(batch, shape, split.x.device)) from err
         raise
     finally:
         model.train(was_training)
-    return torch.cat(preds), torch.cat(losses)
+    if not preds:
+        empty = torch.empty(0, device=split.y.device)
+        return Outputs(empty.long(), empty.float(), empty.float())
+    return Outputs(torch.cat(preds), torch.cat(losses), torch.cat(probs))
+
+
+def predict(model: nn.Module, split: Split, amp: bool = False,
+            batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted classes (N,) and per-sample cross-entropy (N,) in eval mode (``outputs`` without probabilities)."""
+    out = outputs(model, split, amp, batch_size)
+    return out.pred, out.loss
+
+
+def model_outputs(model: nn.Module, data, amp: bool = False, batch_size: int | None = None) -> dict[str, Outputs]:
+    """``outputs`` on every split of ``data`` (a GroupedDataset), by split name."""
+    return {name: outputs(model, split, amp, batch_size) for name, split in data.splits.items()}
+
+
+def stats_of(out: Outputs, split: Split, num_groups: int) -> GroupStats:
+    """Per-group accuracy and loss of outputs ``out`` on ``split``."""
+    return group_stats(out.pred == split.y, out.loss, split.g, num_groups)
 
 
 def evaluate(model: nn.Module, split: Split, num_groups: int, amp: bool = False,
              batch_size: int | None = None) -> GroupStats:
-    pred, loss = predict(model, split, amp, batch_size)
-    return group_stats(pred == split.y, loss, split.g, num_groups)
+    return stats_of(outputs(model, split, amp, batch_size), split, num_groups)
 
 
 def metric_rows(epoch: int, split: str, stats: GroupStats, dense: GroupStats, sparsity: float,
@@ -84,29 +120,6 @@ def dense_reference(stats: GroupStats, device: torch.device) -> DenseReference:
     )
 
 
-def predict_proba(model, split, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted class (N,) int64, its softmax probability (N,) float32) of ``model`` on ``split``.
-
-    Runs ``engine.predict`` (the same batches and eval mode as the run's evaluation, so the
-    predicted classes are exactly those behind the stored accuracies) and reads the logits of
-    each batch through a forward hook.
-    """
-    import torch
-
-
-    probs: list[torch.Tensor] = []
-
-    def keep(_module, _inputs, output):
-        probs.append(torch.softmax(output.detach().float(), dim=1).max(dim=1).values.cpu())
-
-    handle = model.register_forward_hook(keep)
-    try:
-        pred, _ = predict(model, split, amp)
-    finally:
-        handle.remove()
-    return pred.cpu().numpy().astype(np.int64), torch.cat(probs).numpy().astype(np.float32)
-
-
 def _sample_ids(split) -> np.ndarray:
     names = getattr(split, "sample_names", None)  # file names, for datasets read from files
     if names is not None and len(names) == len(split):
@@ -114,20 +127,22 @@ def _sample_ids(split) -> np.ndarray:
     return np.arange(len(split), dtype=np.int64)
 
 
-def predictions_frame(model, dense, data, amp: bool = False) -> pd.DataFrame:
-    """Predictions of ``model`` (sparse) and ``dense`` (or None) on every split of ``data``."""
+def predictions_frame(data, sparse: dict[str, Outputs], dense: dict[str, Outputs] | None) -> pd.DataFrame:
+    """Per-sample predictions (``PREDICTION_COLUMNS``) of every split of ``data`` from the sparse model's
+    ``sparse`` and the dense model's ``dense`` outputs (None: the dense columns are missing, NA)."""
     parts = []
     for name, split in data.splits.items():
-        y_pred, p_pred = predict_proba(model, split, amp)
+        mine = sparse[name].cpu()
         if dense is not None:
-            dense_pred, dense_p = predict_proba(dense, split, amp)
-            dense_pred = pd.array(dense_pred, dtype="Int64")
+            theirs = dense[name].cpu()
+            dense_pred = pd.array(theirs.pred.numpy().astype(np.int64), dtype="Int64")
+            dense_p = theirs.p_pred.numpy().astype(np.float32)
         else:
             dense_pred = pd.array([pd.NA] * len(split), dtype="Int64")
             dense_p = np.full(len(split), np.nan, dtype=np.float32)
         parts.append(pd.DataFrame({
             "split": name, "sample_id": _sample_ids(split), "y_true": split.y.cpu().numpy(),
-            "group_id": split.g.cpu().numpy(), "y_pred": y_pred, "p_pred": p_pred,
-            "dense_pred": dense_pred, "dense_p_pred": dense_p,
+            "group_id": split.g.cpu().numpy(), "y_pred": mine.pred.numpy().astype(np.int64),
+            "p_pred": mine.p_pred.numpy().astype(np.float32), "dense_pred": dense_pred, "dense_p_pred": dense_p,
         }))
     return pd.concat(parts, ignore_index=True)[list(PREDICTION_COLUMNS)]

@@ -36,7 +36,7 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> nn.M
 
 def cnn_small(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """``cnn`` at half width (16, 32 and 32 channels): about a quarter of its arithmetic, for
-    real-size datasets on a CPU (the ``utkface_cpu`` preset)."""
+    quick runs on real-size datasets on a CPU."""
     return cnn(input_shape, num_classes, width=16)
 
 
