@@ -118,7 +118,9 @@ def run_graph(graph, results, address: str | None, cancel_file: Path) -> int:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                  runtime_env={"py_modules": [str(Path(__file__).resolve().parents[1])]})
     task_fn = ray.remote(num_cpus=1, max_retries=0)(remote_run)
-    board = ray.remote(num_cpus=0)(ProgressBoard).remote()
+    # ray types an actor handle's methods without .remote (unless decorated with @ray.method) and
+    # is absent where the optional requirements are not installed: the handle is typed loosely.
+    board: Any = ray.remote(num_cpus=0)(ProgressBoard).remote()
     latest: dict[str, dict[str, Any]] = {}
     try:
         workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -133,8 +135,7 @@ def run_graph(graph, results, address: str | None, cancel_file: Path) -> int:
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
             latest.clear()
-            # ray types an actor's methods without .remote unless they are decorated with @ray.method
-            latest.update(ray.get(board.snapshot.remote()))  # type: ignore[attr-defined]
+            latest.update(ray.get(board.snapshot.remote()))
             for tid in latest:
                 if graph.state.get(tid) == "pending":
                     graph.start(graph.tasks[tid], lambda tid=tid: latest.get(tid))
@@ -161,6 +162,6 @@ def run_graph(graph, results, address: str | None, cancel_file: Path) -> int:
                 return workers
         return workers
     finally:
-        ray.kill(board)  # type: ignore[arg-type]  # ray types an actor handle as ActorHandle | the class
+        ray.kill(board)
         if started_here:
             ray.shutdown()
