@@ -12,7 +12,7 @@ fits its training set (train accuracy ≥ 97 %); NFT leaves a group ≥ 10 point
 at least; CEAG's train max_g ψ_g ≤ ε + 1 point there, with its constraints acting; every run settled; each run
 after the dense model (its share of the pruning phase and its fine-tuning) ≤ 10 minutes. What happens on test
 is reported as it is. The folder is read in place (``--data-dir``, else $CEAG_DATA, else ./data); nothing is
-copied. Without a UTKFace folder the suite says so and measures nothing. About 1.5 hours on 2 cores.
+copied. Without a UTKFace folder the suite says so and measures nothing. About 2 hours on 2 cores.
 """
 
 from __future__ import annotations
