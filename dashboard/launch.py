@@ -17,11 +17,11 @@ from dashboard._forms import NumberFields
 from dashboard._jobs import job_card
 from dashboard._shared import data_dir, results_dir
 
-MODELS = {"digits": ["mlp", "cnn", "resnet20"], "synthetic": ["mlp"],
-          "utkface": ["cnn", "cnn_small", "mobilenet_v2", "resnet18", "resnet34"],
-          "fairface": ["cnn", "cnn_small", "resnet18", "resnet34", "mobilenet_v2"],
-          "cifar100": ["resnet20", "resnet56", "cnn"],
-          "custom": ["cnn", "cnn_small", "mobilenet_v2", "resnet18", "resnet34"]}
+MODELS = {"digits": ["mlp", "cnn", "cnn_fc", "resnet20"], "synthetic": ["mlp"],
+          "utkface": ["cnn", "cnn_small", "cnn_fc", "mobilenet_v2", "resnet18", "resnet34"],
+          "fairface": ["cnn", "cnn_small", "cnn_fc", "resnet18", "resnet34", "mobilenet_v2"],
+          "cifar100": ["resnet20", "resnet56", "cnn", "cnn_fc"],
+          "custom": ["cnn", "cnn_small", "cnn_fc", "mobilenet_v2", "resnet18", "resnet34"]}
 
 _state.restore()
 st.title("Launch a grid")
@@ -97,16 +97,17 @@ if dataset in ("utkface", "fairface", "cifar100", "custom"):
     data_settings["image_size"] = numbers.field(c3.text_input, "launch_image_size", "Image size (pixels)",
                                                 default=64 if dataset != "cifar100" else 32, kind=int, lo=16, hi=256)
 if dataset == "utkface":
-    with st.expander("On a laptop CPU: the **utkface_cpu** preset"):
-        cpu = preset("utkface_cpu")
-        st.markdown(utkface_cpu_note(cpu))
-        if st.button("Launch utkface_cpu", key="launch_utkface_cpu"):
-            try:
-                cpu = cpu.with_settings({"data_dir": str(data_dir())})
-                jobs.check_limits(cpu, limits, len(jobs.running_jobs(results)))
-                st.success(f"Started job {jobs.launch(cpu, results)}; its runs appear below.")
-            except (ConfigError, OSError) as err:
-                st.error(str(err))
+    with st.expander("On a laptop CPU: the **utkface_cpu** presets"):
+        st.markdown(utkface_cpu_note(preset("utkface_cpu")))
+        st.caption("utkface_cpu_intersectional: the same with race × gender (10 groups) as the protected groups.")
+        for name, column in zip(("utkface_cpu", "utkface_cpu_intersectional"), st.columns(2), strict=True):
+            if column.button(f"Launch {name}", key=f"launch_{name}"):
+                try:
+                    cpu = preset(name).with_settings({"data_dir": str(data_dir())})
+                    jobs.check_limits(cpu, limits, len(jobs.running_jobs(results)))
+                    st.success(f"Started job {jobs.launch(cpu, results)}; its runs appear below.")
+                except (ConfigError, OSError) as err:
+                    st.error(str(err))
 c1, c2 = st.columns([3, 1])
 methods = _state.widget(c1.multiselect, "launch_methods", "Methods", default=[m for m in METHODS if m != "ceag_vs"],
                         options=list(METHODS), format_func=METHOD_LABELS.get,

@@ -92,4 +92,7 @@ def test_launch_page_explains_the_utkface_cpu_preset_when_utkface_is_there(tmp_p
     assert not at.exception, [e.value for e in at.exception]
     text = " ".join(m.value for m in at.markdown)
     assert "149 steps per epoch and 2,235 dual steps" in text and "dual step 0.01" in text
-    assert any(b.label == "Launch utkface_cpu" for b in at.button)
+    assert {"Launch utkface_cpu", "Launch utkface_cpu_intersectional"} <= {b.label for b in at.button}
+    # the presets' model is offered by the form too
+    models = next(s for s in at.multiselect if s.label == "Models")
+    assert "cnn_fc" in models.options

@@ -27,9 +27,9 @@ PRESETS: dict[str, GridSpec] = {
     "demo": GridSpec(datasets=("digits",), models=("mlp",), methods=GRID_METHODS,
                      sparsities=(0.9, 0.95, 0.98), tolerances=(0.01, 0.02, 0.05), seeds=(0, 1, 2)),
     # UTKFace on a CPU, in the regime of the paper's finding: a dense model that fits its training set
-    # (cnn_fc, whose wide fully connected layer memorises; 50 epochs, 20 of them at the low lr, no weight decay) and pruning that
-    # takes what it memorised, at 95 and 99 %. Why each setting (the dual steps, the lr's milestones,
-    # the evaluation cadence): data/README.md; measured by python -m bench --only real_faces.
+    # (cnn_fc, whose wide fully connected layer memorises; 50 epochs, 20 of them at the low lr, no weight
+    # decay) and pruning that takes what it memorised, at 95 and 99 %. Why each setting (the dual steps,
+    # the lr's milestones, the evaluation cadence): data/README.md; measured by python -m bench --only real_faces.
     "utkface_cpu": GridSpec(
         datasets=("utkface",), models=("cnn_fc",), methods=GRID_METHODS, sparsities=(0.95, 0.99),
         tolerances=(0.02,), seeds=(0,), settings=_UTKFACE_CPU, method_settings={"el_rb": {"dual_lr": 1e-4}}),

@@ -27,8 +27,8 @@ def keep_freed_memory() -> bool:
 
     A CPU training step allocates and frees activation tensors of a few MB. Under glibc's default
     thresholds each is mapped and unmapped again, or the heap trimmed, so every step pays tens of
-    thousands of page faults: on 2 cores about a third of a small CNN's step went to the kernel
-    (``bench/utkface_cpu.py``). Freed memory then stays with the process, up to its peak use.
+    thousands of page faults: on 2 cores about a third of a small CNN's step went to the kernel.
+    Freed memory then stays with the process, up to its peak use.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
