@@ -21,6 +21,16 @@ def subprocess_env(threads: int | None = 1, **extra: str) -> dict[str, str]:
     return env
 
 
+def ceag_cli(*args, results=None, timeout: float = 300):
+    """``python -m ceag ARGS [--results RESULTS]`` in a subprocess (its thread settings left alone)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "ceag", *map(str, args)] + ([] if results is None else ["--results", str(results)])
+    return subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(threads=None), cwd=ROOT,
+                          timeout=timeout)
+
+
 def ceag_main(*args) -> tuple[int, str, str]:
     """``python -m ceag ARGS`` in this process: (exit status, stdout, stderr)."""
     from ceag import cli

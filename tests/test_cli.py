@@ -7,15 +7,7 @@ import sys
 import pytest
 
 from ceag.config.run_config import RunConfig
-from tests.helpers import ROOT, subprocess_env
-
-
-def ceag_cli(*args, results=None):
-    env = subprocess_env(threads=None)
-    cmd = [sys.executable, "-m", "ceag", *args]
-    if results is not None:
-        cmd += ["--results", str(results)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+from tests.helpers import ROOT, ceag_cli, subprocess_env
 
 
 @pytest.mark.slow
@@ -90,10 +82,7 @@ def test_help_explains_every_option():
 
 def test_output_piped_into_a_command_that_stops_reading_is_no_error(tmp_path):
     """``ceag ls | head -1`` closes the pipe early: the command ends quietly, without ``error: Broken pipe``."""
-    import subprocess
-    import sys
 
-    from tests.helpers import ROOT, subprocess_env
 
     code = ("import sys\nfrom ceag.cli import main\n"
             "class Closed:\n"

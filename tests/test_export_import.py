@@ -4,8 +4,6 @@ bundles or folders rejected before anything is written."""
 import io
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -17,15 +15,9 @@ from ceag.grid.driver import run_grid
 from ceag.results.bundle import BundleError, export_bundle
 from ceag.results.layout import run_dir
 from ceag.store import db_path, import_runs, queries
-from tests.helpers import ROOT, subprocess_env
+from tests.helpers import ceag_cli
 
 SETTINGS = {"dense_epochs": 2, "prune_epochs": 2, "finetune_epochs": 4, "device": "cpu"}
-
-
-def ceag_cli(*args, results):
-    env = subprocess_env(threads=None)
-    return subprocess.run([sys.executable, "-m", "ceag", *map(str, args), "--results", str(results)],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +79,8 @@ def test_exported_predictions_give_the_stored_group_accuracies(store, tmp_path, 
     proc = ceag_cli("export", "--run", rid, "--predictions", "--split", "test", "--out", out, results=results)
     assert proc.returncode == 0, proc.stderr
     pred = pd.read_csv(out)
-    assert list(pred.columns) == ["y_true", "y_pred", "group", "group_name", "sample_id", "p_pred", "dense_pred",
-                                  "dense_p_pred"]
+    assert list(pred.columns) == ["y_true", "y_pred", "group", "group_name", "sample_id", "file", "p_pred",
+                                  "dense_pred", "dense_p_pred"]
     assert list(pred.sample_id) == list(range(len(pred)))
     assert pred.p_pred.between(0, 1).all() and pred.dense_p_pred.between(0, 1).all()
     stored = queries.group_metrics(results, rid)  # at the reported epoch (the best one for NFT+ES)

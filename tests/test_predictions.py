@@ -80,8 +80,9 @@ def test_older_runs_without_the_file_are_computed_on_demand(finished):
 def test_export_frame_adds_sample_id_and_scores(finished):
     results, out = finished
     frame = predictions(results, out["ceag"].run_id, "val")
-    assert list(frame.columns) == ["y_true", "y_pred", "group", "group_name", "sample_id", "p_pred",
+    assert list(frame.columns) == ["y_true", "y_pred", "group", "group_name", "sample_id", "file", "p_pred",
                                    "dense_pred", "dense_p_pred"]
+    assert frame["file"].isna().all()  # built-in data: samples are named by their index
     assert frame["group_name"].iloc[0].startswith("group ")
     with pytest.raises(ValueError, match="split 'bogus' does not exist for this run; it has train, val, test"):
         predictions(results, out["ceag"].run_id, "bogus")

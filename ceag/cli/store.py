@@ -116,9 +116,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.run:
         _check_known(results, args.run)
     if args.predictions:
-        from ceag.results.predictions import predictions
+        from ceag.results.predictions import files_note, predictions
 
         frame = predictions(results, args.run[0], args.split)
+        note = files_note(results, args.run[0], frame)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     elif args.bundle:
         from ceag.results.bundle import export_bundle
 

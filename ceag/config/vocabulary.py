@@ -82,4 +82,5 @@ def method_label(method: str, tolerance: float | None = None) -> str:
 
 
 # The columns of a run's per-sample predictions (``predictions.parquet``; ceag.results.predictions says more).
-PREDICTION_COLUMNS = ("split", "sample_id", "y_true", "group_id", "y_pred", "p_pred", "dense_pred", "dense_p_pred")
+PREDICTION_COLUMNS = ("split", "sample_id", "file", "y_true", "group_id", "y_pred", "p_pred", "dense_pred",
+                      "dense_p_pred")

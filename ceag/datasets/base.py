@@ -23,6 +23,10 @@ class Split:
     inputs with ``inputs``. They are float32, or uint8 images (C, H, W) kept compact and turned into
     normalized float32 one batch at a time by ``prepare`` (per-channel ``mean`` / ``std`` of
     values in [0, 1]).
+
+    ``files`` (N,) str, for datasets read from image files: each sample's path relative to the data
+    folder (``--data-dir``), posix separators, e.g. ``UTKFace/26_0_2_2017….jpg.chip.jpg``; None for
+    built-in data, whose samples are named by their index within the split.
     """
 
     x: torch.Tensor
@@ -31,6 +35,7 @@ class Split:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     rows: torch.Tensor | None = None
+    files: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -52,7 +57,8 @@ class Split:
         x = self.inputs()  # a device gets the split's own rows only
         pin = device.type == "cuda"
         x = x.pin_memory() if pin and not x.is_pinned() else x
-        return Split(x.to(device, non_blocking=pin), self.y.to(device), self.g.to(device), self.mean, self.std)
+        return Split(x.to(device, non_blocking=pin), self.y.to(device), self.g.to(device), self.mean, self.std,
+                     files=self.files)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Model input for rows ``x`` of this split: float32, scaled and normalized."""

@@ -22,7 +22,15 @@ from ceag.datasets.base import GroupedDataset
 from ceag.datasets.faces import IMAGENET_MEAN, IMAGENET_STD
 from ceag.datasets.images.cache import load_images
 from ceag.datasets.labels import outside_note, read_csv
-from ceag.datasets.layouts import CUSTOM_LABELS, DatasetError, data_root, locate, outside_folder, shown
+from ceag.datasets.layouts import (
+    CUSTOM_LABELS,
+    DatasetError,
+    data_root,
+    locate,
+    outside_folder,
+    sample_files,
+    shown,
+)
 from ceag.datasets.report import LoadReport, finish
 from ceag.datasets.splitting import DATA_SEED, carve_val, group_index, splits_from, stratified_split
 
@@ -122,5 +130,6 @@ def load_custom(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDataset
         parts = {"test": good[test], **carve_val(good[pool], y * len(group_names) + g, cfg, rng)}
         report.split_rule = (f"stratified by class and group (seed {DATA_SEED}): test {TEST_FRACTION:g}, "
                              f"validation {cfg.val_fraction:g} of the rest")
+    files = sample_files(data_root(cfg), folder, names)
     return finish("custom", labels[cfg.target], group_names,
-                  splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD), report, flip=False)
+                  splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD, files), report, flip=False)

@@ -33,6 +33,7 @@ from ceag.datasets.layouts import (
     fairface_image_root,
     locate,
     outside_folder,
+    sample_files,
     shown,
     utkface_files,
 )
@@ -109,8 +110,9 @@ def load_utkface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatase
     rng = np.random.default_rng(DATA_SEED)
     train = np.sort(train_pos[ok[train_pos]])
     parts = {"test": np.sort(test_pos[ok[test_pos]]), **carve_val(train, y * len(group_names) + g, cfg, rng)}
+    files = sample_files(data_root(cfg), folder, names)
     return finish("utkface", labels[cfg.target], group_names,
-                  splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD), report, flip=True)
+                  splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD, files), report, flip=True)
 
 
 # -- FairFace -----------------------------------------------------------------------------
@@ -177,5 +179,6 @@ def load_fairface(cfg: RunConfig, cache_dir: Path | None = None) -> GroupedDatas
                          f"{cfg.val_fraction:g} of train (seed {DATA_SEED})")
     rng = np.random.default_rng(DATA_SEED)
     parts = {"test": test, **carve_val(train, y * len(group_names) + g, cfg, rng)}
+    files = sample_files(data_root(cfg), root, names)
     return finish("fairface", labels[cfg.target], group_names,
-                  splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD), report, flip=True)
+                  splits_from(pixels, y, g, parts, IMAGENET_MEAN, IMAGENET_STD, files), report, flip=True)

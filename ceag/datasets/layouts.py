@@ -45,6 +45,18 @@ def data_root(cfg: RunConfig) -> Path:
     return Path(cfg.data_dir or os.environ.get(DATA_ENV) or "data")
 
 
+def sample_files(root: Path, folder: Path, names: list[str]) -> list[str]:
+    """Each of ``names`` (files in ``folder``, itself inside the data folder ``root``) as a path
+    relative to ``root`` with posix separators: how predictions name a sample read from a file. A
+    byte of a name that is not UTF-8 is written as ``\\xNN`` (``shown``)."""
+    try:
+        prefix = folder.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:  # the folder is reached through a link out of the data folder
+        prefix = os.path.relpath(folder, root).replace(os.sep, "/")
+    prefix = "" if prefix in ("", ".") else prefix + "/"
+    return [shown(prefix + n.replace("\\", "/")) for n in names]
+
+
 def find_folder(root: Path, candidates: tuple[str, ...], test, what: str) -> Path:
     for rel in candidates:
         path = root / rel if rel else root

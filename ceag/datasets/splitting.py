@@ -27,9 +27,10 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(taken))
 
 
-def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std) -> dict[str, Split]:
+def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std, files: list[str] | None = None) -> dict[str, Split]:
     """Splits of uint8 images ``x`` (N, C, H, W; an array or a cache entry) by the index arrays
-    ``parts``. No pixel is copied: each split views the block of ``x`` that spans its rows."""
+    ``parts``. No pixel is copied: each split views the block of ``x`` that spans its rows. ``files``
+    (N,): each image's path relative to the data folder, kept per split (``Split.files``)."""
     from ceag.datasets.images.array import block
 
     splits: dict[str, Split] = {}
@@ -41,7 +42,8 @@ def splits_from(x, y, g, parts: dict[str, np.ndarray], mean, std) -> dict[str, S
         contiguous = len(idx) == last - first and bool((np.diff(idx) == 1).all())
         rows = None if contiguous else torch.from_numpy(idx - first)
         splits[name] = Split(torch.from_numpy(block(x, first, last)), torch.as_tensor(y[idx], dtype=torch.int64),
-                             torch.as_tensor(g[idx], dtype=torch.int64), mean, std, rows)
+                             torch.as_tensor(g[idx], dtype=torch.int64), mean, std, rows,
+                             None if files is None else np.asarray(files, dtype=object)[idx])
     return splits
 
 

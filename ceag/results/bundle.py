@@ -122,7 +122,8 @@ def _validate_run(folder: Path) -> str:
         raise BundleError(f"run {name}: summary.json is not valid JSON") from err
     if summary.get("run_id") != name or summary.get("status") not in ("finished", "diverged"):
         raise BundleError(f"run {name}: summary.json does not describe a finished run {name}")
-    optional = {PREDICTIONS: set(PREDICTION_COLUMNS)} if (folder / PREDICTIONS).exists() else {}
+    # "file" is absent from runs made before predictions named their files
+    optional = {PREDICTIONS: set(PREDICTION_COLUMNS) - {"file"}} if (folder / PREDICTIONS).exists() else {}
     for fname, cols in {**COLUMNS, **optional}.items():
         try:
             have = set(pd.read_parquet(folder / fname).columns)

@@ -4,8 +4,9 @@ A run writes them once, when it ends, to ``<run folder>/predictions.parquet``: o
 of every split, with columns
 
     split         "train" | "val" | "test"
-    sample_id     the sample's index within the split (its file name instead when the dataset's
-                  splits carry ``sample_names``)
+    sample_id     the sample's index within the split (int)
+    file          the sample's image file relative to the data folder (str; null for built-in data
+                  and in runs made before files were recorded)
     y_true        true class (int)
     group_id      protected group (int)
     y_pred        class predicted by the reported sparse model (int)
@@ -73,10 +74,34 @@ def write_run_predictions(folder: Path, outcome, data, *, best: bool = False, am
     return frame
 
 
+FILE_DATASETS = ("utkface", "fairface", "custom")  # datasets whose samples are image files
+
+
 def stored_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFrame | None:
-    """The run's stored predictions (every split), or None for a run made before they were kept."""
+    """The run's stored predictions (every split), or None for a run made before they were kept.
+
+    Runs made before predictions named their files get a ``file`` column of nulls."""
     path = run_dir(resolve_results(results), run_id) / PREDICTIONS
-    return pd.read_parquet(path) if path.exists() else None
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path)
+    if "file" not in frame.columns:
+        frame.insert(frame.columns.get_loc("sample_id") + 1, "file", pd.Series([None] * len(frame), dtype=object))
+    return frame
+
+
+def files_note(results: str | os.PathLike | None, run_id: str, frame: pd.DataFrame) -> str | None:
+    """A sentence when a run of a dataset read from files has predictions without file names (made before
+    they were recorded): its samples are named by their index within the split. None otherwise."""
+    config = run_dir(resolve_results(results), run_id) / CONFIG
+    try:
+        dataset = json.loads(config.read_text()).get("dataset")
+    except (OSError, json.JSONDecodeError):
+        return None
+    if dataset in FILE_DATASETS and len(frame) and frame["file"].isna().all():
+        return (f"run {run_id} was made before predictions named their image files: its samples are named "
+                "by their index within the split (sample_id) only")
+    return None
 
 
 def run_predictions(results: str | os.PathLike | None, run_id: str) -> pd.DataFrame:
@@ -121,8 +146,9 @@ def _compute(results: Path, run_id: str) -> pd.DataFrame:
 def predictions(results: str | os.PathLike | None, run_id: str, split: str = "test") -> pd.DataFrame:
     """One row per sample of ``split``, for auditors' own tools (e.g. Fairlearn).
 
-    Columns: ``y_true``, ``y_pred``, ``group`` (id), ``group_name``, then ``sample_id``,
-    ``p_pred`` (probability of ``y_pred``), ``dense_pred`` and ``dense_p_pred``.
+    Columns: ``y_true``, ``y_pred``, ``group`` (id), ``group_name``, then ``sample_id``, ``file`` (the
+    image relative to the data folder; null for built-in data), ``p_pred`` (probability of ``y_pred``),
+    ``dense_pred`` and ``dense_p_pred``.
     """
     frame = run_predictions(results, run_id)
     if split not in set(frame["split"]):
@@ -132,7 +158,8 @@ def predictions(results: str | os.PathLike | None, run_id: str, split: str = "te
     names = _group_names(resolve_results(results), run_id)
     group_name = [names[g] if 0 <= g < len(names) else str(g) for g in part["group_id"]]
     return pd.DataFrame({"y_true": part["y_true"], "y_pred": part["y_pred"], "group": part["group_id"],
-                         "group_name": group_name, "sample_id": part["sample_id"], "p_pred": part["p_pred"],
+                         "group_name": group_name, "sample_id": part["sample_id"], "file": part["file"],
+                         "p_pred": part["p_pred"],
                          "dense_pred": part["dense_pred"], "dense_p_pred": part["dense_p_pred"]})
 
 

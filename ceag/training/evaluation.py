@@ -120,13 +120,6 @@ def dense_reference(stats: GroupStats, device: torch.device) -> DenseReference:
     )
 
 
-def _sample_ids(split) -> np.ndarray:
-    names = getattr(split, "sample_names", None)  # file names, for datasets read from files
-    if names is not None and len(names) == len(split):
-        return np.asarray(names, dtype=object)
-    return np.arange(len(split), dtype=np.int64)
-
-
 def predictions_frame(data, sparse: dict[str, Outputs], dense: dict[str, Outputs] | None) -> pd.DataFrame:
     """Per-sample predictions (``PREDICTION_COLUMNS``) of every split of ``data`` from the sparse model's
     ``sparse`` and the dense model's ``dense`` outputs (None: the dense columns are missing, NA)."""
@@ -141,7 +134,9 @@ def predictions_frame(data, sparse: dict[str, Outputs], dense: dict[str, Outputs
             dense_pred = pd.array([pd.NA] * len(split), dtype="Int64")
             dense_p = np.full(len(split), np.nan, dtype=np.float32)
         parts.append(pd.DataFrame({
-            "split": name, "sample_id": _sample_ids(split), "y_true": split.y.cpu().numpy(),
+            "split": name, "sample_id": np.arange(len(split), dtype=np.int64),
+            "file": split.files if split.files is not None else np.full(len(split), None, dtype=object),
+            "y_true": split.y.cpu().numpy(),
             "group_id": split.g.cpu().numpy(), "y_pred": mine.pred.numpy().astype(np.int64),
             "p_pred": mine.p_pred.numpy().astype(np.float32), "dense_pred": dense_pred, "dense_p_pred": dense_p,
         }))
