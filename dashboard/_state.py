@@ -43,6 +43,7 @@ FIELDS: dict[str, str] = {
     "one_method": "str", "one_sparsity": "str", "one_tolerance": "str", "one_seed": "str",
     "results": "str", "data": "str",  # folders, as typed (each confined to its configured root)
     "job": "str",  # the job the Overview follows
+    "gallery": "str", "gallery_vs": "str", "gallery_split": "str", "gallery_group": "str",  # What pruning broke
 }
 VIEW_KEY = "_view"
 WRITTEN_KEY = "_view_url"

@@ -12,16 +12,17 @@ import streamlit as st
 
 from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.groups import group_interval_bars
 from ceag.present.plots.style import AUDIT_METRICS
-from ceag.present.report import render_html
+from ceag.present.report import excess_gaps, render_html
 from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.present.words import audit_run_labels, confidence_label
 from dashboard import _state
 from dashboard import _store as store
-from dashboard._shared import CHART_CONFIG, empty_store_hint, results_dir, run_labels, store_version
+from dashboard._shared import CHART_CONFIG, data_dir, empty_store_hint, results_dir, run_labels, store_version
 
 SETTING = ("dataset", "model", "sparsity", "seed")
 DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
@@ -32,9 +33,11 @@ def cached_audit(results: str, version: tuple, run_ids: tuple, n_boot: int, conf
     return audit(results, list(run_ids), BootstrapSettings(n_boot=n_boot, confidence=confidence))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float) -> str:
-    return render_html(cached_audit(results, version, run_ids, n_boot, confidence))
+@st.cache_data(show_spinner="Writing the report…", max_entries=8)
+def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float, data: str) -> str:
+    result = cached_audit(results, version, run_ids, n_boot, confidence)
+    return render_html(result, casualties=casualty_section(results, list(run_ids), data, DEFAULT_THUMBNAILS,
+                                                           excess_gap=excess_gaps(result)))
 
 
 def setting_of(row) -> tuple:
@@ -168,10 +171,12 @@ terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense
 st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", placeholder="",
              column_config={k: st.column_config.NumberColumn(format="%.1f", help=terms.get(k.split(" ")[0]))
                             for k in numbers})
-c = st.columns(2)
-c[0].download_button("Audit report (HTML, opens offline)", cached_report(*args), file_name="ceag_audit.html",
-                     mime="text/html", icon=":material/download:")
+c = st.columns(3)
+c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report(*args, str(data_dir())),
+                     file_name="ceag_audit.html", mime="text/html", icon=":material/download:")
 c[1].download_button("Per-group table (CSV)", write_csv(result.csv_table()), file_name="ceag_audit.csv",
                      mime="text/csv", icon=":material/download:")
+c[2].page_link("dashboard/casualties.py", label="What pruning broke in these runs", icon=":material/broken_image:",
+               query_params={"gallery": chosen[0], **({"gallery_vs": ""} if len(chosen) < 2 else {})})
 with st.expander("What the symbols mean"):
     st.markdown("\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items()))

@@ -93,11 +93,13 @@ if chosen and sorted(set(chosen)) != sorted(_state.selected_runs()):
 selection = _state.selected_runs()
 if selection:
     st.success(f"{len(selection)} selected run(s): {', '.join(selection[:8])}" + (" …" if len(selection) > 8 else ""))
-    links = st.columns(3)
+    links = st.columns(4)
     links[0].page_link("dashboard/multipliers.py", label="Multipliers of the selection", icon=":material/show_chart:")
     links[1].page_link("dashboard/generalization.py", label="Generalization of the selection",
                        icon=":material/compare_arrows:")
     links[2].page_link("dashboard/runs.py", label="Table of the selection", icon=":material/table_rows:")
+    links[3].page_link("dashboard/casualties.py", label="What pruning broke", icon=":material/broken_image:",
+                       query_params={"gallery": selection[0]})
 
 table = frontier_table(summary, split)
 numeric = [c for c in table.columns if c.endswith(("(%)", "(points)"))]

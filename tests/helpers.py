@@ -42,3 +42,22 @@ def ceag_main(*args) -> tuple[int, str, str]:
         except SystemExit as stop:
             code = stop.code
     return code, out.getvalue(), err.getvalue()
+
+
+def write_utkface(root: Path, per_race: int = 6, size: int = 12, seed: int = 7) -> Path:
+    """A tiny folder in the published UTKFace layout under ``root``: ``per_race`` random JPEGs of each of the five
+    races (ages and genders varied) and one malformed name; returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder = root / "UTKFace"
+    folder.mkdir(parents=True, exist_ok=True)
+    i = 0
+    for race in range(5):
+        for k in range(per_race):
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{20 + k}_{k % 2}_{race}_2017010{i:010d}.jpg.chip.jpg")
+            i += 1
+    Image.new("RGB", (size, size)).save(folder / "39_1_20170116174525125.jpg.chip.jpg")  # malformed: left out
+    return root

@@ -37,6 +37,7 @@ TITLES = {
     "runs": "Runs",
     "run_one": "Run one experiment",
     "compare": "Compare runs group by group",
+    "casualties": "What pruning broke",
 }
 EMPTY_HINT = "No runs in this results folder yet. Start the demo on **Overview** or launch a grid on **Launch**."
 SEED_SETTINGS = {"dense_epochs": 20, "prune_epochs": 5, "finetune_epochs": 5}
@@ -183,7 +184,7 @@ def test_store_plots_and_jobs_import_without_torch_or_streamlit():
 # -- an empty results folder ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("page", ["frontiers", "multipliers", "generalization", "runs"])
+@pytest.mark.parametrize("page", ["frontiers", "multipliers", "generalization", "runs", "casualties"])
 def test_data_pages_on_an_empty_store_show_the_empty_state(empty, page):
     at = open_page(page)
     assert infos(at) == [EMPTY_HINT]
@@ -609,6 +610,9 @@ def test_a_selection_and_split_survive_sidebar_navigation_through_every_page(see
     navigate(at, "compare")  # compares NFT against CEAG at the selected run's setting; the selection stays
     assert at.query_params["runs"] == nft and "compare" not in at.query_params
     assert at.multiselect[0].value[0] == nft and len(at.multiselect[0].value) == 2
+    navigate(at, "casualties")  # shows the selected run, keeps the selection and the other pages' split
+    assert widget(at.selectbox, "Run").value == nft and at.query_params["runs"] == nft
+    assert at.query_params["split"] == "train"
     for page in ("launch", "run_one", "overview", "frontiers"):
         navigate(at, page)
         assert at.query_params["runs"] == nft and at.query_params["split"] == "train"

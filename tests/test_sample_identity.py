@@ -15,7 +15,7 @@ from ceag.datasets.faces import load_fairface, load_utkface, parse_utkface_name
 from ceag.datasets.layouts import sample_files
 from ceag.results.layout import PREDICTIONS, run_dir
 from ceag.results.predictions import files_note, predictions, stored_predictions
-from tests.helpers import ceag_cli
+from tests.helpers import ceag_cli, write_utkface
 
 RNG = np.random.default_rng(7)
 UTK_RACES = ["White", "Black", "Asian", "Indian", "Others"]
@@ -26,14 +26,7 @@ def jpeg(path, size=12):
     Image.fromarray(RNG.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
 
 
-def utk_folder(root, per_race=6):
-    i = 0
-    for race in range(5):
-        for k in range(per_race):
-            jpeg(root / "UTKFace" / f"{20 + k}_{k % 2}_{race}_2017010{i:010d}.jpg.chip.jpg")
-            i += 1
-    jpeg(root / "UTKFace" / "39_1_20170116174525125.jpg.chip.jpg")  # malformed: left out
-    return root
+utk_folder = write_utkface
 
 
 def test_utkface_samples_are_named_by_their_file_and_the_file_says_their_labels(tmp_path):

@@ -145,9 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=("final", "runs", "run_metrics", "group_metrics", "duals"),
                     help="final: per-group metrics at the reported epoch with run settings (default)")
     ex.add_argument("--predictions", action="store_true",
-                    help="per-sample predictions of one run: y_true, y_pred, group, group_name, sample_id, "
-                         "p_pred (probability of y_pred), dense_pred, dense_p_pred")
-    ex.add_argument("--split", default="test", help="split for --predictions (train, val, test; default test)")
+                    help="per-sample predictions of one run: y_true, y_pred, group, group_name, sample_id, file "
+                         "(the image under the data folder), p_pred (probability of y_pred), dense_pred, "
+                         "dense_p_pred")
+    ex.add_argument("--casualties", choices=("casualty", "recovered"), nargs="?", const="casualty", default=None,
+                    help="the samples of one run that its dense model got right and its pruned model gets wrong "
+                         "(or, with 'recovered', the other way round), most confidently lost first: split, "
+                         "sample_id, file, group, true, dense_pred, dense_p, sparse_pred, sparse_p, confidence")
+    ex.add_argument("--split", default="test",
+                    help="split for --predictions and --casualties (train, val, test; default test)")
     ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")
     ex.add_argument("--format", choices=("csv", "parquet"), help="default: from the --out suffix")
     ex.add_argument("--out", default="-", help="output file (default: CSV to standard output)")
@@ -165,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="confidence level of the intervals, a fraction (default 0.95)")
     rp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per split (default 1000)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    rp.add_argument("--thumbnails", type=int, default=8, metavar="N",
+                    help="pictures per group of the samples pruning broke, read from --data-dir (default 8; 0 "
+                         "leaves pictures out, e.g. faces you may not share)")
+    rp.add_argument("--data-dir", default=None,
+                    help="where the runs' images are read for the pictures (default: $CEAG_DATA, else ./data)")
     rp.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
     rp.set_defaults(func=cmd_report)
 

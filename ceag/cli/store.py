@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from ceag.config.errors import ConfigError
+from ceag.datasets.layouts import DATA_ENV
 from ceag.results.layout import CONFIG, resolve_results, run_dir
 from ceag.store import StoreError
 
@@ -113,6 +115,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     results = read_store(args.results)
     if args.predictions and len(args.run or []) != 1:
         raise ConfigError("--run", args.run, "--predictions needs exactly one --run RUN_ID")
+    if args.casualties and len(args.run or []) != 1:
+        raise ConfigError("--run", args.run, "--casualties needs exactly one --run RUN_ID")
     if args.run:
         _check_known(results, args.run)
     if args.predictions:
@@ -122,6 +126,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         note = files_note(results, args.run[0], frame)
         if note:
             print(f"note: {note}", file=sys.stderr)
+    elif args.casualties:
+        frame = _casualties(results, args.run[0], args.split, args.casualties)
     elif args.bundle:
         from ceag.results.bundle import export_bundle
 
@@ -137,6 +143,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out != "-":
         print(f"wrote {len(frame)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _casualties(results, run_id: str, split: str, cell: str):
+    from ceag.analysis.casualties import CasualtyError, casualty_export
+    from ceag.results.predictions import files_note, run_names, run_predictions
+
+    frame = run_predictions(results, run_id)
+    if split not in set(frame["split"]):
+        raise ConfigError("--split", split, f"a split of run {run_id}: {', '.join(sorted(set(frame['split'])))}")
+    note = files_note(results, run_id, frame)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    groups, classes = run_names(results, run_id)
+    try:
+        return casualty_export(frame, split, groups, classes, cell)
+    except CasualtyError as err:
+        raise ConfigError("--run", run_id, f"a run whose dense model's predictions are known ({err})") from err
 
 
 def _write_frame(frame, out: str, fmt: str | None) -> None:
@@ -167,12 +190,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = str(err).replace("n_boot=", "--n-boot ").replace("confidence=", "--ci ").replace("seed=", "--seed ")
         print(f"error: {text}", file=sys.stderr)
         return 2
+    if args.thumbnails < 0:
+        raise ConfigError("--thumbnails", args.thumbnails, "a count of pictures per group: 0 (none) or more")
     if Path(args.out).suffix.lower() not in (".html", ".htm", ".csv"):
         raise ConfigError("--out", args.out, "the report is written as FILE.html (the full report) or FILE.csv "
                                              "(the per-group table)")
     results = read_store(args.results)
     try:
-        out, result = write_report(results, parse_run_ids(args.runs), args.out, settings)
+        out, result = write_report(results, parse_run_ids(args.runs), args.out, settings,
+                                   data_root=args.data_dir or os.environ.get(DATA_ENV) or "data",
+                                   thumbnails=args.thumbnails)
     except UnknownRuns as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

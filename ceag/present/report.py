@@ -21,6 +21,7 @@ import pandas as pd
 
 from ceag.analysis.audit import Audit, audit
 from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.sentences.compare import audit_sentences
 from ceag.present.sentences.trust import audit_notes
 from ceag.present.words import confidence_label
@@ -119,8 +120,10 @@ def settings_table_html(result: Audit) -> str:
     return _table(["setting", *configs.keys()], rows, text_cols=len(configs) + 1)
 
 
-def render_html(result: Audit, *, title: str | None = None, generated_at: str | None = None) -> str:
-    """The report as one HTML document (plotly.js embedded once, about 4.7 MB)."""
+def render_html(result: Audit, *, title: str | None = None, generated_at: str | None = None,
+                casualties: str | None = None) -> str:
+    """The report as one HTML document (plotly.js embedded once, about 4.7 MB); ``casualties``: the section on
+    whom pruning hurt (``casualty_report.casualty_section``), left out when None."""
     from ceag.present.glossary import GLOSSARY
     from ceag.present.plots.groups import group_interval_bars
 
@@ -150,6 +153,7 @@ Accuracies in percent, gaps in percentage points. Intervals: {ci} paired percent
 <h2>Accuracy per group</h2>{charts[1]}
 <h2>Per-group table</h2>{group_table_html(result)}
 <h2>Per run</h2>{run_table_html(result)}
+{"" if casualties is None else "<h2>What pruning broke</h2>" + casualties}
 <h2>Settings of every run</h2>{settings_table_html(result)}
 <h2>Glossary</h2><dl>{glossary}</dl>
 <h2>Software</h2>{versions}
@@ -164,10 +168,20 @@ def audited(results: str | os.PathLike, run_ids: list[str], settings: BootstrapS
     return dataclasses.replace(result, notes=audit_notes(result, results))
 
 
+def excess_gaps(result: Audit) -> dict:
+    """{(run_id, split, group_id): ψ_g} of an audit, for the casualty section."""
+    g = result.groups
+    return dict(zip(zip(g["run_id"], g["split"], g["group_id"], strict=True), g["excess_gap"], strict=True))
+
+
 def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.PathLike,
-                 settings: BootstrapSettings | None = None) -> tuple[Path, Audit]:
+                 settings: BootstrapSettings | None = None, *, data_root: str | os.PathLike | None = None,
+                 thumbnails: int = DEFAULT_THUMBNAILS) -> tuple[Path, Audit]:
     """Audit ``run_ids`` and write ``out``: HTML for ``.html`` / ``.htm``, the per-group table for ``.csv``
     (text cells that a spreadsheet would run as a formula neutralised: ceag.present.csv_export).
+
+    The HTML has a section on whom pruning hurt, with up to ``thumbnails`` pictures per group read from
+    ``data_root`` (None: no pictures).
 
     Raises UnknownRuns for ids that are not finished runs, ValueError for another suffix.
     """
@@ -185,6 +199,8 @@ def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.P
 
         atomic_write(out, lambda p: write_csv(table, p))  # formulas neutralised for spreadsheets
     else:
-        text = render_html(result)
+        section = casualty_section(results, result.run_ids, data_root or ".",
+                                   thumbnails if data_root is not None else 0, excess_gap=excess_gaps(result))
+        text = render_html(result, casualties=section)
         atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     return out, result

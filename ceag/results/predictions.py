@@ -155,7 +155,7 @@ def predictions(results: str | os.PathLike | None, run_id: str, split: str = "te
         present = [s for s in SPLITS if s in set(frame["split"])]
         raise ValueError(f"split {split!r} does not exist for this run; it has {', '.join(present)}")
     part = frame[frame["split"] == split].reset_index(drop=True)
-    names = _group_names(resolve_results(results), run_id)
+    names, _ = run_names(results, run_id)
     group_name = [names[g] if 0 <= g < len(names) else str(g) for g in part["group_id"]]
     return pd.DataFrame({"y_true": part["y_true"], "y_pred": part["y_pred"], "group": part["group_id"],
                          "group_name": group_name, "sample_id": part["sample_id"], "file": part["file"],
@@ -163,8 +163,11 @@ def predictions(results: str | os.PathLike | None, run_id: str, split: str = "te
                          "dense_pred": part["dense_pred"], "dense_p_pred": part["dense_p_pred"]})
 
 
-def _group_names(results: Path, run_id: str) -> list[str]:
-    summary = run_dir(results, run_id) / SUMMARY
-    if summary.exists():
-        return list(json.loads(summary.read_text()).get("group_names") or [])
-    return []
+def run_names(results: str | os.PathLike | None, run_id: str) -> tuple[list[str], list[str]]:
+    """(group names, class names) of a run, from its summary; empty lists where the summary has none."""
+    summary = run_dir(resolve_results(results), run_id) / SUMMARY
+    try:
+        data = json.loads(summary.read_text())
+    except (OSError, json.JSONDecodeError):
+        return [], []
+    return list(data.get("group_names") or []), [str(c) for c in data.get("class_names") or []]

@@ -1,0 +1,121 @@
+"""The gallery page, the casualty export and the report's section on runs of a folder of face images."""
+
+import csv
+import re
+import shutil
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ceag.analysis.casualties import cell_counts, ranked
+from ceag.config.run_config import RunConfig
+from ceag.results.predictions import run_names, run_predictions
+from tests.helpers import ROOT, ceag_cli, write_utkface
+
+SETTINGS = dict(dataset="utkface", model="cnn", image_size=12, dense_epochs=3, prune_epochs=1, finetune_epochs=1,
+                val_fraction=0.0, sparsity=0.9, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    import torch
+
+    from ceag.run.pipeline import run
+
+    root = write_utkface(tmp_path_factory.mktemp("data"), per_race=12)
+    results = tmp_path_factory.mktemp("results")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ids = {m: run(RunConfig(method=m, tolerance=t, data_dir=str(root), **SETTINGS), results).run_id
+               for m, t in (("nft", None), ("ceag", 0.02))}
+    finally:
+        torch.set_num_threads(before)
+    return root, results, ids
+
+
+def gallery(monkeypatch, data, results, **params) -> AppTest:
+    monkeypatch.setenv("CEAG_RESULTS", str(results))
+    monkeypatch.setenv("CEAG_DATA", str(data))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("dashboard/casualties.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["What pruning broke"]
+    return at
+
+
+def pictures(at) -> list[str]:
+    return [h.proto.body for h in at.get("html")]
+
+
+def test_the_gallery_shows_a_groups_lost_faces_with_their_files_beside_the_other_method(faces, monkeypatch):
+    root, results, ids = faces
+    frame = run_predictions(results, ids["nft"])
+    groups, _ = run_names(results, ids["nft"])
+    counts = cell_counts(frame, "train", groups)
+    hit = counts.sort_values(["casualty_rate", "casualty"], ascending=False).iloc[0]
+    at = gallery(monkeypatch, root, results, gallery=ids["nft"])
+    assert [s.value for s in at.selectbox if s.label == "Group"] == [hit.group_name]
+    assert [s.value for s in at.selectbox if s.label == "Beside it"] == ["CEAG ε=2%"]
+    table = at.dataframe[0].value.set_index("group")
+    assert table.loc[hit.group_name, "n"] == hit.n
+    assert table.loc[hit.group_name, "casualties: dense right, sparse wrong"] == hit.casualty
+    mine = pictures(at)[0]
+    lost = ranked(frame, "train", "casualty", int(hit.group_id))
+    assert mine.count("data:image/jpeg;base64,") == min(24, len(lost)) > 0
+    first = lost.file.iloc[0]
+    assert first.rsplit("/", 1)[1][:12] in mine and f"{first};" in mine  # caption and hover text name the file
+    assert "CEAG ε=2%: right" in mine or "CEAG ε=2%: wrong" in mine
+    text = " ".join(m.value for m in at.markdown)
+    assert f"{hit.group_name}: {hit.casualty} of the" in text
+
+    # a file moved since the run: a grey box with the reason, the rest as before
+    moved = root / first
+    shutil.move(moved, moved.with_suffix(".bak"))
+    try:
+        at = gallery(monkeypatch, root, results, gallery=ids["nft"])
+        assert "no picture: " in pictures(at)[0] and "is not in the data folder" in pictures(at)[0]
+        assert any("could not be shown" in c.value for c in at.caption)
+    finally:
+        shutil.move(moved.with_suffix(".bak"), moved)
+    # no data folder at all: the counts still show
+    empty = root.parent / "elsewhere"
+    empty.mkdir(exist_ok=True)
+    at = gallery(monkeypatch, empty, results, gallery=ids["nft"])
+    assert at.dataframe[0].value.set_index("group").loc[hit.group_name, "n"] == hit.n
+    assert "data:image" not in " ".join(pictures(at))
+
+
+def test_export_casualties_and_the_reports_section(faces, tmp_path):
+    root, results, ids = faces
+    out = tmp_path / "lost.csv"
+    proc = ceag_cli("export", "--run", ids["nft"], "--casualties", "--split", "train", "--out", out, results=results)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out)
+    frame = run_predictions(results, ids["nft"])
+    assert len(table) == len(ranked(frame, "train", "casualty")) and table.file.str.startswith("UTKFace/").all()
+    assert table.confidence.is_monotonic_decreasing and set(table.group) <= {"White", "Black", "Asian", "Indian",
+                                                                            "Others"}
+    with open(out, newline="") as fh:
+        assert next(csv.reader(fh))[:4] == ["split", "sample_id", "file", "group"]
+    proc = ceag_cli("export", "--run", ids["nft"], "--casualties", "--split", "nope", results=results)
+    assert proc.returncode == 2 and "invalid --split='nope': a split of run" in proc.stderr
+
+    report = tmp_path / "r.html"
+    proc = ceag_cli("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
+                    "--thumbnails", "2", "--data-dir", root, results=results)
+    assert proc.returncode == 0, proc.stderr
+    page = report.read_text()
+    assert "<h2>What pruning broke</h2>" in page
+    section = page.split("<h2>What pruning broke</h2>", 1)[1]
+    strips = re.findall(r'<td class="text"><div style="display:flex.*?</div></td>', section, re.S)
+    assert strips and all(s.count("data:image/jpeg") <= 2 for s in strips)
+    proc = ceag_cli("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
+                    "--thumbnails", "0", "--data-dir", root, results=results)
+    assert proc.returncode == 0 and "data:image/jpeg" not in report.read_text() and "No pictures." in report.read_text()
+    proc = ceag_cli("report", "--runs", ids["nft"], "--out", report, "--thumbnails", "-1", results=results)
+    assert proc.returncode == 2 and "--thumbnails" in proc.stderr and "Traceback" not in proc.stderr
