@@ -1,7 +1,8 @@
 """Benchmarks: ``python -m bench [--quick] [--json] [--only NAME ...]`` (or ``make bench`` / ``make bench-quick``).
 
 ``real_faces`` (the ``utkface_cpu`` presets on the real UTKFace folder, ``--data-dir``; about 2 hours on 2
-cores) runs only when named.
+cores) and ``casualties`` (the gallery and the report on a results folder of real runs, ``--results``) run only
+when named.
 
 Every figure is measured now, on this machine; ratios compare things measured side by side in
 the same run, because absolute times on a shared machine drift.
@@ -17,6 +18,7 @@ import time
 from bench import (
     app,
     bootstrap,
+    casualties,
     data,
     demo_seeds,
     gpu,
@@ -30,9 +32,9 @@ from bench.common import Result
 
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
           "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run, "heldout": heldout.run,
-          "real_faces": real_faces.run}
+          "real_faces": real_faces.run, "casualties": casualties.run}
 # Suites that take hours on a 2-core machine run only when named with --only.
-ON_REQUEST = ("real_faces",)
+ON_REQUEST = ("real_faces", "casualties")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,10 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-start", type=_non_negative, default=0, metavar="S",
                         help="demo_seeds: the first seed (default 0)")
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="real_faces: the folder holding UTKFace (default: $CEAG_DATA, else ./data)")
+                        help="real_faces, casualties: the folder holding UTKFace (default: $CEAG_DATA, else ./data)")
+    parser.add_argument("--results", metavar="DIR",
+                        help="casualties: a results folder of runs on face images (default: $CEAG_RESULTS)")
     args = parser.parse_args(argv)
     options = {"demo_seeds": {"seeds": args.seeds, "seed_start": args.seed_start},
-               "real_faces": {"data_dir": args.data_dir}}
+               "real_faces": {"data_dir": args.data_dir},
+               "casualties": {"data_dir": args.data_dir, "results": args.results}}
 
     results: list[Result] = []
     start = time.perf_counter()

@@ -107,13 +107,15 @@ def test_export_casualties_and_the_reports_section(faces, tmp_path):
 
     report = tmp_path / "r.html"
     proc = ceag_cli("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
-                    "--thumbnails", "2", "--data-dir", root, results=results)
+                    "--thumbnails", "2", "--thumbnails-split", "train", "--data-dir", root, results=results)
     assert proc.returncode == 0, proc.stderr
     page = report.read_text()
     assert "<h2>What pruning broke</h2>" in page
     section = page.split("<h2>What pruning broke</h2>", 1)[1]
     strips = re.findall(r'<td class="text"><div style="display:flex.*?</div></td>', section, re.S)
     assert strips and all(s.count("data:image/jpeg") <= 2 for s in strips)
+    for part in section.split("<h3>")[1:]:  # pictures on the chosen split only
+        assert ("data:image/jpeg" in part) == (part.split("</h3>")[0].endswith(", train") and "<img" in part)
     proc = ceag_cli("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
                     "--thumbnails", "0", "--data-dir", root, results=results)
     assert proc.returncode == 0 and "data:image/jpeg" not in report.read_text() and "No pictures." in report.read_text()

@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--thumbnails", type=int, default=8, metavar="N",
                     help="pictures per group of the samples pruning broke, read from --data-dir (default 8; 0 "
                          "leaves pictures out, e.g. faces you may not share)")
+    rp.add_argument("--thumbnails-split", default="test", choices=("train", "val", "test"),
+                    help="the split whose pictures the report shows (default test)")
     rp.add_argument("--data-dir", default=None,
                     help="where the runs' images are read for the pictures (default: $CEAG_DATA, else ./data)")
     rp.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")

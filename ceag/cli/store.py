@@ -199,7 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         out, result = write_report(results, parse_run_ids(args.runs), args.out, settings,
                                    data_root=args.data_dir or os.environ.get(DATA_ENV) or "data",
-                                   thumbnails=args.thumbnails)
+                                   thumbnails=args.thumbnails, picture_split=args.thumbnails_split)
     except UnknownRuns as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -176,12 +176,12 @@ def excess_gaps(result: Audit) -> dict:
 
 def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.PathLike,
                  settings: BootstrapSettings | None = None, *, data_root: str | os.PathLike | None = None,
-                 thumbnails: int = DEFAULT_THUMBNAILS) -> tuple[Path, Audit]:
+                 thumbnails: int = DEFAULT_THUMBNAILS, picture_split: str = "test") -> tuple[Path, Audit]:
     """Audit ``run_ids`` and write ``out``: HTML for ``.html`` / ``.htm``, the per-group table for ``.csv``
     (text cells that a spreadsheet would run as a formula neutralised: ceag.present.csv_export).
 
-    The HTML has a section on whom pruning hurt, with up to ``thumbnails`` pictures per group read from
-    ``data_root`` (None: no pictures).
+    The HTML has a section on whom pruning hurt, with up to ``thumbnails`` pictures per group of
+    ``picture_split``, read from ``data_root`` (None: no pictures).
 
     Raises UnknownRuns for ids that are not finished runs, ValueError for another suffix.
     """
@@ -200,7 +200,8 @@ def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.P
         atomic_write(out, lambda p: write_csv(table, p))  # formulas neutralised for spreadsheets
     else:
         section = casualty_section(results, result.run_ids, data_root or ".",
-                                   thumbnails if data_root is not None else 0, excess_gap=excess_gaps(result))
+                                   thumbnails if data_root is not None else 0, excess_gap=excess_gaps(result),
+                                   picture_split=picture_split)
         text = render_html(result, casualties=section)
         atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     return out, result
