@@ -8,6 +8,7 @@ else the NFT run of the newest setting that has a mitigation beside it. Pictures
 import json
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from ceag.analysis.audit import comparable_setting, default_comparison
@@ -26,6 +27,7 @@ from ceag.config.run_config import from_dict
 from ceag.present.csv_export import write_csv
 from ceag.present.sentences.casualties import casualty_sentences, consistency_sentence, kept_sentence
 from ceag.present.thumbnails import DIGIT_SIZE, SIZE, gallery_html, sample_thumb, tiles_for
+from ceag.present.words import sentence
 from ceag.results.predictions import RunNotFound, run_names, run_predictions
 from dashboard import _state
 from dashboard import _store as store
@@ -104,18 +106,21 @@ except CasualtyError as err:
     st.warning(f"Run {run_id}: {err}.")
     st.stop()
 label = run_label(cfg)
-st.markdown("\n".join(f"- {s}" for s in casualty_sentences(label, split, counts)))
+st.markdown("\n".join(f"- {sentence(s)}" for s in casualty_sentences(label, split, counts)))
 
 psi = metrics[metrics.split == split].set_index("group_id")
-table = counts.assign(psi=[100 * psi.excess_gap.get(g, float("nan")) for g in counts.group_id])
-table = table.rename(columns={"group_name": "group", "kept": CELL_LABELS["kept"], "casualty": "casualties: "
-                              + CELL_LABELS["casualty"], "recovered": "recovered: " + CELL_LABELS["recovered"],
-                              "both_wrong": CELL_LABELS["both_wrong"], "psi": "ψ_g (points)"})
-table["casualty rate (%)"] = 100 * table.pop("casualty_rate")
-table["dense acc (%)"], table["acc (%)"] = 100 * table.pop("dense_accuracy"), 100 * table.pop("accuracy")
-st.dataframe(table.drop(columns=["group_id"]), hide_index=True, width="stretch",
-             column_config={k: st.column_config.NumberColumn(format="%.1f")
-                            for k in ("ψ_g (points)", "casualty rate (%)", "dense acc (%)", "acc (%)")})
+table = pd.DataFrame({
+    "group": counts.group_name, "n": counts.n, "casualties": counts.casualty,
+    "casualty rate (%)": 100 * counts.casualty_rate,
+    "ψ_g (points)": [100 * psi.excess_gap.get(g, float("nan")) for g in counts.group_id],
+    "recovered": counts.recovered, "right → right": counts.kept, "wrong → wrong": counts.both_wrong,
+    "dense acc (%)": 100 * counts.dense_accuracy, "acc (%)": 100 * counts.accuracy})
+helps = {"casualties": CELL_LABELS["casualty"], "recovered": CELL_LABELS["recovered"],
+         "right → right": CELL_LABELS["kept"], "wrong → wrong": CELL_LABELS["both_wrong"]}
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={**{k: st.column_config.NumberColumn(format="%.1f")
+                               for k in ("ψ_g (points)", "casualty rate (%)", "dense acc (%)", "acc (%)")},
+                            **{k: st.column_config.NumberColumn(help=v) for k, v in helps.items()}})
 
 rel = related(str(results), version, run_id, tuple(finished.run_id))
 beside = {lab: ids[cfg.seed] for lab, ids in rel.items()
@@ -125,7 +130,7 @@ group = _state.widget(c[1].selectbox, "gallery_group", "Group", default=str(rank
                       options=group_names)
 group_id = group_names.index(group)
 options = ["none", *beside]
-preferred = next((lab for lab in beside if lab.startswith("CEAG")), None) if cfg.method == "nft" else \
+preferred = next((lab for lab in sorted(beside) if lab.startswith("CEAG")), None) if cfg.method == "nft" else \
     next((lab for lab in beside if lab == "NFT"), None)
 other_label = _state.widget(c[2].selectbox, "gallery_vs", "Beside it", default=preferred or "none",
                             options=options, help="A run of another method with the same pruned model settings "

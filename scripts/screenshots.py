@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PAGES = {"overview": "", "frontiers": "frontiers", "multipliers": "multipliers", "generalization": "generalization",
-         "compare": "compare", "launch": "launch", "runs": "runs"}
+         "compare": "compare", "casualties": "casualties", "launch": "launch", "runs": "runs"}
+TALL = {"casualties": 2300}  # pages whose pictures lie below the first screen: their window height
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 # the first sentence of each page's answer
 ANSWERS = {"overview": re.compile(r"with plain fine-tuning \(NFT\)"), "compare": re.compile("most on test")}
@@ -59,6 +60,7 @@ def main() -> int:
     parser.add_argument("--results", default=os.environ.get("CEAG_RESULTS", "results"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES), help="default: every page")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -69,13 +71,14 @@ def main() -> int:
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for name, path in PAGES.items():
+            page = browser.new_page()
+            for name, path in ((n, p) for n, p in PAGES.items() if n in args.pages):
+                page.set_viewport_size({"width": 1400, "height": TALL.get(name, 1000)})
                 page.goto(f"http://127.0.0.1:{port}/{path}")
                 page.wait_for_selector("h1", timeout=30_000)
                 page.wait_for_selector(IDLE, timeout=120_000)  # Compare bootstraps its intervals first
                 page.wait_for_timeout(2500)  # let charts render
-                page.screenshot(path=str(out / f"{name}.png"), full_page=False)
+                page.screenshot(path=str(out / f"{name}.png"))
                 print(f"wrote {out / f'{name}.png'}")
             # The server is warm now: how long a new browser session waits for each page's first answer.
             for name, path in (("overview", ""), ("compare", "compare")):

@@ -63,7 +63,7 @@ def test_the_gallery_shows_a_groups_lost_faces_with_their_files_beside_the_other
     assert [s.value for s in at.selectbox if s.label == "Beside it"] == ["CEAG ε=2%"]
     table = at.dataframe[0].value.set_index("group")
     assert table.loc[hit.group_name, "n"] == hit.n
-    assert table.loc[hit.group_name, "casualties: dense right, sparse wrong"] == hit.casualty
+    assert table.loc[hit.group_name, "casualties"] == hit.casualty
     mine = pictures(at)[0]
     lost = ranked(frame, "train", "casualty", int(hit.group_id))
     assert mine.count("data:image/jpeg;base64,") == min(24, len(lost)) > 0

@@ -124,9 +124,9 @@ def gallery_html(tiles: Sequence[Tile], size: int = SIZE) -> str:
             picture = (f'<div title="{why}" style="width:{size}px;height:{size}px;background:#eee;color:#555;'
                        f'font-size:10px;overflow:hidden;display:flex;align-items:center;justify-content:center;'
                        f'text-align:center">no picture: {why}</div>')
-        caption = (f'<figcaption style="font-size:11px;line-height:1.2;word-break:break-all;white-space:pre-line" '
-                   f'title="{details}">{html.escape(tile.caption)}</figcaption>')
-        cells.append(f'<figure style="margin:0;width:{size}px">{picture}{caption}</figure>')
+        caption = (f'<figcaption style="font-size:11px;line-height:1.25;overflow-wrap:anywhere;white-space:pre-line;'
+                   f'color:#333" title="{details}">{html.escape(tile.caption)}</figcaption>')
+        cells.append(f'<figure style="margin:0;width:{max(size, 112)}px">{picture}{caption}</figure>')
     return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
 
 
@@ -147,7 +147,7 @@ def tiles_for(rows, class_names: Sequence[str] | None, thumb, note=None) -> list
         short = name if len(name) <= 26 else name[:12] + "…" + name[-12:]
         true, dense, sparse = (_class(class_names, v) for v in (row.y_true, row.dense_pred, row.y_pred))
         extra = note(row) if note else None
-        caption = f"{short}\ntrue {true} · dense {dense} · sparse {sparse}" + (f"\n{extra}" if extra else "")
+        caption = f"{short}\ntrue: {true}\ndense: {dense}\npruned: {sparse}" + (f"\n{extra}" if extra else "")
         details = (f"{row.file if isinstance(row.file, str) and row.file else f'sample {row.sample_id}'}; true "
                    f"{true}; dense model: {dense} (p {row.dense_p_pred:.2f}); pruned model: {sparse} "
                    f"(p {row.p_pred:.2f})" + (f"; {extra}" if extra else ""))
