@@ -12,6 +12,7 @@ from dashboard._shared import store_query
 runs = store_query(queries.runs)
 runs_table = store_query(queries.runs_table)
 run_config = store_query(queries.run_config)
+finished_configs = store_query(queries.finished_configs)
 run_detail = store_query(queries.run_detail)
 group_metrics = store_query(queries.group_metrics)
 diagnostics = store_query(queries.diagnostics)

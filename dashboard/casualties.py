@@ -42,8 +42,8 @@ def predictions_of(results: str, version: tuple, run_id: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def related(results: str, version: tuple, run_id: str, finished: tuple) -> dict:
-    return related_runs(results, run_id, list(finished))
+def related(results: str, version: tuple, run_id: str) -> dict:
+    return related_runs(store.finished_configs(), run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
@@ -122,7 +122,7 @@ st.dataframe(table, hide_index=True, width="stretch",
                                for k in ("ψ_g (points)", "casualty rate (%)", "dense acc (%)", "acc (%)")},
                             **{k: st.column_config.NumberColumn(help=v) for k, v in helps.items()}})
 
-rel = related(str(results), version, run_id, tuple(finished.run_id))
+rel = related(str(results), version, run_id)
 beside = {lab: ids[cfg.seed] for lab, ids in rel.items()
           if lab != "seeds" and cfg.seed in ids and ids[cfg.seed] != run_id}
 ranked_groups = counts.sort_values(["casualty_rate", "casualty"], ascending=False)

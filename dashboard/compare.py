@@ -12,6 +12,7 @@ import streamlit as st
 
 from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.config.vocabulary import method_label
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
@@ -176,7 +177,8 @@ c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report
                      file_name="ceag_audit.html", mime="text/html", icon=":material/download:")
 c[1].download_button("Per-group table (CSV)", write_csv(result.csv_table()), file_name="ceag_audit.csv",
                      mime="text/csv", icon=":material/download:")
+beside = "" if len(chosen) < 2 else method_label(by_id.loc[chosen[1], "method"], by_id.loc[chosen[1], "tolerance"])
 c[2].page_link("dashboard/casualties.py", label="What pruning broke in these runs", icon=":material/broken_image:",
-               query_params={"gallery": chosen[0], **({"gallery_vs": ""} if len(chosen) < 2 else {})})
+               query_params={"gallery": chosen[0], "gallery_vs": beside})
 with st.expander("What the symbols mean"):
     st.markdown("\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items()))

@@ -145,7 +145,10 @@ def test_the_demo_shows_the_rare_digits_lost_images_and_ceag_keeping_them(demo):
     x = load_dataset(cfg).splits["train"].x[int(lost.sample_id.iloc[0]), 0].numpy()
     grey = np.asarray(image.convert("L"), dtype=float)[4::8, 4::8]
     assert np.corrcoef(grey.ravel(), x.ravel())[0, 1] < -0.9
-    rel = related_runs(results, ids[("nft", 0)], list(ids.values()))
+    from ceag.store import sync
+
+    sync(results)
+    rel = related_runs(queries.finished_configs(results), ids[("nft", 0)])
     assert rel["seeds"] == {0: ids[("nft", 0)], 1: ids[("nft", 1)]}
     assert rel["CEAG ε=2%"] == {0: ids[("ceag", 0)], 1: ids[("ceag", 1)]} and rel["NFT"] == rel["seeds"]
 

@@ -71,6 +71,9 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     assert list(table["ψ_g interval contains ε"]) == list(expected.groups["indistinguishable"])
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Audit report (HTML, opens offline)", "Per-group table (CSV)"]
+    [link] = [p.proto for p in at.get("page_link") if "pruning broke" in p.proto.label]
+    assert link.page.endswith("casualties") or "casualties" in link.page
+    assert f"gallery={default[0]}" in link.query_string and "gallery_vs=CEAG" in link.query_string
     next(m for m in at.multiselect if m.label == "Splits").set_value(["train", "val", "test"]).run()
     assert len([t for t in charts(at)[0]["data"] if t["type"] == "bar"]) == 3 * 3
 

@@ -189,24 +189,28 @@ def run_label(cfg) -> str:
     return label + (" (held-out λ)" if getattr(cfg, "constraint_data", "train") != "train" else "")
 
 
-def related_runs(results: str | os.PathLike, run_id: str, finished: list[str]) -> dict[str, dict[int, str]]:
-    """Runs related to ``run_id`` among the ``finished`` ids (newest first) of the results folder:
+def related_runs(configs: dict[str, str], run_id: str) -> dict[str, dict[int, str]]:
+    """Runs related to ``run_id`` among ``configs`` ({run id: config JSON} of finished runs, newest first, as
+    ``ceag.store.queries.finished_configs`` gives them; ``run_id`` must be among them):
 
     - ``"seeds"``: {seed: run id} of the runs with every setting of ``run_id`` but the seed (``run_id`` included);
     - for each method label (``run_label``): {seed: run id} of the runs whose pruned model has the same settings
       as ``run_id``'s but the seed (same data, dense model, sparsity and schedule): the runs to set beside it.
 
-    The newest run where several match. Run folders that cannot be read are left out."""
-    from ceag.config.keys import PRUNE_FIELDS
+    The newest run where several match. Configs that cannot be read are left out."""
+    import json
 
-    mine = stored_config(results, run_id)
+    from ceag.config.keys import PRUNE_FIELDS
+    from ceag.config.run_config import from_dict
+
+    mine = from_dict(json.loads(configs[run_id]), stored=True)
     fields = tuple(f for f in mine.canonical() if f != "seed")
     prune_fields = tuple(f for f in PRUNE_FIELDS if f != "seed")
     out: dict[str, dict[int, str]] = {"seeds": {}}
-    for rid in dict.fromkeys([run_id, *finished]):
+    for rid in dict.fromkeys([run_id, *configs]):
         try:
-            other = stored_config(results, rid)
-        except (OSError, ValueError):
+            other = from_dict(json.loads(configs[rid]), stored=True)
+        except (TypeError, ValueError):
             continue
         if other.key(fields) == mine.key(fields):
             out["seeds"].setdefault(other.seed, rid)

@@ -55,6 +55,13 @@ def run_config(results: str | os.PathLike, run_id: str) -> str | None:
     return None if df.empty else str(df.iloc[0, 0])
 
 
+def finished_configs(results: str | os.PathLike) -> dict[str, str]:
+    """{run_id: config JSON} of every finished run, newest first: one query, however many runs."""
+    df = _query(results, """SELECT run_id, CAST(config AS VARCHAR) AS config FROM runs WHERE status = 'finished'
+                            ORDER BY finished_at DESC NULLS FIRST, run_id""")
+    return dict(zip(df["run_id"], df["config"], strict=True))
+
+
 def frontier(results: str | os.PathLike, *, dataset: str, model: str | None = None,
              split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
     """One row per run at its reported epoch: accuracy, max excess gap and Psi_PW on ``split``."""
