@@ -44,6 +44,7 @@ FIELDS: dict[str, str] = {
     "results": "str", "data": "str",  # folders, as typed (each confined to its configured root)
     "job": "str",  # the job the Overview follows
     "gallery": "str", "gallery_vs": "str", "gallery_split": "str", "gallery_group": "str",  # What pruning broke
+    "gallery_show": "str", "gallery_pictures": "str",
 }
 VIEW_KEY = "_view"
 WRITTEN_KEY = "_view_url"

@@ -25,6 +25,7 @@ from ceag.analysis.casualties import (
 )
 from ceag.config.run_config import from_dict
 from ceag.present.csv_export import write_csv
+from ceag.present.glossary import GLOSSARY
 from ceag.present.sentences.casualties import casualty_sentences, consistency_sentence, kept_sentence
 from ceag.present.thumbnails import DIGIT_SIZE, SIZE, gallery_html, sample_thumb, tiles_for
 from ceag.present.words import sentence
@@ -83,7 +84,9 @@ finished = runs[runs.status == "finished"]
 if finished.empty:
     empty_store_hint()
     st.stop()
-results, labels = results_dir(), run_labels(finished)
+results = results_dir()
+ordered = finished.sort_values(["dataset", "model", "method", "sparsity", "tolerance", "seed"], na_position="first")
+labels = run_labels(ordered)
 version = store_version(results)
 run_id = _state.widget(st.selectbox, "gallery", "Run", default=default_run(finished), options=list(labels),
                        format_func=labels.get)
@@ -99,7 +102,8 @@ group_names, class_names = run_names(results, run_id)
 group_names = group_names or list(metrics.drop_duplicates("group_id").sort_values("group_id").group_name)
 present = [s for s in SPLITS if s in set(frame["split"])]
 c = st.columns([2, 3, 2, 1])
-split = _state.widget(c[0].radio, "gallery_split", "Split", default=present[0], options=present, horizontal=True)
+split = _state.widget(c[0].radio, "gallery_split", "Split", default="test" if "test" in present else present[0],
+                      options=present, horizontal=True)
 try:
     counts = cell_counts(frame, split, group_names)
 except CasualtyError as err:
@@ -111,16 +115,17 @@ st.markdown("\n".join(f"- {sentence(s)}" for s in casualty_sentences(label, spli
 psi = metrics[metrics.split == split].set_index("group_id")
 table = pd.DataFrame({
     "group": counts.group_name, "n": counts.n, "casualties": counts.casualty,
-    "casualty rate (%)": 100 * counts.casualty_rate,
+    "lost (%)": 100 * counts.casualty_rate,
     "ψ_g (points)": [100 * psi.excess_gap.get(g, float("nan")) for g in counts.group_id],
     "recovered": counts.recovered, "right → right": counts.kept, "wrong → wrong": counts.both_wrong,
     "dense acc (%)": 100 * counts.dense_accuracy, "acc (%)": 100 * counts.accuracy})
 helps = {"casualties": CELL_LABELS["casualty"], "recovered": CELL_LABELS["recovered"],
-         "right → right": CELL_LABELS["kept"], "wrong → wrong": CELL_LABELS["both_wrong"]}
+         "right → right": CELL_LABELS["kept"], "wrong → wrong": CELL_LABELS["both_wrong"],
+         "lost (%)": "Casualties as a share of the samples the dense model got right.", "ψ_g (points)": GLOSSARY["ψ_g"]}
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={**{k: st.column_config.NumberColumn(format="%.1f")
-                               for k in ("ψ_g (points)", "casualty rate (%)", "dense acc (%)", "acc (%)")},
-                            **{k: st.column_config.NumberColumn(help=v) for k, v in helps.items()}})
+             column_config={k: st.column_config.NumberColumn(
+                 format="%.1f" if k.endswith(")") else None, help=helps.get(k))
+                 for k in ("ψ_g (points)", "lost (%)", "dense acc (%)", "acc (%)", *helps)})
 
 rel = related(str(results), version, run_id)
 beside = {lab: ids[cfg.seed] for lab, ids in rel.items()
@@ -135,10 +140,11 @@ preferred = next((lab for lab in sorted(beside) if lab.startswith("CEAG")), None
 other_label = _state.widget(c[2].selectbox, "gallery_vs", "Beside it", default=preferred or "none",
                             options=options, help="A run of another method with the same pruned model settings "
                                                   "and seed.")
-shown = int(c[3].number_input("Pictures", 0, 60, 24, step=6, help="Per run; 0 leaves pictures out."))
-cell = st.radio("Show", ["casualty", "recovered"], horizontal=True,
-                format_func={"casualty": "casualties (dense right, pruned wrong)",
-                             "recovered": "recovered (dense wrong, pruned right)"}.get)
+shown = int(_state.widget(c[3].selectbox, "gallery_pictures", "Pictures", default="24",
+                          options=["0", "6", "12", "24", "48", "96"], help="Per run; 0 leaves pictures out."))
+cell = _state.widget(st.radio, "gallery_show", "Show", default="casualty", options=["casualty", "recovered"],
+                     horizontal=True, format_func={"casualty": "casualties (dense right, pruned wrong)",
+                                                   "recovered": "recovered (dense wrong, pruned right)"}.get)
 
 root = str(data_dir())
 size = DIGIT_SIZE if cfg.dataset == "digits" else SIZE
@@ -159,7 +165,8 @@ def outcome(frame_of, who: str):
 
 def show(frame_of, title: str, note) -> None:
     rows = ranked(frame_of, split, cell, group_id)
-    st.markdown(f"**{title}**: {len(rows):,} {'casualties' if cell == 'casualty' else 'recovered'} in {group}")
+    what = ("casualty" if len(rows) == 1 else "casualties") if cell == "casualty" else "recovered"
+    st.markdown(f"**{title}**: {len(rows):,} {what} in {group}")
     if shown and len(rows):
         tiles = tiles_for(rows.head(shown), class_names,
                           lambda r: picture(config_json, root, split, int(r.sample_id), r.file, size), note)
@@ -172,10 +179,10 @@ def show(frame_of, title: str, note) -> None:
 
 cols = st.columns(2 if other_frame is not None else 1)
 with cols[0]:
-    show(frame, label, outcome(other_frame, other_label))
+    show(frame, f"{label} (seed {cfg.seed})", outcome(other_frame, other_label))
 if other_frame is not None:
     with cols[1]:
-        show(other_frame, other_label, outcome(frame, label))
+        show(other_frame, f"{other_label} (seed {cfg.seed}, run {beside[other_label]})", outcome(frame, label))
 
 if other_frame is not None:
     base_label, mit_label = ("NFT", other_label) if label == "NFT" else (other_label, label)
@@ -183,8 +190,10 @@ if other_frame is not None:
         try:
             runs_of = {lab: {s: predictions_of(str(results), version, r) for s, r in rel[lab].items()}
                        for lab in (base_label, mit_label)}
-            kept = kept_by(runs_of[base_label], runs_of[mit_label], split, group_names)
-            st.info(kept_sentence(mit_label, base_label, kept, group, split))
+            this_seed = kept_by({cfg.seed: runs_of[base_label][cfg.seed]}, {cfg.seed: runs_of[mit_label][cfg.seed]},
+                                split, group_names)
+            across = kept_by(runs_of[base_label], runs_of[mit_label], split, group_names)
+            st.info(kept_sentence(mit_label, base_label, this_seed, group, split, cfg.seed, across))
         except (CasualtyError, RunNotFound, OSError, ValueError) as err:
             st.caption(f"Casualties across seeds cannot be paired: {err}")
 
@@ -199,16 +208,21 @@ if len(rel["seeds"]) >= 2:
             text = consistency_sentence(consistent, group_names, split)
             if text:
                 st.markdown(text)
-            mine = consistent[(consistent.group_id == group_id) & (consistent.lost > 0)].head(shown)
+            need = len(rel["seeds"]) // 2 + 1
+            mine = consistent[(consistent.group_id == group_id) & (consistent.lost >= need)]
+            st.markdown(f"{group}: {len(mine):,} {'sample' if len(mine) == 1 else 'samples'} lost by at least {need} "
+                        f"of the {len(rel['seeds'])} seeds' pruned models (casualties only; the answers shown are "
+                        "each model's most common one across the seeds).")
             if shown and len(mine):
-                rows = mine.assign(y_pred=mine.sparse_modal, dense_pred=mine.dense_modal, p_pred=float("nan"),
-                                   dense_p_pred=float("nan"))
+                rows = mine.head(shown).assign(y_pred=mine.sparse_modal, dense_pred=mine.dense_modal,
+                                               p_pred=float("nan"), dense_p_pred=float("nan"))
                 tiles = tiles_for(rows, class_names,
                                   lambda r: picture(config_json, root, split, int(r.sample_id), r.file, size),
                                   lambda r: f"lost by {r.lost} of {r.seeds} seeds")
                 st.html(gallery_html(tiles, size))
 
 export = casualty_export(frame, split, group_names, class_names, cell)
-st.download_button(f"These {'casualties' if cell == 'casualty' else 'recovered samples'} of every group (CSV)",
+st.download_button(f"The {'casualties' if cell == 'casualty' else 'recovered samples'} of every group on {split} "
+                   "(CSV)",
                    write_csv(export), file_name=f"ceag_{cell}_{run_id}_{split}.csv", mime="text/csv",
                    icon=":material/download:")

@@ -177,7 +177,10 @@ c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report
                      file_name="ceag_audit.html", mime="text/html", icon=":material/download:")
 c[1].download_button("Per-group table (CSV)", write_csv(result.csv_table()), file_name="ceag_audit.csv",
                      mime="text/csv", icon=":material/download:")
-beside = "" if len(chosen) < 2 else method_label(by_id.loc[chosen[1], "method"], by_id.loc[chosen[1], "tolerance"])
+first, second = by_id.loc[chosen[0]], by_id.loc[chosen[1]] if len(chosen) > 1 else None
+same = second is not None and setting_of(first) == setting_of(second) and second.method != first.method
+beside = method_label(second.method, second.tolerance) if same else "none"  # the gallery sets beside a run
+# another method on the same setting and seed only
 c[2].page_link("dashboard/casualties.py", label="What pruning broke in these runs", icon=":material/broken_image:",
                query_params={"gallery": chosen[0], "gallery_vs": beside})
 with st.expander("What the symbols mean"):

@@ -41,7 +41,9 @@ def test_every_sample_falls_in_one_cell_and_the_cells_give_both_accuracies():
     assert list(counts.n) == [3, 3, 0]
     assert counts[["kept", "casualty", "recovered", "both_wrong"]].sum(axis=1).tolist() == [3, 3, 0]
     a = counts.iloc[0]
-    assert (a.kept, a.casualty, a.casualty_rate) == (1, 2, pytest.approx(2 / 3))
+    assert (a.kept, a.casualty, a.casualty_rate) == (1, 2, pytest.approx(2 / 3))  # of the 3 the dense model knew
+    b = counts.iloc[1]
+    assert (b.recovered, b.both_wrong) == (1, 2) and np.isnan(b.casualty_rate)  # the dense model knew none of b
     assert a.dense_accuracy == pytest.approx(1.0) and a.accuracy == pytest.approx(1 / 3)
     assert np.isnan(counts.iloc[2].casualty_rate)  # no samples: undefined, not zero
 
@@ -53,9 +55,9 @@ def test_casualties_are_ranked_by_how_sure_both_models_were_and_exported_with_na
     assert list(order.file) == ["d/b.jpg", "d/a.jpg", "d/c.jpg"]  # 0.81, 0.54, 0.495
     assert list(ranked(f, "test", "casualty", group_id=1).file) == ["d/c.jpg"]
     out = casualty_export(f, "test", ["men", "women"], ["cat", "dog"])
-    assert list(out.columns) == ["split", "sample_id", "file", "group", "true", "dense_pred", "dense_p", "sparse_pred",
-                                 "sparse_p", "confidence"]
-    assert out.iloc[0][["file", "group", "true", "dense_pred", "sparse_pred"]].tolist() == [
+    assert list(out.columns) == ["split", "sample_id", "file", "group", "true", "dense_pred", "dense_p", "pruned_pred",
+                                 "pruned_p", "confidence"]
+    assert out.iloc[0][["file", "group", "true", "dense_pred", "pruned_pred"]].tolist() == [
         "d/b.jpg", "men", "dog", "dog", "cat"]
     with pytest.raises(CasualtyError, match="is not one of"):
         ranked(f, "test", "lost")
@@ -80,8 +82,12 @@ def test_across_seeds_pie_and_what_a_mitigation_kept():
     kept = kept_by(seeds, mitigation, "test", ["a", "b"])
     # seed 0: NFT lost samples 0 and 2, the mitigation keeps 0; seed 1: NFT lost 0, the mitigation too
     assert kept.casualties.tolist() == [2, 1] and kept.kept.tolist() == [1, 0] and set(kept.seeds) == {2}
-    assert kept_sentence("CEAG ε=2%", "NFT", kept, "a", "test") == (
-        "CEAG ε=2% kept 1 of NFT's 2 casualties in a (on the test data, 2 seeds).")
+    one = kept_by({0: seeds[0]}, {0: mitigation[0]}, "test", ["a", "b"])
+    assert kept_sentence("CEAG ε=2%", "NFT", one, "a", "test", 0, kept) == (
+        "On the test data, seed 0, CEAG ε=2% kept 1 of NFT's 1 casualty in a. Over the 2 seeds both methods have: "
+        "1 of 2.")
+    assert kept_sentence("CEAG ε=2%", "NFT", one, "b", "test", 0) == (
+        "On the test data, seed 0, CEAG ε=2% kept 0 of NFT's 1 casualty in b.")
     other = {0: frame([0, 1, 1, 1], dense=[0, 0, 1, 1], sparse=[1, 0, 0, 1], groups=[0, 0, 1, 1])}
     with pytest.raises(CasualtyError, match="holds other samples"):
         consistent_casualties({**seeds, 3: other[0]}, "test")

@@ -56,7 +56,7 @@ def test_the_gallery_shows_a_groups_lost_faces_with_their_files_beside_the_other
     root, results, ids = faces
     frame = run_predictions(results, ids["nft"])
     groups, _ = run_names(results, ids["nft"])
-    counts = cell_counts(frame, "train", groups)
+    counts = cell_counts(frame, "test", groups)  # the page opens on test, as the other pages do
     hit = counts.sort_values(["casualty_rate", "casualty"], ascending=False).iloc[0]
     at = gallery(monkeypatch, root, results, gallery=ids["nft"])
     assert [s.value for s in at.selectbox if s.label == "Group"] == [hit.group_name]
@@ -65,13 +65,21 @@ def test_the_gallery_shows_a_groups_lost_faces_with_their_files_beside_the_other
     assert table.loc[hit.group_name, "n"] == hit.n
     assert table.loc[hit.group_name, "casualties"] == hit.casualty
     mine = pictures(at)[0]
-    lost = ranked(frame, "train", "casualty", int(hit.group_id))
+    lost = ranked(frame, "test", "casualty", int(hit.group_id))
     assert mine.count("data:image/jpeg;base64,") == min(24, len(lost)) > 0
     first = lost.file.iloc[0]
     assert first.rsplit("/", 1)[1][:12] in mine and f"{first};" in mine  # caption and hover text name the file
     assert "CEAG ε=2%: right" in mine or "CEAG ε=2%: wrong" in mine
     text = " ".join(m.value for m in at.markdown)
     assert f"{hit.group_name}: {hit.casualty} of the" in text
+
+    # what is shown is part of the link: pictures per run and which cell
+    at = gallery(monkeypatch, root, results, gallery=ids["nft"], gallery_pictures="6", gallery_show="recovered")
+    assert [s.value for s in at.selectbox if s.label == "Pictures"] == ["6"]
+    assert [r.value for r in at.radio if r.label == "Show"] == ["recovered"]
+    recovered = ranked(frame, "test", "recovered", int(hit.group_id))
+    assert " ".join(pictures(at)).count("data:image/jpeg") <= 2 * 6
+    assert any(f"{len(recovered):,} recovered in {hit.group_name}" in m.value for m in at.markdown)
 
     # a file moved since the run: a grey box with the reason, the rest as before
     moved = root / first

@@ -50,8 +50,9 @@ def cells(frame: pd.DataFrame) -> pd.Series:
 
 
 def cell_counts(frame: pd.DataFrame, split: str, group_names: list[str]) -> pd.DataFrame:
-    """Per group of ``split``: ``n``, the four cells' counts, ``casualty_rate`` (casualties / n, a fraction),
-    ``dense_accuracy`` and ``accuracy`` (the sparse model's) computed from the cells.
+    """Per group of ``split``: ``n``, the four cells' counts, ``casualty_rate`` (the share of the samples the dense
+    model got right that the sparse model gets wrong: casualties / (kept + casualties), a fraction), ``dense_accuracy``
+    and ``accuracy`` (the sparse model's) computed from the cells.
 
     One row per group named in ``group_names`` (a group without samples has n 0 and NaN rates)."""
     part = frame[frame["split"] == split]
@@ -63,7 +64,8 @@ def cell_counts(frame: pd.DataFrame, split: str, group_names: list[str]) -> pd.D
     for cell in CELLS:
         out[cell] = table[cell]
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["casualty_rate"] = out["casualty"] / n.where(n > 0)
+        right = out["kept"] + out["casualty"]
+        out["casualty_rate"] = out["casualty"] / right.where(right > 0)
         out["dense_accuracy"] = (out["kept"] + out["casualty"]) / n.where(n > 0)
         out["accuracy"] = (out["kept"] + out["recovered"]) / n.where(n > 0)
     return out.reset_index(drop=True)
@@ -153,9 +155,9 @@ def kept_by(baseline: dict[int, pd.DataFrame], mitigation: dict[int, pd.DataFram
 
 def casualty_export(frame: pd.DataFrame, split: str, group_names: list[str], class_names: list[str] | None = None,
                     cell: str = "casualty") -> pd.DataFrame:
-    """The samples of one cell in ``split`` for an auditor's own review, most telling first: ``file`` (or
-    ``sample_id`` for built-in data), ``group``, ``true``, ``dense_pred``, ``dense_p``, ``sparse_pred``,
-    ``sparse_p`` (class names where known) and ``confidence``."""
+    """The samples of one cell in ``split`` for an auditor's own review, most telling first: ``split``,
+    ``sample_id``, ``file`` (null for built-in data), ``group``, ``true``, ``dense_pred``, ``dense_p``,
+    ``pruned_pred``, ``pruned_p`` (class names where known) and ``confidence``."""
     rows = ranked(frame, split, cell)
 
     def name(values: pd.Series) -> list:
@@ -167,7 +169,7 @@ def casualty_export(frame: pd.DataFrame, split: str, group_names: list[str], cla
         "split": split, "sample_id": rows["sample_id"], "file": rows["file"],
         "group": [group_names[g] if 0 <= g < len(group_names) else g for g in rows["group_id"]],
         "true": name(rows["y_true"]), "dense_pred": name(rows["dense_pred"]), "dense_p": rows["dense_p_pred"],
-        "sparse_pred": name(rows["y_pred"]), "sparse_p": rows["p_pred"], "confidence": rows["confidence"],
+        "pruned_pred": name(rows["y_pred"]), "pruned_p": rows["p_pred"], "confidence": rows["confidence"],
     })
 
 

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--casualties", choices=("casualty", "recovered"), nargs="?", const="casualty", default=None,
                     help="the samples of one run that its dense model got right and its pruned model gets wrong "
                          "(or, with 'recovered', the other way round), most confidently lost first: split, "
-                         "sample_id, file, group, true, dense_pred, dense_p, sparse_pred, sparse_p, confidence")
+                         "sample_id, file, group, true, dense_pred, dense_p, pruned_pred, pruned_p, confidence")
     ex.add_argument("--split", default="test",
                     help="split for --predictions and --casualties (train, val, test; default test)")
     ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")

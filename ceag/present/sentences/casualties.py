@@ -29,26 +29,36 @@ def casualty_sentences(label: str, split: str, counts: pd.DataFrame, top: int = 
     out = [f"On {where}, {label}'s pruned model loses {total_cas:,} {_images(total_cas)} its dense model got right "
            f"({_share(total_cas, total_n)} of {total_n:,}) and gets {recovered:,} right that the dense model got "
            "wrong."]
+    total_right = int((counts["kept"] + counts["casualty"]).sum())
     for row in counts.sort_values(["casualty_rate", "casualty"], ascending=False).head(top).itertuples():
         if row.casualty == 0:
             break
-        rest_cas, rest_n = total_cas - int(row.casualty), total_n - int(row.n)
         right = int(row.kept + row.casualty)
+        rest_cas, rest_right = total_cas - int(row.casualty), total_right - right
+        verb = "is" if row.casualty == 1 else "are"
         out.append(f"{row.group_name}: {int(row.casualty):,} of the {right:,} {_images(right)} the dense model got "
-                   f"right are lost ({_share(int(row.casualty), int(row.n))} of the group), against "
-                   f"{_share(rest_cas, rest_n)} of the other groups' samples.")
+                   f"right {verb} lost ({_share(int(row.casualty), right)}; the group has {int(row.n):,}), against "
+                   f"{_share(rest_cas, rest_right)} for the other groups.")
     return out
 
 
-def kept_sentence(mitigation: str, baseline: str, kept: pd.DataFrame, group_name: str, split: str) -> str:
-    """How many of the baseline's casualties in one group the mitigation's runs on the same seeds got right."""
+def kept_sentence(mitigation: str, baseline: str, kept: pd.DataFrame, group_name: str, split: str,
+                  seed: int | None = None, across: pd.DataFrame | None = None) -> str:
+    """How many of the baseline's casualties in one group the mitigation's run got right: on ``seed`` (``kept``:
+    ``kept_by`` for that seed), then over every seed both have (``across``: ``kept_by`` for all, when several)."""
     row = kept[kept["group_name"] == group_name].iloc[0]
-    seeds = int(row["seeds"])
-    on = f"on {SPLIT_WORDS.get(split, split)}, {seeds} seed{'s' if seeds != 1 else ''}"
+    where = SPLIT_WORDS.get(split, split)
+    on = f"On {where}" + (f", seed {seed}" if seed is not None else "")
     if int(row["casualties"]) == 0:
-        return f"{baseline} lost no sample of {group_name} that its dense model got right ({on})."
-    return (f"{mitigation} kept {int(row['kept']):,} of {baseline}'s {int(row['casualties']):,} casualties in "
-            f"{group_name} ({on}).")
+        text = f"{on}, {baseline} lost no sample of {group_name} that its dense model got right."
+    else:
+        text = (f"{on}, {mitigation} kept {int(row['kept']):,} of {baseline}'s {int(row['casualties']):,} "
+                f"{'casualty' if int(row['casualties']) == 1 else 'casualties'} in {group_name}.")
+    if across is not None and int(across["seeds"].iloc[0]) > 1:
+        all_row = across[across["group_name"] == group_name].iloc[0]
+        text += (f" Over the {int(all_row['seeds'])} seeds both methods have: {int(all_row['kept']):,} of "
+                 f"{int(all_row['casualties']):,}.")
+    return text
 
 
 def consistency_sentence(consistent: pd.DataFrame, group_names: list[str], split: str) -> str | None:
