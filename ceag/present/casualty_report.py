@@ -1,8 +1,8 @@
 """The report's section on whom pruning hurt: per run and split, each group's casualty counts beside its ψ_g, a
 generated sentence, and on one split (test by default) a strip of up to N pictures per group (the most confidently
 lost first; 0 leaves pictures out, e.g. faces an auditor may not share). Pictures are small JPEGs inside the HTML,
-so the report stays one file: faces at 64 px, about 2 KB each as text, 16 per group for 10 groups about 0.3 MB
-per run, beside the 4.6 MB of the charts' embedded plotly.js."""
+so the report stays one file: faces at 56 px, about 1.7 KB each with their caption, 16 per group for 10 groups
+about 0.3 MB per run, beside the 4.6 MB of the charts' embedded plotly.js."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ceag.present.thumbnails import DIGIT_SIZE, gallery_html, sample_thumb, tile
 
 SPLITS = ("train", "test")
 DEFAULT_THUMBNAILS = 8
-REPORT_SIZE = 64  # pixels per side of a face picture in a report
+REPORT_SIZE = 56  # pixels per side of a face picture in a report
 
 
 def _pt(x) -> str:

@@ -40,10 +40,11 @@ class Thumb:
 
 
 def _jpeg(rgb: np.ndarray) -> bytes:
+    """JPEG at quality 75 with optimised Huffman tables: a 64 px face is about 1.1 KB (1.5 KB as base64)."""
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(rgb).save(out, "JPEG", quality=85)
+    Image.fromarray(rgb).save(out, "JPEG", quality=75, optimize=True)
     return out.getvalue()
 
 
@@ -118,14 +119,14 @@ def gallery_html(tiles: Sequence[Tile], size: int = SIZE) -> str:
         details = html.escape(tile.details, quote=True)
         if tile.thumb.jpeg is not None:
             picture = (f'<img src="{tile.thumb.data_uri}" width="{size}" height="{size}" title="{details}" '
-                       f'alt="{details}" style="display:block;image-rendering:auto">')
+                       f'alt="{html.escape(tile.caption.splitlines()[0], quote=True)}" style="display:block">')
         else:
             why = html.escape(tile.thumb.reason or "no picture", quote=True)
             picture = (f'<div title="{why}" style="width:{size}px;height:{size}px;background:#eee;color:#555;'
                        f'font-size:10px;overflow:hidden;display:flex;align-items:center;justify-content:center;'
                        f'text-align:center">no picture: {why}</div>')
         caption = (f'<figcaption style="font-size:11px;line-height:1.25;overflow-wrap:anywhere;white-space:pre-line;'
-                   f'color:#333" title="{details}">{html.escape(tile.caption)}</figcaption>')
+                   f'color:#333">{html.escape(tile.caption)}</figcaption>')
         cells.append(f'<figure style="margin:0;width:{max(size, 112)}px">{picture}{caption}</figure>')
     return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(cells)}</div>'
 
