@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from ceag.analysis.casualties import cell_counts, ranked
 from ceag.config.run_config import RunConfig
 from ceag.results.predictions import run_names, run_predictions
-from tests.helpers import ROOT, ceag_cli, write_utkface
+from tests.helpers import ROOT, ceag_main, write_utkface
 
 SETTINGS = dict(dataset="utkface", model="cnn", image_size=12, dense_epochs=3, prune_epochs=1, finetune_epochs=1,
                 val_fraction=0.0, sparsity=0.9, batch_size=16)
@@ -101,8 +101,9 @@ def test_the_gallery_shows_a_groups_lost_faces_with_their_files_beside_the_other
 def test_export_casualties_and_the_reports_section(faces, tmp_path):
     root, results, ids = faces
     out = tmp_path / "lost.csv"
-    proc = ceag_cli("export", "--run", ids["nft"], "--casualties", "--split", "train", "--out", out, results=results)
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = ceag_main("export", "--run", ids["nft"], "--casualties", "--split", "train", "--out", out,
+                             "--results", results)
+    assert code == 0, err
     table = pd.read_csv(out)
     frame = run_predictions(results, ids["nft"])
     assert len(table) == len(ranked(frame, "train", "casualty")) and table.file.str.startswith("UTKFace/").all()
@@ -110,13 +111,14 @@ def test_export_casualties_and_the_reports_section(faces, tmp_path):
                                                                             "Others"}
     with open(out, newline="") as fh:
         assert next(csv.reader(fh))[:4] == ["split", "sample_id", "file", "group"]
-    proc = ceag_cli("export", "--run", ids["nft"], "--casualties", "--split", "nope", results=results)
-    assert proc.returncode == 2 and "invalid --split='nope': a split of run" in proc.stderr
+    code, _, err = ceag_main("export", "--run", ids["nft"], "--casualties", "--split", "nope", "--results", results)
+    assert code == 2 and "invalid --split='nope': a split of run" in err
 
     report = tmp_path / "r.html"
-    proc = ceag_cli("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
-                    "--thumbnails", "2", "--thumbnails-split", "train", "--data-dir", root, results=results)
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = ceag_main("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
+                             "--thumbnails", "2", "--thumbnails-split", "train", "--data-dir", root,
+                             "--results", results)
+    assert code == 0, err
     page = report.read_text()
     assert "<h2>What pruning broke</h2>" in page
     section = page.split("<h2>What pruning broke</h2>", 1)[1]
@@ -124,8 +126,9 @@ def test_export_casualties_and_the_reports_section(faces, tmp_path):
     assert strips and all(s.count("data:image/jpeg") <= 2 for s in strips)
     for part in section.split("<h3>")[1:]:  # pictures on the chosen split only
         assert ("data:image/jpeg" in part) == (part.split("</h3>")[0].endswith(", train") and "<img" in part)
-    proc = ceag_cli("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
-                    "--thumbnails", "0", "--data-dir", root, results=results)
-    assert proc.returncode == 0 and "data:image/jpeg" not in report.read_text() and "No pictures." in report.read_text()
-    proc = ceag_cli("report", "--runs", ids["nft"], "--out", report, "--thumbnails", "-1", results=results)
-    assert proc.returncode == 2 and "--thumbnails" in proc.stderr and "Traceback" not in proc.stderr
+    code, _, err = ceag_main("report", "--runs", f"{ids['nft']},{ids['ceag']}", "--out", report, "--n-boot", "100",
+                             "--thumbnails", "0", "--data-dir", root, "--results", results)
+    assert code == 0 and "data:image/jpeg" not in report.read_text() and "No pictures." in report.read_text()
+    code, _, err = ceag_main("report", "--runs", ids["nft"], "--out", report, "--thumbnails", "-1",
+                             "--results", results)
+    assert code == 2 and "--thumbnails" in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from ceag.datasets.faces import load_fairface, load_utkface, parse_utkface_name
 from ceag.datasets.layouts import sample_files
 from ceag.results.layout import PREDICTIONS, run_dir
 from ceag.results.predictions import files_note, predictions, stored_predictions
-from tests.helpers import ceag_cli, write_utkface
+from tests.helpers import ceag_cli, ceag_main, write_utkface
 
 RNG = np.random.default_rng(7)
 UTK_RACES = ["White", "Black", "Asian", "Indian", "Others"]
@@ -115,8 +115,8 @@ def test_a_runs_predictions_and_export_carry_the_files_and_old_runs_say_they_hav
     assert (test["file"].map(lambda f: UTK_RACES[parse_utkface_name(f.split("/")[1])[2]])
             == test["group_name"]).all()
     out = tmp_path / "pred.csv"
-    proc = ceag_cli("export", "--run", rid, "--predictions", "--out", out, results=results)
-    assert proc.returncode == 0 and "note:" not in proc.stderr, proc.stderr
+    code, _, err = ceag_main("export", "--run", rid, "--predictions", "--out", out, "--results", results)
+    assert code == 0 and "note:" not in err, err
     assert list(pd.read_csv(out)["file"]) == list(test["file"])
 
     # a run made before predictions named their files: the column is null and the export says so once
@@ -125,13 +125,13 @@ def test_a_runs_predictions_and_export_carry_the_files_and_old_runs_say_they_hav
     old = stored_predictions(results, rid)
     assert old["file"].isna().all() and list(old.columns) == list(stored.columns)
     assert "sample_id" in files_note(results, rid, old)
-    proc = ceag_cli("export", "--run", rid, "--predictions", "--out", out, results=results)
-    assert proc.returncode == 0 and proc.stderr.count("made before predictions named their image files") == 1
+    code, _, err = ceag_main("export", "--run", rid, "--predictions", "--out", out, "--results", results)
+    assert code == 0 and err.count("made before predictions named their image files") == 1
     # ... and it still travels in a bundle
     bundle = tmp_path / "runs.tar.gz"
-    assert ceag_cli("export", "--bundle", "--out", bundle, results=results).returncode == 0
-    proc = ceag_cli("import", bundle, results=tmp_path / "elsewhere")
-    assert proc.returncode == 0, proc.stderr
+    assert ceag_main("export", "--bundle", "--out", bundle, "--results", results)[0] == 0
+    code, _, err = ceag_main("import", bundle, "--results", tmp_path / "elsewhere")
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("dataset", ["digits", "synthetic"])
