@@ -189,9 +189,13 @@ def _test_point(means: pd.DataFrame, st: _Setting) -> StoryPoint:
 def _out_of_reach_point(st: _Setting) -> StoryPoint:
     t = min(st.ceag, key=lambda tol: st.ceag[tol].excess_gap - tol)
     w = st.ceag[t]
-    text = (f"At {_pct(st.sparsity)}, no CEAG run meets its tolerance on the training data: the closest, with "
-            f"{tolerance_text(t)}, leaves {w.group_name} {points(w.excess_gap)} points behind, "
-            f"{points(w.excess_gap - t)} above ε (NFT: {st.nft.group_name}, {points(st.nft.excess_gap)}).")
+    seeds = int(w.get("seeds", 1))
+    # The worst group of seed-averaged values: with several seeds some runs may meet ε on their own.
+    opening = ("no CEAG run meets its tolerance on the training data" if seeds == 1 else
+               f"CEAG does not meet its tolerance on the training data on average over {seeds} seeds")
+    text = (f"At {_pct(st.sparsity)}, {opening}: the closest, with {tolerance_text(t)}, leaves {w.group_name} "
+            f"{points(w.excess_gap)} points behind{' on average' if seeds > 1 else ''}, {points(w.excess_gap - t)} "
+            f"above ε (NFT: {st.nft.group_name}, {points(st.nft.excess_gap)}).")
     if w.excess_gap < st.nft.excess_gap:
         text += " CEAG narrows the gap at this sparsity but does not close it to ε."
     else:
