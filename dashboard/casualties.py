@@ -91,6 +91,9 @@ version = store_version(results)
 run_id = _state.widget(st.selectbox, "gallery", "Run", default=default_run(finished), options=list(labels),
                        format_func=labels.get)
 config_json = store.run_config(run_id)
+if not config_json:
+    st.error(f"Run {run_id} has no settings in the store; `python -m ceag ls` lists the runs it knows.")
+    st.stop()
 cfg = from_dict(json.loads(config_json), stored=True)
 try:
     frame = predictions_of(str(results), version, run_id)
@@ -101,6 +104,9 @@ metrics = store.group_metrics(run_id)
 group_names, class_names = run_names(results, run_id)
 group_names = group_names or list(metrics.drop_duplicates("group_id").sort_values("group_id").group_name)
 present = [s for s in SPLITS if s in set(frame["split"])]
+if not group_names or not present:
+    st.warning(f"Run {run_id} has no groups or no predictions to show.")
+    st.stop()
 c = st.columns([2, 3, 2, 1])
 split = _state.widget(c[0].radio, "gallery_split", "Split", default="test" if "test" in present else present[0],
                       options=present, horizontal=True)
