@@ -61,3 +61,21 @@ def write_utkface(root: Path, per_race: int = 6, size: int = 12, seed: int = 7) 
             i += 1
     Image.new("RGB", (size, size)).save(folder / "39_1_20170116174525125.jpg.chip.jpg")  # malformed: left out
     return root
+
+
+def open_app_page(monkeypatch, page: str, title: str, results, data=None, timeout: float = 120, **params):
+    """The app on ``results`` (and ``data``) with ``params`` in its URL, switched to ``dashboard/<page>.py``; fails on
+    an uncaught exception or another title."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("CEAG_RESULTS", str(results))
+    if data is not None:
+        monkeypatch.setenv("CEAG_DATA", str(data))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(f"dashboard/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == [title]
+    return at

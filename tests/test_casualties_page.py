@@ -6,12 +6,11 @@ import shutil
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from ceag.analysis.casualties import cell_counts, ranked
 from ceag.config.run_config import RunConfig
 from ceag.results.predictions import run_names, run_predictions
-from tests.helpers import ROOT, ceag_main, write_utkface
+from tests.helpers import ceag_main, open_app_page, write_utkface
 
 SETTINGS = dict(dataset="utkface", model="cnn", image_size=12, dense_epochs=3, prune_epochs=1, finetune_epochs=1,
                 val_fraction=0.0, sparsity=0.9, batch_size=16)
@@ -35,17 +34,8 @@ def faces(tmp_path_factory):
     return root, results, ids
 
 
-def gallery(monkeypatch, data, results, **params) -> AppTest:
-    monkeypatch.setenv("CEAG_RESULTS", str(results))
-    monkeypatch.setenv("CEAG_DATA", str(data))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page("dashboard/casualties.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert [t.value for t in at.title] == ["What pruning broke"]
-    return at
+def gallery(monkeypatch, data, results, **params):
+    return open_app_page(monkeypatch, "casualties", "What pruning broke", results, data, **params)
 
 
 def pictures(at) -> list[str]:

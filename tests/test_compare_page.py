@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from ceag.analysis.audit import audit
 from ceag.analysis.bootstrap import BootstrapSettings
@@ -12,7 +11,7 @@ from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.run.pipeline import run
 from ceag.store import ingest_run
 from tests.conftest import fast_config
-from tests.helpers import ROOT
+from tests.helpers import ROOT, open_app_page
 
 APP = str(ROOT / "app.py")
 
@@ -36,16 +35,8 @@ def store(tmp_path_factory):
     return results, ids
 
 
-def open_compare(monkeypatch, results, **params) -> AppTest:
-    monkeypatch.setenv("CEAG_RESULTS", str(results))
-    at = AppTest.from_file(APP, default_timeout=120)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page("dashboard/compare.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert [t.value for t in at.title] == ["Compare runs group by group"]
-    return at
+def open_compare(monkeypatch, results, **params):
+    return open_app_page(monkeypatch, "compare", "Compare runs group by group", results, **params)
 
 
 def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sentences_and_table(store, monkeypatch):

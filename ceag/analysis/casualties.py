@@ -20,8 +20,6 @@ Input frames are a run's predictions (``ceag.results.predictions.run_predictions
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 
@@ -173,22 +171,12 @@ def casualty_export(frame: pd.DataFrame, split: str, group_names: list[str], cla
     })
 
 
-def stored_config(results: str | os.PathLike, run_id: str):
-    """The ``RunConfig`` in a run's folder (raises OSError, ValueError when it cannot be read)."""
-    import json
-
-    from ceag.config.run_config import from_dict
-    from ceag.results.layout import CONFIG, resolve_results, run_dir
-
-    return from_dict(json.loads((run_dir(resolve_results(results), run_id) / CONFIG).read_text()), stored=True)
-
-
 def run_label(cfg) -> str:
-    """How the gallery names a run's method: ``"CEAG ε=2%"``, with ``(held-out λ)`` for held-out multipliers."""
+    """How the gallery names a run's method: ``"CEAG ε=2%"``, ``"CEAG (held-out λ) ε=2%"`` for held-out multipliers
+    (the ``*_heldout`` labels the store's queries use)."""
     from ceag.config.vocabulary import method_label
 
-    label = method_label(cfg.method, cfg.tolerance)
-    return label + (" (held-out λ)" if getattr(cfg, "constraint_data", "train") != "train" else "")
+    return method_label(cfg.method + ("_heldout" if cfg.constraint_data != "train" else ""), cfg.tolerance)
 
 
 def related_runs(configs: dict[str, str], run_id: str) -> dict[str, dict[int, str]]:

@@ -31,8 +31,10 @@ def casualty_section(results: str | os.PathLike, run_ids: list[str], data_root: 
 
     ``excess_gap``: {(run_id, split, group_id): ψ_g} to set beside the counts (the audit's). Runs whose
     predictions lack the dense model's get a line saying so."""
-    from ceag.analysis.casualties import run_label, stored_config
+    from ceag.analysis.casualties import run_label
+    from ceag.results.layout import run_dir
     from ceag.results.predictions import RunNotFound, run_names, run_predictions
+    from ceag.results.record import read_config
 
     if thumbnails < 0:
         raise ValueError(f"thumbnails {thumbnails}: give 0 (no pictures) or more")
@@ -40,7 +42,7 @@ def casualty_section(results: str | os.PathLike, run_ids: list[str], data_root: 
     for run_id in run_ids:
         try:
             frame = run_predictions(results, run_id)
-            cfg = stored_config(results, run_id)
+            cfg = read_config(run_dir(results, run_id))
         except (RunNotFound, OSError, ValueError) as err:
             parts.append(f'<p class="note">{html.escape(run_id)}: no predictions to show ({html.escape(str(err))})</p>')
             continue

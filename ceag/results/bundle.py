@@ -25,7 +25,6 @@ import pandas as pd
 
 from ceag.config.errors import ConfigError
 from ceag.config.identity import sha256_file
-from ceag.config.run_config import from_dict
 from ceag.config.vocabulary import PREDICTION_COLUMNS
 from ceag.results.files import load_torch
 from ceag.results.layout import (
@@ -41,6 +40,7 @@ from ceag.results.layout import (
     run_dir,
     runs_dir,
 )
+from ceag.results.record import read_config
 
 FORMAT = "ceag-bundle"
 VERSION = 1
@@ -110,7 +110,7 @@ def _validate_run(folder: Path) -> str:
             raise BundleError(f"run {name}: {required} is missing (a run folder needs {', '.join(RUN_FILES[:-1])} "
                               "and model.pt)")
     try:
-        cfg = from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
+        cfg = read_config(folder)
     except (json.JSONDecodeError, ConfigError, TypeError) as err:
         raise BundleError(f"run {name}: config.json is not a valid ceag config: {err}") from err
     if cfg.run_id != name:

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ceag.config.run_config import from_dict
 from ceag.results.files import load_torch, write_parquet
 from ceag.results.layout import (
     BEST_PREDICTIONS,
@@ -42,6 +41,7 @@ from ceag.results.layout import (
     resolve_results,
     run_dir,
 )
+from ceag.results.record import read_config
 
 SPLITS = ("train", "val", "test")
 
@@ -124,7 +124,7 @@ def _compute(results: Path, run_id: str) -> pd.DataFrame:
     folder = run_dir(results, run_id)
     if not (folder / MODEL).exists():
         raise RunNotFound(f"run {run_id} has no finished model in {folder}; `python -m ceag ls` lists the runs")
-    cfg = from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
+    cfg = read_config(folder)
     data = load_dataset(cfg)
     model = build_model(cfg.model, data.input_shape, data.num_classes, cfg.seed)
     model.load_state_dict(load_torch(folder / MODEL))

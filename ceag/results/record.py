@@ -106,6 +106,12 @@ class RunResult:
         return json_safe(out)
 
 
+def read_config(folder: Path) -> RunConfig:
+    """The ``RunConfig`` a run folder holds (``config.json``, read as stored). Raises OSError when it cannot be
+    read, ValueError (``json.JSONDecodeError``, ``ConfigError``) or TypeError when it is not a ceag config."""
+    return from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
+
+
 def is_finished(results: Path, run_id: str) -> bool:
     """Whether the run's folder holds a finished run (its summary is written last, atomically)."""
     return (run_dir(results, run_id) / SUMMARY).exists()
@@ -117,7 +123,7 @@ def load_result(results: Path, run_id: str) -> RunResult | None:
         return None
     folder = run_dir(results, run_id)
     summary = json.loads((folder / SUMMARY).read_text())
-    config = from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
+    config = read_config(folder)
     return RunResult(config, summary, pd.read_parquet(folder / GROUP_METRICS),
                      pd.read_parquet(folder / RUN_METRICS),
                      pd.read_parquet(folder / DUALS), cached=True)

@@ -10,11 +10,10 @@ import duckdb
 import pandas as pd
 
 from ceag.config.keys import DATA_FIELDS
-from ceag.config.run_config import from_dict
 from ceag.results.bundle import unpack_runs
 from ceag.results.files import json_safe, read_status
 from ceag.results.layout import CONFIG, resolve_results, run_dir, runs_dir
-from ceag.results.record import load_result
+from ceag.results.record import load_result, read_config
 from ceag.store.db import StoreError, connect, db_path, migrate_if_needed, verify
 
 RUN_COLUMNS = [
@@ -113,7 +112,7 @@ def ingest_run(results: str | os.PathLike, run_id: str) -> str:
 
     results = Path(results)
     folder = run_dir(results, run_id)
-    cfg = from_dict(json.loads((folder / CONFIG).read_text()), stored=True)
+    cfg = read_config(folder)
     status = read_status(folder)
     result = load_result(results, run_id)
     summary = result.summary if result is not None else None
