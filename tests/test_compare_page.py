@@ -11,9 +11,7 @@ from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.run.pipeline import run
 from ceag.store import ingest_run
 from tests.conftest import fast_config
-from tests.helpers import ROOT, open_app_page
-
-APP = str(ROOT / "app.py")
+from tests.helpers import open_app_page
 
 
 @pytest.fixture(scope="module")
