@@ -14,7 +14,7 @@ from ceag.results.bundle import unpack_runs
 from ceag.results.files import json_safe, read_status
 from ceag.results.layout import CONFIG, resolve_results, run_dir, runs_dir
 from ceag.results.record import load_result, read_config
-from ceag.store.db import StoreError, connect, db_path, migrate_if_needed, verify
+from ceag.store.db import StoreError, StoreNeedsMigration, connect, db_path, migrate_if_needed, verify
 
 RUN_COLUMNS = [
     "run_id", "status", "reason", "dataset", "model", "method", "sparsity", "achieved_sparsity",
@@ -202,14 +202,17 @@ def sync(results: str | os.PathLike, *, problems: list[tuple[str, str]] | None =
     (run id, reason) is appended; without it the first such error is raised. A store that cannot
     be written raises StoreError either way.
     """
-    from ceag.store.queries import run_statuses, runs_without_diagnostics
+    from ceag.store.queries import sync_state
 
-    migrate_if_needed(results)
     folder = runs_dir(results)
     if not folder.is_dir():
+        migrate_if_needed(results)
         return 0
-    known = run_statuses(results)
-    stale = runs_without_diagnostics(results)  # ingested before the store kept diagnostics
+    try:
+        known, stale = sync_state(results)  # stale: ingested before the store kept diagnostics
+    except StoreNeedsMigration:
+        migrate_if_needed(results)
+        known, stale = sync_state(results)
     n = 0
     for run in sorted(folder.iterdir()):
         if not (run / CONFIG).exists():

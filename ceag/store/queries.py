@@ -212,6 +212,18 @@ def runs_without_diagnostics(results: str | os.PathLike) -> set[str]:
     return set(df["run_id"])
 
 
+def sync_state(results: str | os.PathLike) -> tuple[dict[str, str], set[str]]:
+    """({run id: status}, the runs of ``runs_without_diagnostics``) read over one connection, for ``sync``.
+
+    Raises ``StoreNeedsMigration`` for a store of an older schema (reading never migrates)."""
+    with connect(results) as con:
+        statuses = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
+        stale = {r[0] for r in con.execute(
+            "SELECT run_id FROM runs WHERE status IN ('finished', 'diverged') AND run_id NOT IN "
+            "(SELECT run_id FROM run_diagnostics)").fetchall()}
+    return statuses, stale
+
+
 def run_statuses(results: str | os.PathLike) -> dict[str, str]:
     df = _query(results, "SELECT run_id, status FROM runs")
     return dict(zip(df["run_id"], df["status"], strict=True))
@@ -308,3 +320,13 @@ def runs_table(results: str | os.PathLike) -> pd.DataFrame:
         FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id LEFT JOIN met ON met.run_id = r.run_id
         ORDER BY finished_at DESC NULLS FIRST, r.run_id
     """)
+
+
+def comparison_runs(results: str | os.PathLike, *, dataset: str | None = None) -> pd.DataFrame:
+    """Finished runs with what pairs a mitigation's run with an NFT run (``analysis.seeds.pair_runs``): run_id,
+    status, dataset, model, method, sparsity, tolerance, seed, dense_key, finished_at."""
+    return _query(results, """
+        SELECT run_id, status, dataset, model, method, sparsity, tolerance, seed, dense_key, finished_at
+        FROM runs WHERE status = 'finished' AND (? IS NULL OR dataset = ?)
+        ORDER BY finished_at DESC NULLS FIRST, run_id
+    """, [dataset, dataset])
