@@ -33,6 +33,7 @@ def main() -> None:
         st.Page("dashboard/curves.py", title="Curves", icon=":material/stacked_line_chart:"),
         st.Page("dashboard/generalization.py", title="Generalization", icon=":material/compare_arrows:"),
         st.Page("dashboard/compare.py", title="Compare", icon=":material/balance:"),
+        st.Page("dashboard/audit_predictions.py", title="Audit predictions", icon=":material/upload_file:"),
         st.Page("dashboard/casualties.py", title="What pruning broke", icon=":material/broken_image:"),
         st.Page("dashboard/launch.py", title="Launch", icon=":material/rocket_launch:"),
         st.Page("dashboard/runs.py", title="Runs", icon=":material/table_rows:"),

@@ -45,6 +45,7 @@ FIELDS: dict[str, str] = {
     "job": "str",  # the job the Overview follows
     "gallery": "str", "gallery_vs": "str", "gallery_split": "str", "gallery_group": "str",  # What pruning broke
     "gallery_show": "str", "gallery_pictures": "str",
+    "audit": "str",  # the stored audit of a predictions file that Audit predictions shows
 }
 VIEW_KEY = "_view"
 WRITTEN_KEY = "_view_url"

@@ -6,6 +6,7 @@ finished run). A store problem becomes an error box naming it. Call them as the 
 
 from __future__ import annotations
 
+from ceag.analysis import seed_cache
 from ceag.store import queries
 from dashboard._shared import store_query
 
@@ -23,3 +24,4 @@ generalization = store_query(queries.generalization)
 story_groups = store_query(queries.story_groups)
 finished_ids = store_query(queries.finished_ids)
 export_table = store_query(queries.export_table)
+seed_comparisons = store_query(seed_cache.store_comparisons)

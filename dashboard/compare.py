@@ -13,14 +13,16 @@ import streamlit as st
 from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
 from ceag.config.vocabulary import method_label
+from ceag.present.audit_table import group_display_table
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.groups import group_interval_bars
 from ceag.present.plots.style import AUDIT_METRICS
-from ceag.present.report import excess_gaps, render_html
+from ceag.present.report import across_seeds_section, excess_gaps, render_html
 from ceag.present.sentences.compare import audit_sentences, headline_sentences
-from ceag.present.words import audit_run_labels, confidence_label
+from ceag.present.sentences.seeds import verdict_sentences
+from ceag.present.words import confidence_label
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, data_dir, empty_store_hint, results_dir, run_labels, store_version
@@ -38,7 +40,8 @@ def cached_audit(results: str, version: tuple, run_ids: tuple, n_boot: int, conf
 def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float, data: str) -> str:
     result = cached_audit(results, version, run_ids, n_boot, confidence)
     return render_html(result, casualties=casualty_section(results, list(run_ids), data, DEFAULT_THUMBNAILS,
-                                                           excess_gap=excess_gaps(result)))
+                                                           excess_gap=excess_gaps(result)),
+                       across=across_seeds_section(results, result))
 
 
 def setting_of(row) -> tuple:
@@ -143,7 +146,15 @@ if len(chosen) < 2:
 args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence))
 result = cached_audit(*args)
 ci = confidence_label(result.settings)
-st.markdown("\n".join(f"- {s}" for s in headline_sentences(result.groups, confidence=result.settings.confidence)))
+with st.spinner("Comparing with NFT across seeds…"):
+    versus, versus_notes = store.seed_comparisons(splits=("test", "train", "val"), confidence=float(confidence),
+                                                  run_ids=tuple(chosen))
+across = verdict_sentences(versus, chosen, confidence=float(confidence))
+if across:
+    st.markdown("**Across seeds**, against NFT on the same seeds (an interval over seeds and samples):\n"
+                + "\n".join(f"- {s}" for s in across))
+headline = headline_sentences(result.groups, confidence=result.settings.confidence)
+st.markdown(("**These runs**:\n" if across else "") + "\n".join(f"- {s}" for s in headline))
 if result.notes:
     st.warning("\n".join(f"- {note}" for note in result.notes))
 
@@ -156,22 +167,17 @@ splits = c[1].multiselect("Splits", ["test", "train", "val"], default=["test", "
 st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
 with st.expander("Every sentence: train, validation and each run"):
     st.markdown("\n".join(f"- {s}" for s in audit_sentences(result)))
+    more = verdict_sentences(versus, chosen, splits=("test", "train", "val"),
+                             metrics=("max_excess_gap", "psi_pw", "accuracy"), confidence=float(confidence))
+    if more:
+        st.markdown("Across seeds, against NFT:\n" + "\n".join(f"- {s}" for s in more))
+    if versus_notes:
+        st.caption(" ".join(versus_notes))
 
-names = audit_run_labels(result.groups)
-g = result.groups
-table = {"run": g.run_id.map(names), "split": g.split, "group": g.group_name, "n": g.n,
-         "dense acc (%)": 100 * g.dense_accuracy, "acc (%)": 100 * g.accuracy}
-for col, name in (("accuracy", "acc"), ("acc_gap", "Δ_g"), ("excess_gap", "ψ_g")):
-    if col != "accuracy":
-        table[name] = 100 * g[col]
-    table[f"{name} {ci} low"], table[f"{name} {ci} high"] = 100 * g[f"{col}_low"], 100 * g[f"{col}_high"]
-numbers = [k for k in table if k not in ("run", "split", "group", "n")]
-table["ψ_g interval contains ε"] = g.indistinguishable
-table["too few samples for an interval"] = g.too_small
-terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense": None}
-st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch", placeholder="",
-             column_config={k: st.column_config.NumberColumn(format="%.1f", help=terms.get(k.split(" ")[0]))
-                            for k in numbers})
+table, helps = group_display_table(result)
+st.dataframe(table, hide_index=True, width="stretch", placeholder="",
+             column_config={k: st.column_config.NumberColumn(format="%.1f", help=text) for k, text in helps.items()}
+             | {"verdict vs ε": st.column_config.TextColumn(help=GLOSSARY["verdict vs ε"])})
 c = st.columns(3)
 c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report(*args, str(data_dir())),
                      file_name="ceag_audit.html", mime="text/html", icon=":material/download:")

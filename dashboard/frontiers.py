@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from ceag.analysis.seed_cache import attach_to_cells
 from ceag.config.vocabulary import METHOD_LABELS
 from ceag.present.csv_export import write_csv
 from ceag.present.plots.frontier import frontier, frontier_table
@@ -10,6 +11,7 @@ from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, empty_store_hint
 
+VERSUS_CONFIDENCE = 0.95  # store_comparisons' default
 # Side by side on a wide screen; below this viewport width the two charts stack.
 STACK_BELOW_PX = 1280
 st.markdown(f"""<style>
@@ -62,6 +64,9 @@ summary = summary[keep].reset_index(drop=True)
 if summary.empty:
     st.info("No cell matches these filters.")
     st.stop()
+with st.spinner("Comparing each mitigation with NFT across seeds…"):
+    versus, versus_notes = store.seed_comparisons(dataset=dataset, splits=(split,))
+summary = attach_to_cells(summary, versus, split)
 unsettled = int(summary["unsettled"].sum()) if "unsettled" in summary else 0
 if unsettled:
     in_view = {r for ids in summary["run_ids"] for r in ids}
@@ -72,8 +77,12 @@ if unsettled:
                f"moved over the last fifth of fine-tuning, so their points are one draw. {advice} See **Curves**.")
 
 st.caption("Each point is a (method, sparsity, tolerance) cell: the mean across seeds, with ± one standard "
-           "deviation when there are several. Click a point, or drag a box or lasso (toolbar), to select its runs "
-           "for the other pages.")
+           "deviation when there are several. Its tooltip and the table compare it with NFT on the same seeds: the "
+           f"mean difference, its {100 * VERSUS_CONFIDENCE:g} % interval over seeds and samples, and whether that "
+           "is more than chance. Click a point, or drag a box or lasso (toolbar), to select its runs for the other "
+           "pages.")
+if versus_notes:
+    st.warning("\n".join(f"- {note}" for note in versus_notes))
 chosen: list[str] = []
 # Charts are keyed by what they show, so a selection made on one view never applies to another.
 view_key = abs(hash((dataset, model, split, show_diverged, tuple(methods), tuple(sparsities), tuple(tolerances),

@@ -8,7 +8,7 @@ from ceag.config.presets import preset
 from ceag.grid import jobs
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.frontier import overview_chart
-from ceag.present.sentences.overview import overview_story
+from ceag.present.sentences.overview import bounds_from, overview_story
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._jobs import job_card
@@ -107,7 +107,9 @@ models = sorted(overview.loc[overview.dataset == dataset, "model"].unique())
 model = st.selectbox("Model", models, key="overview.model") if len(models) > 1 else models[0]
 st.subheader(f"What pruning does to {dataset} ({model})",
              help=tip("sparsity", "ψ_g", "max_g ψ_g", "ε (tolerance)"))
-story = overview_story(store.story_groups(dataset=dataset, model=model))
+with st.spinner("Comparing with NFT across seeds…"):
+    versus, _ = store.seed_comparisons(dataset=dataset, splits=("train", "test"))
+story = overview_story(store.story_groups(dataset=dataset, model=model), bounds_from(versus))
 if story:
     st.markdown("\n".join(f"- {point.text}" for point in story))
     if any(point.details for point in story):

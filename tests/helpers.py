@@ -79,3 +79,24 @@ def open_app_page(monkeypatch, page: str, title: str, results, data=None, timeou
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title] == [title]
     return at
+
+
+def finished_runs(results, configs) -> list[str]:
+    """Run each config (on one thread, as the fixtures of several modules would otherwise fight over the cores)
+    into ``results`` and ingest it; returns the run ids in order."""
+    import torch
+
+    from ceag.run.pipeline import run
+    from ceag.store import ingest_run
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ids = []
+    try:
+        for cfg in configs:
+            result = run(cfg, results)
+            ingest_run(results, result.run_id)
+            ids.append(result.run_id)
+    finally:
+        torch.set_num_threads(before)
+    return ids

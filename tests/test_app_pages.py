@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ceag.analysis.seed_cache import store_comparisons
 from ceag.config.grid_spec import GridSpec
 from ceag.config.presets import preset
 from ceag.config.vocabulary import METHOD_LABELS, METHODS
 from ceag.grid import driver as executor
 from ceag.grid import jobs, pool
 from ceag.present.glossary import GLOSSARY
-from ceag.present.sentences.overview import overview_sentences
+from ceag.present.sentences.overview import bounds_from, overview_sentences
 from ceag.results.files import write_json
 from ceag.store import connect, queries
 from tests.helpers import ROOT, subprocess_env
@@ -249,8 +250,10 @@ def test_overview_counts_the_runs_in_the_store(seeded):
 
 def test_overview_tells_the_seeded_stores_story_with_its_chart_and_a_glossary(seeded):
     at = open_page("overview")
-    story = overview_sentences(queries.story_groups(seeded, dataset="digits", model="mlp"))
+    versus, _ = store_comparisons(seeded, dataset="digits", splits=("train", "test"))
+    story = overview_sentences(queries.story_groups(seeded, dataset="digits", model="mlp"), bounds_from(versus))
     assert story and at.markdown[0].value == "\n".join(f"- {s}" for s in story)
+    assert "this data" in at.markdown[0].value  # the sentences say what the data cannot tell
     [spec] = charts(at)
     summary = queries.frontier_summary(seeded, dataset="digits", model="mlp", split="test")
     ceag = [t for t in spec["data"] if t["name"] == "CEAG ε=2%" and t["xaxis"] == "x2"]

@@ -75,11 +75,16 @@ def test_audit_keeps_the_store_values_and_adds_intervals_that_cover_them(store):
     for col in ("accuracy", "dense_accuracy", "acc_gap", "excess_gap"):
         assert g[f"{col}_low"].notna().all(), col
         assert ((g[f"{col}_low"] <= g[col] + 1e-12) & (g[col] <= g[f"{col}_high"] + 1e-12)).all(), col
-    flags = g["indistinguishable"]
-    assert not flags[g.method == "nft"].any()
+    # verdicts: only for runs with a tolerance, read from the intervals widened for the groups of each split
+    assert g.loc[g.method == "nft", "verdict"].isna().all()
     ceag = g[g.method == "ceag"]
-    expected = (ceag.excess_gap_low <= ceag.tolerance) & (ceag.tolerance <= ceag.excess_gap_high)
-    assert (flags[ceag.index] == expected).all()
+    lo, hi = ceag.excess_gap_corrected_low, ceag.excess_gap_corrected_high
+    assert ((lo <= ceag.excess_gap_low + 1e-12) & (ceag.excess_gap_high <= hi + 1e-12)).all()  # wider
+    expected = np.where(hi <= ceag.tolerance, "meets ε", np.where(lo > ceag.tolerance, "exceeds ε", "cannot tell"))
+    assert list(ceag.verdict) == list(expected)
+    assert (g.corrected_for == 4).all()  # four groups with an interval in every split
+    assert (g.min_detectable_gap > 0).all()
+    assert (g.small_for_tolerance == (g.min_detectable_gap > g.tolerance)).all()
     assert set(result.runs["split"]) == {"train", "val", "test"} and result.runs["max_excess_gap_low"].notna().all()
     # no note about intervals or data; the runs' own diagnostics say what they say against their numbers
     trust = queries.run_trust(results, chosen)
@@ -121,7 +126,10 @@ def test_report_csv_has_exactly_the_issue_columns_and_the_audit_values(store, tm
     assert list(table.columns) == CSV_COLUMNS
     assert len(table) == 2 * 3 * 4 and list(dict.fromkeys(table.run_id)) == chosen
     expected = audit(results, chosen, FAST).csv_table()
+    expected["verdict"] = expected["verdict"].astype(object).where(expected["verdict"].notna(), np.nan)
+    table["verdict"] = table["verdict"].astype(object)
     pd.testing.assert_frame_equal(table, expected, check_dtype=False, rtol=1e-12, atol=0)
+    assert set(table.loc[table.run_id == chosen[1], "verdict"]) <= {"meets ε", "exceeds ε", "cannot tell"}
     narrow = audit(results, chosen, BootstrapSettings(n_boot=200, confidence=0.5)).csv_table()
     assert ((narrow.accuracy_high - narrow.accuracy_low) <= (table.accuracy_high - table.accuracy_low)).all()
     assert ((narrow.accuracy_high - narrow.accuracy_low) < (table.accuracy_high - table.accuracy_low)).any()

@@ -8,11 +8,12 @@ import pytest
 
 from ceag.analysis.bootstrap import (
     BootstrapSettings,
-    indistinguishable_from,
     intervals,
+    min_detectable_gap,
     resample_indices,
     run_intervals,
 )
+from ceag.analysis.verdicts import counts_text, tolerance_verdicts, verdict_counts
 
 Z = 1.959963984540054  # standard normal 97.5 % quantile
 
@@ -167,10 +168,22 @@ def test_run_intervals_cover_every_split_and_flag_the_tolerance():
                        for s in ("test", "train")])
     groups, overall = run_intervals(frame, 4, BootstrapSettings(n_boot=50))
     assert list(overall["split"]) == ["train", "test"] and list(groups.columns[:3]) == ["split", "group_id", "n"]
-    flags = indistinguishable_from(groups["excess_gap_low"], groups["excess_gap_high"], 0.01)
-    expected = (groups["excess_gap_low"] <= 0.01) & (groups["excess_gap_high"] >= 0.01)
-    assert list(flags) == list(expected) and flags.any() and not flags.all()
-    assert not indistinguishable_from(groups["excess_gap_low"], groups["excess_gap_high"], None).any()
+    verdicts = tolerance_verdicts(groups["excess_gap_low"], groups["excess_gap_high"], groups["n"], 0.01)
+    contains = (groups["excess_gap_low"] <= 0.01) & (groups["excess_gap_high"] >= 0.01)
+    assert list(verdicts == "cannot tell") == list(contains) and contains.any() and not contains.all()
+    assert all(v is None for v in tolerance_verdicts(groups["excess_gap_low"], groups["excess_gap_high"],
+                                                     groups["n"], None))
+
+
+def test_verdicts_read_the_whole_interval_against_the_tolerance():
+    low = np.array([-0.05, 0.03, 0.0, np.nan, np.nan])
+    high = np.array([0.02, 0.06, 0.05, np.nan, np.nan])
+    n = np.array([100, 100, 100, 5, 0])
+    verdicts = tolerance_verdicts(low, high, n, 0.02)
+    assert list(verdicts) == ["meets ε", "exceeds ε", "cannot tell", "cannot tell", None]
+    assert verdict_counts(verdicts) == {"meets ε": 1, "exceeds ε": 1, "cannot tell": 2}
+    assert counts_text(verdicts) == "1 meets ε, 1 exceeds ε, 2 cannot tell"
+    assert counts_text(["meets ε", "meets ε"]) == "2 meet ε"
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -192,3 +205,55 @@ def test_bad_inputs_are_refused():
         intervals(y, g, sparse, dense, 3)
     with pytest.raises(ValueError, match="dense predictions are missing"):
         intervals(y, g, sparse, pd.array([pd.NA] * len(y), dtype="Int64"), 4)
+
+
+def test_verdict_intervals_are_widened_for_the_groups_and_the_detectable_gap_matches_the_resamples():
+    """Bonferroni: each corrected ψ_g interval is the percentile interval at 1 − 0.05/m for the m groups with an
+    interval; without a correction it is the ordinary one. The formula for the smallest detectable gap agrees
+    with the half-width of the resampled ψ_g interval where the groups have no gap."""
+    rng = np.random.default_rng(5)
+    n, groups = 20_000, 5
+    g = rng.integers(0, groups, n)
+    y = rng.integers(0, 2, n)
+    flips = rng.random(n) < 0.06  # 6 % of the samples change correctness, alike in every group: no true gap
+    dense = y.copy()
+    sparse = np.where(flips, 1 - y, y)
+    res = intervals(y, g, sparse, dense, groups, BootstrapSettings(n_boot=2000))
+    rows = res.groups
+    assert res.overall["intervals"] == groups and res.overall["corrected_confidence"] == pytest.approx(0.99)
+    assert (rows.excess_gap_corrected_low < rows.excess_gap_low).all()
+    assert (rows.excess_gap_corrected_high > rows.excess_gap_high).all()
+    half = (rows.excess_gap_high - rows.excess_gap_low) / 2
+    ratio = rows.min_detectable_gap / half
+    assert ratio.between(0.9, 1.1).all(), ratio
+    plain = intervals(y, g, sparse, dense, groups, BootstrapSettings(n_boot=2000, correction="none")).groups
+    # not widened for the groups: the wider of the percentile interval and ψ_g ± the detectable gap
+    np.testing.assert_allclose(plain.excess_gap_corrected_low,
+                               np.minimum(plain.excess_gap_low, plain.excess_gap - plain.min_detectable_gap))
+    np.testing.assert_allclose(plain.excess_gap_corrected_high,
+                               np.maximum(plain.excess_gap_high, plain.excess_gap + plain.min_detectable_gap))
+    with pytest.raises(ValueError, match="invalid correction='holm'"):
+        BootstrapSettings(correction="holm")
+
+
+def test_a_small_group_without_changed_answers_still_gets_an_honest_verdict_interval():
+    """30 samples, none of which the two models disagree on, in a split where 10 % of answers changed: every
+    resample repeats the group's Δ_g, so its percentile interval is as narrow as the whole model's; the verdict
+    interval borrows the split's rate of changed answers and is as wide as a group of its size needs."""
+    rng = np.random.default_rng(2)
+    g = np.r_[np.zeros(30, int), rng.integers(1, 4, 3000)]
+    y = rng.integers(0, 2, len(g))
+    dense = y.copy()
+    sparse = np.where((g > 0) & (rng.random(len(g)) < 0.1), 1 - y, y)
+    row = intervals(y, g, sparse, dense, 4, BootstrapSettings(n_boot=500)).groups.iloc[0]
+    # the percentile interval moves only with the whole model's gap: about 2 points wide
+    assert row.excess_gap_high - row.excess_gap_low < 0.03
+    assert row.excess_gap_corrected_high - row.excess_gap_corrected_low > 0.25
+    assert row.excess_gap_corrected_low < row.excess_gap < row.excess_gap_corrected_high
+
+
+def test_the_detectable_gap_grows_as_a_group_shrinks_and_is_undefined_without_samples():
+    gap = min_detectable_gap([0, 100, 400, 1600], 10_000, 0.05, 1.96)
+    assert np.isnan(gap[0])
+    assert gap[1] == pytest.approx(1.96 * np.sqrt((1 - 0.01) * 0.05 / 100))
+    assert gap[1] > gap[2] > gap[3] and gap[1] / gap[2] == pytest.approx(2, rel=0.03)

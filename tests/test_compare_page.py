@@ -44,9 +44,14 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     assert at.multiselect[0].value == default
     assert "runs" not in at.query_params and "compare" not in at.query_params  # nothing chosen, nothing written
     expected = audit(results, default, BootstrapSettings())
-    headline, every = (m.value for m in at.markdown[:2])
-    assert headline == "\n".join(f"- {s}" for s in headline_sentences(expected.groups))
-    assert headline.startswith("- At 80 % sparsity, NFT hurts ") and "95 % interval" in headline
+    across, headline, every = (m.value for m in at.markdown[:3])
+    # the answer first: each CEAG run against NFT across seeds (one seed here, and the sentence says so)
+    assert across.startswith("**Across seeds**")
+    assert across.count("with 1 seed: seed-to-seed variation is unknown") == 2
+    assert "- CEAG (ε = 1 %) lowers test max_g ψ_g" in across or "- CEAG (ε = 1 %) raises test max_g ψ_g" in across
+    assert headline == "**These runs**:\n" + "\n".join(f"- {s}" for s in headline_sentences(expected.groups))
+    assert headline.startswith("**These runs**:\n- At 80 % sparsity (seed 0, one run per method), ")
+    assert "95 % interval" in headline
     assert every == "\n".join(f"- {s}" for s in audit_sentences(expected))
     assert "CEAG (ε = 1 %)" in every
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
@@ -57,7 +62,9 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     assert len(table) == len(expected.groups)
     np.testing.assert_allclose(table["ψ_g"], 100 * expected.groups["excess_gap"])
     np.testing.assert_allclose(table["ψ_g 95 % low"], 100 * expected.groups["excess_gap_low"])
-    assert list(table["ψ_g interval contains ε"]) == list(expected.groups["indistinguishable"])
+    assert list(table["verdict vs ε"]) == list(expected.groups["verdict"].fillna(""))
+    assert set(table.loc[table.run.str.startswith("CEAG"), "verdict vs ε"]) <= {"meets ε", "exceeds ε", "cannot tell"}
+    np.testing.assert_allclose(table["min detectable gap"], 100 * expected.groups["min_detectable_gap"])
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Audit report (HTML, opens offline)", "Per-group table (CSV)"]
     [link] = [p.proto for p in at.get("page_link") if "pruning broke" in p.proto.label]
@@ -76,8 +83,8 @@ def test_a_selection_in_the_url_is_compared_as_it_is_and_never_rewritten(store, 
     chosen = [ids[("nft", None, 0.6)], ids[("ceag", 0.05, 0.8)]]
     at = open_compare(monkeypatch, results, runs=",".join(chosen))
     assert at.multiselect[0].value == chosen
-    text = at.markdown[0].value
-    assert "At 60 % sparsity" in text and "At 80 % sparsity there is no NFT run to compare with" in text
+    text = at.markdown[1].value
+    assert "At 60 % sparsity" in text and "At 80 % sparsity (seed 0, one run per method) there is no NFT run" in text
     at.radio[0].set_value("accuracy").run()
     assert not at.exception
     spec = charts(at)[0]
@@ -112,4 +119,4 @@ def test_a_link_to_a_comparison_shows_those_runs_and_names_unknown_ones(store, m
     assert at.multiselect[0].value == chosen
     assert "0123456789abcdef" in at.warning[0].value
     assert "runs" not in at.query_params
-    assert "CEAG (ε = 5 %) brings" in at.markdown[0].value
+    assert "CEAG (ε = 5 %) brings" in at.markdown[1].value

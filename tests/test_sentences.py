@@ -30,8 +30,9 @@ DEMO = {
 OVERALL_GAP = 0.05
 
 
-def add_run(con, method, sparsity, tolerance, seed, gaps, dataset="digits", names=None):
-    """One finished run whose per-group ψ_g are ``gaps`` (points) on each split."""
+def add_run(con, method, sparsity, tolerance, seed, gaps, dataset="digits", names=None, overall_gap=OVERALL_GAP):
+    """One finished run whose per-group ψ_g are ``gaps`` (points) on each split; the model as a whole loses
+    ``overall_gap`` (a fraction; negative: it gains)."""
     cfg = RunConfig(dataset=dataset, method=method, sparsity=sparsity, tolerance=tolerance, seed=seed)
     row = {c: None for c in RUN_COLUMNS}
     row.update(run_id=cfg.run_id, status="finished", dataset=dataset, model="mlp", method=method, sparsity=sparsity,
@@ -40,12 +41,12 @@ def add_run(con, method, sparsity, tolerance, seed, gaps, dataset="digits", name
     rows, run_rows = [], []
     for split, values in gaps.items():
         for gid, (name, psi) in enumerate(zip(names or NAMES, values, strict=True)):
-            acc_gap = psi / 100 + OVERALL_GAP
+            acc_gap = psi / 100 + overall_gap
             rows.append({"run_id": cfg.run_id, "epoch": 10, "split": split, "group_id": gid, "group_name": name,
                          "n": 50, "accuracy": 0.9 - acc_gap, "loss": 0.1, "dense_accuracy": 0.9, "acc_gap": acc_gap,
                          "excess_gap": psi / 100})
         run_rows.append({"run_id": cfg.run_id, "epoch": 10, "split": split, "accuracy": 0.85, "loss": 0.1,
-                         "dense_accuracy": 0.9, "acc_gap": OVERALL_GAP, "max_excess_gap": max(values) / 100,
+                         "dense_accuracy": 0.9, "acc_gap": overall_gap, "max_excess_gap": max(values) / 100,
                          "psi_pw": (max(values) - min(values)) / 100, "sparsity": sparsity})
     insert_run(con, row, {"group_metrics": pd.DataFrame(rows), "run_metrics": pd.DataFrame(run_rows)}, None, dataset)
     return cfg.run_id
@@ -114,11 +115,39 @@ def test_overview_story_where_no_run_meets_its_tolerance_says_so_without_a_repai
         add_run(con, "ceag", 0.99, 0.02, 0, {"train": [0.5, 1.0, 8.0], "test": [2.0, 5.5, 4.0]})
     story = overview_story(queries.story_groups(tmp_path, dataset="digits"))
     assert [p.topic for p in story] == ["99 %, on train", "98 %, out of reach", "99 %, out of reach"]
-    assert story[0].text.endswith("pruning hurts most at 99 % sparsity: with plain fine-tuning (NFT) digit 8 ends "
-                                  "30.0 points behind the model as a whole on the training data (ψ_g); no CEAG run "
-                                  "meets its tolerance there (below).")
+    assert story[0].text.endswith("pruning hurts a group most at 99 % sparsity: with plain fine-tuning (NFT) digit 8 "
+                                  "ends 30.0 points behind the model as a whole on the training data (ψ_g); no CEAG "
+                                  "run meets its tolerance there (below).")
     assert "the closest, with ε = 2 %, leaves digit 8 8.0 points behind" in story[2].text
     assert "repair" not in " ".join(p.text for p in story)
+
+
+def test_overview_story_says_only_what_the_data_can_tell(tmp_path):
+    """The real-faces case: under NFT White's training accuracy rises 1.1 points while the model's rises 3.6, and
+    CEAG leaves Others 2.0 points behind at ε = 2 %; neither can be told from zero or from ε by its interval."""
+    names = ["White", "Black", "Others"]
+    with connect(tmp_path, write=True) as con:
+        add_run(con, "nft", 0.9, None, 0, {"train": [2.5, -1.0, 1.0], "test": [1.0, 0.5, 0.2]}, names=names,
+                overall_gap=-0.036)
+        add_run(con, "ceag", 0.9, 0.02, 0, {"train": [0.5, -1.0, 2.04], "test": [0.3, 0.1, 1.5]}, names=names,
+                overall_gap=-0.036)
+    groups = queries.story_groups(tmp_path, dataset="digits")
+    bounds = {("mlp", "nft", None, 0.9, "train", 0): (-0.004, 0.05, 1),
+              ("mlp", "ceag", 0.02, 0.9, "train", 2): (0.008, 0.033, 1)}
+    story = overview_story(groups, bounds)
+    text = " ".join(p.text for p in story)
+    assert "hurts" not in text
+    assert story[0].text == (
+        "On digits with the mlp model, at 90 % sparsity plain fine-tuning (NFT) leaves White furthest behind on the "
+        "training data, though it does not hurt it: White gains 1.1 points of training accuracy while the model as a "
+        "whole gains 3.6 (ψ_g = 2.5); with one seed and this data that gap cannot be told from zero (interval -0.4 "
+        "to 5.0); no CEAG run meets its tolerance there (below).")
+    assert story[1].text == (
+        "At 90 %, no CEAG run meets its tolerance on the training data: the closest, with ε = 2 %, leaves Others 2.0 "
+        "points behind, 0.0 above ε (NFT: White, 2.5); with one seed and this data it cannot be told from ε "
+        "(interval 0.8 to 3.3). CEAG narrows the gap at this sparsity; whether it closes it to ε, this data cannot "
+        "tell.")
+    assert "cannot be told" not in " ".join(p.text for p in overview_story(groups))  # without intervals: no claim
 
 
 def test_overview_story_averages_seeds_and_says_so(tmp_path):
@@ -178,11 +207,38 @@ def test_comparison_names_the_hurt_group_what_ceag_leaves_and_the_worst_on_test(
     assert text[3] == ("On train, CEAG (ε = 2 %) keeps every group within its tolerance: the worst group, digit 8, "
                        "has ψ_g = 0.1 points.")
     assert text[4].startswith("Under CEAG (ε = 2 %), the worst group on test is digit 3 at ψ_g = 4.2 points "
-                              "(95 % interval 1.2 to 7.2), above its tolerance of 2.0 points, though its interval "
-                              "contains the tolerance")
+                              "(95 % interval 1.2 to 7.2), above its tolerance of 2.0 points")
     assert text[4].endswith("; below NFT's worst on test (25.9 points).")
-    assert ("On test, the ψ_g intervals of digit 0, digit 3 contain the tolerance under CEAG (ε = 2 %): with this "
-            "many samples they cannot be told apart from it.") in text
+
+
+def with_verdicts(groups: pd.DataFrame, width: float = 0.03, m: int = 3) -> pd.DataFrame:
+    """Rows as the audit leaves them: intervals ± ``width`` around each ψ_g, the same as the corrected ones
+    (widened for ``m`` groups), and each constrained run's verdicts."""
+    from ceag.analysis.verdicts import tolerance_verdicts
+
+    out = groups.copy()
+    for name in ("excess_gap", "excess_gap_corrected"):
+        out[f"{name}_low"], out[f"{name}_high"] = out["excess_gap"] - width, out["excess_gap"] + width
+    out["corrected_for"] = m
+    out["verdict"] = None
+    for tol, part in out[out["tolerance"].notna()].groupby("tolerance"):
+        out.loc[part.index, "verdict"] = tolerance_verdicts(part["excess_gap_corrected_low"],
+                                                            part["excess_gap_corrected_high"], part["n"], tol)
+    out["min_detectable_gap"] = 0.015
+    out["small_for_tolerance"] = False
+    return out
+
+
+def test_comparison_says_what_the_data_can_tell_against_the_tolerance(demo_store):
+    results, ids = demo_store
+    groups = with_verdicts(queries.audit_groups(results, [ids[("nft", 0.95)], ids[("ceag", 0.95)]]))
+    text = comparison_sentences(groups)
+    assert text[4].startswith("Under CEAG (ε = 2 %), the worst group on test is digit 3 at ψ_g = 4.2 points (95 % "
+                              "interval 1.2 to 7.2), above its tolerance of 2.0 points, but with this data it cannot "
+                              "be told from ε (its interval, widened for the 3 groups, runs from 1.2 to 7.2)")
+    counts = [t for t in text if t.startswith("On test, under CEAG")]
+    assert counts == ["On test, under CEAG (ε = 2 %): 1 meets ε, 2 cannot tell (intervals widened for the 3 "
+                      "groups, Bonferroni)."]
 
 
 def test_comparison_across_sparsities_pairs_each_mitigation_with_its_own_nft(demo_store):
@@ -204,13 +260,35 @@ def test_points_and_glossary():
     assert all(len(v) > 40 for v in GLOSSARY.values())
 
 
-def test_many_indistinguishable_groups_are_counted_not_listed():
+def test_verdicts_are_counted_and_groups_too_small_for_the_tolerance_are_named():
     rows = pd.DataFrame({"run_id": "r", "dataset": "d", "model": "m", "method": "ceag", "sparsity": 0.9,
-                         "tolerance": 0.02, "seed": 0, "split": "test", "group_id": range(5),
+                         "tolerance": 0.02, "seed": 0, "split": "test", "group_id": range(5), "n": 300,
                          "group_name": [f"g{i}" for i in range(5)], "acc_gap": 0.0, "excess_gap": 0.0,
-                         "excess_gap_low": [-0.1, -0.1, -0.1, -0.1, 0.05], "excess_gap_high": 0.1})
-    assert ("On test, the ψ_g intervals of 4 of 5 groups under CEAG (ε = 2 %) contain the tolerance: with this "
-            "many samples they cannot be told apart from it.") in comparison_sentences(rows)
+                         "excess_gap_low": -0.1, "excess_gap_high": 0.1, "corrected_for": 5,
+                         "verdict": ["cannot tell", "cannot tell", "meets ε", "exceeds ε", "cannot tell"],
+                         "min_detectable_gap": [0.01, 0.01, 0.01, 0.01, 0.031],
+                         "small_for_tolerance": [False, False, False, False, True]})
+    text = comparison_sentences(rows)
+    assert ("On test, under CEAG (ε = 2 %): 1 meets ε, 1 exceeds ε, 3 cannot tell (intervals widened for the 5 "
+            "groups, Bonferroni).") in text
+    assert ("g4 on test: 300 samples; gaps under 3.1 points cannot be told from zero, so it is too small to audit at "
+            "ε = 2.0.") in text
+
+
+def test_a_group_whose_accuracy_rose_is_never_called_hurt():
+    """The real-faces case: under NFT White gains 1.1 points while the model as a whole gains 3.6."""
+    rows = pd.DataFrame({"run_id": "n", "dataset": "utkface", "model": "cnn_fc", "method": "nft", "sparsity": 0.9,
+                         "tolerance": None, "seed": 0, "split": ["train", "train", "test", "test"], "n": 500,
+                         "group_id": [0, 1, 0, 1], "group_name": ["White", "Black"] * 2,
+                         "acc_gap": [-0.011, -0.05, -0.011, -0.05], "excess_gap": [0.025, -0.014, 0.025, -0.014],
+                         "excess_gap_corrected_low": [-0.002, -0.04] * 2, "excess_gap_corrected_high": [0.05, 0.01] * 2,
+                         "corrected_for": 2})
+    text = " ".join(headline_sentences(rows) + comparison_sentences(rows))
+    assert "hurts White" not in text
+    assert ("At 90 % sparsity (seed 0, one run per method), under NFT, White gains less than average on test: it gains "
+            "2.5 points less accuracy than the model as a whole (ψ_g); with this data a gap this size cannot be told "
+            "from zero (its interval, widened for the 2 groups, runs from -0.2 to 5.0); on train, 2.5.") in \
+        headline_sentences(rows)
 
 
 def test_headline_answers_which_group_nft_hurts_on_test_and_what_ceag_does_for_it(demo_store):
@@ -219,11 +297,15 @@ def test_headline_answers_which_group_nft_hurts_on_test_and_what_ceag_does_for_i
     groups["excess_gap_low"] = groups["excess_gap"] - 0.03
     groups["excess_gap_high"] = groups["excess_gap"] + 0.03
     assert headline_sentences(groups) == [
-        "At 95 % sparsity, NFT hurts digit 8 most on test: it loses 25.9 points more accuracy than the model as a "
-        "whole (ψ_g; 95 % interval 22.9 to 28.9); on train, 33.2.",
-        "CEAG (ε = 2 %) brings digit 8 to ψ_g = -7.1 on test (95 % interval -10.1 to -4.1), within ε = 2.0, even at "
-        "the top of its interval; the worst group on test is now digit 3 at 4.2 (95 % interval 1.2 to 7.2), above "
-        "ε = 2.0, though its interval contains ε."]
+        "At 95 % sparsity (seed 0, one run per method), NFT hurts digit 8 most on test: it loses 25.9 points more "
+        "accuracy than the model as a whole (ψ_g; 95 % interval 22.9 to 28.9); on train, 33.2.",
+        "CEAG (ε = 2 %) brings digit 8 to ψ_g = -7.1 on test (95 % interval -10.1 to -4.1), within ε = 2.0; the worst "
+        "group on test is now digit 3 at 4.2 (95 % interval 1.2 to 7.2), above ε = 2.0."]
+    assert headline_sentences(with_verdicts(groups))[1] == (
+        "CEAG (ε = 2 %) brings digit 8 to ψ_g = -7.1 on test (95 % interval -10.1 to -4.1), within ε = 2.0, and the "
+        "data shows it: its interval, widened for the 3 groups, stays at or below ε; the worst group on test is now "
+        "digit 3 at 4.2 (95 % interval 1.2 to 7.2), above ε = 2.0, but with this data it cannot be told from ε (its "
+        "interval, widened for the 3 groups, runs from 1.2 to 7.2).")
 
 
 def test_headline_at_90_and_98_percent_follows_the_numbers_not_a_script(demo_store):
@@ -231,8 +313,8 @@ def test_headline_at_90_and_98_percent_follows_the_numbers_not_a_script(demo_sto
     run_ids = [ids[("nft", 0.9)], ids[("ceag", 0.9)], ids[("nft", 0.98)], ids[("ceag", 0.98)]]
     text = headline_sentences(queries.audit_groups(results, run_ids))
     # 90 %: NFT's worst on test is digit 3 (2.1); CEAG leaves it within ε but digit 0 becomes worse (3.0).
-    assert ("At 90 % sparsity, NFT hurts digit 3 most on test: it loses 2.1 points more accuracy than the model as a "
-            "whole (ψ_g); on train, 0.3.") in text
+    assert ("At 90 % sparsity (seed 0, one run per method), NFT hurts digit 3 most on test: it loses 2.1 points more "
+            "accuracy than the model as a whole (ψ_g); on train, 0.3.") in text
     assert ("CEAG (ε = 1 %) brings digit 3 to ψ_g = -0.5 on test, within ε = 1.0; the worst group on test is now "
             "digit 0 at 3.0, above ε = 1.0.") in text
     # 98 %: digit 8 stays the worst group under CEAG, above ε.

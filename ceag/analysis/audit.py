@@ -11,23 +11,28 @@ the notes on data and diagnostics) is ``ceag.present``'s.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES, BootstrapSettings, indistinguishable_from, run_intervals
+from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES, BootstrapSettings, run_intervals
+from ceag.analysis.verdicts import tolerance_verdicts
+from ceag.config.vocabulary import TOLERANCE_METHODS
 from ceag.store import queries
 
 CSV_COLUMNS = ["run_id", "method", "split", "group", "name", "n", "accuracy", "accuracy_low", "accuracy_high",
                "dense_accuracy", "acc_gap", "acc_gap_low", "acc_gap_high", "excess_gap", "excess_gap_low",
-               "excess_gap_high", "too_small"]
+               "excess_gap_high", "too_small", "excess_gap_corrected_low", "excess_gap_corrected_high", "verdict",
+               "min_detectable_gap", "small_for_tolerance"]
 
 
 INTERVAL_METRICS = ("accuracy", "dense_accuracy", "acc_gap", "excess_gap")
 
 
 RUN_INTERVAL_METRICS = ("accuracy", "max_excess_gap", "psi_pw")
+EXTRA_GROUP_COLUMNS = ("excess_gap_corrected_low", "excess_gap_corrected_high", "min_detectable_gap")
 
 
 class UnknownRuns(ValueError):
@@ -38,9 +43,10 @@ class UnknownRuns(ValueError):
 class Audit:
     """``groups``: per (run, split, group) rows of ``queries.audit_groups`` plus ``<metric>_low`` /
     ``<metric>_high`` for INTERVAL_METRICS, ``too_small`` (a group with samples, but fewer than
-    ``bootstrap.MIN_INTERVAL_SAMPLES``: no interval) and ``indistinguishable`` (CEAG: the ψ_g interval
-    contains ε). ``runs``: per (run, split) rows of ``queries.audit_runs`` plus intervals for
-    RUN_INTERVAL_METRICS. Fractions throughout."""
+    ``bootstrap.MIN_INTERVAL_SAMPLES``: no interval), the corrected ψ_g interval, ``min_detectable_gap``,
+    ``verdict`` and ``small_for_tolerance`` (see ``attach_intervals``). ``runs``: per (run, split) rows
+    of ``queries.audit_runs`` plus intervals for RUN_INTERVAL_METRICS and ``verdict_groups`` (the m of
+    the correction). Fractions throughout."""
 
     groups: pd.DataFrame
     runs: pd.DataFrame
@@ -81,28 +87,58 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
     """
     from ceag.results.predictions import RunNotFound, run_predictions
 
-    settings = settings or BootstrapSettings()
     check_runs(results, run_ids)
     groups = queries.audit_groups(results, run_ids)
     runs = queries.audit_runs(results, run_ids)
     order = {r: i for i, r in enumerate(run_ids)}
     groups = groups.sort_values("run_id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
     runs = runs.sort_values("run_id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
-    for col in INTERVAL_METRICS:
-        groups[f"{col}_low"] = np.nan
-        groups[f"{col}_high"] = np.nan
+    predictions: dict[str, pd.DataFrame | Exception] = {}
+    for rid in run_ids:
+        try:
+            predictions[rid] = run_predictions(results, rid)
+        except (RunNotFound, ValueError, OSError) as err:
+            predictions[rid] = err
+    return attach_intervals(groups, runs, predictions, settings)
+
+
+def attach_intervals(groups: pd.DataFrame, runs: pd.DataFrame,
+                     predictions: Mapping[str, pd.DataFrame | Exception],
+                     settings: BootstrapSettings | None = None) -> Audit:
+    """An Audit from per-group and per-run rows and each run's per-sample predictions.
+
+    ``groups``: rows with the columns of ``queries.audit_groups`` (run_id, dataset, model, method,
+    sparsity, tolerance, seed, status, reported_epoch, split, group_id, group_name, n, accuracy,
+    dense_accuracy, acc_gap, excess_gap); ``runs``: rows with at least run_id, split, accuracy,
+    max_excess_gap and psi_pw; ``predictions``: run_id -> a frame with split, y_true, group_id,
+    y_pred and dense_pred (``ceag.config.vocabulary.PREDICTION_COLUMNS``), or the error that kept
+    them from being read (it becomes a note). Intervals are kept only where the predictions
+    reproduce each group's n, accuracy and dense accuracy. Adds the interval columns, ``too_small``,
+    ``excess_gap_corrected_low`` / ``_high``, ``corrected_for`` (the number of groups those intervals
+    were widened for; 1: not widened), ``min_detectable_gap``, ``verdict`` (for runs with a
+    tolerance: ``verdicts.tolerance_verdicts``) and ``small_for_tolerance`` (min_detectable_gap > ε).
+    """
+    settings = settings or BootstrapSettings()
+    groups, runs = groups.copy(), runs.copy()
+    for col in (*[f"{m}_{side}" for m in INTERVAL_METRICS for side in ("low", "high")], *EXTRA_GROUP_COLUMNS):
+        groups[col] = np.nan
     groups["too_small"] = (groups["n"] > 0) & (groups["n"] < MIN_INTERVAL_SAMPLES)
     for col in RUN_INTERVAL_METRICS:
         runs[f"{col}_low"] = np.nan
         runs[f"{col}_high"] = np.nan
+    runs["verdict_groups"] = 0
     notes = []
-    for rid in run_ids:
+    for rid in dict.fromkeys(groups["run_id"]):
         mine = groups["run_id"] == rid
         num_groups = int(groups.loc[mine, "group_id"].max()) + 1
+        pred = predictions.get(rid)
         try:
-            pred = run_predictions(results, rid)
+            if pred is None:
+                raise ValueError("no predictions")
+            if isinstance(pred, Exception):
+                raise pred
             g_int, o_int = run_intervals(pred, num_groups, settings)
-        except (RunNotFound, ValueError, OSError) as err:
+        except (LookupError, ValueError, OSError) as err:
             notes.append(f"run {rid}: no intervals ({err})")
             continue
         merged = groups.loc[mine, ["split", "group_id", "n", "accuracy", "dense_accuracy"]].merge(
@@ -111,19 +147,23 @@ def audit(results: str | os.PathLike, run_ids: list[str], settings: BootstrapSet
             notes.append(f"run {rid}: no intervals (its predictions do not reproduce the stored per-group accuracies;"
                          " the data may have changed since the run)")
             continue
-        for col in INTERVAL_METRICS:
-            groups.loc[mine, f"{col}_low"] = merged[f"{col}_low"].to_numpy()
-            groups.loc[mine, f"{col}_high"] = merged[f"{col}_high"].to_numpy()
+        for col in [*[f"{m}_{side}" for m in INTERVAL_METRICS for side in ("low", "high")], *EXTRA_GROUP_COLUMNS]:
+            groups.loc[mine, col] = merged[col].to_numpy()
         run_rows = runs["run_id"] == rid
         merged_runs = runs.loc[run_rows, ["split"]].merge(o_int, on="split", how="left")
         for col in RUN_INTERVAL_METRICS:
             runs.loc[run_rows, f"{col}_low"] = merged_runs[f"{col}_low"].to_numpy()
             runs.loc[run_rows, f"{col}_high"] = merged_runs[f"{col}_high"].to_numpy()
-    is_ceag = groups["method"] == "ceag"
-    groups["indistinguishable"] = False
-    for tol, part in groups[is_ceag].groupby("tolerance"):
-        groups.loc[part.index, "indistinguishable"] = indistinguishable_from(
-            part["excess_gap_low"], part["excess_gap_high"], float(tol))
+        runs.loc[run_rows, "verdict_groups"] = merged_runs["intervals"].fillna(0).astype(int).to_numpy()
+    m = runs.set_index(["run_id", "split"])["verdict_groups"]
+    widened = pd.Series(list(zip(groups["run_id"], groups["split"], strict=True))).map(m.to_dict()).fillna(0)
+    groups["corrected_for"] = widened.astype(int).to_numpy() if settings.correction != "none" else 1
+    groups["verdict"] = None
+    constrained = groups["method"].isin(TOLERANCE_METHODS) & groups["tolerance"].notna()
+    for tol, part in groups[constrained].groupby("tolerance"):
+        groups.loc[part.index, "verdict"] = tolerance_verdicts(
+            part["excess_gap_corrected_low"], part["excess_gap_corrected_high"], part["n"], float(tol))
+    groups["small_for_tolerance"] = constrained & (groups["min_detectable_gap"] > groups["tolerance"])
     return Audit(groups, runs, settings, notes)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from ceag.cli.parser import build_parser
 from ceag.cli.store import UnknownRunIds
-from ceag.config.errors import ConfigError
+from ceag.config.errors import ConfigError, PredictionsFileError, UnknownAudit
 from ceag.datasets import DatasetError
 from ceag.results.bundle import BundleError
 from ceag.results.predictions import RunNotFound
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, UnknownRunIds) as err:
+    except (ConfigError, UnknownRunIds, PredictionsFileError, UnknownAudit) as err:
         parser.exit(2, f"error: {err}\n")
     except BrokenPipeError:  # the output went into a command that stopped reading (``| head``): nothing failed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ceag.cli.audit import cmd_audit
 from ceag.cli.grid import cmd_grid
 from ceag.cli.run import cmd_run
 from ceag.cli.store import cmd_export, cmd_import, cmd_ls, cmd_report
 from ceag.config.registry import DATASETS
 from ceag.config.run_config import RunConfig
-from ceag.config.vocabulary import CONSTRAINT_DATA, METHODS, MITIGATION_START, MODELS, PRUNING
+from ceag.config.vocabulary import CONSTRAINT_DATA, CORRECTIONS, METHODS, MITIGATION_START, MODELS, PRUNING
 
 DESCRIPTION = """ceag: constrain the disparate impact of pruning (CEAG) and compare it with NFT,
 NFT+ES and EL+RB. Accuracies and gaps are fractions in [0, 1]."""
@@ -142,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--method", help="only this method")
     ex.add_argument("--status", default="finished", help="only runs with this status (default finished)")
     ex.add_argument("--table", default="final",
-                    choices=("final", "runs", "run_metrics", "group_metrics", "duals"),
-                    help="final: per-group metrics at the reported epoch with run settings (default)")
+                    choices=("final", "runs", "run_metrics", "group_metrics", "duals", "verdicts"),
+                    help="final: per-group metrics at the reported epoch with run settings (default); verdicts: "
+                         "each mitigation against NFT across its seeds, per split and metric (difference, 95 %% "
+                         "interval over seeds and samples, verdict; fractions)")
     ex.add_argument("--predictions", action="store_true",
                     help="per-sample predictions of one run: y_true, y_pred, group, group_name, sample_id, file "
                          "(the image under the data folder), p_pred (probability of y_pred), dense_pred, "
@@ -153,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(or, with 'recovered', the other way round), most confidently lost first: split, "
                          "sample_id, file, group, true, dense_pred, dense_p, pruned_pred, pruned_p, confidence")
     ex.add_argument("--split", default="test",
-                    help="split for --predictions and --casualties (train, val, test; default test)")
+                    help="split for --predictions and --casualties (train, val, test; default test); --predictions "
+                         "also takes all: every split, with a split column first")
     ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")
     ex.add_argument("--format", choices=("csv", "parquet"), help="default: from the --out suffix")
     ex.add_argument("--out", default="-", help="output file (default: CSV to standard output)")
@@ -171,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="confidence level of the intervals, a fraction (default 0.95)")
     rp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per split (default 1000)")
     rp.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    rp.add_argument("--correction", choices=CORRECTIONS, default="bonferroni",
+                    help="how the ψ_g intervals behind the verdicts against ε are widened for the number of groups "
+                         "of a split: bonferroni (all hold together at --ci) or none (default bonferroni)")
     rp.add_argument("--thumbnails", type=int, default=8, metavar="N",
                     help="pictures per group of the samples pruning broke, read from --data-dir (default 8; 0 "
                          "leaves pictures out, e.g. faces you may not share)")
@@ -180,6 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where the runs' images are read for the pictures (default: $CEAG_DATA, else ./data)")
     rp.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")
     rp.set_defaults(func=cmd_report)
+
+    au = sub.add_parser("audit", help="audit a file of per-sample predictions of a dense and pruned models made "
+                                      "anywhere (report HTML or table CSV)",
+                        description="Read a CSV or Parquet file with y_true, the group column(s), dense_pred and one "
+                                    "column per sparse model (optional: split, train/val/test), and audit each sparse "
+                                    "model against the dense one as `report` audits a run: per group and split n, "
+                                    "accuracies, Δ_g and ψ_g with paired bootstrap intervals, and verdicts against "
+                                    "--tolerance. The audit is kept in the results folder (audits/<id>). "
+                                    "docs/audit.md describes the file.")
+    au.add_argument("--predictions", required=True, metavar="FILE",
+                    help="CSV (comma-separated, UTF-8, header row) or Parquet, up to 200 MB")
+    au.add_argument("--groups", required=True, metavar="COL[,COL]",
+                    help="the group column(s); several give intersectional groups, named 'a × b' in this order")
+    au.add_argument("--sparse", metavar="COL[,COL]",
+                    help="the column(s) of sparse predictions, each audited as one model (default: sparse_pred if "
+                         "the file has it, else y_pred, as `export --predictions` writes)")
+    au.add_argument("--tolerance", metavar="EPS",
+                    help="ε, a fraction (e.g. 0.02): each group's ψ_g is judged against it (meets ε, exceeds ε, "
+                         "cannot tell); default: no verdicts")
+    au.add_argument("--out", required=True, help="report.html (the full report) or table.csv (the per-group table)")
+    au.add_argument("--ci", default="0.95", help="confidence level of the intervals, a fraction (default 0.95)")
+    au.add_argument("--n-boot", default="1000", help="bootstrap resamples per split (default 1000)")
+    au.add_argument("--seed", default="0", help="seed of the resampling (default 0)")
+    au.add_argument("--correction", choices=CORRECTIONS, default="bonferroni",
+                    help="how the ψ_g intervals behind the verdicts are widened for the number of groups of a split "
+                         "(default bonferroni)")
+    au.add_argument("--results", default=None,
+                    help="where the audit is kept (default: $CEAG_RESULTS, else ./results)")
+    au.add_argument("--json", action="store_true", help="print one JSON object: the audit id, where it is, the groups")
+    au.set_defaults(func=cmd_audit)
 
     im = sub.add_parser("import", help="import a run folder or bundle from another machine",
                         description="Validate, then copy finished runs into the results folder and the store.")

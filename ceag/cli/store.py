@@ -135,6 +135,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         path = export_bundle(results, ids, args.out)
         print(f"wrote {len(ids)} runs to {path}")
         return 0
+    elif args.table == "verdicts":
+        frame = _verdicts(results, args)
     else:
         ids = args.run or list(queries.runs(results, status=args.status, dataset=args.dataset,
                                             method=args.method)["run_id"])
@@ -143,6 +145,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.out != "-":
         print(f"wrote {len(frame)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _verdicts(results, args: argparse.Namespace):
+    """Every mitigation of the store against NFT across seeds (``analysis.seeds``), one row per cell, split and
+    metric (each group's ψ_g included), with the verdict in words; ``--dataset``, ``--method`` and ``--run``
+    (a cell holding one of the runs) narrow it."""
+    from ceag.analysis.seed_cache import store_comparisons
+    from ceag.present.sentences.seeds import seed_verdict
+
+    frame, notes = store_comparisons(results, dataset=args.dataset, splits=("train", "val", "test"))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.method:
+        frame = frame[frame["method"] == args.method]
+    if args.run:
+        frame = frame[[any(r in args.run for r in ids.split(",")) for ids in frame["run_ids"]]]
+    frame = frame.assign(verdict=[seed_verdict(r) for _, r in frame.iterrows()])
+    order = {"train": 0, "val": 1, "test": 2}
+    return frame.sort_values(["dataset", "model", "method", "tolerance", "sparsity", "split", "metric", "group_id"],
+                             key=lambda c: c.map(order) if c.name == "split" else c, kind="stable",
+                             na_position="first").reset_index(drop=True)
 
 
 def _casualties(results, run_id: str, split: str, cell: str):
@@ -185,7 +208,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ceag.present.report import write_report
 
     try:
-        settings = BootstrapSettings(n_boot=args.n_boot, confidence=args.ci, seed=args.seed)
+        settings = BootstrapSettings(n_boot=args.n_boot, confidence=args.ci, seed=args.seed,
+                                     correction=args.correction)
     except ValueError as err:  # named as the options are
         text = str(err).replace("n_boot=", "--n-boot ").replace("confidence=", "--ci ").replace("seed=", "--seed ")
         print(f"error: {text}", file=sys.stderr)

@@ -53,6 +53,9 @@ PRUNE_ROUNDING = ("round", "ceil")
 WEIGHT_DECAY_SCOPES = ("all", "last_layer")
 
 
+# How verdicts against ε widen the ψ_g intervals for the number of groups (ceag.analysis.bootstrap).
+CORRECTIONS = ("bonferroni", "none")
+
 DEFAULT_TOLERANCE = 0.02
 
 

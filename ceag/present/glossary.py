@@ -20,4 +20,15 @@ GLOSSARY: dict[str, str] = {
             "group (a replay buffer); λ_g follows it.",
     "interval": "A bootstrap confidence interval: the range the number would plausibly take on another draw of "
                 "the same number of samples. A small group gives a wide interval.",
+    "verdict vs ε": "For a run with a tolerance: meets ε when the group's whole ψ_g interval lies at or below ε, "
+                    "exceeds ε when it lies wholly above, cannot tell otherwise. These intervals are widened so "
+                    "that all the groups of a split hold together (Bonferroni), so a group truly at ε is called "
+                    "'exceeds' rarely.",
+    "min detectable gap": "The smallest ψ_g, in points, that this group's number of samples lets one tell from "
+                          "zero at the chosen confidence: z · √((1 − n_g/N) · d / n_g), with d the split's share "
+                          "of samples on which exactly one of the two models is right. A gap below it may be "
+                          "noise.",
+    "across seeds": "A mitigation against NFT over every seed run of both: the mean difference, with an interval "
+                    "that counts both the seeds and the samples (a hierarchical bootstrap: seeds with "
+                    "replacement, then the shared split's samples with replacement, paired).",
 }

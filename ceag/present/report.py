@@ -21,10 +21,11 @@ import pandas as pd
 
 from ceag.analysis.audit import Audit, audit
 from ceag.analysis.bootstrap import BootstrapSettings
+from ceag.analysis.verdicts import CANNOT_TELL, EXCEEDS, correction_text, counts_text
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.sentences.compare import audit_sentences
 from ceag.present.sentences.trust import audit_notes
-from ceag.present.words import confidence_label
+from ceag.present.words import confidence_label, run_label
 
 PACKAGES = ("ceag", "torch", "torchvision", "numpy", "pandas", "pyarrow", "duckdb", "plotly", "fairlearn",
             "scikit-learn", "streamlit")
@@ -80,18 +81,44 @@ def group_table_html(result: Audit) -> str:
     labels = audit_run_labels(result.groups)
     ci = confidence_label(result.settings)
     headers = ["run", "split", "group", "n", "dense acc", "acc", f"acc {ci} CI", "Δ_g", f"Δ_g {ci} CI", "ψ_g",
-               f"ψ_g {ci} CI", "flag"]
+               f"ψ_g {ci} CI", "verdict vs ε", "verdict interval", "min detectable gap", "flag"]
     rows = []
     for _, r in result.groups.iterrows():
-        flag = '<span class="flag">interval contains ε</span>' if r["indistinguishable"] else ""
+        flag = ""
         if r.get("too_small"):
             flag = f'<span class="flag">n = {r["n"]}: too few samples for an interval</span>'
         elif r["n"] == 0:
             flag = "no samples: undefined"
+        elif r.get("small_for_tolerance"):
+            flag = (f'<span class="flag">too small to audit at ε: gaps under {_pt(r["min_detectable_gap"])} points '
+                    "cannot be told from zero</span>")
+        verdict = r.get("verdict") if isinstance(r.get("verdict"), str) else ""
+        cls = ' class="flag"' if verdict in (EXCEEDS, CANNOT_TELL) else ""
         rows.append([html.escape(labels[r["run_id"]]), r["split"], html.escape(str(r["group_name"])), str(r["n"]),
                      _pt(r["dense_accuracy"]), _pt(r["accuracy"]), _interval(r, "accuracy"), _pt(r["acc_gap"]),
-                     _interval(r, "acc_gap"), _pt(r["excess_gap"]), _interval(r, "excess_gap"), flag])
+                     _interval(r, "acc_gap"), _pt(r["excess_gap"]), _interval(r, "excess_gap"),
+                     f"<span{cls}>{html.escape(verdict)}</span>" if verdict else "",
+                     _interval(r, "excess_gap_corrected") if verdict else "", _pt(r.get("min_detectable_gap")), flag])
     return _table(headers, rows, text_cols=3)
+
+
+def verdict_note_html(result: Audit) -> str:
+    """One line per constrained run and split: how many groups meet ε, exceed it or cannot tell, and how the
+    intervals were widened for the number of groups."""
+    from ceag.present.words import audit_run_labels
+
+    g = result.groups[result.groups["verdict"].notna()] if "verdict" in result.groups else result.groups.iloc[:0]
+    if g.empty:
+        return ""
+    labels = audit_run_labels(result.groups)
+    m = result.runs.set_index(["run_id", "split"])["verdict_groups"].to_dict() if "verdict_groups" in result.runs \
+        else {}
+    lines = []
+    for (rid, split), part in g.groupby(["run_id", "split"], sort=False):
+        how = correction_text(result.settings.correction, result.settings.confidence, int(m.get((rid, split), 0)))
+        lines.append(f"<li>{html.escape(labels[rid])}, {split}: {html.escape(counts_text(part['verdict']))} "
+                     f"({html.escape(how)})</li>")
+    return f"<p>Verdicts against ε, per run and split:</p><ul>{''.join(lines)}</ul>"
 
 
 def run_table_html(result: Audit) -> str:
@@ -106,7 +133,7 @@ def run_table_html(result: Audit) -> str:
         rows.append([html.escape(labels.get(r["run_id"], r["run_id"])), f"<code>{r['run_id']}</code>", r["split"],
                      _pt(r["accuracy"]), _interval(r, "accuracy"), _pt(r["dense_accuracy"]), _pt(r["max_excess_gap"]),
                      _interval(r, "max_excess_gap"), _pt(r["psi_pw"]), _interval(r, "psi_pw"), r["status"],
-                     str(r["reported_epoch"])])
+                     "" if r["reported_epoch"] is None or pd.isna(r["reported_epoch"]) else str(r["reported_epoch"])])
     return _table(headers, rows, text_cols=3)
 
 
@@ -120,10 +147,42 @@ def settings_table_html(result: Audit) -> str:
     return _table(["setting", *configs.keys()], rows, text_cols=len(configs) + 1)
 
 
+def across_seeds_section(results: str | os.PathLike, result: Audit) -> str | None:
+    """The report's section on each audited mitigation against NFT across seeds (``analysis.seeds``): sentences
+    for test max_g ψ_g first, then a table of every split and metric; None when no audited run has an NFT
+    run on the same seed to be paired with."""
+    from ceag.analysis.seed_cache import store_comparisons
+    from ceag.present.sentences.seeds import METRIC_WORDS, verdict_label, verdict_sentences
+
+    confidence = result.settings.confidence
+    ids = result.run_ids
+    frame, notes = store_comparisons(results, splits=("test", "train", "val"), n_boot=result.settings.n_boot,
+                                     confidence=confidence, run_ids=tuple(ids))
+    if frame.empty:
+        return None
+    mine = frame[[any(r in ids for r in cell.split(",")) for cell in frame["run_ids"]]]
+    mine = mine[mine["metric"] != "excess_gap"]
+    if mine.empty:
+        return None
+    text = "".join(f"<li>{html.escape(s)}</li>" for s in verdict_sentences(frame, ids, confidence=confidence))
+    ci = f"{100 * confidence:g} %"
+    rows = [[html.escape(run_label(r.method, r.tolerance)), f"{r.sparsity:g}", r.split, METRIC_WORDS[r.metric],
+             _pt(r.baseline), _pt(r.mitigation), _pt(r.diff), f"{_pt(r.diff_low)} – {_pt(r.diff_high)}",
+             html.escape(verdict_label(r._asdict())), str(r.seeds)] for r in mine.itertuples()]
+    table = _table(["mitigation", "sparsity", "split", "metric", "NFT (mean)", "mitigation (mean)", "difference",
+                    f"{ci} CI", "verdict", "seeds"], rows, text_cols=1)
+    extra = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
+    return (f"<p>Each mitigation against NFT on the same seeds and the same dense model: the mean difference "
+            f"(mitigation − NFT, points) and its {ci} interval from a hierarchical bootstrap (seeds with replacement, "
+            f"then the shared split's samples with replacement, {result.settings.n_boot} replicates).</p>"
+            f"<ul>{text}</ul>{table}{extra}")
+
+
 def render_html(result: Audit, *, title: str | None = None, generated_at: str | None = None,
-                casualties: str | None = None) -> str:
+                casualties: str | None = None, across: str | None = None) -> str:
     """The report as one HTML document (plotly.js embedded once, about 4.7 MB); ``casualties``: the section on
-    whom pruning hurt (``casualty_report.casualty_section``), left out when None."""
+    whom pruning hurt (``casualty_report.casualty_section``), ``across``: the section on mitigations against
+    NFT across seeds (``across_seeds_section``); each left out when None."""
     from ceag.present.glossary import GLOSSARY
     from ceag.present.plots.groups import group_interval_bars
 
@@ -148,10 +207,11 @@ def render_html(result: Audit, *, title: str | None = None, generated_at: str | 
 Accuracies in percent, gaps in percentage points. Intervals: {ci} paired percentile bootstrap,
 {s.n_boot} resamples of each split, seed {s.seed} (resampling as Fairlearn's MetricFrame does).</p>
 {notes}
+{"" if across is None else "<h2>Across seeds</h2>" + across}
 <h2>What the numbers say</h2><ul>{story}</ul>
 <h2>Excess accuracy gap ψ_g per group, with intervals and ε</h2>{charts[0]}
 <h2>Accuracy per group</h2>{charts[1]}
-<h2>Per-group table</h2>{group_table_html(result)}
+<h2>Per-group table</h2>{verdict_note_html(result)}{group_table_html(result)}
 <h2>Per run</h2>{run_table_html(result)}
 {"" if casualties is None else "<h2>What pruning broke</h2>" + casualties}
 <h2>Settings of every run</h2>{settings_table_html(result)}
@@ -202,6 +262,6 @@ def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.P
         section = casualty_section(results, result.run_ids, data_root or ".",
                                    thumbnails if data_root is not None else 0, excess_gap=excess_gaps(result),
                                    picture_split=picture_split)
-        text = render_html(result, casualties=section)
+        text = render_html(result, casualties=section, across=across_seeds_section(results, result))
         atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     return out, result

@@ -8,8 +8,11 @@
       dense/<dense_key>/          a dense model shared by every run with its settings (DENSE_MODEL, DENSE_OUTPUTS)
       pruned/<prune_key>/         the state at the end of gradual pruning, shared likewise (PRUNED_STATE)
       jobs/<job_id>/              a grid's progress feed, timeline, log and cancel request
+      audits/<audit_id>/          an audit of a predictions file made elsewhere (AUDIT_PREDICTIONS, AUDIT_RECORD;
+                                  ceag.analysis.stored_audits)
       cache/images/<key>/         decoded images, memory-mappable
       cache/fingerprints/         content hashes of data files, so only changed files are read again
+      cache/verdicts/             mitigations against NFT across seeds, once resampled (ceag.analysis.seed_cache)
 
 The folder is ``$CEAG_RESULTS``, else ``./results``, unless a command or the app names another.
 """
@@ -55,6 +58,11 @@ CANCEL = "cancel"                 # its presence asks the grid to stop
 LAUNCHER = "launcher.json"        # the app's launching process
 LOG = "log.txt"                   # the grid's output, for a job launched from the app
 
+# An audit folder: the audit of a predictions file (``python -m ceag audit``, the Audit predictions page).
+AUDITS = "audits"                 # <results>/audits/<audit_id>/, the id 12 hex digits of a SHA-256
+AUDIT_PREDICTIONS = "predictions.parquet"  # the file's rows, normalized (label, group and split columns as text)
+AUDIT_RECORD = "audit.json"       # written last: the options, the file's name and SHA-256, when it was made
+
 
 def resolve_results(path: str | os.PathLike | None = None) -> Path:
     """The results folder: the argument, else $CEAG_RESULTS, else ./results."""
@@ -92,3 +100,8 @@ def job_dir(results: str | os.PathLike, job_id: str) -> Path:
 def cache_dir(results: str | os.PathLike | None) -> Path | None:
     """``<results>/cache``, where the data layer keeps decoded images and file hashes (None: no cache)."""
     return Path(results) / "cache" if results is not None else None
+
+
+def verdict_cache(results: str | os.PathLike) -> Path:
+    """``<results>/cache/verdicts``: the across-seed comparisons already resampled, per split and settings."""
+    return Path(results) / "cache" / "verdicts"

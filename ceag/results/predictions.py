@@ -143,24 +143,36 @@ def _compute(results: Path, run_id: str) -> pd.DataFrame:
     return predictions_frame(data, model_outputs(model, data, cfg.amp, cfg.eval_batch_size), dense_outputs)
 
 
+ALL_SPLITS = "all"  # ``predictions(split=ALL_SPLITS)``: every split, with a split column first
+
+
 def predictions(results: str | os.PathLike | None, run_id: str, split: str = "test") -> pd.DataFrame:
-    """One row per sample of ``split``, for auditors' own tools (e.g. Fairlearn).
+    """One row per sample of ``split``, for auditors' own tools (e.g. Fairlearn, ``ceag audit --predictions``).
 
     Columns: ``y_true``, ``y_pred``, ``group`` (id), ``group_name``, then ``sample_id``, ``file`` (the
     image relative to the data folder; null for built-in data), ``p_pred`` (probability of ``y_pred``),
-    ``dense_pred`` and ``dense_p_pred``.
+    ``dense_pred`` and ``dense_p_pred``. ``split="all"``: every split of the run (train, val, test, each
+    in the run's sample order) with a ``split`` column first. Raises ValueError for a split the run lacks.
     """
     frame = run_predictions(results, run_id)
-    if split not in set(frame["split"]):
-        present = [s for s in SPLITS if s in set(frame["split"])]
-        raise ValueError(f"split {split!r} does not exist for this run; it has {', '.join(present)}")
-    part = frame[frame["split"] == split].reset_index(drop=True)
+    present = [s for s in SPLITS if s in set(frame["split"])]
+    if split == ALL_SPLITS:
+        order = frame["split"].map({s: i for i, s in enumerate(SPLITS)})
+        part = frame.iloc[order.to_numpy().argsort(kind="stable")].reset_index(drop=True)
+    elif split not in present:
+        raise ValueError(f"split {split!r} does not exist for this run; it has {', '.join(present)} "
+                         f"(or {ALL_SPLITS}: every split)")
+    else:
+        part = frame[frame["split"] == split].reset_index(drop=True)
     names, _ = run_names(results, run_id)
     group_name = [names[g] if 0 <= g < len(names) else str(g) for g in part["group_id"]]
-    return pd.DataFrame({"y_true": part["y_true"], "y_pred": part["y_pred"], "group": part["group_id"],
-                         "group_name": group_name, "sample_id": part["sample_id"], "file": part["file"],
-                         "p_pred": part["p_pred"],
-                         "dense_pred": part["dense_pred"], "dense_p_pred": part["dense_p_pred"]})
+    out = pd.DataFrame({"y_true": part["y_true"], "y_pred": part["y_pred"], "group": part["group_id"],
+                        "group_name": group_name, "sample_id": part["sample_id"], "file": part["file"],
+                        "p_pred": part["p_pred"],
+                        "dense_pred": part["dense_pred"], "dense_p_pred": part["dense_p_pred"]})
+    if split == ALL_SPLITS:
+        out.insert(0, "split", part["split"].to_numpy())
+    return out
 
 
 def run_names(results: str | os.PathLike | None, run_id: str) -> tuple[list[str], list[str]]:

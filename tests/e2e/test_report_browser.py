@@ -32,7 +32,11 @@ def test_report_renders_offline_with_its_charts(tmp_path):
     groups = queries.audit_groups(tmp_path, ids)
     for col in ("accuracy", "dense_accuracy", "acc_gap", "excess_gap"):  # intervals as the audit adds them
         groups[f"{col}_low"], groups[f"{col}_high"] = groups[col] - 0.02, groups[col] + 0.02
-    groups["indistinguishable"] = False
+    groups["excess_gap_corrected_low"], groups["excess_gap_corrected_high"] = groups.excess_gap - 0.03, \
+        groups.excess_gap + 0.03
+    groups["min_detectable_gap"], groups["small_for_tolerance"], groups["corrected_for"] = 0.02, False, 3
+    groups["verdict"] = [("meets ε" if g < t - 0.03 else "cannot tell") if t == t else None
+                         for g, t in zip(groups.excess_gap, groups.tolerance, strict=True)]
     runs = queries.audit_runs(tmp_path, ids)
     report = tmp_path / "report.html"
     report.write_text(render_html(Audit(groups, runs, BootstrapSettings())), encoding="utf-8")

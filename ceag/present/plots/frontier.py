@@ -16,6 +16,7 @@ from ceag.present.plots.style import (
     robust_range,
     sparsity_symbol,
 )
+from ceag.present.sentences.seeds import verdict_label, vs_nft_text
 
 
 def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "test", clip: bool = False) -> go.Figure:
@@ -69,10 +70,15 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
         setting = [f"sparsity {s:g}" + ("" if pd.isna(t) else f"<br>tolerance ε {100 * t:g}%")
                    + ("<br><i>outside the clipped range: drawn on its edge</i>" if c else "")
                    for s, t, c in zip(part["sparsity"], part["tolerance"], clipped, strict=True)]
+        versus = np.asarray([f"<br>{text}" if text else "" for text in (
+            vs_nft_text(r[f"{metric}_vs_nft"], r[f"{metric}_vs_nft_low"], r[f"{metric}_vs_nft_high"],
+                        r["vs_nft_seeds"]) if f"{metric}_vs_nft" in part else "" for _, r in part.iterrows())],
+            dtype=object)
         custom = np.stack([
             part["run_ids"].map(lambda ids: ",".join(ids)).to_numpy(),
             part["sparsity"].to_numpy(), part["tolerance"].fillna(np.nan).to_numpy(),
             part["seeds"].to_numpy(), part["model"].to_numpy(), np.asarray(setting, dtype=object), true_x, true_y,
+            versus,
         ], axis=1)
         fig.add_scatter(
             x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method), legendgroup=method, showlegend=False,
@@ -83,7 +89,8 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
             customdata=custom,
             hovertemplate=(f"<b>{METHOD_LABELS.get(method, method)}</b> (%{{customdata[4]}})<br>"
                            "%{customdata[5]}<br>seeds %{customdata[3]}<br>accuracy %{customdata[7]:.2f}%<br>"
-                           f"{METRIC_LABELS[metric]} %{{customdata[6]:.2f}}<br>runs %{{customdata[0]}}<extra></extra>"),
+                           f"{METRIC_LABELS[metric]} %{{customdata[6]:.2f}}%{{customdata[8]}}<br>runs "
+                           "%{customdata[0]}<extra></extra>"),
         )
     ok = ~(np.isnan(xs_all) | np.isnan(ys_all))
     front = pareto_front(xs_all[ok], ys_all[ok])
@@ -123,8 +130,14 @@ FRONTIER_COLUMNS = {  # summary column -> (label with its unit, scale)
     "accuracy_std": ("accuracy std (points)", 100), "max_excess_gap": ("max_g ψ_g (points)", 100),
     "max_excess_gap_std": ("max_g ψ_g std (points)", 100), "psi_pw": ("Ψ_PW (points)", 100),
     "psi_pw_std": ("Ψ_PW std (points)", 100), "dense_accuracy": ("dense accuracy (%)", 100),
+    "max_excess_gap_vs_nft": ("max_g ψ_g vs NFT (points)", 100),
+    "max_excess_gap_vs_nft_low": ("max_g ψ_g vs NFT low (points)", 100),
+    "max_excess_gap_vs_nft_high": ("max_g ψ_g vs NFT high (points)", 100),
+    "psi_pw_vs_nft": ("Ψ_PW vs NFT (points)", 100), "psi_pw_vs_nft_low": ("Ψ_PW vs NFT low (points)", 100),
+    "psi_pw_vs_nft_high": ("Ψ_PW vs NFT high (points)", 100), "vs_nft_seeds": ("seeds paired with NFT", None),
     "diverged": ("diverged runs", None), "run_ids": ("run ids", None),
 }
+VERDICT_COLUMNS = {"max_excess_gap": "max_g ψ_g vs NFT: verdict", "psi_pw": "Ψ_PW vs NFT: verdict"}
 
 
 def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -132,6 +145,8 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
 
     Percent and points are 100x the store's fractions; ``run ids`` is comma-joined. A method
     without a tolerance has an empty tolerance. Every column name ends in its unit where it has one.
+    With ``seeds.attach_to_cells``' columns, each mitigation's difference from NFT across seeds, its
+    interval and its verdict in words follow.
     """
     out = pd.DataFrame({"split": split}, index=summary.index)
     for column, (label, scale) in FRONTIER_COLUMNS.items():
@@ -145,6 +160,12 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
         elif scale:
             values = scale * values.astype(float)
         out[label] = values
+        metric = column.removesuffix("_vs_nft_high")
+        if column.endswith("_vs_nft_high") and metric in VERDICT_COLUMNS:  # the verdict in words after the interval
+            out[VERDICT_COLUMNS[metric]] = [
+                "" if pd.isna(d) else verdict_label({"diff_low": lo, "diff_high": hi, "seeds": n})
+                for d, lo, hi, n in zip(summary[f"{metric}_vs_nft"], summary[f"{metric}_vs_nft_low"],
+                                        summary[column], summary["vs_nft_seeds"], strict=True)]
     return out.reset_index(drop=True)
 
 

@@ -59,7 +59,7 @@ def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap", *,
         method = run["method"].iloc[0]
         color = METHOD_COLORS["nft"] if method == "nft" else palette(i)
         tol = run["tolerance"].iloc[0]
-        if method == "ceag" and not pd.isna(tol):
+        if not pd.isna(tol):  # a run held to a tolerance (CEAG, CEAG+VS, a model audited against ε)
             tolerances.setdefault(float(tol), color)
         for row, split in enumerate(splits, start=1):
             part = run[run["split"] == split]

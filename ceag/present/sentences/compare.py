@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from ceag.analysis.verdicts import CANNOT_TELL, EXCEEDS, MEETS, counts_text
+from ceag.config.vocabulary import METHODS
 from ceag.present.words import BASELINE, DEFAULT_THRESHOLD, points, run_label
 
 if TYPE_CHECKING:
@@ -49,6 +51,39 @@ def _too_small(row: pd.Series) -> bool:
     return flag is not None and not pd.isna(flag) and bool(flag)
 
 
+def corrected_span(row: pd.Series) -> tuple[float, float] | None:
+    """The ψ_g interval widened for the number of groups (``bootstrap``'s corrected one), or None."""
+    lo, hi = row.get("excess_gap_corrected_low"), row.get("excess_gap_corrected_high")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return None
+    return float(lo), float(hi)
+
+
+def widened(row: pd.Series) -> str:
+    """'its interval, widened for the 5 groups,' (or 'its interval' where it was not widened)."""
+    m = row.get("corrected_for")
+    if m is None or pd.isna(m) or int(m) <= 1:
+        return "its interval"
+    return f"its interval, widened for the {int(m)} groups,"
+
+
+def zero_clause(row: pd.Series) -> str:
+    """'; with this data it cannot be told from zero (...)' when the group's corrected interval contains 0."""
+    span = corrected_span(row)
+    if span is None or not span[0] <= 0 <= span[1]:
+        return ""
+    return (f"; with this data a gap this size cannot be told from zero ({widened(row)} runs from "
+            f"{points(span[0])} to {points(span[1])})")
+
+
+def hurts_most(row: pd.Series, method: str = "NFT") -> str:
+    """'NFT hurts digit 8 most' when the group lost accuracy; 'under NFT, White gains less than average' when it
+    gained (a group whose accuracy rose is never called hurt)."""
+    if row["acc_gap"] > 0:
+        return f"{method} hurts {row['group_name']} most"
+    return f"under {method}, {row['group_name']} gains less than average"
+
+
 def loss_clause(row: pd.Series, subject: str = "it", what: str = "accuracy") -> str:
     """'it loses 40.0 points of accuracy while the model as a whole loses 6.8'."""
     overall = row["acc_gap"] - row["excess_gap"]
@@ -58,12 +93,30 @@ def loss_clause(row: pd.Series, subject: str = "it", what: str = "accuracy") -> 
 
 
 def _tolerance_verdict(row: pd.Series, tolerance: float) -> str:
-    lo, hi = row.get("excess_gap_low"), row.get("excess_gap_high")
     side = "within" if row["excess_gap"] <= tolerance else "above"
     text = f"{side} its tolerance of {points(tolerance)} points"
-    if lo is not None and hi is not None and not pd.isna(lo) and lo <= tolerance <= hi:
-        text += ", though its interval contains the tolerance, so the two cannot be told apart"
-    return text
+    return text + _verdict_words(row, tolerance)
+
+
+def _verdict_words(row: pd.Series, tolerance: float) -> str:
+    """What the data can tell about ψ_g against ε, from the row's ``verdict`` ('' without one)."""
+    verdict, span = row.get("verdict"), corrected_span(row)
+    if verdict == MEETS:
+        return f", and the data shows it: {widened(row)} stays at or below ε"
+    if verdict == EXCEEDS:
+        return f", and the data shows it: {widened(row).replace('its', 'its whole', 1)} lies above ε"
+    if verdict == CANNOT_TELL:
+        if span is None:
+            return f", but with n = {int(row['n'])} samples it cannot be told from ε"
+        return (f", but with this data it cannot be told from ε ({widened(row)} runs from {points(span[0])} to "
+                f"{points(span[1])})")
+    return ""
+
+
+def _external(setting: pd.DataFrame) -> bool:
+    """Whether a setting's runs are models audited from a file (``ceag audit --predictions``): none of them is
+    a method of ceag's, so there is no NFT baseline, sparsity or seed to speak of."""
+    return not set(setting["method"]) & set(METHODS)
 
 
 def _group(part: pd.DataFrame, name: str) -> pd.Series | None:
@@ -84,8 +137,9 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
     keys = ["dataset", "model", "sparsity", "seed"]
     runs = groups.drop_duplicates("run_id")
     several = runs[keys].drop_duplicates().shape[0] > 1
-    for key, setting in runs.groupby(keys, sort=False):
-        prefix = (f"At sparsity {100 * key[2]:g} % ({key[0]}/{key[1]}, seed {key[3]}): " if several else "")
+    for key, setting in runs.groupby(keys, sort=False, dropna=False):
+        prefix = (f"At sparsity {100 * key[2]:g} % ({key[0]}/{key[1]}, seed {key[3]}): "
+                  if several and not pd.isna(key[2]) else "")
         base_ids = setting.loc[setting["method"] == BASELINE, "run_id"]
         others = setting[setting["method"] != BASELINE].sort_values(["method", "tolerance"], na_position="first")
         if base_ids.empty:
@@ -93,12 +147,17 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
                 test = groups[(groups.run_id == row.run_id) & (groups.split == "test")]
                 worst = worst_group(test)
                 label = run_label(row.method, row.tolerance)
-                if worst is not None:
+                if worst is not None and _external(setting):
+                    out.append(f"Under {label}, the worst group on test is {worst.group_name} (ψ_g = "
+                               f"{points(worst.excess_gap)} points{_interval(worst, confidence, inner=True)})"
+                               + (f", {_tolerance_verdict(worst, row.tolerance)}" if not pd.isna(row.tolerance)
+                                  else zero_clause(worst)) + ".")
+                elif worst is not None:
                     lead = f"{prefix}there" if prefix else "There"
                     out.append(f"{lead} is no NFT run to compare with; under {label}"
                                f" the worst group on test is {worst.group_name} (ψ_g = {points(worst.excess_gap)} "
                                f"points{_interval(worst, confidence, inner=True)}).")
-                if row.method == "ceag" and not pd.isna(row.tolerance):
+                if not pd.isna(row.tolerance):
                     out.extend(_indistinguishable(groups[groups.run_id == row.run_id], row.tolerance, label, prefix))
             continue
         base = groups[groups.run_id == base_ids.iloc[0]]
@@ -114,8 +173,9 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
                            f"as a whole: the worst, {worst.group_name}, has ψ_g = {points(worst.excess_gap)} points"
                            f"{_interval(worst, confidence)}.")
             else:
-                out.append(f"{prefix}On {split}, NFT hurts {worst.group_name} most: {loss_clause(worst)}, "
-                           f"{points(worst.excess_gap)} points more (ψ_g{_interval(worst, confidence, inner=True)}).")
+                out.append(f"{prefix}On {split}, {hurts_most(worst)}: {loss_clause(worst)}, "
+                           f"{points(worst.excess_gap)} points {'more' if worst.acc_gap > 0 else 'less'} "
+                           f"(ψ_g{_interval(worst, confidence, inner=True)}){zero_clause(worst)}.")
         for row in others.itertuples():
             label = run_label(row.method, row.tolerance)
             mine = groups[groups.run_id == row.run_id]
@@ -131,14 +191,15 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
                     parts.append(f"{name} at ψ_g = " + " and ".join(values))
             if parts:
                 out.append(f"{prefix}{label} leaves " + "; ".join(parts) + " points.")
-            tol = row.tolerance if row.method == "ceag" and not pd.isna(row.tolerance) else None
+            tol = None if pd.isna(row.tolerance) else row.tolerance
             if tol is not None:
                 worst_train = worst_group(mine[mine.split == "train"])
                 if worst_train is not None:
                     verdict = ("keeps every group within" if worst_train.excess_gap <= tol
                                else "does not keep every group within")
                     out.append(f"{prefix}On train, {label} {verdict} its tolerance: the worst group, "
-                               f"{worst_train.group_name}, has ψ_g = {points(worst_train.excess_gap)} points.")
+                               f"{worst_train.group_name}, has ψ_g = {points(worst_train.excess_gap)} points"
+                               f"{_verdict_words(worst_train, tol)}.")
             worst_test = worst_group(mine[mine.split == "test"])
             if worst_test is not None:
                 text = (f"{prefix}Under {label}, the worst group on test is {worst_test.group_name} at ψ_g = "
@@ -155,25 +216,10 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
     return out
 
 
-def _span(row: pd.Series) -> tuple[float, float] | None:
-    lo, hi = row.get("excess_gap_low"), row.get("excess_gap_high")
-    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
-        return None
-    return float(lo), float(hi)
-
-
 def _against_tolerance(row: pd.Series, tolerance: float) -> str:
-    """Where a ψ_g and its interval lie against ε, in words."""
-    span, eps = _span(row), points(tolerance)
-    if row["excess_gap"] <= tolerance:
-        if span is None:
-            return f"within ε = {eps}"
-        if span[1] <= tolerance:
-            return f"within ε = {eps}, even at the top of its interval"
-        return f"within ε = {eps}, though its interval reaches {points(span[1])}"
-    if span is not None and span[0] <= tolerance:
-        return f"above ε = {eps}, though its interval contains ε"
-    return f"above ε = {eps}" + (", even at the bottom of its interval" if span is not None else "")
+    """Where a ψ_g lies against ε, in words, with what the data can tell (its verdict)."""
+    side = "within" if row["excess_gap"] <= tolerance else "above"
+    return f"{side} ε = {points(tolerance)}" + _verdict_words(row, tolerance)
 
 
 def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> list[str]:
@@ -191,10 +237,21 @@ def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> lis
     keys = ["dataset", "model", "sparsity", "seed"]
     runs = groups.drop_duplicates("run_id")
     varies = {k: runs[k].nunique() > 1 for k in keys}
-    for key, setting in runs.groupby(keys, sort=False):
+    for key, setting in runs.groupby(keys, sort=False, dropna=False):
         extra = [f"{key[0]}/{key[1]}"] if varies["dataset"] or varies["model"] else []
-        extra += [f"seed {key[3]}"] if varies["seed"] else []
+        extra += [f"seed {key[3]}, one run per method"]
         where = f"At {100 * key[2]:g} % sparsity" + (f" ({', '.join(extra)})" if extra else "")
+        if _external(setting):  # models audited from a file: no sparsity, seed or NFT to speak of
+            for row in setting.itertuples():
+                worst = worst_group(groups[(groups.run_id == row.run_id) & (groups.split == "test")])
+                if worst is not None:
+                    text = (f"Under {run_label(row.method, row.tolerance)}, the worst group on test is "
+                            f"{worst.group_name}: {loss_clause(worst)}, ψ_g = {points(worst.excess_gap)}"
+                            f"{_interval(worst, confidence)}")
+                    text += (f", {_against_tolerance(worst, row.tolerance)}" if not pd.isna(row.tolerance)
+                             else zero_clause(worst))
+                    out.append(text + ".")
+            continue
         base_ids = setting.loc[setting["method"] == BASELINE, "run_id"]
         others = setting[setting["method"] != BASELINE].sort_values(["method", "tolerance"], na_position="first")
         hurt = None
@@ -211,8 +268,10 @@ def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> lis
                                f"{_interval(worst, confidence)}.")
             continue
         train = _group(base[base.split == "train"], hurt.group_name)
-        text = (f"{where}, NFT hurts {hurt.group_name} most on test: it loses {points(hurt.excess_gap)} points more "
-                f"accuracy than the model as a whole (ψ_g{_interval(hurt, confidence, inner=True)})")
+        more = "more accuracy than" if hurt.acc_gap > 0 else "less accuracy than"
+        verb = "loses" if hurt.acc_gap > 0 else "gains"
+        text = (f"{where}, {hurts_most(hurt)} on test: it {verb} {points(hurt.excess_gap)} points {more} the model "
+                f"as a whole (ψ_g{_interval(hurt, confidence, inner=True)}){zero_clause(hurt)}")
         if train is not None:
             text += f"; on train, {points(train.excess_gap)}"
         out.append(text + ".")
@@ -224,7 +283,7 @@ def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> lis
                 continue
             text = (f"{label} brings {hurt.group_name} to ψ_g = {points(own.excess_gap)} on test"
                     f"{_interval(own, confidence)}")
-            tol = row.tolerance if row.method == "ceag" and not pd.isna(row.tolerance) else None
+            tol = None if pd.isna(row.tolerance) else row.tolerance
             if tol is not None:
                 text += f", {_against_tolerance(own, tol)}"
             if worst.group_name == hurt.group_name:
@@ -239,20 +298,26 @@ def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> lis
 
 
 def _indistinguishable(rows: pd.DataFrame, tolerance: float, label: str, prefix: str) -> list[str]:
-    if "excess_gap_low" not in rows:
+    """Per split, how many groups meet ε, exceed it or cannot tell, and the groups too small to audit at ε."""
+    if "verdict" not in rows:
         return []
     out = []
     for split in ("train", "test"):
-        part = rows[rows.split == split]
-        flagged = part[(part["excess_gap_low"] <= tolerance) & (tolerance <= part["excess_gap_high"])]
-        if len(flagged) > 3:  # name a few; count the rest
-            out.append(f"{prefix}On {split}, the ψ_g intervals of {len(flagged)} of {len(part)} groups under {label} "
-                       "contain the tolerance: with this many samples they cannot be told apart from it.")
-        elif not flagged.empty:
-            names = ", ".join(flagged["group_name"])
-            verb = "interval of {} contains" if len(flagged) == 1 else "intervals of {} contain"
-            out.append(f"{prefix}On {split}, the ψ_g {verb.format(names)} the tolerance under {label}: with this "
-                       "many samples they cannot be told apart from it.")
+        part = rows[(rows.split == split) & rows["verdict"].notna()]
+        if part.empty:
+            continue
+        m = part["corrected_for"].max() if "corrected_for" in part else None
+        how = (f" (intervals widened for the {int(m)} groups, Bonferroni)" if m is not None and not pd.isna(m)
+               and int(m) > 1 else " (intervals not widened for the number of groups)")
+        out.append(f"{prefix}On {split}, under {label}: {counts_text(part['verdict'])}{how}.")
+        small = part[part["small_for_tolerance"].fillna(False).astype(bool)] if "small_for_tolerance" in part \
+            else part.iloc[:0]
+        for row in small.head(3).itertuples():
+            out.append(f"{prefix}{row.group_name} on {split}: {row.n} samples; gaps under "
+                       f"{points(row.min_detectable_gap)} points cannot be told from zero, so it is too small to "
+                       f"audit at ε = {points(tolerance)}.")
+        if len(small) > 3:
+            out.append(f"{prefix}{len(small) - 3} more groups on {split} are too small to audit at ε.")
     return out
 
 

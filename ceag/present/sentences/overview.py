@@ -13,6 +13,11 @@ the numbers behind it kept for a folded "details" list.
 Inputs are per-group rows as ``queries.story_groups`` returns them (method, tolerance, sparsity, seed,
 split, group_name, acc_gap, excess_gap; fractions), of one dataset; values of several seeds are averaged
 per group, and the sentences say how many. Values are written in percentage points.
+
+With ``bounds`` (``bounds_from`` on ``analysis.seeds.comparisons_frame`` rows), each claim about a
+group's ψ_g says when the data cannot tell it from zero or from ε: the interval of its mean over
+seeds, over seeds and samples, widened for the number of groups because the group named is the
+worst one, chosen among all.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES
 from ceag.present.sentences.compare import loss_clause, worst_group
 from ceag.present.words import BASELINE, DEFAULT_THRESHOLD, points, tolerance_text
 
@@ -38,10 +44,76 @@ class StoryPoint:
     details: list[str] = field(default_factory=list)
 
 
+Bounds = dict[tuple, tuple[float, float, int]]
+
+
+def bounds_from(frame: pd.DataFrame) -> Bounds:
+    """{(model, method, tolerance or None, sparsity, split, group_id): (low, high, seeds)} of each group's mean
+    ψ_g, from ``comparisons_frame`` rows: the mitigations' own and NFT's (from the comparison with the
+    most seeds)."""
+    out: Bounds = {}
+    if frame.empty:
+        return out
+    rows = frame[frame["metric"] == "excess_gap"].sort_values("seeds", kind="stable")
+    for r in rows.itertuples():
+        tol = None if pd.isna(r.tolerance) else round(float(r.tolerance), 9)
+        where = (round(float(r.sparsity), 9), r.split, int(r.group_id))
+        out[(r.model, r.method, tol, *where)] = (r.mitigation_low, r.mitigation_high, int(r.seeds))
+        out[(r.model, BASELINE, None, *where)] = (r.baseline_low, r.baseline_high, int(r.seeds))
+    return out
+
+
+def _bound(bounds: Bounds | None, model: str, method: str, tolerance, sparsity: float, split: str,
+           row: pd.Series) -> tuple[float, float, int] | None:
+    if not bounds:
+        return None
+    tol = None if tolerance is None or pd.isna(tolerance) else round(float(tolerance), 9)
+    found = bounds.get((model, method, tol, round(float(sparsity), 9), split, int(row.group_id)))
+    if found is None or pd.isna(found[0]) or pd.isna(found[1]):
+        return None
+    return found
+
+
+def _seeds_words(seeds: int) -> str:
+    return "one seed" if seeds == 1 else f"{seeds} seeds"
+
+
+def _zero_words(span: tuple[float, float, int] | None, row: pd.Series | None = None) -> str:
+    """' — with 3 seeds and this data it cannot be told from zero (interval −0.4 to 3.1)' when it cannot; for a
+    group with too few samples for an interval, that it is too few (with ``row``, its seed-mean row)."""
+    n = None if row is None else row.get("n")
+    if span is None and n is not None and not pd.isna(n) and 0 < n < MIN_INTERVAL_SAMPLES:
+        return f"; it rests on {int(n)} samples, too few for an interval"
+    if span is None or not span[0] <= 0 <= span[1]:
+        return ""
+    return (f"; with {_seeds_words(span[2])} and this data that gap cannot be told from zero (interval "
+            f"{points(span[0])} to {points(span[1])})")
+
+
+def _tolerance_words(span: tuple[float, float, int] | None, tolerance: float, row: pd.Series | None = None) -> str:
+    """'; with 3 seeds and this data it cannot be told from ε (interval …)' when the interval contains ε; for a
+    group with too few samples for an interval (with ``row``, its seed-mean row), that it is too few."""
+    n = None if row is None else row.get("n")
+    if span is None and n is not None and not pd.isna(n) and 0 < n < MIN_INTERVAL_SAMPLES:
+        return f"; it rests on {int(n)} samples, too few for an interval"
+    if span is None or not span[0] <= tolerance <= span[1]:
+        return ""
+    return (f"; with {_seeds_words(span[2])} and this data it cannot be told from ε (interval {points(span[0])} "
+            f"to {points(span[1])})")
+
+
+def _ceag_words(bounds: Bounds | None, st: _Setting, tolerance: float, split: str, row: pd.Series) -> str:
+    """``_tolerance_words`` for CEAG's row of group ``row`` at ``st``'s sparsity ('' without bounds)."""
+    if not bounds:
+        return ""
+    return _tolerance_words(_bound(bounds, st.model, MITIGATION, tolerance, st.sparsity, split, row), tolerance, row)
+
+
 def _seed_means(groups: pd.DataFrame) -> pd.DataFrame:
     keys = ["method", "tolerance", "sparsity", "split", "group_id", "group_name"]
     out = groups.groupby(keys, dropna=False, sort=True).agg(
-        excess_gap=("excess_gap", "mean"), acc_gap=("acc_gap", "mean"), seeds=("seed", "nunique")).reset_index()
+        excess_gap=("excess_gap", "mean"), acc_gap=("acc_gap", "mean"), seeds=("seed", "nunique"),
+        n=("n", "min")).reset_index()
     return out
 
 
@@ -78,6 +150,7 @@ class _Setting:
     sparsity: float
     nft: pd.Series
     ceag: dict[float, pd.Series]
+    model: str = ""
 
     @property
     def met(self) -> list[float]:
@@ -88,10 +161,11 @@ class _Setting:
         return [t for t, w in self.ceag.items() if w.excess_gap > t]
 
 
-def overview_story(groups: pd.DataFrame) -> list[StoryPoint]:
+def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[StoryPoint]:
     """The Overview's story for one dataset and model (see the module docstring).
 
-    ``groups``: ``queries.story_groups`` rows of one dataset (the first model in sorted order is told).
+    ``groups``: ``queries.story_groups`` rows of one dataset (the first model in sorted order is told);
+    ``bounds``: ``bounds_from`` rows, so the sentences say what the data cannot tell (None: point values only).
     Returns [] when there is nothing to tell, and one point saying what is missing without NFT runs.
     """
     if groups.empty:
@@ -111,43 +185,53 @@ def overview_story(groups: pd.DataFrame) -> list[StoryPoint]:
         tolerances = sorted(means.loc[(means.method == MITIGATION) & (means.sparsity == s), "tolerance"].dropna()
                             .unique())
         ceag = {float(t): w for t in tolerances if (w := _worst_of(means, MITIGATION, s, "train", t)) is not None}
-        settings[s] = _Setting(float(s), nft, ceag)
+        settings[s] = _Setting(float(s), nft, ceag, model)
     if not settings:
         return []
     repaired = [st for st in settings.values() if st.met and st.nft.excess_gap > min(st.met)]
     lead = max(repaired or settings.values(), key=lambda st: st.nft.excess_gap)
     seeds = int(groups.loc[np.isclose(groups["sparsity"], lead.sparsity), "seed"].nunique())
     where = f"On {dataset} with the {model} model" + (f", averaged over {seeds} seeds" if seeds > 1 else "")
-    story = [_lead_point(means, lead, where, repaired=bool(repaired))]
+    story = [_lead_point(means, lead, where, repaired=bool(repaired), bounds=bounds)]
     if lead.met:
-        story.append(_test_point(means, lead))
-    story += [_out_of_reach_point(st) for st in settings.values() if st.ceag and not st.met]
+        story.append(_test_point(means, lead, bounds))
+    story += [_out_of_reach_point(st, bounds) for st in settings.values() if st.ceag and not st.met]
     story += [_other_point(means, st) for st in settings.values()
               if st is not lead and (st.met or not st.ceag)]
     return story
 
 
-def overview_sentences(groups: pd.DataFrame) -> list[str]:
+def overview_sentences(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[str]:
     """The story's short sentences, in order (``overview_story`` keeps the numbers behind each)."""
-    return [p.text for p in overview_story(groups)]
+    return [p.text for p in overview_story(groups, bounds)]
 
 
-def _lead_point(means: pd.DataFrame, st: _Setting, where: str, *, repaired: bool) -> StoryPoint:
+def _lead_point(means: pd.DataFrame, st: _Setting, where: str, *, repaired: bool,
+                bounds: Bounds | None = None) -> StoryPoint:
     s, w = st.sparsity, st.nft
     details = [f"With plain fine-tuning (NFT) at {_pct(s)}, {loss_clause(w, w.group_name, 'training accuracy')}: "
                f"ψ_g = {points(w.excess_gap)} points."]
     for t, c in st.ceag.items():
         verdict = "within" if c.excess_gap <= t else "above"
         details.append(f"CEAG with {tolerance_text(t)}: the worst group on train is {c.group_name} at "
-                       f"{points(c.excess_gap)} points, {verdict} ε.")
+                       f"{points(c.excess_gap)} points, {verdict} ε"
+                       f"{_ceag_words(bounds, st, t, 'train', c)}.")
+    nft_zero = _zero_words(_bound(bounds, st.model, BASELINE, None, s, "train", w), w if bounds else None)
     if repaired:
         t = min(st.met)
+        c = st.ceag[t]
         text = (f"{where}, pruning to {_pct(s)} sparsity shows the problem and its repair: with plain fine-tuning "
-                f"(NFT) {_behind(w)} on the training data (ψ_g), and CEAG with {tolerance_text(t)} brings every "
-                f"group within ε there (worst: {st.ceag[t].group_name}, {points(st.ceag[t].excess_gap)}).")
+                f"(NFT) {_behind(w)} on the training data (ψ_g){nft_zero}, and CEAG with {tolerance_text(t)} brings "
+                f"every group within ε there (worst: {c.group_name}, {points(c.excess_gap)}"
+                f"{_ceag_words(bounds, st, t, 'train', c)}).")
         return StoryPoint(text, f"{_pct(s)}, on train", details)
-    text = f"{where}, pruning hurts most at {_pct(s)} sparsity: with plain fine-tuning (NFT) {_behind(w)} on the " \
-           "training data (ψ_g)"
+    if w.acc_gap > 0:
+        text = (f"{where}, pruning hurts a group most at {_pct(s)} sparsity: with plain fine-tuning (NFT) "
+                f"{_behind(w)} on the training data (ψ_g){nft_zero}")
+    else:
+        text = (f"{where}, at {_pct(s)} sparsity plain fine-tuning (NFT) leaves {w.group_name} furthest behind on "
+                f"the training data, though it does not hurt it: {loss_clause(w, w.group_name, 'training accuracy')}"
+                f" (ψ_g = {points(w.excess_gap)}){nft_zero}")
     if not st.ceag:
         text += f"; there are no CEAG runs at {_pct(s)} to show what the constraint does."
     elif st.met:
@@ -157,19 +241,20 @@ def _lead_point(means: pd.DataFrame, st: _Setting, where: str, *, repaired: bool
     return StoryPoint(text, f"{_pct(s)}, on train", details)
 
 
-def _test_point(means: pd.DataFrame, st: _Setting) -> StoryPoint:
+def _test_point(means: pd.DataFrame, st: _Setting, bounds: Bounds | None = None) -> StoryPoint:
     s, t = st.sparsity, min(st.met)
     worst = _worst_of(means, MITIGATION, s, "test", t)
     nft = _worst_of(means, BASELINE, s, "test")
     if worst is None:
         return StoryPoint(f"There is no test data for CEAG at {_pct(s)}.", f"{_pct(s)}, on test")
+    unsure = _ceag_words(bounds, st, t, "test", worst)
     if worst.excess_gap <= t:
         text = (f"On the test data the repair holds: under CEAG ({tolerance_text(t)}) the worst group, "
-                f"{worst.group_name}, is {points(worst.excess_gap)} points behind, within ε")
+                f"{worst.group_name}, is {points(worst.excess_gap)} points behind, within ε{unsure}")
     else:
         text = (f"On the test data it does not hold: under CEAG ({tolerance_text(t)}) {worst.group_name} ends "
-                f"{points(worst.excess_gap)} points behind, above ε — the constraint held on the data it trained "
-                "on, not on new data")
+                f"{points(worst.excess_gap)} points behind, above ε{unsure}"
+                + ("" if unsure else " — the constraint held on the data it trained on, not on new data"))
     if nft is not None:
         worse = ", so CEAG's worst is worse than NFT's" if worst.excess_gap > nft.excess_gap else ""
         text += f" (NFT's worst on test: {nft.group_name} at {points(nft.excess_gap)}{worse})"
@@ -186,17 +271,20 @@ def _test_point(means: pd.DataFrame, st: _Setting) -> StoryPoint:
     return StoryPoint(text + ".", f"{_pct(s)}, on test", details)
 
 
-def _out_of_reach_point(st: _Setting) -> StoryPoint:
+def _out_of_reach_point(st: _Setting, bounds: Bounds | None = None) -> StoryPoint:
     t = min(st.ceag, key=lambda tol: st.ceag[tol].excess_gap - tol)
     w = st.ceag[t]
+    unsure = _ceag_words(bounds, st, t, "train", w)
     seeds = int(w.get("seeds", 1))
     # The worst group of seed-averaged values: with several seeds some runs may meet ε on their own.
     opening = ("no CEAG run meets its tolerance on the training data" if seeds == 1 else
                f"CEAG does not meet its tolerance on the training data on average over {seeds} seeds")
     text = (f"At {_pct(st.sparsity)}, {opening}: the closest, with {tolerance_text(t)}, leaves {w.group_name} "
             f"{points(w.excess_gap)} points behind{' on average' if seeds > 1 else ''}, {points(w.excess_gap - t)} "
-            f"above ε (NFT: {st.nft.group_name}, {points(st.nft.excess_gap)}).")
-    if w.excess_gap < st.nft.excess_gap:
+            f"above ε (NFT: {st.nft.group_name}, {points(st.nft.excess_gap)}){unsure}.")
+    if w.excess_gap < st.nft.excess_gap and unsure:
+        text += " CEAG narrows the gap at this sparsity; whether it closes it to ε, this data cannot tell."
+    elif w.excess_gap < st.nft.excess_gap:
         text += " CEAG narrows the gap at this sparsity but does not close it to ε."
     else:
         text += " At this sparsity the constraint is out of these runs' reach."
