@@ -196,7 +196,7 @@ def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[S
     if lead.met:
         story.append(_test_point(means, lead, bounds))
     story += [_out_of_reach_point(st, bounds) for st in settings.values() if st.ceag and not st.met]
-    story += [_other_point(means, st) for st in settings.values()
+    story += [_other_point(means, st, bounds) for st in settings.values()
               if st is not lead and (st.met or not st.ceag)]
     return story
 
@@ -293,13 +293,15 @@ def _out_of_reach_point(st: _Setting, bounds: Bounds | None = None) -> StoryPoin
     return StoryPoint(text, f"{_pct(st.sparsity)}, out of reach", details)
 
 
-def _other_point(means: pd.DataFrame, st: _Setting) -> StoryPoint:
+def _other_point(means: pd.DataFrame, st: _Setting, bounds: Bounds | None = None) -> StoryPoint:
     threshold = min(st.ceag) if st.ceag else DEFAULT_THRESHOLD
     if st.nft.excess_gap <= threshold:
         text = (f"At {_pct(st.sparsity)}, NFT leaves no group more than {points(threshold)} points behind on the "
                 f"training data (worst: {st.nft.group_name}, {points(st.nft.excess_gap)})")
     else:
         text = f"At {_pct(st.sparsity)}, with NFT {_behind(st.nft)} on the training data"
+        text += _zero_words(_bound(bounds, st.model, BASELINE, None, st.sparsity, "train", st.nft),
+                            st.nft if bounds else None)
     if st.met:
         text += f"; CEAG meets {', '.join(tolerance_text(t) for t in st.met)} there"
     details = []
