@@ -17,6 +17,7 @@ import time
 
 from bench import (
     app,
+    audit_file,
     bootstrap,
     casualties,
     data,
@@ -27,12 +28,15 @@ from bench import (
     method_cost,
     real_faces,
     store,
+    verdict_pages,
+    verdicts,
 )
 from bench.common import Result
 
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
           "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run, "heldout": heldout.run,
-          "real_faces": real_faces.run, "casualties": casualties.run}
+          "real_faces": real_faces.run, "casualties": casualties.run,
+          "audit_file": audit_file.run, "verdicts": verdicts.run, "verdict_pages": verdict_pages.run}
 # Suites that take hours on a 2-core machine run only when named with --only.
 ON_REQUEST = ("real_faces", "casualties")
 
