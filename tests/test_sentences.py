@@ -330,3 +330,14 @@ def test_a_sentence_keeps_the_case_of_symbols_and_names():
     text = "its multipliers were still growing: digit 8's loss gap |L_g − L| under CEAG (ψ̂_g)"
     assert sentence(text) == "Its multipliers were still growing: digit 8's loss gap |L_g − L| under CEAG (ψ̂_g)"
     assert sentence("") == ""
+
+
+def test_groups_too_small_for_the_tolerance_beyond_three_are_counted_in_good_grammar():
+    rows = pd.DataFrame({"run_id": "r", "dataset": "d", "model": "m", "method": "ceag", "sparsity": 0.9,
+                         "tolerance": 0.02, "seed": 0, "split": "test", "group_id": range(5), "n": 300,
+                         "group_name": [f"g{i}" for i in range(5)], "acc_gap": 0.0, "excess_gap": 0.0,
+                         "excess_gap_low": -0.1, "excess_gap_high": 0.1, "corrected_for": 5,
+                         "verdict": "cannot tell", "min_detectable_gap": 0.03, "small_for_tolerance": True})
+    text = comparison_sentences(rows)
+    assert "2 more groups on test are too small to audit at ε." in text
+    assert "1 more group on test is too small to audit at ε." in comparison_sentences(rows.iloc[:4])

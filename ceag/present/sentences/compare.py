@@ -317,7 +317,9 @@ def _indistinguishable(rows: pd.DataFrame, tolerance: float, label: str, prefix:
                        f"{points(row.min_detectable_gap)} points cannot be told from zero, so it is too small to "
                        f"audit at ε = {points(tolerance)}.")
         if len(small) > 3:
-            out.append(f"{prefix}{len(small) - 3} more groups on {split} are too small to audit at ε.")
+            more = len(small) - 3
+            out.append(f"{prefix}{more} more group{'s' if more > 1 else ''} on {split} "
+                       f"{'are' if more > 1 else 'is'} too small to audit at ε.")
     return out
 
 
