@@ -22,7 +22,7 @@ from ceag.analysis.predictions_file import (
 from ceag.analysis.stored_audits import StoredAudit, list_audits, open_audit, store_audit
 from ceag.analysis.table_file import MAX_UPLOAD_BYTES, read_bytes, read_table
 from ceag.config.errors import PredictionsFileError, UnknownAudit
-from ceag.present.audit_table import group_display_table
+from ceag.present.audit_table import group_display_table, verdict_lines
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.groups import group_interval_bars
@@ -177,6 +177,9 @@ splits = c[1].multiselect("Splits", present, default=[s for s in present if s !=
 st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
 
 table, helps = group_display_table(result)
+counted = verdict_lines(result)
+if counted:
+    st.caption("Verdicts against ε: " + "; ".join(counted) + ".", help=GLOSSARY["verdict vs ε"])
 st.dataframe(table, hide_index=True, width="stretch", placeholder="",
              column_config={k: st.column_config.NumberColumn(format="%.1f", help=text) for k, text in helps.items()}
              | {"verdict vs ε": st.column_config.TextColumn(help=GLOSSARY["verdict vs ε"])})

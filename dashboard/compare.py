@@ -13,7 +13,7 @@ import streamlit as st
 from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
 from ceag.config.vocabulary import method_label
-from ceag.present.audit_table import group_display_table
+from ceag.present.audit_table import group_display_table, verdict_lines
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
@@ -175,6 +175,9 @@ with st.expander("Every sentence: train, validation and each run"):
         st.caption(" ".join(versus_notes))
 
 table, helps = group_display_table(result)
+counted = verdict_lines(result)
+if counted:
+    st.caption("Verdicts against ε: " + "; ".join(counted) + ".", help=GLOSSARY["verdict vs ε"])
 st.dataframe(table, hide_index=True, width="stretch", placeholder="",
              column_config={k: st.column_config.NumberColumn(format="%.1f", help=text) for k, text in helps.items()}
              | {"verdict vs ε": st.column_config.TextColumn(help=GLOSSARY["verdict vs ε"])})

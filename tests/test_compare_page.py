@@ -65,6 +65,8 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     assert list(table["verdict vs ε"]) == list(expected.groups["verdict"].fillna(""))
     assert set(table.loc[table.run.str.startswith("CEAG"), "verdict vs ε"]) <= {"meets ε", "exceeds ε", "cannot tell"}
     np.testing.assert_allclose(table["min detectable gap"], 100 * expected.groups["min_detectable_gap"])
+    counted = next(c.value for c in at.caption if c.value.startswith("Verdicts against ε: "))
+    assert "CEAG ε=1%, test: " in counted and "for the 4 groups together (Bonferroni" in counted
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Audit report (HTML, opens offline)", "Per-group table (CSV)"]
     [link] = [p.proto for p in at.get("page_link") if "pruning broke" in p.proto.label]

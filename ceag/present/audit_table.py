@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ceag.analysis.audit import Audit
+from ceag.analysis.verdicts import correction_text, counts_text
 from ceag.present.glossary import GLOSSARY
 from ceag.present.words import audit_run_labels, confidence_label
 
@@ -33,3 +34,19 @@ def group_display_table(result: Audit) -> tuple[pd.DataFrame, dict[str, str | No
     terms = {"Δ_g": GLOSSARY["Δ_g"], "ψ_g": GLOSSARY["ψ_g"], "acc": None, "dense": None,
              "min": GLOSSARY["min detectable gap"]}
     return pd.DataFrame(table), {k: terms.get(k.split(" ")[0]) for k in numbers}
+
+
+def verdict_lines(result: Audit) -> list[str]:
+    """'CEAG ε=2%, test: 1 meets ε, 1 exceeds ε, 3 cannot tell (95 % for the 5 groups together (Bonferroni: each
+    interval at 99 %))', one per run held to ε and split; [] when no run has verdicts."""
+    g = result.groups[result.groups["verdict"].notna()] if "verdict" in result.groups else result.groups.iloc[:0]
+    if g.empty:
+        return []
+    labels = audit_run_labels(result.groups)
+    runs = result.runs
+    m = runs.set_index(["run_id", "split"])["verdict_groups"].to_dict() if "verdict_groups" in runs else {}
+    lines = []
+    for (rid, split), part in g.groupby(["run_id", "split"], sort=False):
+        how = correction_text(result.settings.correction, result.settings.confidence, int(m.get((rid, split), 0)))
+        lines.append(f"{labels[rid]}, {split}: {counts_text(part['verdict'])} ({how})")
+    return lines

@@ -21,7 +21,8 @@ import pandas as pd
 
 from ceag.analysis.audit import Audit, audit
 from ceag.analysis.bootstrap import BootstrapSettings
-from ceag.analysis.verdicts import CANNOT_TELL, EXCEEDS, correction_text, counts_text
+from ceag.analysis.verdicts import CANNOT_TELL, EXCEEDS
+from ceag.present.audit_table import verdict_lines
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.sentences.compare import audit_sentences
 from ceag.present.sentences.trust import audit_notes
@@ -104,21 +105,12 @@ def group_table_html(result: Audit) -> str:
 
 def verdict_note_html(result: Audit) -> str:
     """One line per constrained run and split: how many groups meet ε, exceed it or cannot tell, and how the
-    intervals were widened for the number of groups."""
-    from ceag.present.words import audit_run_labels
-
-    g = result.groups[result.groups["verdict"].notna()] if "verdict" in result.groups else result.groups.iloc[:0]
-    if g.empty:
+    intervals were widened for the number of groups (``audit_table.verdict_lines``)."""
+    lines = verdict_lines(result)
+    if not lines:
         return ""
-    labels = audit_run_labels(result.groups)
-    m = result.runs.set_index(["run_id", "split"])["verdict_groups"].to_dict() if "verdict_groups" in result.runs \
-        else {}
-    lines = []
-    for (rid, split), part in g.groupby(["run_id", "split"], sort=False):
-        how = correction_text(result.settings.correction, result.settings.confidence, int(m.get((rid, split), 0)))
-        lines.append(f"<li>{html.escape(labels[rid])}, {split}: {html.escape(counts_text(part['verdict']))} "
-                     f"({html.escape(how)})</li>")
-    return f"<p>Verdicts against ε, per run and split:</p><ul>{''.join(lines)}</ul>"
+    items = "".join(f"<li>{html.escape(t)}</li>" for t in lines)
+    return f"<p>Verdicts against ε, per run and split:</p><ul>{items}</ul>"
 
 
 def run_table_html(result: Audit) -> str:
