@@ -23,6 +23,7 @@ from ceag.analysis.casualties import (
     related_runs,
     run_label,
 )
+from ceag.analysis.verdicts import detectable_gaps
 from ceag.config.run_config import from_dict
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
@@ -119,15 +120,19 @@ label = run_label(cfg)
 st.markdown("\n".join(f"- {sentence(s)}" for s in casualty_sentences(label, split, counts)))
 
 psi = metrics[metrics.split == split].set_index("group_id")
+gaps = detectable_gaps(frame[frame.split == split])
+detectable = dict(zip(gaps.group_id, gaps.min_detectable_gap, strict=True))
 table = pd.DataFrame({
     "group": counts.group_name, "n": counts.n, "casualties": counts.casualty,
     "lost (%)": 100 * counts.casualty_rate,
     "ψ_g (points)": [100 * psi.excess_gap.get(g, float("nan")) for g in counts.group_id],
+    "min detectable gap (points)": [100 * detectable.get(g, float("nan")) for g in counts.group_id],
     "recovered": counts.recovered, "right → right": counts.kept, "wrong → wrong": counts.both_wrong,
     "dense acc (%)": 100 * counts.dense_accuracy, "acc (%)": 100 * counts.accuracy})
 helps = {"casualties": CELL_LABELS["casualty"], "recovered": CELL_LABELS["recovered"],
          "right → right": CELL_LABELS["kept"], "wrong → wrong": CELL_LABELS["both_wrong"],
-         "lost (%)": "Casualties as a share of the samples the dense model got right.", "ψ_g (points)": GLOSSARY["ψ_g"]}
+         "lost (%)": "Casualties as a share of the samples the dense model got right.", "ψ_g (points)": GLOSSARY["ψ_g"],
+         "min detectable gap (points)": GLOSSARY["min detectable gap"]}
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={k: st.column_config.NumberColumn(
                  format="%.1f" if k.endswith(")") else None, help=helps.get(k))

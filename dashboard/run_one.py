@@ -3,15 +3,18 @@
 import pandas as pd
 import streamlit as st
 
+from ceag.analysis.verdicts import detectable_gaps
 from ceag.config.errors import ConfigError
 from ceag.config.run_config import RunConfig
 from ceag.config.vocabulary import METHOD_LABELS, METHODS
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns
+from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.groups import excess_gap_bars
 from ceag.present.sentences.data import skip_lines
 from ceag.present.sentences.trust import summary_line
 from ceag.present.words import sentence
+from ceag.results.predictions import stored_predictions
 from ceag.run.pipeline import run
 from dashboard import _state
 from dashboard._forms import NumberFields
@@ -113,8 +116,16 @@ for col, split in zip(cols, result.splits, strict=True):
 table = pd.concat(frames)
 st.plotly_chart(excess_gap_bars(table, info["tolerance"]), width="stretch")
 shown = table[["split", "group_name", "n", "accuracy", "dense_accuracy", "acc_gap", "excess_gap"]].copy()
-for c in ("accuracy", "dense_accuracy", "acc_gap", "excess_gap"):
+predicted = stored_predictions(results, info["run_id"])
+gaps = pd.DataFrame(columns=["split", "group_id", "min_detectable_gap"]) if predicted is None \
+    else detectable_gaps(predicted)
+lookup = dict(zip(zip(gaps["split"], gaps["group_id"], strict=True), gaps["min_detectable_gap"], strict=True))
+shown["min_detectable_gap"] = [lookup.get((sp, g), float("nan"))
+                               for sp, g in zip(table["split"], table["group_id"], strict=True)]
+numbers = ("accuracy", "dense_accuracy", "acc_gap", "excess_gap", "min_detectable_gap")
+for c in numbers:
     shown[c] = 100 * shown[c]
 st.dataframe(shown, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.1f") for c in
-                            ("accuracy", "dense_accuracy", "acc_gap", "excess_gap")})
+             column_config={c: st.column_config.NumberColumn(
+                 format="%.1f", help=GLOSSARY["min detectable gap"] if c == "min_detectable_gap" else None)
+                 for c in numbers})

@@ -25,3 +25,6 @@ def test_run_page_runs_the_demo_and_shows_group_numbers(tmp_path, monkeypatch):
     assert len(table) == 10 * 3  # ten groups on train, val and test
     assert set(table["split"]) == {"train", "val", "test"}
     assert (tmp_path / "runs").is_dir()
+    # beside each group, the smallest gap its size can tell from zero: larger for the rare digit 8 on train
+    gaps = table.set_index(["split", "group_name"])["min_detectable_gap"]
+    assert gaps.notna().all() and gaps[("train", "digit 8")] > gaps[("train", "digit 0")]

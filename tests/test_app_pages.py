@@ -385,6 +385,8 @@ def test_generalization_table_has_one_row_per_run_and_group(seeded):
     assert len(table) == len(runs) * n_groups == 80
     assert not table.duplicated(["run_id", "group_id"]).any()
     assert set(table["run_id"]) == set(runs["run_id"])
+    # each group's smallest detectable gap on train and test, from the run's own predictions
+    assert table["test_min_detectable_gap"].notna().all() and (table["test_min_detectable_gap"] > 0).any()
     assert sorted(summary["method"]) == sorted(METHOD_LABELS[m] for m in SEED_SPEC.methods)
     spec = charts(at)[0]
     assert spec["layout"]["xaxis"]["title"]["text"] == "train ψ_g (points)"

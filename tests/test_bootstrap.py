@@ -257,3 +257,22 @@ def test_the_detectable_gap_grows_as_a_group_shrinks_and_is_undefined_without_sa
     assert np.isnan(gap[0])
     assert gap[1] == pytest.approx(1.96 * np.sqrt((1 - 0.01) * 0.05 / 100))
     assert gap[1] > gap[2] > gap[3] and gap[1] / gap[2] == pytest.approx(2, rel=0.03)
+
+
+def test_a_runs_detectable_gaps_are_the_intervals_own_per_split():
+    from ceag.analysis.verdicts import detectable_gaps
+
+    rng = np.random.default_rng(4)
+    frames = []
+    for split, n in (("train", 900), ("test", 400)):
+        y = rng.integers(0, 3, n)
+        frames.append(pd.DataFrame({"split": split, "y_true": y, "group_id": rng.integers(0, 3, n),
+                                    "y_pred": np.where(rng.random(n) < 0.8, y, (y + 1) % 3),
+                                    "dense_pred": np.where(rng.random(n) < 0.9, y, (y + 1) % 3)}))
+    frame = pd.concat(frames, ignore_index=True)
+    gaps = detectable_gaps(frame).set_index(["split", "group_id"])
+    for split, part in frame.groupby("split"):
+        rows = intervals(part.y_true, part.group_id, part.y_pred, part.dense_pred, 3,
+                         BootstrapSettings(n_boot=10)).groups
+        np.testing.assert_allclose(gaps.loc[split, "min_detectable_gap"], rows.min_detectable_gap)
+        assert list(gaps.loc[split, "n"]) == list(rows.n)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from ceag.analysis.casualties import cell_counts, ranked
+from ceag.analysis.verdicts import detectable_gaps
 from ceag.config.run_config import RunConfig
 from ceag.results.predictions import run_names, run_predictions
 from tests.helpers import ceag_main, open_app_page, write_utkface
@@ -54,6 +55,8 @@ def test_the_gallery_shows_a_groups_lost_faces_with_their_files_beside_the_other
     table = at.dataframe[0].value.set_index("group")
     assert table.loc[hit.group_name, "n"] == hit.n
     assert table.loc[hit.group_name, "casualties"] == hit.casualty
+    gaps = detectable_gaps(frame[frame.split == "test"]).set_index("group_id")["min_detectable_gap"]
+    assert table.loc[hit.group_name, "min detectable gap (points)"] == pytest.approx(100 * gaps[hit.group_id])
     mine = pictures(at)[0]
     lost = ranked(frame, "test", "casualty", int(hit.group_id))
     assert mine.count("data:image/jpeg;base64,") == min(24, len(lost)) > 0

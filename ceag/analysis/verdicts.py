@@ -61,3 +61,28 @@ def correction_text(correction: str, confidence: float, groups: int) -> str:
     each = 100 * (1 - (1 - confidence) / groups)
     return (f"{100 * confidence:g} % for the {groups} groups together (Bonferroni: each interval at "
             f"{each:.4g} %)")
+
+
+def detectable_gaps(predictions: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per split and group of one run's predictions: ``split``, ``group_id``, ``n`` and ``min_detectable_gap``
+    (a fraction; ``bootstrap.min_detectable_gap`` at ``confidence``, from the split's share of samples on which
+    exactly one of the sparse and the dense model is right). ``predictions``: PREDICTION_COLUMNS rows with
+    dense predictions; a split without them gets NaN."""
+    from statistics import NormalDist
+
+    from ceag.analysis.bootstrap import min_detectable_gap
+
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    rows = []
+    for split, part in predictions.groupby("split", sort=False):
+        groups = part["group_id"].to_numpy(np.int64)
+        counts = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
+        if part["dense_pred"].isna().any():
+            gaps = np.full(len(counts), np.nan)
+        else:
+            y = part["y_true"].to_numpy(np.int64)
+            changed = (part["y_pred"].to_numpy(np.int64) == y) != (part["dense_pred"].to_numpy(np.int64) == y)
+            gaps = min_detectable_gap(counts, len(part), float(changed.mean()), z)
+        rows += [{"split": split, "group_id": g, "n": int(counts[g]), "min_detectable_gap": float(gaps[g])}
+                 for g in range(len(counts))]
+    return pd.DataFrame(rows, columns=["split", "group_id", "n", "min_detectable_gap"])
