@@ -22,6 +22,7 @@ from ceag.analysis.predictions_file import (
 from ceag.analysis.stored_audits import StoredAudit, list_audits, open_audit, store_audit
 from ceag.analysis.table_file import MAX_UPLOAD_BYTES, read_bytes, read_table
 from ceag.config.errors import PredictionsFileError, UnknownAudit
+from ceag.config.vocabulary import CORRECTIONS
 from ceag.present.audit_table import group_display_table, verdict_lines
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
@@ -29,7 +30,7 @@ from ceag.present.plots.groups import group_interval_bars
 from ceag.present.plots.style import AUDIT_METRICS
 from ceag.present.report import render_html
 from ceag.present.sentences.compare import headline_sentences
-from ceag.present.words import confidence_label
+from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS, confidence_label
 from dashboard import _state
 from dashboard._shared import CHART_CONFIG, results_dir
 
@@ -88,7 +89,7 @@ def audit_form(results) -> None:
                               default=[s for s in default_sparse if s not in groups], key="audit_predictions.sparse",
                               help="One column per pruned model; each is audited against "
                                    f"`{DENSE_COLUMN}` and named by its column.")
-    c = st.columns(3)
+    c = st.columns(4)
     tolerance = c[0].number_input("Tolerance ε (%)", min_value=0.0, max_value=99.0, value=None, step=0.5,
                                   key="audit_predictions.tolerance", placeholder="none",
                                   help="Each group's ψ_g is judged against ε (meets ε, exceeds ε, cannot tell). "
@@ -96,6 +97,8 @@ def audit_form(results) -> None:
     confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %",
                                 key="audit_predictions.confidence")
     n_boot = c[2].number_input("Bootstrap resamples", 100, 20000, 1000, step=100, key="audit_predictions.n_boot")
+    correction = c[3].selectbox("Verdict intervals", CORRECTIONS, format_func=CORRECTION_LABELS.get,
+                                key="audit_predictions.correction", help=CORRECTION_HELP)
     if not st.button("Audit", type="primary", icon=":material/fact_check:"):
         return
     if not groups:
@@ -107,7 +110,8 @@ def audit_form(results) -> None:
     try:
         options = AuditOptions(tuple(groups), tuple(sparse), None if tolerance is None else tolerance / 100)
         pf = prepare(frame, options, name=uploaded.name, sha256=sha256)
-        audit_id = store_audit(results, pf, BootstrapSettings(n_boot=int(n_boot), confidence=float(confidence)))
+        audit_id = store_audit(results, pf, BootstrapSettings(n_boot=int(n_boot), confidence=float(confidence),
+                                                                      correction=correction))
     except PredictionsFileError as err:
         st.error(str(err))
         return

@@ -12,7 +12,7 @@ import streamlit as st
 
 from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
-from ceag.config.vocabulary import method_label
+from ceag.config.vocabulary import CORRECTIONS, method_label
 from ceag.present.audit_table import group_display_table, verdict_lines
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
@@ -22,7 +22,7 @@ from ceag.present.plots.style import AUDIT_METRICS
 from ceag.present.report import across_seeds_section, excess_gaps, render_html
 from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.present.sentences.seeds import verdict_sentences
-from ceag.present.words import confidence_label
+from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS, confidence_label
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, data_dir, empty_store_hint, results_dir, run_labels, store_version
@@ -32,13 +32,16 @@ DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a diff
 
 
 @st.cache_data(show_spinner="Bootstrapping intervals…", max_entries=32)
-def cached_audit(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float) -> Audit:
-    return audit(results, list(run_ids), BootstrapSettings(n_boot=n_boot, confidence=confidence))
+def cached_audit(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float,
+                 correction: str) -> Audit:
+    return audit(results, list(run_ids), BootstrapSettings(n_boot=n_boot, confidence=confidence,
+                                                           correction=correction))
 
 
 @st.cache_data(show_spinner="Writing the report…", max_entries=8)
-def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float, data: str) -> str:
-    result = cached_audit(results, version, run_ids, n_boot, confidence)
+def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, confidence: float, correction: str,
+                  data: str) -> str:
+    result = cached_audit(results, version, run_ids, n_boot, confidence, correction)
     return render_html(result, casualties=casualty_section(results, list(run_ids), data, DEFAULT_THUMBNAILS,
                                                            excess_gap=excess_gaps(result)),
                        across=across_seeds_section(results, result))
@@ -119,9 +122,11 @@ about = {"selection": "your selected runs",
 with st.expander("Runs and intervals", expanded=len(default) < 2):
     chosen = _state.widget(st.multiselect, "compare", "Runs (two or more)", default=default, options=list(labels),
                            format_func=labels.get)
-    c = st.columns(2)
+    c = st.columns(3)
     n_boot = c[0].number_input("Bootstrap resamples", 100, 20000, 1000, step=100)
     confidence = c[1].selectbox("Interval", [0.9, 0.95, 0.99], index=1, format_func=lambda x: f"{100 * x:g} %")
+    correction = c[2].selectbox("Verdict intervals", CORRECTIONS, format_func=CORRECTION_LABELS.get,
+                                help=CORRECTION_HELP)
     buttons = st.columns(3)
     if len(selected) >= 2 and selected != chosen and buttons[0].button(
             f"Compare the {len(selected)} selected runs", icon=":material/checklist:"):
@@ -143,7 +148,7 @@ if len(chosen) < 2:
             "runs to pair by default).")
     st.stop()
 
-args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence))
+args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence), correction)
 result = cached_audit(*args)
 ci = confidence_label(result.settings)
 with st.spinner("Comparing with NFT across seeds…"):

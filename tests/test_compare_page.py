@@ -67,6 +67,9 @@ def test_compare_opens_on_nft_against_ceag_with_the_answer_first_then_chart_sent
     np.testing.assert_allclose(table["min detectable gap"], 100 * expected.groups["min_detectable_gap"])
     counted = next(c.value for c in at.caption if c.value.startswith("Verdicts against ε: "))
     assert "CEAG ε=1%, test: " in counted and "for the 4 groups together (Bonferroni" in counted
+    next(s for s in at.selectbox if s.label == "Verdict intervals").set_value("none").run()
+    counted = next(c.value for c in at.caption if c.value.startswith("Verdicts against ε: "))
+    assert "not widened for the number of groups" in counted and "Bonferroni" not in counted
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Audit report (HTML, opens offline)", "Per-group table (CSV)"]
     [link] = [p.proto for p in at.get("page_link") if "pruning broke" in p.proto.label]

@@ -48,6 +48,12 @@ def audit_run_labels(groups: pd.DataFrame) -> dict[str, str]:
     return labels
 
 
+CORRECTION_LABELS = {"bonferroni": "widened for the groups (Bonferroni)", "none": "not widened"}
+CORRECTION_HELP = ("How the ψ_g intervals behind the verdicts against ε are read: widened so that all the groups "
+                   "of a split hold together at the chosen confidence (Bonferroni: a group truly at ε is rarely "
+                   "called 'exceeds ε'), or each at the chosen confidence on its own.")
+
+
 def confidence_label(settings: BootstrapSettings) -> str:
     value = 100 * settings.confidence
     return f"{value:g} %" if math.isclose(value, round(value, 1)) else f"{value:.2f} %"
