@@ -10,7 +10,8 @@ GLOSSARY: dict[str, str] = {
     "Δ_g": "The accuracy group g lost to pruning: its accuracy with the dense model minus its accuracy with "
            "the pruned one, in percentage points. Δ (no index) is the same for the whole model.",
     "ψ_g": "The excess accuracy gap of group g: Δ_g − Δ, how much more group g lost than the model as a whole. "
-           "Above zero, the group was hurt more than average; below zero, less.",
+           "Above zero, the group fared worse than the model as a whole (it lost more accuracy, or gained less); below "
+           "zero, better.",
     "max_g ψ_g": "The largest ψ_g over all groups: how much more the worst-treated group lost. The headline "
                  "disparity number.",
     "Ψ_PW": "max_g Δ_g − min_g Δ_g: the largest difference between the accuracy two groups lost.",
