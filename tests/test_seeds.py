@@ -195,3 +195,22 @@ def test_a_whole_answer_is_served_again_only_while_the_store_is_unchanged(store,
     os.utime(db.db_path(results), ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # the store changed
     with pytest.raises(AssertionError, match="queried again"):
         store_comparisons(results, splits=("test",), n_boot=300)
+
+
+def test_export_writes_every_comparison_with_its_verdict(store, tmp_path):
+    from ceag.present.sentences.seeds import seed_verdict
+    from tests.helpers import ceag_main
+
+    results, ids = store
+    out = tmp_path / "verdicts.csv"
+    code, _, err = ceag_main("export", "--table", "verdicts", "--out", out, "--results", results)
+    assert code == 0, err
+    table = pd.read_csv(out)
+    frame, _ = store_comparisons(results, splits=("train", "val", "test"))
+    assert len(table) == len(frame) and set(table["split"]) == set(frame["split"])
+    row = table[(table.split == "test") & (table.metric == "max_excess_gap")].iloc[0]
+    assert row["run_ids"] == f"{ids[('ceag', 0)]},{ids[('ceag', 1)]}" and row["seeds"] == 2
+    assert row["verdict"] == seed_verdict(row)
+    only = tmp_path / "one.csv"
+    assert ceag_main("export", "--table", "verdicts", "--method", "el_rb", "--out", only, "--results", results)[0] == 0
+    assert len(pd.read_csv(only)) == 0
