@@ -145,7 +145,7 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
 
     Percent and points are 100x the store's fractions; ``run ids`` is comma-joined. A method
     without a tolerance has an empty tolerance. Every column name ends in its unit where it has one.
-    With ``seeds.attach_to_cells``' columns, each mitigation's difference from NFT across seeds, its
+    With ``seed_cache.attach_to_cells``' columns, each mitigation's difference from NFT across seeds, its
     interval and its verdict in words follow.
     """
     out = pd.DataFrame({"split": split}, index=summary.index)

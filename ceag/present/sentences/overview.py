@@ -14,7 +14,7 @@ Inputs are per-group rows as ``queries.story_groups`` returns them (method, tole
 split, group_name, acc_gap, excess_gap; fractions), of one dataset; values of several seeds are averaged
 per group, and the sentences say how many. Values are written in percentage points.
 
-With ``bounds`` (``bounds_from`` on ``analysis.seeds.comparisons_frame`` rows), each claim about a
+With ``bounds`` (``bounds_from`` on ``analysis.seed_cache.comparisons_frame`` rows), each claim about a
 group's ψ_g says when the data cannot tell it from zero or from ε: the interval of its mean over
 seeds, over seeds and samples, widened for the number of groups because the group named is the
 worst one, chosen among all.

@@ -1,7 +1,7 @@
 """Verdicts across seeds in words: does a mitigation change max_g ψ_g (or Ψ_PW, accuracy) against NFT beyond
 what chance in the seeds and the samples explains?
 
-Input rows are ``ceag.analysis.seeds.comparisons_frame`` rows (fractions). A difference is *distinguishable*
+Input rows are ``ceag.analysis.seed_cache.comparisons_frame`` rows (fractions). A difference is *distinguishable*
 when its interval excludes zero. With one seed, the sentence says that seed-to-seed variation is unknown.
 """
 
