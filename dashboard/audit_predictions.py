@@ -39,17 +39,20 @@ RESERVED = (TRUE_COLUMN, DENSE_COLUMN, SPLIT_COLUMN)
 FORMAT_HELP = (f"One row per sample: `{TRUE_COLUMN}` (the true class), your group column(s), `{DENSE_COLUMN}` (the "
                "dense model's prediction) and one column per pruned model (e.g. `y_pred`, as `python -m ceag export "
                f"--predictions` writes); optional `{SPLIT_COLUMN}` (train, val or test; without it every row is test). "
-               "Other columns are kept and ignored. CSV (comma-separated, UTF-8) or Parquet, up to "
+               "Other columns are kept and ignored. CSV (separated by commas, semicolons or tabs; UTF-8, UTF-16 or "
+               "Windows-1252) or Parquet, up to "
                f"{LIMIT_MB} MB. docs/audit.md describes the file.")
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
-def read_upload(data: bytes, name: str) -> tuple[pd.DataFrame, str]:
-    """(the file's rows, the SHA-256 of its bytes); PredictionsFileError says what is wrong with it."""
+def read_upload(data: bytes, name: str) -> tuple[pd.DataFrame, list[str], str]:
+    """(the file's rows, notes on how it was read, the SHA-256 of its bytes); PredictionsFileError says what is
+    wrong with it."""
     import hashlib
 
     data, name = read_bytes(data, name=name, max_bytes=MAX_UPLOAD_BYTES)
-    return read_table(data, name), hashlib.sha256(data).hexdigest()
+    frame, notes = read_table(data, name)
+    return frame, notes, hashlib.sha256(data).hexdigest()
 
 
 @st.cache_data(show_spinner="Bootstrapping intervals…", max_entries=16)
@@ -72,7 +75,7 @@ def audit_form(results) -> None:
         st.caption(FORMAT_HELP)
         return
     try:
-        frame, sha256 = read_upload(uploaded.getvalue(), uploaded.name)
+        frame, read_notes, sha256 = read_upload(uploaded.getvalue(), uploaded.name)
     except PredictionsFileError as err:
         st.error(str(err))
         return
@@ -109,7 +112,7 @@ def audit_form(results) -> None:
         return
     try:
         options = AuditOptions(tuple(groups), tuple(sparse), None if tolerance is None else tolerance / 100)
-        pf = prepare(frame, options, name=uploaded.name, sha256=sha256)
+        pf = prepare(frame, options, name=uploaded.name, sha256=sha256, read_notes=read_notes)
         audit_id = store_audit(results, pf, BootstrapSettings(n_boot=int(n_boot), confidence=float(confidence),
                                                                       correction=correction))
     except PredictionsFileError as err:

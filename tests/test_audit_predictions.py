@@ -60,8 +60,31 @@ def test_a_missing_column_is_named_with_the_columns_the_file_has():
     text = refused(csv_bytes(frame().drop(columns="y_pred")))
     assert "no column of sparse predictions: the file has neither sparse_pred nor y_pred" in text
     assert "--sparse" in text
-    semicolons = b"y_true;group;dense_pred;y_pred\n1;0;1;1\n"
-    assert "separated by something other than commas" in refused(semicolons)
+    pipes = b"y_true|group|dense_pred|y_pred\n1|0|1|1\n"
+    assert "it looks separated by '|'" in refused(pipes)
+
+
+def test_a_spreadsheets_csv_is_read_as_the_label_files_are_and_says_how():
+    """Semicolons or tabs, UTF-16 (Excel's "Unicode Text") and Windows-1252: read as ``ceag.datasets.labels``
+    reads label files, with the same numbers as the plain UTF-8 file, and a note saying how."""
+    df = frame(200).assign(group=lambda d: d.group.map({0: "Café", 1: "Ñandú", 2: "Zoë", 3: "Åsa"}))
+    plain = load_predictions(csv_bytes(df), GROUP, name="p.csv")
+    assert plain.read_notes == []
+    for data, note in ((df.to_csv(index=False, sep=";").encode(), "separated by semicolons"),
+                       (df.to_csv(index=False, sep="\t").encode("utf-16"), "UTF-16 text"),
+                       (df.to_csv(index=False).encode("cp1252"), "Windows-1252 text")):
+        pf = load_predictions(data, GROUP, name="p.csv")
+        assert pf.group_names == plain.group_names and (pf.group_id == plain.group_id).all()
+        assert any(note in n for n in pf.notes), pf.notes
+    assert "its encoding cannot be told" in refused(b"y_true,group\n1,\x81\x81\n")
+
+
+def test_how_a_file_was_read_stays_with_its_stored_audit(tmp_path):
+    data = frame(200).to_csv(index=False, sep=";").encode("utf-16")
+    pf = load_predictions(data, AuditOptions(("group",), tolerance=0.05), name="excel.csv")
+    aid = store_audit(tmp_path, pf, FAST)
+    notes = open_audit(tmp_path, aid).result.notes
+    assert any("UTF-16 text" in n for n in notes) and any("semicolons" in n for n in notes)
 
 
 def test_an_unknown_label_names_the_column_the_value_and_its_first_row():
@@ -122,7 +145,7 @@ def test_a_file_without_rows_is_refused():
 
 
 def test_other_bad_files_and_options_get_a_message_too(tmp_path):
-    assert "neither UTF-8 text" in refused(b"\xff\xfe\x00y_true")
+    assert "starts with a UTF-16 byte-order mark but is not UTF-16 text" in refused(b"\xff\xfe\x00y_true")
     assert "column 'group' appears twice" in refused(b"y_true,group,group,dense_pred,y_pred\n1,0,0,1,1\n")
     assert f"an audit takes at most {MAX_GROUPS} groups" in refused(csv_bytes(frame(1500)), AuditOptions(("score",)))
     assert "cannot be a group column: it holds the true class" in refused(csv_bytes(frame()), AuditOptions(("y_true",)))

@@ -19,7 +19,6 @@ import pandas as pd
 
 from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES, BootstrapSettings, run_intervals
 from ceag.analysis.verdicts import tolerance_verdicts
-from ceag.config.vocabulary import TOLERANCE_METHODS
 from ceag.store import queries
 
 CSV_COLUMNS = ["run_id", "method", "split", "group", "name", "n", "accuracy", "accuracy_low", "accuracy_high",
@@ -115,8 +114,9 @@ def attach_intervals(groups: pd.DataFrame, runs: pd.DataFrame,
     them from being read (it becomes a note). Intervals are kept only where the predictions
     reproduce each group's n, accuracy and dense accuracy. Adds the interval columns, ``too_small``,
     ``excess_gap_corrected_low`` / ``_high``, ``corrected_for`` (the number of groups those intervals
-    were widened for; 1: not widened), ``min_detectable_gap``, ``verdict`` (for runs with a
-    tolerance: ``verdicts.tolerance_verdicts``) and ``small_for_tolerance`` (min_detectable_gap > ε).
+    were widened for; 1: not widened), ``min_detectable_gap``, ``verdict`` (for every run held to a
+    tolerance, i.e. whose ``tolerance`` is set: ``verdicts.tolerance_verdicts``) and
+    ``small_for_tolerance`` (min_detectable_gap > ε).
     """
     settings = settings or BootstrapSettings()
     groups, runs = groups.copy(), runs.copy()
@@ -159,7 +159,7 @@ def attach_intervals(groups: pd.DataFrame, runs: pd.DataFrame,
     widened = pd.Series(list(zip(groups["run_id"], groups["split"], strict=True))).map(m.to_dict()).fillna(0)
     groups["corrected_for"] = widened.astype(int).to_numpy() if settings.correction != "none" else 1
     groups["verdict"] = None
-    constrained = groups["method"].isin(TOLERANCE_METHODS) & groups["tolerance"].notna()
+    constrained = groups["tolerance"].notna()  # CEAG, CEAG+VS, a model audited against ε
     for tol, part in groups[constrained].groupby("tolerance"):
         groups.loc[part.index, "verdict"] = tolerance_verdicts(
             part["excess_gap_corrected_low"], part["excess_gap_corrected_high"], part["n"], float(tol))

@@ -2,7 +2,7 @@
 more pruned ("sparse") models, read, checked and audited with the same intervals, verdicts, report and CSV
 table as ceag's own runs (``ceag.analysis.audit.attach_intervals``).
 
-The file (CSV, comma-separated UTF-8 with a header row, or Parquet) has one row per sample:
+The file (CSV with a header row, read as ``ceag.analysis.table_file`` says, or Parquet) has one row per sample:
 
     y_true        the true class (integers or text)
     <groups>      the protected attribute(s), the columns the user names; several give intersectional
@@ -117,8 +117,9 @@ class PredictionsFile:
     with the sparse columns resolved; ``split``: (N,) split of each row; ``group_id``: (N,) int64 in
     0..G-1; ``group_names``: G names; ``classes``: the labels of ``y_true`` in sorted order; ``codes``:
     column -> (N,) int64 index into ``classes`` for ``y_true``, ``dense_pred`` and each sparse column;
-    ``group_names_from``: "values" or the column that named the groups; ``notes``: what the reader
-    should know (e.g. a ``group_name`` column that was not used).
+    ``group_names_from``: "values" or the column that named the groups; ``read_notes``: how the file was
+    read (an encoding other than UTF-8, a separator other than the comma); ``notes``: those, then what else
+    the reader should know (e.g. a ``group_name`` column that was not used).
     """
 
     frame: pd.DataFrame
@@ -132,6 +133,7 @@ class PredictionsFile:
     codes: dict[str, np.ndarray]
     group_names_from: str = "values"
     notes: list[str] = field(default_factory=list)
+    read_notes: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -152,8 +154,8 @@ def load_predictions(source: str | os.PathLike | bytes, options: AuditOptions, *
     than train/val/test, a prediction that is not one of ``y_true``'s labels, more than MAX_GROUPS groups.
     """
     data, name = read_bytes(source, name=name, max_bytes=max_bytes)
-    frame = read_table(data, name)
-    return prepare(frame, options, name=name, sha256=hashlib.sha256(data).hexdigest())
+    frame, read_notes = read_table(data, name)
+    return prepare(frame, options, name=name, sha256=hashlib.sha256(data).hexdigest(), read_notes=read_notes)
 
 
 def resolve_sparse(columns, options: AuditOptions) -> tuple[str, ...]:
@@ -170,16 +172,18 @@ def resolve_sparse(columns, options: AuditOptions) -> tuple[str, ...]:
                                f"{listing(columns)})")
 
 
-def prepare(frame: pd.DataFrame, options: AuditOptions, *, name: str, sha256: str) -> PredictionsFile:
-    """Check a table of predictions (``read_table``'s) for ``options`` and encode it; see ``load_predictions``."""
+def prepare(frame: pd.DataFrame, options: AuditOptions, *, name: str, sha256: str,
+            read_notes: list[str] | tuple[str, ...] = ()) -> PredictionsFile:
+    """Check a table of predictions (``read_table``'s, with its notes) for ``options`` and encode it; see
+    ``load_predictions``."""
     if len(frame) == 0:
         raise PredictionsFileError(f"{name} has no rows: a header, but no predictions under it")
     frame = frame.reset_index(drop=True)
     frame.columns = [str(c) for c in frame.columns]
     columns = list(frame.columns)
-    if len(columns) == 1 and any(sep in columns[0] for sep in (";", "\t", "|")):
-        raise PredictionsFileError(f"{name} has a single column, {columns[0]!r}: it looks separated by something "
-                                   "other than commas, and CSV files are read comma-separated; save it with commas "
+    if len(columns) == 1 and "|" in columns[0]:
+        raise PredictionsFileError(f"{name} has a single column, {columns[0]!r}: it looks separated by '|', and "
+                                   "CSV files are read separated by commas, semicolons or tabs; save it with commas "
                                    "(or as Parquet)")
     sparse = resolve_sparse(columns, options)
     options = AuditOptions(options.groups, sparse, options.tolerance)
@@ -223,7 +227,7 @@ def prepare(frame: pd.DataFrame, options: AuditOptions, *, name: str, sha256: st
     group_id, group_names, named_by, notes = _groups(frame, text, options.groups, name)
     return PredictionsFile(frame=frame, name=name, sha256=sha256, options=options, split=np.asarray(split),
                            group_id=group_id, group_names=group_names, classes=classes, codes=codes,
-                           group_names_from=named_by, notes=notes)
+                           group_names_from=named_by, notes=[*read_notes, *notes], read_notes=list(read_notes))
 
 
 def _check_roles(options: AuditOptions) -> None:

@@ -39,7 +39,6 @@ from ceag.analysis.predictions_file import (
     prepare,
 )
 from ceag.analysis.table_file import listing
-from ceag.analysis.verdicts import tolerance_verdicts
 from ceag.config.errors import PredictionsFileError, UnknownAudit
 from ceag.results.layout import AUDIT_PREDICTIONS, AUDIT_RECORD, AUDITS, resolve_results
 
@@ -107,16 +106,10 @@ def audit_frames(pf: PredictionsFile) -> tuple[pd.DataFrame, pd.DataFrame, dict[
 
 def audit_predictions(pf: PredictionsFile, settings: BootstrapSettings | None = None) -> Audit:
     """The audit of a checked file: per sparse column, split and group, the values and paired bootstrap
-    intervals ceag gives its own runs (``attach_intervals``), and with a tolerance each group's verdict
-    against it (``verdicts.tolerance_verdicts`` on the corrected ψ_g intervals) and ``small_for_tolerance``.
+    intervals ceag gives its own runs (``attach_intervals``), with a tolerance each group's verdict against it.
     ``Audit.notes`` carries the file's notes."""
     groups, runs, predictions = audit_frames(pf)
     result = attach_intervals(groups, runs, predictions, settings)
-    tol = pf.options.tolerance
-    if tol is not None:
-        g = result.groups
-        g["verdict"] = tolerance_verdicts(g["excess_gap_corrected_low"], g["excess_gap_corrected_high"], g["n"], tol)
-        g["small_for_tolerance"] = (g["min_detectable_gap"] > tol).to_numpy()
     result.notes = [*pf.notes, *result.notes]
     return result
 
@@ -170,7 +163,8 @@ def store_audit(results: str | os.PathLike | None, pf: PredictionsFile,
     ensure_writable(resolve_results(results))
     write_parquet(folder / AUDIT_PREDICTIONS, pf.frame)
     write_json(folder / AUDIT_RECORD, {"audit_id": aid, "file": pf.name, "file_sha256": pf.sha256, "rows": pf.rows,
-                                       "created": now(), **pf.options.to_dict(), **settings_dict(settings)})
+                                       "created": now(), "read_notes": pf.read_notes, **pf.options.to_dict(),
+                                       **settings_dict(settings)})
     return aid
 
 
@@ -192,7 +186,8 @@ def open_audit(results: str | os.PathLike | None, aid: str) -> StoredAudit:
         frame = pd.read_parquet(folder / AUDIT_PREDICTIONS)
         options = AuditOptions(tuple(record["groups"]), tuple(record["sparse"]), record.get("tolerance"))
         settings = BootstrapSettings(**{k: record[k] for k in ("n_boot", "confidence", "seed", "correction")})
-        pf = prepare(frame, options, name=record["file"], sha256=record["file_sha256"])
+        pf = prepare(frame, options, name=record["file"], sha256=record["file_sha256"],
+                     read_notes=list(record.get("read_notes") or []))
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UnknownAudit(f"stored audit {aid} in {folder} cannot be read ({err})") from None
     return StoredAudit(aid, folder, record, audit_predictions(pf, settings))

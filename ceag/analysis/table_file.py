@@ -4,10 +4,13 @@ checks the rows it returns).
 
 ``read_bytes`` gives (the file's bytes, its name) and refuses a missing or unreadable file, a folder and a
 file over ``max_bytes`` (MAX_FILE_BYTES on the command line, MAX_UPLOAD_BYTES in the app; sizes in bytes,
-shown in MB, 1 MB = 1024² bytes). ``read_table`` tells Parquet (leading ``PAR1``) from CSV (comma-separated
-UTF-8 with a header row, every cell read as text exactly as written) and returns one row per line of the
-file. Each error is a PredictionsFileError naming the file and, where there is one, the row, the line and
-the column. ``listing`` writes values for such messages.
+shown in MB, 1 MB = 1024² bytes). ``read_table`` tells Parquet (leading ``PAR1``) from CSV and returns one
+row per line of the file. A CSV is read as the label files of ``ceag.datasets.labels`` are, the way
+spreadsheets save it: its text decoded by ``decode_text`` (UTF-8, UTF-16/32, Windows-1252 where that can
+be told; a note says how when it was not UTF-8), its separator by ``delimiter_of`` (comma, semicolon or
+tab), a header row, every cell read as text exactly as written. Each error is a PredictionsFileError
+naming the file and, where there is one, the row, the line and the column. ``listing`` writes values for
+such messages.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from ceag.config.errors import PredictionsFileError
+from ceag.datasets.labels import decode_text, delimiter_of
+from ceag.datasets.layouts import DatasetError
 
 MAX_FILE_BYTES = 200 * 1024 * 1024    # the command line refuses larger files
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024   # the app refuses larger uploads
@@ -65,17 +70,22 @@ def _megabytes(size: int) -> str:
     return f"{size / 1024 ** 2:.1f} MB" if size % (1024 ** 2) else f"{size // 1024 ** 2} MB"
 
 
-def read_table(data: bytes, name: str) -> pd.DataFrame:
-    """The rows of a CSV or Parquet file (told apart by Parquet's leading ``PAR1``, not by the name).
+def read_table(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
+    """(the rows, notes on how the file was read) of a CSV or Parquet file (told apart by Parquet's leading
+    ``PAR1``, not by the name).
 
     CSV cells are read as text, exactly as written (empty cells are empty strings). Raises
-    PredictionsFileError for an empty file, a file with no rows, text that is not UTF-8, a row whose
-    number of fields differs from the header's, a repeated column name and a file that is neither.
+    PredictionsFileError for an empty file, a file with no rows, text whose encoding cannot be told, a row
+    whose number of fields differs from the header's, a repeated column name and a file that is neither.
     """
-    frame = _read_parquet(data, name) if data[:4] == b"PAR1" else _read_csv(data, name)
+    notes: list[str] = []
+    if data[:4] == b"PAR1":
+        frame = _read_parquet(data, name)
+    else:
+        frame, notes = _read_csv(data, name)
     if len(frame) == 0:
         raise PredictionsFileError(f"{name} has no rows: a header, but no predictions under it")
-    return frame
+    return frame, notes
 
 
 def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
@@ -95,31 +105,38 @@ def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+def _read_csv(data: bytes, name: str) -> tuple[pd.DataFrame, list[str]]:
     if not data.strip():
         raise PredictionsFileError(f"{name} is empty: a CSV file needs a header row naming its columns, then one "
                                    "row per sample")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise PredictionsFileError(f"{name} is neither UTF-8 text (byte {err.start + 1} cannot be read) nor a "
-                                   "Parquet file; save it as CSV in UTF-8 or as Parquet") from None
-    header = _check_fields(text, name)
+        text, how = decode_text(data, name, "predictions file")
+    except DatasetError as err:
+        raise PredictionsFileError(f"{err} (or save it as Parquet)") from None
+    text = text.lstrip("\ufeff")
+    if "\0" in text:
+        raise PredictionsFileError(f"{name} holds NUL characters: it is neither a text file nor a Parquet file; "
+                                   "save it as CSV in UTF-8 or as Parquet")
+    delimiter = delimiter_of(text)
+    header = _check_fields(text, name, delimiter)
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise PredictionsFileError(f"{name}: column {repeated[0]!r} appears twice in the header; every column "
                                    "needs its own name")
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         message = str(err).replace("Error tokenizing data. C error: ", "")
         raise PredictionsFileError(f"{name} cannot be read as CSV: {message}") from None
-    return frame
+    notes = [how] if how else []
+    if delimiter != ",":
+        notes.append(f"{name} is separated by {'semicolons' if delimiter == ';' else 'tabs'}: read as such")
+    return frame, notes
 
 
-def _check_fields(text: str, name: str) -> list[str]:
+def _check_fields(text: str, name: str, delimiter: str = ",") -> list[str]:
     """The header's column names; raises PredictionsFileError at the first row with another number of fields."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = next(reader, [])
         width, row = len(header), 0

@@ -111,6 +111,14 @@ def decode_text(raw: bytes, name: str, what: str) -> tuple[str, str | None]:
     raise DatasetError(f"{what}: {name} is not UTF-8, and its encoding cannot be told: {why}; {SAVE_AS_UTF8}")
 
 
+def delimiter_of(text: str) -> str:
+    """The separator of a CSV's text as spreadsheets write it: whichever of comma, semicolon and tab its first line
+    holds most of (a comma when it holds none)."""
+    sample = text[:4096]
+    first = sample.splitlines()[0] if sample else ""
+    return max(",;\t", key=first.count) if first else ","
+
+
 def read_csv(path: Path, required: tuple[str, ...], what: str) -> tuple[list[str], list[dict[str, str]], list[str]]:
     """(columns, rows, notes) of a label CSV; each row maps column -> value with spaces stripped.
 
@@ -130,10 +138,7 @@ def read_csv(path: Path, required: tuple[str, ...], what: str) -> tuple[list[str
     if "\0" in text:
         raise DatasetError(f"{what}: {shown(path)} holds NUL characters: it is not a text file, or is UTF-32 "
                            f"without a byte-order mark; {SAVE_AS_UTF8}")
-    sample = text[:4096]
-    first = sample.splitlines()[0] if sample else ""
-    delimiter = max(",;\t", key=first.count) if first else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter_of(text))
     try:
         header = next(reader)
     except StopIteration:
