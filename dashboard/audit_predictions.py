@@ -23,16 +23,14 @@ from ceag.analysis.stored_audits import StoredAudit, list_audits, open_audit, st
 from ceag.analysis.table_file import MAX_UPLOAD_BYTES, read_bytes, read_table
 from ceag.config.errors import PredictionsFileError, UnknownAudit
 from ceag.config.vocabulary import CORRECTIONS
-from ceag.present.audit_table import group_display_table, verdict_lines
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
-from ceag.present.plots.groups import group_interval_bars
-from ceag.present.plots.style import AUDIT_METRICS
 from ceag.present.report import render_html
 from ceag.present.sentences.compare import headline_sentences
 from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS, confidence_label
 from dashboard import _state
-from dashboard._shared import CHART_CONFIG, results_dir
+from dashboard._audit import audit_chart, audit_table
+from dashboard._shared import results_dir
 
 LIMIT_MB = MAX_UPLOAD_BYTES // 1024 ** 2
 RESERVED = (TRUE_COLUMN, DENSE_COLUMN, SPLIT_COLUMN)
@@ -173,23 +171,9 @@ st.markdown("\n".join(f"- {s}" for s in sentences))
 if result.notes:
     st.warning("\n".join(f"- {note}" for note in result.notes))
 
-present = [s for s in ("test", "train", "val") if s in set(result.groups.split)]
-c = st.columns([3, 2])
-metric = c[0].radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True,
-                    key="audit_predictions.metric",
-                    help=f"**ψ_g**: {GLOSSARY['ψ_g']}\n\n**Δ_g**: {GLOSSARY['Δ_g']}\n\n**Error bars**: {ci} "
-                         f"intervals. {GLOSSARY['interval']}")
-splits = c[1].multiselect("Splits", present, default=[s for s in present if s != "val"] or present,
-                          key="audit_predictions.splits", help="The panels, top to bottom, in the order chosen.")
-st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
-
-table, helps = group_display_table(result)
-counted = verdict_lines(result)
-if counted:
-    st.caption("Verdicts against ε: " + "; ".join(counted) + ".", help=GLOSSARY["verdict vs ε"])
-st.dataframe(table, hide_index=True, width="stretch", placeholder="",
-             column_config={k: st.column_config.NumberColumn(format="%.1f", help=text) for k, text in helps.items()}
-             | {"verdict vs ε": st.column_config.TextColumn(help=GLOSSARY["verdict vs ε"])})
+audit_chart(result, [s for s in ("test", "train", "val") if s in set(result.groups.split)],
+            key="audit_predictions")
+audit_table(result)
 c = st.columns(2)
 c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report(str(results), stored.audit_id),
                      file_name=f"ceag_audit_{stored.audit_id}.html", mime="text/html", icon=":material/download:")

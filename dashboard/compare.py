@@ -13,19 +13,17 @@ import streamlit as st
 from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
 from ceag.config.vocabulary import CORRECTIONS, method_label
-from ceag.present.audit_table import group_display_table, verdict_lines
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
-from ceag.present.plots.groups import group_interval_bars
-from ceag.present.plots.style import AUDIT_METRICS
 from ceag.present.report import across_seeds_section, excess_gaps, render_html
 from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.present.sentences.seeds import verdict_sentences
-from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS, confidence_label
+from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS
 from dashboard import _state
 from dashboard import _store as store
-from dashboard._shared import CHART_CONFIG, data_dir, empty_store_hint, results_dir, run_labels, store_version
+from dashboard._audit import audit_chart, audit_table
+from dashboard._shared import data_dir, empty_store_hint, results_dir, run_labels, store_version
 
 SETTING = ("dataset", "model", "sparsity", "seed")
 DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
@@ -150,7 +148,6 @@ if len(chosen) < 2:
 
 args = (str(results_dir()), store_version(results_dir()), tuple(chosen), int(n_boot), float(confidence), correction)
 result = cached_audit(*args)
-ci = confidence_label(result.settings)
 with st.spinner("Comparing with NFT across seeds…"):
     versus, versus_notes = store.seed_comparisons(splits=("test", "train", "val"), confidence=float(confidence),
                                                   run_ids=tuple(chosen))
@@ -163,13 +160,7 @@ st.markdown(("**These runs**:\n" if across else "") + "\n".join(f"- {s}" for s i
 if result.notes:
     st.warning("\n".join(f"- {note}" for note in result.notes))
 
-c = st.columns([3, 2])
-metric = c[0].radio("Show", list(AUDIT_METRICS), format_func=AUDIT_METRICS.get, horizontal=True,
-                    help=f"**ψ_g**: {GLOSSARY['ψ_g']}\n\n**Δ_g**: {GLOSSARY['Δ_g']}\n\n**Error bars**: {ci} "
-                         f"intervals. {GLOSSARY['interval']}")
-splits = c[1].multiselect("Splits", ["test", "train", "val"], default=["test", "train"],
-                           help="The panels, top to bottom, in the order chosen.")
-st.plotly_chart(group_interval_bars(result.groups, metric, splits=splits), width="stretch", config=CHART_CONFIG)
+audit_chart(result, ["test", "train", "val"])
 with st.expander("Every sentence: train, validation and each run"):
     st.markdown("\n".join(f"- {s}" for s in audit_sentences(result)))
     more = verdict_sentences(versus, chosen, splits=("test", "train", "val"),
@@ -179,13 +170,7 @@ with st.expander("Every sentence: train, validation and each run"):
     if versus_notes:
         st.caption(" ".join(versus_notes))
 
-table, helps = group_display_table(result)
-counted = verdict_lines(result)
-if counted:
-    st.caption("Verdicts against ε: " + "; ".join(counted) + ".", help=GLOSSARY["verdict vs ε"])
-st.dataframe(table, hide_index=True, width="stretch", placeholder="",
-             column_config={k: st.column_config.NumberColumn(format="%.1f", help=text) for k, text in helps.items()}
-             | {"verdict vs ε": st.column_config.TextColumn(help=GLOSSARY["verdict vs ε"])})
+audit_table(result)
 c = st.columns(3)
 c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report(*args, str(data_dir())),
                      file_name="ceag_audit.html", mime="text/html", icon=":material/download:")
