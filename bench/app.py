@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Result
+from bench.common import Result, page_build_times
 from ceag.store.synthetic import fill
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,26 +15,9 @@ PAGES = ["overview", "frontiers", "multipliers", "generalization", "launch", "ru
 
 
 def _page_times(results: Path) -> dict[str, tuple[float, float]]:
-    """(first build, cached rebuild) seconds per page, through Streamlit's AppTest."""
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
+    """(first build, cached rebuild) seconds per page (``common.page_build_times``)."""
     os.environ["CEAG_RESULTS"] = str(results)
-    times = {}
-    for page in PAGES:
-        measured = []
-        for _ in range(2):
-            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-            at.run()
-            if not measured:  # the first build starts cold: nothing cached by the pages before
-                st.cache_data.clear()
-            start = time.perf_counter()
-            at.switch_page(f"dashboard/{page}.py").run()
-            measured.append(time.perf_counter() - start)
-            if at.exception:
-                raise RuntimeError(f"page {page} raised: {at.exception[0].value}")
-        times[page] = (measured[0], measured[1])
-    return times
+    return {page: page_build_times(page) for page in PAGES}
 
 
 def _first_chart_seconds(results: Path) -> float | None:

@@ -68,3 +68,30 @@ def interleaved_rounds(steppers: dict[str, Callable[[], None]], rounds: int, ste
         for m in ratios:
             ratios[m].append(took[m] / took[baseline])
     return best, ratios, base_times
+
+
+def page_build_times(page: str, params: dict[str, str] | None = None, timeout: float = 120) -> tuple[float, float]:
+    """(first build, rebuild) seconds of ``dashboard/<page>.py`` through Streamlit's AppTest, on the results
+    folder of ``$CEAG_RESULTS``: the first build with every Streamlit cache cleared (what the pages cached
+    before counts for nothing), the second in a new session with the caches kept. ``params``: the URL's.
+    Raises RuntimeError when the page raises."""
+    from pathlib import Path
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    measured = []
+    for first in (True, False):
+        at = AppTest.from_file(app, default_timeout=timeout)
+        for key, value in (params or {}).items():
+            at.query_params[key] = value
+        at.run()
+        if first:
+            st.cache_data.clear()
+        start = time.perf_counter()
+        at.switch_page(f"dashboard/{page}.py").run()
+        measured.append(time.perf_counter() - start)
+        if at.exception:
+            raise RuntimeError(f"page {page} raised: {at.exception[0].value}")
+    return measured[0], measured[1]

@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import Result
+from bench.common import Result, page_build_times
 from ceag.results.layout import PREDICTIONS, run_dir
 from ceag.store.db import connect
 from ceag.store.synthetic import fill
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["frontiers", "overview", "compare"]
 SAMPLES = 1_000  # per split
 REPEAT = 5  # warm builds timed per page (the median is reported)
@@ -61,27 +60,6 @@ def write_predictions(results: Path, groups: int, seed: int = 0) -> int:
     return len(runs)
 
 
-def _builds(results: Path, page: str, params: dict[str, str]) -> list[float]:
-    """Seconds to build ``page``: cold (caches cleared), then once more in the same session."""
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    out = []
-    for clear in (True, False):
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
-        for key, value in params.items():
-            at.query_params[key] = value
-        at.run()
-        if clear:
-            st.cache_data.clear()
-        start = time.perf_counter()
-        at.switch_page(f"dashboard/{page}.py").run()
-        out.append(time.perf_counter() - start)
-        if at.exception:
-            raise RuntimeError(f"page {page} raised: {at.exception[0].value}")
-    return out
-
-
 def run(quick: bool = False) -> list[Result]:
     import shutil
 
@@ -104,10 +82,10 @@ def run(quick: bool = False) -> list[Result]:
         for page in PAGES:
             shutil.rmtree(verdict_cache(results), ignore_errors=True)
             mine = params if page == "compare" else {}
-            cold, _ = _builds(results, page, mine)
-            builds = [_builds(results, page, mine) for _ in range(REPEAT)]
+            cold, _ = page_build_times(page, mine, timeout=300)
+            builds = [page_build_times(page, mine, timeout=300) for _ in range(REPEAT)]
             warm, rebuild = float(np.median([b[0] for b in builds])), float(np.median([b[1] for b in builds]))
-            without = float(np.median([_without_verdicts(results, page, mine) for _ in range(REPEAT)]))
+            without = float(np.median([_without_verdicts(page, mine) for _ in range(REPEAT)]))
             frontiers = page == "frontiers"
             out.append(Result(f"page build with verdicts: {page}, {n_runs:,} runs x {groups} groups", 1000 * warm,
                               "ms", "< 300" if frontiers else "", (1000 * warm < 300) if frontiers else None,
@@ -118,7 +96,7 @@ def run(quick: bool = False) -> list[Result]:
     return out
 
 
-def _without_verdicts(results: Path, page: str, params: dict[str, str]) -> float:
+def _without_verdicts(page: str, params: dict[str, str]) -> float:
     """The warm build of ``page`` with the comparisons replaced by an empty answer: the page's own cost."""
     import dashboard._store as store
     from ceag.analysis.seeds import COLUMNS
@@ -128,7 +106,7 @@ def _without_verdicts(results: Path, page: str, params: dict[str, str]) -> float
                                   *COLUMNS])
     store.seed_comparisons = lambda **kwargs: (empty, [])  # type: ignore[assignment]
     try:
-        return _builds(results, page, params)[0]
+        return page_build_times(page, params, timeout=300)[0]
     finally:
         store.seed_comparisons = real
 
