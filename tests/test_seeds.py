@@ -214,3 +214,20 @@ def test_export_writes_every_comparison_with_its_verdict(store, tmp_path):
     only = tmp_path / "one.csv"
     assert ceag_main("export", "--table", "verdicts", "--method", "el_rb", "--out", only, "--results", results)[0] == 0
     assert len(pd.read_csv(only)) == 0
+
+
+def test_answers_of_an_earlier_store_are_forgotten_once_the_store_changes(store):
+    import os
+
+    from ceag.results.layout import verdict_cache
+    from ceag.store import db
+
+    results, ids = store
+    store_comparisons(results, splits=("val",), n_boot=200)
+    store_comparisons(results, splits=("val",), n_boot=200, run_ids=(ids[("ceag", 0)],))
+    answers = verdict_cache(results) / "answers"
+    assert len(list(answers.glob("*.json"))) >= 2
+    stat = db.db_path(results).stat()
+    os.utime(db.db_path(results), ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000))
+    store_comparisons(results, splits=("val",), n_boot=200)
+    assert len(list(answers.glob("*.json"))) == len(list(answers.glob("*.parquet"))) == 1

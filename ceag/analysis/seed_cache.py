@@ -143,11 +143,25 @@ def store_comparisons(results: str | os.PathLike, *, dataset: str | None = None,
     if stamp is not None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            _forget_stale_answers(folder, stamp)
             atomic_write(frame_path, lambda p: frame.to_parquet(p, index=False), durable=False)
             write_json(about_path, {"stamp": stamp, "wanted": wanted, "notes": notes}, durable=False)
         except OSError:
             pass  # a read-only results folder: the answer is still returned
     return frame, notes
+
+
+def _forget_stale_answers(folder: Path, stamp: list[int]) -> None:
+    """Remove the answers kept for an earlier state of the store: they can never be served again (the store
+    file only changes forward), so the folder holds at most the answers given since the store last changed."""
+    for about in folder.glob("*.json"):
+        try:
+            if json.loads(about.read_text()).get("stamp") == stamp:
+                continue
+        except (OSError, ValueError):
+            pass  # unreadable: as stale
+        about.unlink(missing_ok=True)
+        about.with_suffix(".parquet").unlink(missing_ok=True)
 
 
 def attach_to_cells(summary: pd.DataFrame, frame: pd.DataFrame, split: str,

@@ -80,7 +80,7 @@ class Comparison:
 
     def key(self, split: str, settings: BootstrapSettings) -> str:
         text = json.dumps([CACHE_VERSION, self.pairs, self.stamps, split, settings.n_boot, settings.confidence,
-                           settings.seed])
+                           settings.seed, settings.correction])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
