@@ -81,13 +81,17 @@ def audit_form(results) -> None:
     free = [c for c in columns if c not in RESERVED]
     c = st.columns(2)
     groups = c[0].multiselect("Group column(s)", free, default=["group"] if "group" in free else [],
-                              key="audit_predictions.groups",
+                              key=f"audit_predictions.groups.{sha256}",  # a new file: its own defaults
                               help="The protected attribute. Several columns give intersectional groups, named "
                                    "“a × b” in the order chosen. Groups are numbered in sorted order of their values "
                                    "(numbers as numbers).")
-    default_sparse = [s for s in DEFAULT_SPARSE if s in free][:1]
-    sparse = c[1].multiselect("Sparse predictions", [s for s in free if s not in groups],
-                              default=[s for s in default_sparse if s not in groups], key="audit_predictions.sparse",
+    if not [s for s in free if s not in groups]:
+        st.error(f"{uploaded.name} has no column left to audit as a pruned model's predictions: besides "
+                 f"{TRUE_COLUMN}, {DENSE_COLUMN} and the group column(s) it has none (its columns: "
+                 f"{', '.join(columns)}). Add one column of predictions per pruned model, e.g. `sparse_pred`.")
+    default_sparse = [s for s in DEFAULT_SPARSE if s in free and s not in groups][:1]
+    sparse = c[1].multiselect("Sparse predictions", [s for s in free if s not in groups], default=default_sparse,
+                              key=f"audit_predictions.sparse.{sha256}",
                               help="One column per pruned model; each is audited against "
                                    f"`{DENSE_COLUMN}` and named by its column.")
     c = st.columns(4)

@@ -407,6 +407,12 @@ def test_an_upload_is_checked_stored_and_opened(tmp_path, monkeypatch):
     at = open_app_page(monkeypatch, "audit_predictions", TITLE, results)
     assert [i.value for i in at.info] == ["Upload a file of predictions under **Audit a file**, choose its columns and "
                                          "press **Audit**, or open a stored audit."]
+    lacking = frame(50)[["y_true", "group", "dense_pred"]]
+    at.file_uploader[0].set_value(("lacking.csv", csv_bytes(lacking), "text/csv")).run()
+    assert [e.value for e in at.error] == [  # said at once, before the Audit button
+        "lacking.csv has no column left to audit as a pruned model's predictions: besides y_true, dense_pred and "
+        "the group column(s) it has none (its columns: y_true, group, dense_pred). Add one column of predictions "
+        "per pruned model, e.g. `sparse_pred`."]
     bad = frame(200)
     bad.loc[3, "y_pred"] = 9
     at.file_uploader[0].set_value(("bad.csv", csv_bytes(bad), "text/csv")).run()

@@ -341,3 +341,14 @@ def test_groups_too_small_for_the_tolerance_beyond_three_are_counted_in_good_gra
     text = comparison_sentences(rows)
     assert "2 more groups on test are too small to audit at ε." in text
     assert "1 more group on test is too small to audit at ε." in comparison_sentences(rows.iloc[:4])
+
+
+def test_a_claim_that_rests_on_a_handful_of_samples_says_so_even_before_any_interval_is_known(tmp_path):
+    """While a grid is still running there are no CEAG runs to compare with, hence no intervals; a gap of a
+    group of 5 training samples still says what it rests on."""
+    with connect(tmp_path, write=True) as con:
+        add_run(con, "nft", 0.95, None, 0, {"train": [-2.0, 1.0, 33.2], "test": [-1.5, 2.0, 25.9]})
+        con.execute("UPDATE group_metrics SET n = 5 WHERE group_name = 'digit 8' AND split = 'train'")
+    story = overview_sentences(queries.story_groups(tmp_path, dataset="digits"))
+    assert "digit 8 ends 33.2 points behind the model as a whole on the training data (ψ_g); it rests on 5 " \
+           "samples, too few for an interval" in story[0]

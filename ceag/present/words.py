@@ -48,7 +48,7 @@ def audit_run_labels(groups: pd.DataFrame) -> dict[str, str]:
     return labels
 
 
-CORRECTION_LABELS = {"bonferroni": "widened for the groups (Bonferroni)", "none": "not widened"}
+CORRECTION_LABELS = {"bonferroni": "Bonferroni", "none": "not widened"}
 CORRECTION_HELP = ("How the ψ_g intervals behind the verdicts against ε are read: widened so that all the groups "
                    "of a split hold together at the chosen confidence (Bonferroni: a group truly at ε is rarely "
                    "called 'exceeds ε'), or each at the chosen confidence on its own.")

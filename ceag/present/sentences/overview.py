@@ -103,9 +103,8 @@ def _tolerance_words(span: tuple[float, float, int] | None, tolerance: float, ro
 
 
 def _ceag_words(bounds: Bounds | None, st: _Setting, tolerance: float, split: str, row: pd.Series) -> str:
-    """``_tolerance_words`` for CEAG's row of group ``row`` at ``st``'s sparsity ('' without bounds)."""
-    if not bounds:
-        return ""
+    """``_tolerance_words`` for CEAG's row of group ``row`` at ``st``'s sparsity (its interval from ``bounds``,
+    if there is one)."""
     return _tolerance_words(_bound(bounds, st.model, MITIGATION, tolerance, st.sparsity, split, row), tolerance, row)
 
 
@@ -216,7 +215,7 @@ def _lead_point(means: pd.DataFrame, st: _Setting, where: str, *, repaired: bool
         details.append(f"CEAG with {tolerance_text(t)}: the worst group on train is {c.group_name} at "
                        f"{points(c.excess_gap)} points, {verdict} ε"
                        f"{_ceag_words(bounds, st, t, 'train', c)}.")
-    nft_zero = _zero_words(_bound(bounds, st.model, BASELINE, None, s, "train", w), w if bounds else None)
+    nft_zero = _zero_words(_bound(bounds, st.model, BASELINE, None, s, "train", w), w)
     if repaired:
         t = min(st.met)
         c = st.ceag[t]
@@ -301,7 +300,7 @@ def _other_point(means: pd.DataFrame, st: _Setting, bounds: Bounds | None = None
     else:
         text = f"At {_pct(st.sparsity)}, with NFT {_behind(st.nft)} on the training data"
         text += _zero_words(_bound(bounds, st.model, BASELINE, None, st.sparsity, "train", st.nft),
-                            st.nft if bounds else None)
+                            st.nft)
     if st.met:
         text += f"; CEAG meets {', '.join(tolerance_text(t) for t in st.met)} there"
     details = []
