@@ -231,3 +231,16 @@ def test_answers_of_an_earlier_store_are_forgotten_once_the_store_changes(store)
     os.utime(db.db_path(results), ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000))
     store_comparisons(results, splits=("val",), n_boot=200)
     assert len(list(answers.glob("*.json"))) == len(list(answers.glob("*.parquet"))) == 1
+
+
+def test_intervals_stay_within_what_each_metric_can_be():
+    """Two seeds that disagree widely on a model that is nearly always right: a t interval alone would pass 100 %."""
+    y, g, rng = population()
+    dense = y.copy()
+    frames = [(predictions(y, g, rng, [0.999] * 4, dense), predictions(y, g, rng, acc, dense))
+              for acc in ([0.999] * 4, [0.6] * 4)]
+    out = compare_split(frames, 4, "test", FAST).set_index(["metric", "group_id"])
+    acc = out.loc[("accuracy", -1)]
+    assert 0 <= acc.baseline_low <= acc.baseline_high <= 1 and 0 <= acc.mitigation_low <= acc.mitigation_high <= 1
+    assert -1 <= acc.diff_low <= acc.diff_high <= 1
+    assert (out.loc["excess_gap", "mitigation_low"] >= -1).all() and (out.loc["excess_gap", "mitigation_high"] <= 1).all()

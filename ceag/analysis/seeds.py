@@ -51,7 +51,9 @@ RUN_METRICS = ("max_excess_gap", "psi_pw", "accuracy")
 GROUP_METRIC = "excess_gap"
 COLUMNS = ["split", "metric", "group_id", "baseline", "baseline_low", "baseline_high", "mitigation", "mitigation_low",
            "mitigation_high", "diff", "diff_low", "diff_high", "seeds"]
-CACHE_VERSION = 2  # the method: a change of it must never be served from an older cache
+# what each metric can be (fractions): a mean's interval is cut to it, a difference's to its span
+RANGES = {"max_excess_gap": (-1.0, 1.0), "psi_pw": (0.0, 1.0), "accuracy": (0.0, 1.0), GROUP_METRIC: (-1.0, 1.0)}
+CACHE_VERSION = 3  # the method: a change of it must never be served from an older cache
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,11 @@ def compare_split(frames: list[tuple[pd.DataFrame, pd.DataFrame]], num_groups: i
         lo, hi = _seed_interval(diff, diff_boot, weights, ones, settings.confidence)
         b_lo, b_hi = _seed_interval(base_mean, b_boot[name], weights, ones, level)
         m_lo, m_hi = _seed_interval(mit_mean, m_boot[name], weights, ones, level)
+        # a t interval can pass the ends of what the metric can be: it is cut there
+        low_end, high_end = RANGES[name]
+        b_lo, m_lo = np.maximum(b_lo, low_end), np.maximum(m_lo, low_end)
+        b_hi, m_hi = np.minimum(b_hi, high_end), np.minimum(m_hi, high_end)
+        lo, hi = np.maximum(lo, low_end - high_end), np.minimum(hi, high_end - low_end)
         if name == GROUP_METRIC:  # as bootstrap.intervals: a group with too few samples gets no interval
             few = point_cells.reshape(seeds, num_groups, 16).sum(2).min(0) < MIN_INTERVAL_SAMPLES
             for values in (lo, hi, b_lo, b_hi, m_lo, m_hi):
