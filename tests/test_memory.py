@@ -22,15 +22,30 @@ def test_full_resolution_batches_fit_the_memory_available(monkeypatch):
     model = build_model("cnn", (3, 200, 200), 5, 0)
     per_sample = memory.activation_bytes_per_sample(model, (3, 200, 200), CPU)
     assert per_sample > 1e6  # megabytes per 200x200 image: a batch of 1,024 would need tens of GB
+    gpu = torch.device("cuda")  # only a name here: the sizes are computed, nothing runs on it
+    monkeypatch.setattr(memory, "activation_bytes_per_sample", lambda *_: per_sample)
     for available in (24 << 30, 4 << 30, 256 << 20):
         monkeypatch.setattr(memory, "available_bytes", lambda device, a=available: a)
-        batch = memory.eval_batch_size(model, (3, 200, 200), CPU)
+        batch = memory.eval_batch_size(model, (3, 200, 200), gpu)  # a GPU takes the largest batch that fits
         assert 1 <= batch < memory.MAX_EVAL_BATCH
         assert batch * per_sample <= memory.BUDGET_FRACTION * available
         assert (batch + 1) * per_sample > memory.BUDGET_FRACTION * available or batch == 1
+        # a CPU: never more than fits, and no more than keeps the activations near the caches (at least 32)
+        cpu_batch = memory.eval_batch_size(model, (3, 200, 200), CPU)
+        assert cpu_batch == min(batch, max(memory.CPU_MIN_BATCH, memory.CPU_BATCH_BYTES // per_sample))
     # small inputs keep the largest batch; a requested size wins
+    monkeypatch.undo()
     assert memory.eval_batch_size(build_model("mlp", (1, 8, 8), 10, 0), (1, 8, 8), CPU) == memory.MAX_EVAL_BATCH
     assert memory.eval_batch_size(model, (3, 200, 200), CPU, requested=7) == 7
+
+
+def test_cpu_batches_keep_activations_near_the_caches():
+    """cnn_fc at 32 px: about 0.7 MB of activations per image; 1,024 fit the memory but run twice as slowly."""
+    model = build_model("cnn_fc", (3, 32, 32), 5, 0)
+    per_sample = memory.activation_bytes_per_sample(model, (3, 32, 32), CPU)
+    batch = memory.eval_batch_size(model, (3, 32, 32), CPU)
+    assert batch * per_sample <= memory.CPU_BATCH_BYTES < (batch + 1) * per_sample
+    assert 100 <= batch <= 200
 
 
 def test_running_out_of_memory_names_the_setting(monkeypatch):

@@ -7,7 +7,7 @@ seeds see the same samples.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ class Split:
     std: tuple[float, ...] | None = None
     rows: torch.Tensor | None = None
     files: np.ndarray | None = None
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -60,16 +61,35 @@ class Split:
         return Split(x.to(device, non_blocking=pin), self.y.to(device), self.g.to(device), self.mean, self.std,
                      files=self.files)
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Model input for rows ``x`` of this split: float32, scaled and normalized."""
+    def prepare(self, x: torch.Tensor, mirror: torch.Tensor | None = None) -> torch.Tensor:
+        """Model input for rows ``x`` of this split: a new float32 tensor, scaled and normalized.
+
+        ``mirror`` (len(x),) bool: rows flipped left to right (flipped before the conversion, on the
+        compact rows). Images (N, C, H, W) come out in channels-last memory order: the same values, and
+        convolutions run faster on it (on 2 CPU cores about 2x for evaluating ``cnn_fc`` and
+        ``cnn_small``; ``bench/throughput.py``). The normalization is done in place on that one copy, as
+        ``(x / 255 - mean) / std``: the same arithmetic, in the same order, as three separate tensors.
+        """
+        if mirror is not None:
+            x = torch.where(mirror.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
+        layout = torch.channels_last if x.dim() == 4 else torch.contiguous_format
+        out = x.to(dtype=torch.float32, memory_format=layout, copy=True)
         if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
+            out.div_(255.0)
         if self.mean is not None:
-            shape = (1, -1) + (1,) * (x.dim() - 2)
-            mean = torch.tensor(self.mean, device=x.device).view(shape)
-            std = torch.tensor(self.std, device=x.device).view(shape)
-            x = (x - mean) / std
-        return x
+            mean, std = self._constants(out.device, out.dim())
+            out.sub_(mean).div_(std)
+        return out
+
+    def _constants(self, device: torch.device, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (1, C, 1, …) mean and std on ``device``, made once per device (a tensor made from a tuple
+        on a GPU is a copy from the host that waits for the device)."""
+        key = (str(device), dims)
+        if key not in self._cache:
+            shape = (1, -1) + (1,) * (dims - 2)
+            self._cache[key] = (torch.tensor(self.mean, device=device).view(shape),
+                                torch.tensor(self.std, device=device).view(shape))
+        return self._cache[key]
 
 
 @dataclass
@@ -105,13 +125,20 @@ class GroupedDataset:
 
 
 def batches(split: Split, batch_size: int, generator: torch.Generator, *, flip: bool = False) -> Iterator[Split]:
-    """Shuffled, prepared minibatches of one epoch; order and flips are drawn from ``generator`` only."""
+    """Shuffled, prepared minibatches of one epoch; order and flips are drawn from ``generator`` only.
+
+    The epoch's order, then (with ``flip``) one uniform draw per sample in that order, are drawn at the
+    start of the epoch and sent to the split's device once: the same numbers as drawing each batch's flips
+    when it is made, without a copy from the host per batch (on a GPU, each would wait for the device).
+    """
     n = len(split)
-    order = torch.randperm(n, generator=generator).to(split.y.device)
+    order = torch.randperm(n, generator=generator)
+    mirror = (torch.rand(n, generator=generator) < 0.5) if flip else None
+    device = split.y.device
+    if device.type == "cuda":
+        order = order.pin_memory().to(device, non_blocking=True)
+        mirror = None if mirror is None else mirror.pin_memory().to(device, non_blocking=True)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
-        x = split.prepare(split.inputs(idx))
-        if flip:
-            mirror = (torch.rand(len(idx), generator=generator) < 0.5).to(x.device)
-            x = torch.where(mirror.view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
+        x = split.prepare(split.inputs(idx), None if mirror is None else mirror[start:start + batch_size])
         yield Split(x, split.y[idx], split.g[idx])

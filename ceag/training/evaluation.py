@@ -32,9 +32,12 @@ class Outputs:
         return Outputs(self.pred.cpu(), self.loss.cpu(), self.p_pred.cpu())
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def outputs(model: nn.Module, split: Split, amp: bool = False, batch_size: int | None = None) -> Outputs:
-    """``model``'s outputs on ``split`` in eval mode, in one pass.
+    """``model``'s outputs on ``split`` in eval mode, in one pass (inference mode: no autograd records, no
+    version counters; the results are inference tensors, read but never updated in place by callers).
+    Nothing is read back to the host until the caller asks: predictions, losses and probabilities stay on
+    the split's device.
 
     ``batch_size``: inputs per forward pass; None sizes it from the model's activations and the
     memory available (ceag.training.memory). Running out of memory raises EvalMemoryError naming the setting.
