@@ -5,7 +5,7 @@ import streamlit as st
 from ceag.config.errors import ConfigError
 from ceag.config.grid_spec import GridSpec
 from ceag.config.presets import preset
-from ceag.config.vocabulary import CONSTRAINT_DATA, METHOD_LABELS, METHODS
+from ceag.config.vocabulary import CONSTRAINT_DATA, GRID_METHODS, METHOD_LABELS, METHODS
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns
 from ceag.grid import jobs
@@ -109,10 +109,11 @@ if dataset == "utkface":
                 except (ConfigError, OSError) as err:
                     st.error(str(err))
 c1, c2 = st.columns([3, 1])
-methods = _state.widget(c1.multiselect, "launch_methods", "Methods", default=[m for m in METHODS if m != "ceag_vs"],
+methods = _state.widget(c1.multiselect, "launch_methods", "Methods", default=list(GRID_METHODS),
                         options=list(METHODS), format_func=METHOD_LABELS.get,
                         help="CEAG+VS: CEAG's tolerance selected on validation among the grid's tolerances at or "
-                             "below each ε (it trains those CEAG runs).")
+                             "below each ε (it trains those CEAG runs). FairGRAPE: NFT whose masks keep every "
+                             "group's share of each layer's importance at every pruning event.")
 constraint_data = _state.widget(c2.selectbox, "launch_constraint_data", "CEAG multipliers from", default="train",
                                 options=list(CONSTRAINT_DATA),
                                 format_func={"train": "training data", "val": "validation (held out)"}.get,

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from ceag.analysis.seed_cache import store_comparisons
 from ceag.config.grid_spec import GridSpec
 from ceag.config.presets import preset
-from ceag.config.vocabulary import METHOD_LABELS, METHODS
+from ceag.config.vocabulary import GRID_METHODS, METHOD_LABELS
 from ceag.grid import driver as executor
 from ceag.grid import jobs, pool
 from ceag.present.glossary import GLOSSARY
@@ -45,7 +45,7 @@ SEED_SETTINGS = {"dense_epochs": 20, "prune_epochs": 5, "finetune_epochs": 5}
 SEED_SPEC = GridSpec(datasets=("digits",), models=("mlp",), methods=("nft", "nft_es", "el_rb", "ceag"),
                      sparsities=(0.9, 0.95), tolerances=(0.02,), seeds=(0,), settings=SEED_SETTINGS)
 # What the Launch page's widgets hold before anyone touches them.
-LAUNCH_DEFAULTS = dict(datasets=("digits",), models=("mlp",), methods=tuple(m for m in METHODS if m != "ceag_vs"),
+LAUNCH_DEFAULTS = dict(datasets=("digits",), models=("mlp",), methods=GRID_METHODS,
                        sparsities=(0.9, 0.95),
                        tolerances=(0.02,), seeds=(0,))
 LAUNCH_DEFAULT_SETTINGS = {"dense_epochs": 60, "prune_epochs": 20, "finetune_epochs": 40}

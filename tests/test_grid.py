@@ -63,15 +63,15 @@ def test_configs_are_in_a_stable_order():
     assert GridSpec.from_dict(json.loads(json.dumps(s.to_dict()))).configs() == s.configs()
 
 
-@pytest.mark.parametrize("axis", ["datasets", "models", "methods", "sparsities", "tolerances", "seeds"])
+@pytest.mark.parametrize("axis", ["datasets", "models", "methods", "criteria", "sparsities", "tolerances", "seeds"])
 def test_an_empty_axis_is_a_config_error(axis):
     with pytest.raises(ConfigError, match=rf"invalid {axis}=\[\]: a grid axis needs at least one value"):
         spec(**{axis: ()}).configs()
 
 
 def test_unknown_grid_key_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"invalid method=.*unknown grid key; known: datasets, method_settings, "
-                                          r"methods, models, seeds, settings, sparsities, tolerances"):
+    with pytest.raises(ConfigError, match=r"invalid method=.*unknown grid key; known: criteria, datasets, "
+                                          r"method_settings, methods, models, seeds, settings, sparsities, tolerances"):
         GridSpec.from_dict({"method": ["nft"]})
 
 

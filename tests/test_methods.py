@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ceag.config.run_config import RunConfig
-from ceag.config.vocabulary import METHODS
+from ceag.config.vocabulary import MASK_METHODS, METHODS
 from ceag.training.methods import REGISTRY, DenseReference, Diverged, Method, get_method
 from ceag.training.methods.lagrangian import CEAG, ELRB
 
@@ -36,13 +36,14 @@ def group_zero_fails(per_group=4):
 
 # -- registry -----------------------------------------------------------------------------
 def test_registry_keys_are_the_config_methods():
-    assert tuple(REGISTRY) == ("nft", "nft_es", "el_rb", "ceag")
+    assert tuple(REGISTRY) == ("nft", "nft_es", "el_rb", "ceag", "fairgrape")
     assert set(METHODS) - set(REGISTRY) == {"ceag_vs"}  # selected among CEAG runs: trains nothing of its own
     assert all(cls.key == key for key, cls in REGISTRY.items())
     assert get_method("ceag") is CEAG and get_method("el_rb") is ELRB and get_method("nft") is Method
     assert [k for k, c in REGISTRY.items() if c.mitigates] == ["el_rb", "ceag"]
     assert [k for k, c in REGISTRY.items() if c.selects_best] == ["nft_es"]
-    with pytest.raises(KeyError, match="unknown method 'fair'; known: nft, nft_es, el_rb, ceag"):
+    assert [k for k, c in REGISTRY.items() if c.selects_masks] == list(MASK_METHODS) == ["fairgrape"]
+    with pytest.raises(KeyError, match="unknown method 'fair'; known: nft, nft_es, el_rb, ceag, fairgrape"):
         get_method("fair")
 
 

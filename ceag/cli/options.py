@@ -31,6 +31,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     data.update(method=args.method, sparsity=args.sparsity, tolerance=args.tolerance, seed=args.seed,
                 dataset=args.dataset, model=args.model, finetune_epochs=args.epochs,
                 prune_epochs=args.prune_epochs, dense_epochs=args.dense_epochs, pruning=args.pruning,
+                criterion=args.criterion,
                 dual_lr=args.dual_lr, buffer_size=args.buffer_size,
                 replay_buffer=not args.no_replay_buffer, mitigation_start=args.mitigation_start,
                 constraint_data=args.constraint_data,
@@ -54,14 +55,13 @@ def overrides(items: list[str]) -> dict:
 
 
 def grid_spec(args: argparse.Namespace):
-    from ceag.config.grid_spec import GridSpec
+    from ceag.config.grid_spec import AXES, GridSpec
     from ceag.config.presets import preset
 
     chosen = [n for n, v in (("--preset", args.preset), ("--spec", args.spec)) if v]
     if len(chosen) > 1:
         raise ConfigError("grid", " and ".join(chosen), "give --preset or --spec, not both")
-    axes = {a: getattr(args, a) for a in ("datasets", "models", "methods", "sparsities", "tolerances", "seeds")
-            if getattr(args, a) is not None}
+    axes = {a: getattr(args, a) for a in AXES if getattr(args, a) is not None}
     if args.preset:
         spec = preset(args.preset).to_dict()
     elif args.spec:

@@ -10,10 +10,18 @@ from ceag.cli.run import cmd_run
 from ceag.cli.store import cmd_export, cmd_import, cmd_ls, cmd_report
 from ceag.config.registry import DATASETS
 from ceag.config.run_config import RunConfig
-from ceag.config.vocabulary import CONSTRAINT_DATA, CORRECTIONS, METHODS, MITIGATION_START, MODELS, PRUNING
+from ceag.config.vocabulary import (
+    CONSTRAINT_DATA,
+    CORRECTIONS,
+    CRITERIA,
+    METHODS,
+    MITIGATION_START,
+    MODELS,
+    PRUNING,
+)
 
 DESCRIPTION = """ceag: constrain the disparate impact of pruning (CEAG) and compare it with NFT,
-NFT+ES and EL+RB. Accuracies and gaps are fractions in [0, 1]."""
+NFT+ES, EL+RB and FairGRAPE. Accuracies and gaps are fractions in [0, 1]."""
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -22,7 +30,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="nft: naive fine-tuning; nft_es: NFT + best validation iterate; "
                         "el_rb: equalized loss with replay buffers; ceag: excess-gap constraints; "
                         "ceag_vs: CEAG with its tolerance selected on validation among eps, eps/2, eps/4 "
-                        f"(or --set vs_tolerances=[...]) (default {d.method})")
+                        "(or --set vs_tolerances=[...]); fairgrape: FairGRAPE's group-importance masks at every "
+                        "pruning event, then NFT (--set fairgrape_batches=N, fairgrape_para_batch=N, "
+                        f"fairgrape_order=ORDER) (default {d.method})")
     p.add_argument("--sparsity", type=float, default=d.sparsity,
                    help=f"target fraction of pruned weights, in [0, 1) (default {d.sparsity})")
     p.add_argument("--tolerance", type=float, default=None,
@@ -39,8 +49,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-epochs", type=int, default=d.dense_epochs,
                    help=f"epochs to train the dense model, trained once and reused (default {d.dense_epochs})")
     p.add_argument("--pruning", choices=PRUNING, default=d.pruning,
-                   help=f"magnitude pruning: per-layer unstructured, global, or structured "
+                   help=f"what is pruned: per-layer unstructured, global, or structured "
                         f"output channels (default {d.pruning})")
+    p.add_argument("--criterion", choices=CRITERIA, default=d.criterion,
+                   help="which weights each pruning event keeps: magnitude (the largest |w|), snip (connection "
+                        "sensitivity on --set criterion_batches=N training batches, default "
+                        f"{d.criterion_batches}) or synflow (data-free, --set synflow_iterations=N rounds, default "
+                        f"{d.synflow_iterations}) (default {d.criterion})")
     p.add_argument("--dual-lr", type=float, default=d.dual_lr,
                    help=f"dual step size for EL+RB and CEAG (default {d.dual_lr})")
     p.add_argument("--buffer-size", type=int, default=d.buffer_size,
@@ -96,17 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     g = sub.add_parser("grid", help="run a grid of experiments (cached runs are loaded)",
-                       description="Expand datasets x models x methods x sparsities x tolerances x seeds "
-                                   "(tolerance multiplies only CEAG and CEAG+VS) and run every cell, sharing dense "
+                       description="Expand datasets x models x methods x criteria x sparsities x tolerances x "
+                                   "seeds (tolerance multiplies only CEAG and CEAG+VS, criteria every method but "
+                                   "FairGRAPE) and run every cell, sharing dense "
                                    "models and end-of-pruning states. Axis options refine a preset or spec.")
     g.add_argument("--preset", help="a named grid: demo, utkface_cpu and utkface_cpu_intersectional (UTKFace on "
                                     "a CPU), utkface, utkface_intersectional, fairface, cifar100")
-    g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, sparsities, tolerances, "
+    g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, criteria, sparsities, tolerances, "
                                   "seeds, settings (other RunConfig settings) and method_settings (a method's own, "
                                   'e.g. {"el_rb": {"dual_lr": 0.0001}})')
     g.add_argument("--datasets", type=_csv(str), help="comma-separated datasets")
     g.add_argument("--models", type=_csv(str), help="comma-separated models")
-    g.add_argument("--methods", type=_csv(str), help="comma-separated methods among " + ",".join(METHODS))
+    g.add_argument("--methods", type=_csv(str), help="comma-separated methods among " + ",".join(METHODS)
+                   + " (ceag_vs and fairgrape run only when named)")
+    g.add_argument("--criteria", type=_csv(str), help="comma-separated pruning criteria among " + ",".join(CRITERIA)
+                   + " (default magnitude)")
     g.add_argument("--sparsities", type=_csv(float), help="comma-separated sparsities, e.g. 0.9,0.95")
     g.add_argument("--tolerances", type=_csv(float), help="comma-separated CEAG tolerances, e.g. 0.01,0.02")
     g.add_argument("--seeds", type=_csv(int), help="comma-separated seeds, e.g. 0,1,2")

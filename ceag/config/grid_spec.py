@@ -1,5 +1,6 @@
 """Grids of runs: ``GridSpec`` expands its axes into RunConfigs, with settings for every cell and a method's
-own settings over them. Tolerance multiplies only the methods that use it (CEAG, CEAG+VS).
+own settings over them. Tolerance multiplies only the methods that use it (CEAG, CEAG+VS); the pruning criterion
+only the methods that prune by one (not FairGRAPE, which chooses its masks itself).
 """
 
 from __future__ import annotations
@@ -13,22 +14,22 @@ from typing import Any
 from ceag.config.derived import grid_vs_tolerances
 from ceag.config.errors import ConfigError
 from ceag.config.run_config import RunConfig, from_dict
-from ceag.config.vocabulary import BASE_METHOD, GRID_METHODS, METHODS, TOLERANCE_METHODS
+from ceag.config.vocabulary import BASE_METHOD, GRID_METHODS, MASK_METHODS, METHODS, TOLERANCE_METHODS
 
 DEFAULT_MAX_CELLS = 5000
 
 
-AXES = ("datasets", "models", "methods", "sparsities", "tolerances", "seeds")
+AXES = ("datasets", "models", "methods", "criteria", "sparsities", "tolerances", "seeds")
 
 
-_AXIS_FIELDS = ("dataset", "model", "method", "sparsity", "tolerance", "seed")
+_AXIS_FIELDS = ("dataset", "model", "method", "criterion", "sparsity", "tolerance", "seed")
 
 
 def _check_no_axis(settings: dict[str, Any], where: str) -> None:
     bad = set(settings) & set(_AXIS_FIELDS)
     if bad:
         name = sorted(bad)[0]
-        axis = {"sparsity": "sparsities"}.get(name, f"{name}s")
+        axis = AXES[_AXIS_FIELDS.index(name)]
         raise ConfigError(f"{where}.{name}", settings[name], f"use the grid axis '{axis}' instead")
 
 
@@ -37,12 +38,15 @@ class GridSpec:
     """Axes of a grid, ``settings`` shared by every cell (any RunConfig field) and
     ``method_settings``: settings for the cells of one method only, over the shared ones
     (``{"el_rb": {"dual_lr": 1e-4}}``). NFT+ES cells take NFT's and CEAG+VS cells CEAG's first,
-    since they read those runs.
+    since they read those runs. ``criteria``: the pruning criteria (``RunConfig.criterion``) every
+    method but FairGRAPE runs with; a criterion's options (``criterion_batches``,
+    ``synflow_iterations``) go in ``settings``.
     """
 
     datasets: tuple[str, ...] = ("digits",)
     models: tuple[str, ...] = ("mlp",)
     methods: tuple[str, ...] = GRID_METHODS
+    criteria: tuple[str, ...] = ("magnitude",)
     sparsities: tuple[float, ...] = (0.95,)
     tolerances: tuple[float, ...] = (0.02,)
     seeds: tuple[int, ...] = (0,)
@@ -77,9 +81,9 @@ class GridSpec:
         for dataset, model, method, sparsity, seed in itertools.product(
                 self.datasets, self.models, self.methods, self.sparsities, self.seeds):
             tolerances = self.tolerances if method in TOLERANCE_METHODS else (None,)
-            for tol in tolerances:
+            for criterion, tol in itertools.product(self._criteria(method), tolerances):
                 shared = self.cell_settings(method)
-                cell = {**shared, "dataset": dataset, "model": model, "method": method,
+                cell = {**shared, "dataset": dataset, "model": model, "method": method, "criterion": criterion,
                         "sparsity": sparsity, "tolerance": tol, "seed": seed}
                 if method == "ceag_vs" and isinstance(tol, (int, float)) and shared.get("vs_tolerances") is None:
                     # CEAG+VS selects among the cell's tolerance and the grid's tolerances below it
@@ -95,9 +99,14 @@ class GridSpec:
                 seen.setdefault(cfg.run_id, cfg)
         return list(seen.values())
 
+    def _criteria(self, method: str) -> tuple[str, ...]:
+        """The criteria of ``method``'s cells: the axis, or magnitude alone for a method that chooses its masks."""
+        return ("magnitude",) if method in MASK_METHODS else self.criteria
+
     def size(self) -> int:
-        per_tol = sum(len(self.tolerances) if m in TOLERANCE_METHODS else 1 for m in self.methods)
-        return len(self.datasets) * len(self.models) * per_tol * len(self.sparsities) * len(self.seeds)
+        per_method = sum((len(self.tolerances) if m in TOLERANCE_METHODS else 1) * len(self._criteria(m))
+                         for m in self.methods)
+        return len(self.datasets) * len(self.models) * per_method * len(self.sparsities) * len(self.seeds)
 
     def to_dict(self) -> dict[str, Any]:
         out = {**{a: list(getattr(self, a)) for a in AXES}, "settings": dict(self.settings)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ceag.config.run_config import RunConfig
-from ceag.config.vocabulary import MITIGATING_METHODS
+from ceag.config.vocabulary import MASK_METHODS, MITIGATING_METHODS
 
 # Settings each shared phase depends on (everything else may differ between runs sharing it).
 DATA_FIELDS = ("dataset", "data_fingerprint", "target", "groups", "image_size", "val_fraction", "rare_groups",
@@ -21,7 +21,7 @@ DENSE_FIELDS = DATA_FIELDS + (
 PRUNE_FIELDS = DENSE_FIELDS + (
     "sparsity", "prune_epochs", "finetune_epochs", "pruning", "dense_first_conv",
     "dense_last_layer", "lr_milestones", "lr_gamma", "eval_every", "mitigation_start",
-    "masked_bn", "prune_rounding",
+    "masked_bn", "prune_rounding", "criterion", "criterion_batches", "synflow_iterations",
 )
 
 
@@ -32,9 +32,11 @@ def dense_key(c: RunConfig) -> str:
 def prune_key(c: RunConfig) -> str:
     """Key of the state at the end of gradual pruning.
 
-    When mitigation starts with pruning, the pruning phase depends on every setting.
+    When mitigation starts with pruning, or the method chooses the masks itself (FairGRAPE), the pruning
+    phase depends on every setting. The criterion and its options are part of the key (absent from it at
+    magnitude, so keys made before criteria existed stay).
     """
-    if c.mitigation_start == "start" and c.method in MITIGATING_METHODS:
+    if (c.mitigation_start == "start" and c.method in MITIGATING_METHODS) or c.method in MASK_METHODS:
         return c.run_id
     return c.key(PRUNE_FIELDS)
 

@@ -22,6 +22,14 @@ NOT_IN_RUN_ID = ("device", "data_dir", "eval_batch_size")
 HELDOUT_FIELDS = ("constraint_data", "heldout_every")
 
 
+# A criterion's own options: in the run id only with that criterion.
+CRITERION_OPTIONS = {"criterion_batches": "snip", "synflow_iterations": "synflow"}
+
+
+# FairGRAPE's settings: in the run id only for method fairgrape.
+FAIRGRAPE_FIELDS = ("fairgrape_batches", "fairgrape_para_batch", "fairgrape_order")
+
+
 @dataclass(frozen=True)
 class RunConfig(RunSettings):
     """Everything that determines one pruning experiment, validated on construction (``ConfigError`` names
@@ -44,11 +52,24 @@ class RunConfig(RunSettings):
                 continue
             if f.name == "vs_tolerances" and self.vs_tolerances is None:
                 continue
+            if not self._names_the_run(f.name):
+                continue
             v = getattr(self, f.name)
             if f.name == "dense_checkpoint" and v is not None:
                 v = "sha256:" + file_sha256(v)[:16]  # the weights' content, not where they lie
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
+
+    def _names_the_run(self, name: str) -> bool:
+        """Whether a pruning-choice setting is part of the run: the criterion away from magnitude, a criterion's
+        option with that criterion, FairGRAPE's settings with method fairgrape."""
+        if name == "criterion":
+            return self.criterion != "magnitude"
+        if name in CRITERION_OPTIONS:
+            return self.criterion == CRITERION_OPTIONS[name]
+        if name in FAIRGRAPE_FIELDS:
+            return self.method == "fairgrape"
+        return True
 
     def canonical_json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
@@ -83,6 +104,8 @@ class RunConfig(RunSettings):
         d["constraint_data"] = self.constraint_data
         d["heldout_every"] = self.heldout_every
         d["vs_tolerances"] = None if self.vs_tolerances is None else list(self.vs_tolerances)
+        for name in ("criterion", *CRITERION_OPTIONS, *FAIRGRAPE_FIELDS):
+            d[name] = getattr(self, name)
         return d
 
 

@@ -11,8 +11,9 @@ class RunSettings:
     """Every setting of one pruning experiment, with its default (``RunConfig`` validates them and names the run).
 
     Fractions (sparsity, tolerance, val_fraction) are in [0, 1]; epochs are counts.
-    The schedule is ``prune_epochs`` epochs of gradual magnitude pruning (cubic schedule,
-    target reached at the start of epoch ``prune_epochs``) followed by ``finetune_epochs``.
+    The schedule is ``prune_epochs`` epochs of gradual pruning (cubic schedule, target reached at the
+    start of epoch ``prune_epochs``; the weights kept chosen by ``criterion``, or by the method for
+    FairGRAPE) followed by ``finetune_epochs``.
     """
 
     dataset: str = "digits"
@@ -43,6 +44,13 @@ class RunSettings:
     prune_epochs: int = 20
     finetune_epochs: int = 40
     pruning: str = "unstructured"
+    # Which weights each pruning event keeps (ceag/training/criteria.py): the smallest |w| go, or the
+    # lowest SNIP connection sensitivity on ``criterion_batches`` training batches, or the lowest SynFlow
+    # score after ``synflow_iterations`` rounds of scoring and pruning. In the run id only away from
+    # magnitude, each option only with its criterion, so runs made before they existed keep their ids.
+    criterion: str = "magnitude"
+    criterion_batches: int = 1
+    synflow_iterations: int = 100
     dense_first_conv: bool = True
     # The demo prunes the classifier too: with ten classes, losing classifier weights is what
     # hurts the rare class. The paper presets keep it dense, as the authors do.
@@ -84,6 +92,12 @@ class RunSettings:
     masked_bn: bool = False
     prune_rounding: str = "round"
     weight_decay_scope: str = "all"
+    # FairGRAPE (method "fairgrape", ceag/training/fairgrape.py): training batches of group importance per
+    # pruning event, the extra draws a chosen group makes (their para_batch), the ranking of a group's
+    # weights (their delta_p). In the run id of FairGRAPE runs only.
+    fairgrape_batches: int = 10
+    fairgrape_para_batch: int = 1
+    fairgrape_order: str = "importance"
     # bookkeeping
     eval_every: int = 1
     checkpoint_every: int = 5

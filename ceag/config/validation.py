@@ -5,6 +5,7 @@ CEAG) filled in."""
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,13 @@ from ceag.config.registry import (
 from ceag.config.vocabulary import (
     BATCH_NORM_FREE_MODELS,
     CONSTRAINT_DATA,
+    CRITERIA,
     DEFAULT_TOLERANCE,
     DENSE_OPTIMIZERS,
     DEVICES,
+    FAIRGRAPE_ORDERS,
     HELDOUT_METHODS,
+    MASK_METHODS,
     METHODS,
     MITIGATING_METHODS,
     MITIGATION_START,
@@ -138,6 +142,7 @@ def validate(c: RunSettings) -> None:
     integer("max_trace_points", 10, 1_000_000)
     boolean("amp")
     _validate_paper_settings(c, choice, number, boolean)
+    _validate_mask_choice(c, choice, integer)
     _validate_batch_sizes(c)
     if c.eval_batch_size is not None and (not is_int(c.eval_batch_size) or c.eval_batch_size < 1):
         raise ConfigError("eval_batch_size", c.eval_batch_size, "must be an integer >= 1 (inputs per evaluation "
@@ -170,6 +175,32 @@ def _validate_paper_settings(c: RunSettings, choice, number, boolean) -> None:
     for f in ("dense_lr", "dense_weight_decay"):
         if getattr(c, f) is not None:
             object.__setattr__(c, f, float(getattr(c, f)))
+
+
+def _validate_mask_choice(c: RunSettings, choice, integer) -> None:
+    """The pruning criterion and FairGRAPE's settings. An option of a criterion or method the run does not use
+    is checked, then set to its default: it changes nothing, so it is not part of the run (as a tolerance)."""
+    choice("criterion", CRITERIA)
+    integer("criterion_batches", 1, 1_000_000)
+    integer("synflow_iterations", 1, 1_000_000)
+    integer("fairgrape_batches", 1, 1_000_000)
+    integer("fairgrape_para_batch", 0, 1_000_000)
+    choice("fairgrape_order", FAIRGRAPE_ORDERS)
+    if c.method in MASK_METHODS:
+        if c.pruning != "unstructured":
+            raise ConfigError("pruning", c.pruning, f"method {c.method} keeps weights layer by layer, each layer to "
+                              "its groups' shares of its importance, as its authors' code does: it needs "
+                              "pruning='unstructured'")
+        if c.criterion != "magnitude":
+            raise ConfigError("criterion", c.criterion, f"method {c.method} chooses the weights it keeps by its own "
+                              "group importance, so no pruning criterion applies: leave criterion at 'magnitude' "
+                              "(the default)")
+    unused = [*(("criterion_batches",) if c.criterion != "snip" else ()),
+              *(("synflow_iterations",) if c.criterion != "synflow" else ()),
+              *(("fairgrape_batches", "fairgrape_para_batch", "fairgrape_order") if c.method != "fairgrape" else ())]
+    defaults = {f.name: f.default for f in fields(c)}
+    for name in unused:
+        object.__setattr__(c, name, defaults[name])
 
 
 def _validate_batch_sizes(c: RunSettings) -> None:

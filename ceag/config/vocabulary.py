@@ -1,7 +1,7 @@
 """The words every layer shares: method keys and their labels, models, pruning modes and other choices.
 
-Method names are one set of lowercase keys (``nft``, ``nft_es``, ``el_rb``, ``ceag``, ``ceag_vs``) used in code,
-the store and the UI; ``METHOD_LABELS`` is the one place that says how each is written for people.
+Method names are one set of lowercase keys (``nft``, ``nft_es``, ``el_rb``, ``ceag``, ``ceag_vs``, ``fairgrape``)
+used in code, the store and the UI; ``METHOD_LABELS`` is the one place that says how each is written for people.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ MODELS = ("mlp", "cnn", "cnn_small", "cnn_fc", "resnet18", "resnet34", "mobilene
 BATCH_NORM_FREE_MODELS = ("mlp",)
 
 
-METHODS = ("nft", "nft_es", "el_rb", "ceag", "ceag_vs")
+METHODS = ("nft", "nft_es", "el_rb", "ceag", "ceag_vs", "fairgrape")
 
 
 # Methods whose results depend on the tolerance; for the others it is not part of the run.
@@ -33,6 +33,23 @@ MITIGATING_METHODS = ("el_rb", "ceag")
 
 
 PRUNING = ("unstructured", "global", "structured")
+
+
+# Which weights a pruning event keeps (ceag/training/criteria.py): |w|, SNIP's connection sensitivity on
+# training batches, SynFlow's data-free synaptic flow.
+CRITERIA = ("magnitude", "snip", "synflow")
+
+
+CRITERION_LABELS = {"magnitude": "magnitude", "snip": "SNIP", "synflow": "SynFlow"}
+
+
+# Methods that choose the masks themselves at every pruning event (then fine-tune as NFT): their pruning
+# is their own, never a shared phase, and no pruning criterion applies to them.
+MASK_METHODS = ("fairgrape",)
+
+
+# FairGRAPE's ranking of a group's weights (ceag/training/fairgrape.py; their delta_p 0, 1, 2).
+FAIRGRAPE_ORDERS = ("importance", "share", "importance_share")
 
 
 MITIGATION_START = ("after_pruning", "start")
@@ -59,8 +76,12 @@ CORRECTIONS = ("bonferroni", "none")
 DEFAULT_TOLERANCE = 0.02
 
 
-# Default grids and presets: the paper's methods (CEAG+VS is asked for by name).
-GRID_METHODS = tuple(m for m in METHODS if m != "ceag_vs")
+# Methods a grid runs only when asked for by name (``--methods nft,fairgrape,ceag``).
+BY_NAME_METHODS = ("ceag_vs", "fairgrape")
+
+
+# Default grids and presets: the paper's methods.
+GRID_METHODS = tuple(m for m in METHODS if m not in BY_NAME_METHODS)
 
 
 # A derived cell reads runs of this method, so it takes that method's settings first.
@@ -73,6 +94,7 @@ DERIVED_METHODS = ("nft_es", "ceag_vs")
 
 # ``*_heldout``: the same method with its multipliers driven by validation data (constraint_data="val").
 METHOD_LABELS = {"nft": "NFT", "nft_es": "NFT+ES", "el_rb": "EL+RB", "ceag": "CEAG", "ceag_vs": "CEAG+VS",
+                 "fairgrape": "FairGRAPE",
                  "ceag_heldout": "CEAG (held-out λ)", "ceag_vs_heldout": "CEAG+VS (held-out λ)"}
 
 

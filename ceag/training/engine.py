@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,9 +22,11 @@ from torch import nn
 from ceag.config.run_config import RunConfig
 from ceag.config.schedule import lr_at, window_first_epoch
 from ceag.datasets.base import GroupedDataset, Split, batches
+from ceag.training.criteria import criterion_masks
 from ceag.training.device import autocast
 from ceag.training.evaluation import Outputs, dense_reference, metric_rows, model_outputs, stats_of
-from ceag.training.methods import Diverged, get_method
+from ceag.training.fairgrape import fairgrape_masks
+from ceag.training.methods import Diverged, Method, get_method
 from ceag.training.metrics import GroupStats
 from ceag.training.models import build_model
 from ceag.training.optim import LastLayerDecay, make_optimizer
@@ -43,6 +46,44 @@ def _train_batches(split: Split, batch_size: int, generator: torch.Generator, fl
     for batch in batches(split, batch_size, generator, flip=flip):
         if len(batch) > 1 or batch_size == 1:
             yield batch
+
+
+# Tells the pruning events' batch stream apart from every other stream drawn from the run's seed.
+EVENT_STREAM = 0x5EED_E7E7
+
+
+def _event_batches(cfg: RunConfig, data: GroupedDataset, epoch: int):
+    """Training batches for the pruning event at the start of ``epoch`` (SNIP, FairGRAPE), drawn from a
+    generator of their own seeded by (seed, epoch): the run's training order is untouched, and a resumed run
+    reads the same batches again. Lazy: only the batches a criterion reads are prepared."""
+    seed = int(np.random.SeedSequence([cfg.seed, epoch, EVENT_STREAM]).generate_state(1)[0])
+    return _train_batches(data.splits["train"], cfg.batch_size, torch.Generator().manual_seed(seed), data.flip)
+
+
+def _prune_event(cfg: RunConfig, data: GroupedDataset, model: nn.Module, pruner: MagnitudePruner, method: Method,
+                 epoch: int) -> None:
+    """The masks of the pruning event at the start of ``epoch`` (0..prune_epochs), at the cubic schedule's sparsity.
+
+    Magnitude: ``prune_to_``, the smallest weights of the pruner's kind. A method that selects masks (FairGRAPE)
+    chooses them by ``fairgrape_masks``; SNIP and SynFlow by ``criterion_masks`` for the run's kind of pruning;
+    those masks are installed by ``set_masks_``. Pruned weights stay pruned.
+    """
+    sparsity = cubic_sparsity(epoch, cfg.sparsity, cfg.prune_epochs)
+    if not method.selects_masks and cfg.criterion == "magnitude":
+        pruner.prune_to_(sparsity)
+        return
+    if sparsity <= 0.0:  # nothing to prune: every mask stays as it is
+        return
+    if method.selects_masks:
+        masks = fairgrape_masks(model, pruner.masks, _event_batches(cfg, data, epoch), data.num_groups, sparsity,
+                                rounding=cfg.prune_rounding, num_batches=cfg.fairgrape_batches,
+                                para_batch=cfg.fairgrape_para_batch, order=cfg.fairgrape_order)
+    else:
+        masks = criterion_masks(cfg.criterion, model, pruner.masks, sparsity, kind=cfg.pruning,
+                                rounding=cfg.prune_rounding, batches=_event_batches(cfg, data, epoch),
+                                num_batches=cfg.criterion_batches, input_shape=data.input_shape,
+                                iterations=cfg.synflow_iterations)
+    pruner.set_masks_(masks)
 
 
 class DenseDiverged(ValueError):
@@ -199,7 +240,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
         if epoch == E and epoch > 0 and save_pruned is not None:
             save_pruned(checkpoint())
         if epoch <= E:
-            pruner.prune_to_(cubic_sparsity(epoch, cfg.sparsity, E))
+            _prune_event(cfg, data, model, pruner, method, epoch)
         lr = lr_at(epoch, total, cfg.lr, cfg.lr_milestones, cfg.lr_gamma)
         for group in optimizer.param_groups:
             group["lr"] = lr

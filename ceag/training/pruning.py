@@ -9,6 +9,7 @@ because its magnitude is zero at the next pruning event.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -76,6 +77,25 @@ class MagnitudePruner:
         self.apply_()
         self._sync_batch_norms()
 
+    @torch.no_grad()
+    def set_masks_(self, masks: Mapping[str, torch.Tensor]) -> None:
+        """Install masks chosen elsewhere (a pruning criterion, FairGRAPE): one per prunable layer, shaped
+        like its weight, True = kept. The pruned weights are zeroed and masked batch norms follow, as after
+        ``prune_to_``. Raises ValueError when the layers or a shape differ from this pruner's.
+        """
+        if set(masks) != set(self.masks):
+            missing, extra = sorted(set(self.masks) - set(masks)), sorted(set(masks) - set(self.masks))
+            raise ValueError(f"masks must name this pruner's layers: missing {missing}, unknown {extra}")
+        for name, mask in masks.items():
+            if tuple(mask.shape) != tuple(self.masks[name].shape):
+                raise ValueError(f"mask of {name!r} has shape {tuple(mask.shape)}, the layer's weight "
+                                 f"{tuple(self.masks[name].shape)}")
+        self._fused = None
+        for name in self.masks:  # the layers' order stays the pruner's
+            self.masks[name] = masks[name].to(device=self.masks[name].device, dtype=torch.bool, copy=True)
+        self.apply_()
+        self._sync_batch_norms()
+
     def _prune_global(self, sparsity: float) -> None:
         scores = [(m.weight.detach().abs() * self.masks[n]).flatten() for n, m in self.layers.items()]
         keep = _smallest_out(torch.cat(scores), sparsity, self.rounding)
@@ -132,18 +152,22 @@ def model_sparsity(model: nn.Module) -> float:
     return zeros / total
 
 
-def _count(sparsity: float, n: int, rounding: str) -> int:
-    """Number of the ``n`` weights to prune at ``sparsity``: round or ceil of ``sparsity * n``."""
-    exact = sparsity * n  # the same float expression as the paper's code, so ceil agrees with theirs
+def count_to_prune(sparsity: float, n: int, rounding: str = "round") -> int:
+    """How many of ``n`` weights (or channels) are pruned at ``sparsity``: ``round(sparsity * n)``, or with
+    ``rounding`` "ceil" ``min(n, ceil(sparsity * n))``, the same float expression as the paper's code (so
+    ceil agrees with theirs). Raises ValueError for another ``rounding``."""
+    if rounding not in ROUNDING:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDING)}, not {rounding!r}")
+    exact = sparsity * n
     return min(n, math.ceil(exact)) if rounding == "ceil" else int(round(exact))
 
 
 def _smallest_out(score: torch.Tensor, sparsity: float, rounding: str = "round") -> torch.Tensor:
-    """Boolean keep-mask over a flat score vector that drops the ``_count`` smallest.
+    """Boolean keep-mask over a flat score vector that drops the ``count_to_prune`` smallest.
 
     The cumulative target is given as a count, so repeated calls never compound.
     """
-    n_prune = _count(sparsity, score.numel(), rounding)
+    n_prune = count_to_prune(sparsity, score.numel(), rounding)
     keep = torch.ones_like(score, dtype=torch.bool)
     if n_prune > 0:
         # A stable sort keeps ties (e.g. already-pruned zeros) in a deterministic order.
@@ -155,7 +179,7 @@ def _smallest_out(score: torch.Tensor, sparsity: float, rounding: str = "round")
 def _channel_mask(score: torch.Tensor, sparsity: float, rounding: str = "round") -> torch.Tensor:
     """Keep-mask removing the output channels (rows) with the smallest L2 norm; one always stays."""
     norms = score.flatten(1).norm(dim=1)
-    n_prune = min(_count(sparsity, norms.numel(), rounding), norms.numel() - 1)
+    n_prune = min(count_to_prune(sparsity, norms.numel(), rounding), norms.numel() - 1)
     keep_rows = torch.ones_like(norms, dtype=torch.bool)
     if n_prune > 0:
         keep_rows[torch.sort(norms, stable=True).indices[:n_prune]] = False
@@ -198,7 +222,7 @@ def attach_masked_bn(model: nn.Module, layers) -> dict[str, nn.BatchNorm2d]:
             if type(bn) is nn.BatchNorm2d and bn.affine:
                 bn.__class__ = MaskedBatchNorm2d
             else:
-                bn.register_forward_hook(_zero_dead_channels)
+                bn.register_forward_hook(zero_dead_channels)
     return found
 
 
@@ -247,7 +271,8 @@ def restore_masked_bn(model: nn.Module, *, dense_first_conv: bool = True, dense_
         set_alive_channels(bn, (layers[name].weight != 0).flatten(1).any(1))
 
 
-def _zero_dead_channels(module: nn.Module, inputs, output: torch.Tensor):
+def zero_dead_channels(module: nn.Module, inputs, output: torch.Tensor):
+    """Forward hook of a masked batch norm that is not a plain ``nn.BatchNorm2d``: dead channels output zero."""
     if module.all_alive:
         return None
     shape = (1, -1) + (1,) * (output.dim() - 2)

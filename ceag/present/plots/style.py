@@ -10,7 +10,8 @@ SPLIT_COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 
 METHOD_COLORS = {"nft": "#7f7f7f", "nft_es": "#bcbd22", "el_rb": "#1f77b4", "ceag": "#d62728",
-                 "ceag_vs": "#9467bd", "ceag_heldout": "#ff7f0e", "ceag_vs_heldout": "#8c564b"}
+                 "ceag_vs": "#9467bd", "ceag_heldout": "#ff7f0e", "ceag_vs_heldout": "#8c564b",
+                 "fairgrape": "#17becf"}
 
 
 METRIC_LABELS = {"psi_pw": "Ψ_PW (points)", "max_excess_gap": "max_g ψ_g (points)"}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ceag.training.methods.base import NFTES, DenseReference, Diverged, Method
+from ceag.training.methods.base import NFTES, DenseReference, Diverged, FairGRAPE, Method
 from ceag.training.methods.lagrangian import CEAG, ELRB
 
-REGISTRY: dict[str, type[Method]] = {cls.key: cls for cls in (Method, NFTES, ELRB, CEAG)}
+REGISTRY: dict[str, type[Method]] = {cls.key: cls for cls in (Method, NFTES, ELRB, CEAG, FairGRAPE)}
 
 
 def get_method(key: str) -> type[Method]:

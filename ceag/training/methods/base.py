@@ -44,6 +44,7 @@ class Method:
     key = "nft"
     mitigates = False      # changes the training objective
     selects_best = False   # reports the best iterate on the selection split
+    selects_masks = False  # chooses the masks at every pruning event (instead of the run's criterion)
     uses_tolerance = False
 
     def __init__(self, cfg: RunConfig, num_groups: int, dense: DenseReference, device: torch.device):
@@ -78,3 +79,12 @@ class NFTES(Method):
 
     key = "nft_es"
     selects_best = True
+
+
+class FairGRAPE(Method):
+    """NFT whose masks FairGRAPE chooses at every pruning event (``ceag.training.fairgrape.fairgrape_masks``,
+    called by the engine): each layer keeps weights so that every protected group keeps its share of the
+    layer's importance. Fine-tuning is plain cross-entropy; no tolerance, no multipliers."""
+
+    key = "fairgrape"
+    selects_masks = True
