@@ -164,17 +164,22 @@ def sync_store() -> list[str]:
 
 
 def run_labels(runs) -> dict[str, str]:
-    """run_id -> "CEAG ε=2% · digits/mlp · sparsity 0.9 · seed 0 · <run_id>" for every row of a runs table.
+    """run_id -> "CEAG ε=2% · digits/mlp · sparsity 0.9 · seed 0 · <run_id>" for every row of a runs table, with
+    the pruning criterion after the method ("CEAG ε=2% · SNIP · …") where ``words.names_criteria`` says so.
 
     Vectorized: a store can hold thousands of runs, and the pages label all of them on every rerun.
     """
     from ceag.config.vocabulary import METHOD_LABELS
+    from ceag.present.words import criteria_of, criterion_label, names_criteria, own_masks
 
     if runs.empty:
         return {}
     method = runs["method"].map(lambda m: METHOD_LABELS.get(m, m))
     tol = runs["tolerance"]
     eps = (" ε=" + (100 * tol).map(lambda t: f"{t:g}") + "%").where(tol.notna(), "")
+    if names_criteria(runs):
+        pruned = " · " + criteria_of(runs).map(criterion_label)
+        eps = eps + pruned.where(~runs["method"].map(own_masks), "")
     text = (method + eps + " · " + runs["dataset"] + "/" + runs["model"] + " · sparsity "
             + runs["sparsity"].map(lambda s: f"{s:g}") + " · seed " + runs["seed"].astype(str) + " · "
             + runs["run_id"])

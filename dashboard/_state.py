@@ -34,13 +34,14 @@ FIELDS: dict[str, str] = {
     "run": "str",  # the run Multipliers shows (not necessarily selected)
     "compare": "list",  # the runs Compare shows (not necessarily selected; absent: its default comparison)
     "dataset": "str", "model": "str", "split": "str", "diverged": "bool",
-    "methods": "list", "sparsities": "list", "tolerances": "list", "clip": "bool",  # Frontiers filters
-    "runs_dataset": "list", "runs_method": "list", "runs_status": "list",  # Runs filters
+    "methods": "list", "sparsities": "list", "tolerances": "list", "criteria": "list", "clip": "bool",  # Frontiers
+    "runs_dataset": "list", "runs_method": "list", "runs_criterion": "list", "runs_status": "list",  # Runs filters
     "launch_dataset": "str", "launch_models": "list", "launch_methods": "list", "launch_sparsities": "str",
     "launch_tolerances": "str", "launch_seeds": "str", "launch_dense_epochs": "str", "launch_prune_epochs": "str",
     "launch_finetune_epochs": "str", "launch_image_size": "str", "launch_target": "str", "launch_groups": "list",
-    "launch_constraint_data": "str",
-    "one_method": "str", "one_sparsity": "str", "one_tolerance": "str", "one_seed": "str",
+    "launch_constraint_data": "str", "launch_criteria": "list", "launch_pruning": "str",
+    "one_method": "str", "one_criterion": "str", "one_pruning": "str", "one_sparsity": "str", "one_tolerance": "str",
+    "one_seed": "str",
     "results": "str", "data": "str",  # folders, as typed (each confined to its configured root)
     "job": "str",  # the job the Overview follows
     "gallery": "str", "gallery_vs": "str", "gallery_split": "str", "gallery_group": "str",  # What pruning broke

@@ -2,7 +2,9 @@
 
 The compared runs are the page's own view field (``compare``), never the selection: absent, the
 page compares the selection when it holds two or more finished runs, else NFT against CEAG at each
-tolerance for one setting (that of the first selected run, else the newest setting that has both).
+tolerance for one setting (that of the first selected run, else the newest setting that has both). A setting
+is a dataset, model, sparsity, seed and pruning criterion: runs pruned by another criterion are never its default
+pair (the criterion's selector shows when the store holds more than one).
 Changing the setting or the runs under "Runs and intervals" writes ``compare``, so the URL links to
 exactly what is shown; the selection changes only through the "Add … to the selection" button.
 """
@@ -10,7 +12,7 @@ exactly what is shown; the selection changes only through the "Add … to the se
 import pandas as pd
 import streamlit as st
 
-from ceag.analysis.audit import Audit, audit, comparable_setting, default_comparison
+from ceag.analysis.audit import Audit, audit, default_comparison
 from ceag.analysis.bootstrap import BootstrapSettings
 from ceag.config.vocabulary import CORRECTIONS, method_label
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
@@ -19,13 +21,13 @@ from ceag.present.glossary import GLOSSARY
 from ceag.present.report import across_seeds_section, excess_gaps, render_html
 from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.present.sentences.seeds import verdict_sentences
-from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS
+from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS, DEFAULT_CRITERION, criteria_of, criterion_label
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._audit import audit_chart, audit_table
 from dashboard._shared import data_dir, empty_store_hint, results_dir, run_labels, store_version
 
-SETTING = ("dataset", "model", "sparsity", "seed")
+SETTING = ("dataset", "model", "sparsity", "seed", "criterion")
 DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
 
 
@@ -46,41 +48,65 @@ def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, con
 
 
 def setting_of(row) -> tuple:
-    return row["dataset"], row["model"], float(row["sparsity"]), int(row["seed"])
+    criterion = row.get("criterion", DEFAULT_CRITERION)
+    return (row["dataset"], row["model"], float(row["sparsity"]), int(row["seed"]),
+            DEFAULT_CRITERION if pd.isna(criterion) else criterion)
 
 
 def setting_runs(finished: pd.DataFrame, setting: tuple) -> list[str]:
-    """NFT against CEAG at each tolerance there; without them, the newest run of each method there."""
-    dataset, model, sparsity, seed = setting
-    ids = default_comparison(finished, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
+    """NFT against CEAG at each tolerance there; without them, the newest run of each method there (all pruned by
+    the setting's criterion)."""
+    dataset, model, sparsity, seed, criterion = setting
+    pruned = finished[criteria_of(finished) == criterion]
+    ids = default_comparison(pruned, dataset=dataset, model=model, sparsity=sparsity, seed=seed)
     if ids:
         return ids
-    part = finished[(finished.dataset == dataset) & (finished.model == model) & (finished.sparsity == sparsity)
-                    & (finished.seed == seed)]
+    part = pruned[(pruned.dataset == dataset) & (pruned.model == model) & (pruned.sparsity == sparsity)
+                  & (pruned.seed == seed)]
     return list(part.drop_duplicates(["method", "tolerance"]).run_id)
 
 
+def comparable_setting(finished: pd.DataFrame) -> pd.Series | None:
+    """The newest finished run whose setting (its criterion included) has NFT and CEAG runs to compare, or None."""
+    criteria = criteria_of(finished)
+    for _, row in finished.assign(criterion=criteria).drop_duplicates(list(SETTING)).iterrows():
+        if len(default_comparison(finished[criteria == row.criterion], dataset=row.dataset, model=row.model,
+                                  sparsity=row.sparsity, seed=row.seed)) >= 2:
+            return row
+    return None
+
+
 def setting_selectors(finished: pd.DataFrame, shown: tuple) -> tuple:
-    """Dataset, model, sparsity and seed selectors showing ``shown``; returns the setting the user picked.
+    """Dataset, model, sparsity, seed and (where the store holds several) pruning criterion selectors showing
+    ``shown``; returns the setting the user picked.
 
     An edit (a value that differs from what the selectors showed last) keeps the user's choices
     where they still exist and fills the rest with the first available value.
     """
-    keys = [f"compare.{name}" for name in SETTING]
+    part = finished.assign(criterion=criteria_of(finished))
+    drawn = [n for n in SETTING if n != "criterion" or part["criterion"].nunique() > 1]
+    keys = [f"compare.{name}" for name in drawn]
     before = st.session_state.get(DERIVED_KEY)
     # Streamlit drops a widget's state on a page that did not draw it: only a complete set is an edit.
-    edited = (before is not None and all(k in st.session_state for k in keys)
+    edited = (before is not None and len(before) == len(keys) and all(k in st.session_state for k in keys)
               and tuple(st.session_state[k] for k in keys) != before)
-    wanted = tuple(st.session_state.get(k) for k in keys) if edited else shown
-    cols, part, picked = st.columns(4), finished, []
-    labels = {"sparsity": lambda s: f"{100 * s:g} %"}
-    for col, name, key, want in zip(cols, SETTING, keys, wanted, strict=True):
+    wanted = dict(zip(drawn, (st.session_state.get(k) for k in keys), strict=True)) if edited else dict(
+        zip(SETTING, shown, strict=True))
+    cols, picked = iter(st.columns(len(drawn))), []
+    labels = {"sparsity": lambda s: f"{100 * s:g} %", "criterion": criterion_label}
+    for name in SETTING:
         options = sorted(part[name].unique().tolist())
-        st.session_state[key] = want if want in options else options[0]
-        value = col.selectbox(name.capitalize(), options, key=key, format_func=labels.get(name, str))
+        want = wanted.get(name)
+        if name in drawn:
+            key = f"compare.{name}"
+            st.session_state[key] = want if want in options else options[0]
+            value = next(cols).selectbox("Pruning criterion" if name == "criterion" else name.capitalize(), options,
+                                         key=key, format_func=labels.get(name, str))
+        else:
+            value = want if want in options else options[0]
         part = part[part[name] == value]
         picked.append(value)
-    st.session_state[DERIVED_KEY] = tuple(picked)
+    st.session_state[DERIVED_KEY] = tuple(v for n, v in zip(SETTING, picked, strict=True) if n in drawn)
     return tuple(picked) if edited else shown
 
 

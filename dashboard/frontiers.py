@@ -1,12 +1,12 @@
-"""Frontiers: accuracy against Ψ_PW and against max_g ψ_g, one colour per method."""
+"""Frontiers: accuracy against Ψ_PW and against max_g ψ_g, one colour per method, shaded per pruning criterion."""
 
 import streamlit as st
 
 from ceag.analysis.seed_cache import attach_to_cells
-from ceag.config.vocabulary import METHOD_LABELS
+from ceag.config.vocabulary import CRITERIA, METHOD_LABELS
 from ceag.present.csv_export import write_csv
 from ceag.present.plots.frontier import frontier, frontier_table
-from ceag.present.words import sentence
+from ceag.present.words import CRITERION_HELP, criteria_of, criterion_label, names_criteria, own_masks, sentence
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, empty_store_hint
@@ -43,9 +43,16 @@ if summary.empty:
     st.info(f"No finished runs with a {split} split for {dataset}" + ("" if model == "all" else f"/{model}") + ".")
     st.stop()
 
-c1, c2, c3 = st.columns(3)
+pruned_by = criteria_of(summary).where(~summary.method.map(own_masks))  # FairGRAPE: its own masks, no criterion
+present = [c for c in CRITERIA if c in set(pruned_by)] + sorted(set(pruned_by.dropna()) - set(CRITERIA))
+show_criteria = len(present) > 1 or names_criteria(summary)
+c1, *cc, c2, c3 = st.columns(4 if show_criteria else 3)
 methods = _state.widget(c1.multiselect, "methods", "Methods", default=[], options=list(dict.fromkeys(summary.method)),
                         format_func=lambda m: METHOD_LABELS.get(m, m), placeholder="all")
+criteria = (_state.widget(cc[0].multiselect, "criteria", "Pruning criteria", default=[], options=present,
+                          format_func=criterion_label, placeholder="all",
+                          help=CRITERION_HELP + " FairGRAPE chooses its own masks: always shown.")
+            if show_criteria else [])
 sparsities = _state.widget(c2.multiselect, "sparsities", "Sparsities", default=[],
                            options=sorted(summary.sparsity.unique()), format_func=lambda s: f"{s:g}", placeholder="all")
 tolerances = _state.widget(c3.multiselect, "tolerances", "Tolerances ε (CEAG)", default=[],
@@ -60,6 +67,8 @@ if sparsities:
     keep &= summary.sparsity.isin(sparsities)
 if tolerances:
     keep &= summary.tolerance.isna() | summary.tolerance.isin(tolerances)
+if criteria:
+    keep &= pruned_by.isna() | pruned_by.isin(criteria)
 summary = summary[keep].reset_index(drop=True)
 if summary.empty:
     st.info("No cell matches these filters.")
@@ -76,8 +85,10 @@ if unsettled:
     st.warning(f"{unsettled} of {int(summary['seeds'].sum())} runs in this view did not settle: their metrics still "
                f"moved over the last fifth of fine-tuning, so their points are one draw. {advice} See **Curves**.")
 
-st.caption("Each point is a (method, sparsity, tolerance) cell: the mean across seeds, with ± one standard "
-           "deviation when there are several. Its tooltip and the table compare it with NFT on the same seeds: the "
+st.caption("Each point is a (method, " + ("pruning criterion, " if names_criteria(summary) else "")
+           + "sparsity, tolerance) cell: the mean across seeds, with ± one standard "
+           "deviation when there are several. Its tooltip and the table compare it with NFT on the same seeds"
+           + (" pruned by the same criterion (FairGRAPE: by magnitude)" if names_criteria(summary) else "") + ": the "
            f"mean difference, its {100 * VERSUS_CONFIDENCE:g} % interval over seeds and samples, and whether that "
            "is more than chance. Click a point, or drag a box or lasso (toolbar), to select its runs for the other "
            "pages.")
@@ -86,7 +97,7 @@ if versus_notes:
 chosen: list[str] = []
 # Charts are keyed by what they show, so a selection made on one view never applies to another.
 view_key = abs(hash((dataset, model, split, show_diverged, tuple(methods), tuple(sparsities), tuple(tolerances),
-                     clip))) & 0xFFFFFFFF
+                     tuple(criteria), clip))) & 0xFFFFFFFF
 with st.container(key="frontier_charts"):
     for col, metric in zip(st.columns(2), ("psi_pw", "max_excess_gap"), strict=True):
         with col:

@@ -5,11 +5,12 @@ import streamlit as st
 from ceag.config.errors import ConfigError
 from ceag.config.grid_spec import GridSpec
 from ceag.config.presets import preset
-from ceag.config.vocabulary import CONSTRAINT_DATA, GRID_METHODS, METHOD_LABELS, METHODS
+from ceag.config.vocabulary import CONSTRAINT_DATA, CRITERIA, GRID_METHODS, METHOD_LABELS, METHODS, PRUNING
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns
 from ceag.grid import jobs
 from ceag.present.preset_notes import utkface_cpu_note
+from ceag.present.words import CRITERION_HELP, FAIRGRAPE_HELP, PRUNING_HELP, criterion_label
 from ceag.run.data import resolve_all
 from dashboard import _state
 from dashboard import _store as store
@@ -112,8 +113,7 @@ c1, c2 = st.columns([3, 1])
 methods = _state.widget(c1.multiselect, "launch_methods", "Methods", default=list(GRID_METHODS),
                         options=list(METHODS), format_func=METHOD_LABELS.get,
                         help="CEAG+VS: CEAG's tolerance selected on validation among the grid's tolerances at or "
-                             "below each ε (it trains those CEAG runs). FairGRAPE: NFT whose masks keep every "
-                             "group's share of each layer's importance at every pruning event.")
+                             f"below each ε (it trains those CEAG runs). {FAIRGRAPE_HELP}")
 constraint_data = _state.widget(c2.selectbox, "launch_constraint_data", "CEAG multipliers from", default="train",
                                 options=list(CONSTRAINT_DATA),
                                 format_func={"train": "training data", "val": "validation (held out)"}.get,
@@ -121,6 +121,14 @@ constraint_data = _state.widget(c2.selectbox, "launch_constraint_data", "CEAG mu
                                      "learns on the training data.")
 if constraint_data != "train":
     data_settings["constraint_data"] = constraint_data
+c1, c2 = st.columns([3, 1])
+criteria = _state.widget(c1.multiselect, "launch_criteria", "Pruning criteria", default=["magnitude"],
+                         options=list(CRITERIA), format_func=criterion_label,
+                         help=f"{CRITERION_HELP} Every method but FairGRAPE runs once per criterion chosen.")
+pruning = _state.widget(c2.selectbox, "launch_pruning", "Pruning", default="unstructured", options=list(PRUNING),
+                        help=PRUNING_HELP)
+if pruning != "unstructured":
+    data_settings["pruning"] = pruning
 c1, c2, c3 = st.columns(3)
 sparsities_text = _state.widget(c1.text_input, "launch_sparsities", "Sparsities", default="0.9, 0.95")
 tolerances_text = _state.widget(c2.text_input, "launch_tolerances", "Tolerances ε (CEAG, CEAG+VS)", default="0.02")
@@ -138,7 +146,7 @@ spec, configs = None, []
 for message in numbers.errors:  # an invalid number blocks the launch; the others are still checked below
     st.error(message)
 try:
-    spec = GridSpec(datasets=(dataset,), models=tuple(models), methods=tuple(methods),
+    spec = GridSpec(datasets=(dataset,), models=tuple(models), methods=tuple(methods), criteria=tuple(criteria),
                     sparsities=tuple(parse_list(sparsities_text, float, "sparsities")),
                     tolerances=tuple(parse_list(tolerances_text, float, "tolerances")),
                     seeds=tuple(parse_list(seeds_text, int, "seeds")),

@@ -9,6 +9,7 @@ from ceag.grid import jobs
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.frontier import overview_chart
 from ceag.present.sentences.overview import bounds_from, overview_story
+from ceag.present.words import criterion_label
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._jobs import job_card
@@ -110,8 +111,19 @@ st.subheader(f"What pruning does to {dataset} ({model})",
 with st.spinner("Comparing with NFT across seeds…"):
     versus, _ = store.seed_comparisons(dataset=dataset, splits=("train", "test"))
 story = overview_story(store.story_groups(dataset=dataset, model=model), bounds_from(versus))
+here = overview[(overview.dataset == dataset) & (overview.model == model)]
+pruned_by = list(dict.fromkeys(criterion_label(c, m) for c, m in zip(here.criterion, here.method, strict=True)))
+if len(pruned_by) > 1:
+    st.caption(f"The runs of {dataset} ({model}) chose the weights they keep by "
+               f"{', '.join(pruned_by[:-1])} and {pruned_by[-1]}; runs pruned by different criteria are never "
+               "averaged together, and each is measured against NFT pruned by the same criterion"
+               + (" (FairGRAPE, which chooses its own masks by group importance, against NFT pruned by magnitude)"
+                  if "fairgrape" in set(here.method) else "") + ".")
 if story:
-    st.markdown("\n".join(f"- {point.text}" for point in story))
+    told = list(dict.fromkeys(point.criterion for point in story))  # [None] unless the criteria are named
+    st.markdown("\n\n".join((f"**Pruned by {criterion_label(criterion)}**\n\n" if criterion else "")
+                              + "\n".join(f"- {point.text}" for point in story if point.criterion == criterion)
+                              for criterion in told))
     if any(point.details for point in story):
         with st.expander("The numbers behind these points"):
             st.markdown("\n".join(f"- **{point.topic}**: " + " ".join(point.details) for point in story
@@ -120,7 +132,10 @@ summary = pd.concat([store.frontier_summary(dataset=dataset, model=model, split=
                      for split in ("train", "test")], ignore_index=True)
 if not summary.empty:
     st.plotly_chart(overview_chart(summary), width="stretch", config=CHART_CONFIG)
-    st.caption("Per method, the worst group's excess gap max_g ψ_g on the training and the test data at each "
+    several = summary["criterion"].nunique() > 1
+    st.caption("Per method" + (" and pruning criterion (the criterion shades the method's colour and picks the "
+                               "marker)" if several else "")
+               + ", the worst group's excess gap max_g ψ_g on the training and the test data at each "
                "sparsity (mean over seeds, bars: standard deviation across seeds); dashed lines: the tolerances ε. "
                "Compare shows each group with bootstrap intervals.")
 with st.expander("Glossary: sparsity, ε, Δ_g, ψ_g, max_g ψ_g, Ψ_PW, λ_g, ψ̂_g"):
@@ -142,6 +157,8 @@ def listing(values) -> str:
     return ", ".join(f"{v:g}" for v in values) if isinstance(values, (list, tuple, np.ndarray)) else ""
 
 
-table = overview.assign(sparsities=overview["sparsities"].map(listing),
+table = overview.assign(criterion=[criterion_label(c, m) for c, m in zip(overview["criterion"], overview["method"],
+                                                                         strict=True)],
+                        sparsities=overview["sparsities"].map(listing),
                         tolerances=overview["tolerances"].map(listing))
 st.dataframe(table, hide_index=True, width="stretch")

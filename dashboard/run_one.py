@@ -6,14 +6,22 @@ import streamlit as st
 from ceag.analysis.verdicts import detectable_gaps
 from ceag.config.errors import ConfigError
 from ceag.config.run_config import RunConfig
-from ceag.config.vocabulary import METHOD_LABELS, METHODS
+from ceag.config.vocabulary import CRITERIA, METHOD_LABELS, METHODS, PRUNING
 from ceag.datasets import DatasetError, available
 from ceag.datasets.checks import custom_columns
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.groups import excess_gap_bars
 from ceag.present.sentences.data import skip_lines
 from ceag.present.sentences.trust import summary_line
-from ceag.present.words import sentence
+from ceag.present.words import (
+    CRITERION_HELP,
+    DEFAULT_CRITERION,
+    FAIRGRAPE_HELP,
+    PRUNING_HELP,
+    criterion_label,
+    own_masks,
+    sentence,
+)
 from ceag.results.predictions import stored_predictions
 from ceag.run.pipeline import run
 from dashboard import _state
@@ -49,12 +57,18 @@ with st.form("run"):
     c1, c2, c3, c4 = st.columns(4)
     numbers = NumberFields()
     method = _state.widget(c1.selectbox, "one_method", "Method", default="ceag", options=list(METHODS),
-                           format_func=METHOD_LABELS.get)
+                           format_func=METHOD_LABELS.get, help=FAIRGRAPE_HELP)
     sparsity = numbers.field(c2.text_input, "one_sparsity", "Sparsity", default=0.95, kind=float, lo=0.0, hi=1.0,
                              hi_open=True, help="Fraction of weights removed.")
     tolerance = numbers.field(c3.text_input, "one_tolerance", "Tolerance ε (CEAG)", default=0.02, kind=float,
                               lo=0.0, hi=1.0, help="Largest excess accuracy gap ψ_g allowed, as a fraction.")
     seed = numbers.field(c4.text_input, "one_seed", "Seed", default=0, kind=int, lo=0, hi=2**31 - 1)
+    c1, c2, _, _ = st.columns(4)
+    criterion = _state.widget(c1.selectbox, "one_criterion", "Pruning criterion", default=DEFAULT_CRITERION,
+                              options=list(CRITERIA), format_func=criterion_label,
+                              help=f"{CRITERION_HELP} FairGRAPE chooses its own masks: leave it at magnitude.")
+    pruning = _state.widget(c2.selectbox, "one_pruning", "Pruning", default="unstructured", options=list(PRUNING),
+                            help=PRUNING_HELP)
     submitted = st.form_submit_button("Run", type="primary")
 
 if submitted:
@@ -64,7 +78,8 @@ if submitted:
         st.session_state.pop("last_result", None)
         st.stop()
     try:
-        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=seed, **data)
+        cfg = RunConfig(method=method, sparsity=sparsity, tolerance=tolerance, seed=seed, criterion=criterion,
+                        pruning=pruning, **data)
     except ConfigError as err:
         st.error(str(err))
         st.session_state.pop("last_result", None)
@@ -86,8 +101,11 @@ if result is None:
     st.stop()
 
 info = result.to_json()
+chosen = result.config
+pruned = ("" if own_masks(chosen.method) or (chosen.criterion == DEFAULT_CRITERION and chosen.pruning == "unstructured")
+          else f", pruned by {criterion_label(chosen.criterion)} ({chosen.pruning})")
 st.subheader(f"{METHOD_LABELS[info['method']]} at {100 * info['sparsity']:.0f}% sparsity"
-             + ("" if info["tolerance"] is None else f", ε = {100 * info['tolerance']:.1f}%"))
+             + ("" if info["tolerance"] is None else f", ε = {100 * info['tolerance']:.1f}%") + pruned)
 took = "loaded from cache" if result.cached else f"{info['wall_seconds']:.1f} s"
 st.caption(f"run {info['run_id']} · {took}"
            f" · achieved sparsity {100 * info['achieved_sparsity']:.1f}% · reported epoch {info['reported_epoch']}")

@@ -8,6 +8,7 @@ import streamlit as st
 from ceag.config.vocabulary import METHOD_LABELS
 from ceag.present.csv_export import write_csv
 from ceag.present.sentences.data import data_accounts
+from ceag.present.words import CRITERION_HELP, OWN_MASKS, criteria_of, criterion_label
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import empty_store_hint, results_dir, sync_store
@@ -23,13 +24,21 @@ COLUMN_HELP = {
     "epoch": st.column_config.Column(help="The epoch whose metrics are reported: the last one, or for NFT+ES its "
                                           "best validation iterate."),
     "progress": st.column_config.Column(help="How far a run that has not finished got."),
+    "criterion": st.column_config.Column(help=f"{CRITERION_HELP} {OWN_MASKS}: FairGRAPE's own masks."),
 }
+
+
+def criterion_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each run's pruning criterion as written for people (FairGRAPE: its own group importance)."""
+    return pd.Series([criterion_label(c, m) for c, m in zip(criteria_of(frame), frame["method"], strict=True)],
+                     index=frame.index, dtype=object)
 
 
 def runs_view(frame: pd.DataFrame):
     """The table as shown: metrics in % / points, missing values blank (never "None"), sortable by every column."""
     out = frame[["run_id", "status", "dataset", "model"]].copy()
     out["method"] = frame["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    out["criterion"] = criterion_labels(frame)
     for col in ("sparsity", "tolerance", "seed"):
         out[col] = frame[col]
     for col, label, _ in METRICS:
@@ -60,13 +69,17 @@ if runs.empty:
     empty_store_hint()
     st.stop()
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 datasets = _state.widget(c1.multiselect, "runs_dataset", "Dataset", default=[], options=sorted(runs.dataset.unique()))
 methods = _state.widget(c2.multiselect, "runs_method", "Method", default=[], options=sorted(runs.method.unique()),
                         format_func=lambda m: METHOD_LABELS.get(m, m))
-statuses = _state.widget(c3.multiselect, "runs_status", "Status", default=[], options=sorted(runs.status.unique()))
+runs = runs.assign(criterion_label=criterion_labels(runs))
+criteria = _state.widget(c3.multiselect, "runs_criterion", "Pruning criterion", default=[],
+                         options=sorted(runs.criterion_label.unique()), help=CRITERION_HELP)
+statuses = _state.widget(c4.multiselect, "runs_status", "Status", default=[], options=sorted(runs.status.unique()))
 keep = runs.run_id.notna()
-for column, values in (("dataset", datasets), ("method", methods), ("status", statuses)):
+for column, values in (("dataset", datasets), ("method", methods), ("criterion_label", criteria),
+                       ("status", statuses)):
     if values:
         keep &= runs[column].isin(values)
 shown = runs[keep].reset_index(drop=True)

@@ -548,6 +548,64 @@ def test_launch_offers_held_out_multipliers_and_ceag_vs(empty, monkeypatch):
     assert all(c.constraint_data == "val" for c in cells.values())
 
 
+def test_launch_runs_every_method_but_fairgrape_once_per_criterion(empty, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "launch", fake_launch(calls))
+    at = open_page("launch")
+    assert widget(at.multiselect, "Pruning criteria").value == ["magnitude"]
+    assert "fairgrape" not in widget(at.multiselect, "Methods").value  # by name only
+    widget(at.multiselect, "Methods").set_value(["nft", "ceag", "fairgrape"])
+    widget(at.multiselect, "Pruning criteria").set_value(["magnitude", "snip"])
+    widget(at.text_input, "Sparsities").set_value("0.9")
+    at.run()
+    assert not at.exception and not at.error
+    assert at.query_params["launch_criteria"] == "magnitude,snip"
+    # NFT and CEAG (one tolerance) by two criteria, FairGRAPE once (its own masks)
+    assert infos(at)[0].startswith("This grid means **5 runs**")
+    widget(at.button, "Launch").click().run()
+    [(spec, _)] = calls
+    assert spec.criteria == ("magnitude", "snip") and spec.methods == ("nft", "ceag", "fairgrape")
+    cells = sorted((c.method, c.criterion) for c in spec.configs())
+    assert cells == [("ceag", "magnitude"), ("ceag", "snip"), ("fairgrape", "magnitude"), ("nft", "magnitude"),
+                     ("nft", "snip")]
+
+
+def test_launch_names_a_bad_combination_and_keeps_the_form(empty, monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "launch", fake_launch(calls))
+    at = open_page("launch")
+    widget(at.multiselect, "Methods").set_value(["nft", "fairgrape"])
+    widget(at.selectbox, "Pruning").set_value("structured")
+    widget(at.multiselect, "Pruning criteria").set_value([])
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["invalid criteria=[]: a grid axis needs at least one value"]
+    widget(at.multiselect, "Pruning criteria").set_value(["synflow"]).run()
+    [error] = [e.value for e in at.error]
+    assert error.startswith("invalid pruning='structured': method fairgrape keeps weights layer by layer")
+    assert "Launch" not in [b.label for b in at.button] and calls == []
+    assert widget(at.multiselect, "Methods").value == ["nft", "fairgrape"]
+    assert widget(at.selectbox, "Pruning").value == "structured"
+    assert widget(at.multiselect, "Pruning criteria").value == ["synflow"]
+
+
+def test_run_one_names_a_bad_combination_instead_of_running(empty, monkeypatch):
+    import ceag.run.pipeline
+
+    calls = []
+    monkeypatch.setattr(ceag.run.pipeline, "run", lambda cfg, results: calls.append(cfg))
+    at = open_page("run_one")
+    widget(at.selectbox, "Method").set_value("fairgrape")
+    widget(at.selectbox, "Pruning criterion").set_value("snip")
+    at.button[0].click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("invalid criterion='snip': method fairgrape chooses the weights it keeps")
+    assert calls == [] and not at.metric
+    assert widget(at.selectbox, "Method").value == "fairgrape"
+    assert widget(at.selectbox, "Pruning criterion").value == "snip"
+
+
 @pytest.mark.parametrize(("label", "text", "message"), [
     ("Sparsities", "abc", "invalid sparsities='abc': expected comma-separated float values"),
     ("Seeds", "0.5", "invalid seeds='0.5': expected comma-separated int values"),

@@ -187,9 +187,10 @@ def test_frontier_tooltips_show_a_tolerance_only_for_methods_that_have_one(summa
 
 def test_frontier_table_names_units_and_uses_the_screen_labels(summary):
     table = frontier_table(summary, "test")
-    assert list(table.columns[:8]) == ["split", "model", "method", "sparsity (%)", "tolerance ε (%)", "seeds",
-                                       "accuracy (%)", "accuracy std (points)"]
+    assert list(table.columns[:9]) == ["split", "model", "method", "criterion", "sparsity (%)", "tolerance ε (%)",
+                                       "seeds", "accuracy (%)", "accuracy std (points)"]
     assert list(table["method"]) == ["CEAG", "CEAG", "NFT", "NFT"]
+    assert set(table["criterion"]) == {"magnitude"}  # a summary without criteria: every run pruned by magnitude
     np.testing.assert_allclose(table["Ψ_PW (points)"], [5.0, 7.0, 12.0, 25.0])
     assert table["tolerance ε (%)"].isna().tolist() == [False, False, True, True]
     assert list(table["run ids"]) == ["a1,a2", "b1", "c1", "d1"]

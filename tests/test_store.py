@@ -399,7 +399,10 @@ def test_export_table_query(store):
     one = queries.export_table(results, "final", ids[:1])
     assert set(one.run_id) == {ids[0]}
     runs = queries.export_table(results, "runs", ids)
-    assert list(runs.columns) == [c for c in EXPECTED_COLUMNS["runs"] if c != "ingested_at"]
+    stored = [c for c in EXPECTED_COLUMNS["runs"] if c != "ingested_at"]
+    after = stored.index("method") + 1  # the run's pruning criterion follows its method
+    assert list(runs.columns) == [*stored[:after], "criterion", *stored[after:]]
+    assert set(runs.criterion) == {"magnitude"}  # the default, which configs leave unsaid
     for table in ("run_metrics", "group_metrics", "duals"):
         df = queries.export_table(results, table, ids)
         assert list(df.columns) == EXPECTED_COLUMNS[table]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ceag.config.errors import ConfigError
+from ceag.config.vocabulary import MASK_METHODS
 from ceag.datasets.layouts import DATA_ENV
 from ceag.results.layout import CONFIG, resolve_results, run_dir
 from ceag.store import StoreError
@@ -74,11 +75,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
                    skipped=[("?" if pd.isna(n) else str(int(n))) for n in df.skipped_rows])
     df["settled"] = df["converged"].map(_flag("yes", "NO"))
     df["constraints"] = df["constraints_active"].map(_flag("acted", "NEVER"))
-    cols = ["run_id", "status", "dataset", "model", "method", "sparsity", "tolerance", "seed", "progress_epoch",
-            "total_epochs", "wall_seconds", "data", "skipped", "settled", "constraints"]
+    own = df["method"].isin(MASK_METHODS)  # FairGRAPE chooses its own masks: no criterion applies
+    df["criterion"] = df["criterion"].fillna("magnitude").where(~own, "-")
+    cols = ["run_id", "status", "dataset", "model", "method", "criterion", "sparsity", "tolerance", "seed",
+            "progress_epoch", "total_epochs", "wall_seconds", "data", "skipped", "settled", "constraints"]
     print(df[cols].to_string(index=False))
     if df.data_fingerprint.isna().any():
         print("data 'unknown': runs made before data fingerprints were recorded; their data cannot be told apart")
+    if own.any():
+        print("criterion '-': " + ", ".join(sorted(set(df.loc[own, "method"]))) + " chooses the weights it keeps by "
+              "its own group importance, so no pruning criterion applies")
     for row in df[df.data_warning.notna()].itertuples():
         print(f"WARNING run {row.run_id}: {row.data_warning}")
     _print_run_flags(df)
@@ -148,9 +154,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _verdicts(results, args: argparse.Namespace):
-    """Every mitigation of the store against NFT across seeds (``analysis.seeds``), one row per cell, split and
-    metric (each group's ψ_g included), with the verdict in words; ``--dataset``, ``--method`` and ``--run``
-    (a cell holding one of the runs) narrow it."""
+    """Every mitigation of the store against NFT across seeds (``analysis.seeds``; NFT pruned by the cell's
+    criterion), one row per cell, split and metric (each group's ψ_g included), with the verdict in words;
+    ``--dataset``, ``--method`` and ``--run`` (a cell holding one of the runs) narrow it."""
     from ceag.analysis.seed_cache import store_comparisons
     from ceag.present.sentences.seeds import seed_verdict
 
@@ -163,7 +169,8 @@ def _verdicts(results, args: argparse.Namespace):
         frame = frame[[any(r in args.run for r in ids.split(",")) for ids in frame["run_ids"]]]
     frame = frame.assign(verdict=[seed_verdict(r) for _, r in frame.iterrows()])
     order = {"train": 0, "val": 1, "test": 2}
-    return frame.sort_values(["dataset", "model", "method", "tolerance", "sparsity", "split", "metric", "group_id"],
+    return frame.sort_values(["dataset", "model", "method", "criterion", "tolerance", "sparsity", "split", "metric",
+                              "group_id"],
                              key=lambda c: c.map(order) if c.name == "split" else c, kind="stable",
                              na_position="first").reset_index(drop=True)
 

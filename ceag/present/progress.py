@@ -109,11 +109,13 @@ class GridProgress:
 
 
 def _settings(cfg) -> dict:
-    return {k: getattr(cfg, k) for k in ("dataset", "model", "method", "sparsity", "tolerance", "seed")}
+    return {k: getattr(cfg, k, None) for k in ("dataset", "model", "method", "criterion", "sparsity", "tolerance",
+                                               "seed")}
 
 
 def _describe(kind: str, s: dict | None) -> str:
-    """e.g. "dense digits/mlp seed 0", "pruning digits/mlp sparsity 0.9 seed 0", "run ceag tolerance 0.02 ..."."""
+    """e.g. "dense digits/mlp seed 0", "pruning digits/mlp sparsity 0.9 seed 0", "run ceag tolerance 0.02 ...";
+    a pruning criterion other than magnitude follows the method ("run nft snip ...", "pruning snip ...")."""
     name = {"derive": "derived"}.get(kind, kind)
     if not s:
         return name
@@ -121,10 +123,12 @@ def _describe(kind: str, s: dict | None) -> str:
     if kind == "dense":
         return f"dense {where} seed {s.get('seed')}"
     sparsity = f"sparsity {s.get('sparsity'):g}" if s.get("sparsity") is not None else ""
+    criterion = s.get("criterion")
+    pruned = f" {criterion}" if criterion not in (None, "magnitude") else ""
     if kind == "pruning":
-        return f"pruning {where} {sparsity} seed {s.get('seed')}"
+        return f"pruning{pruned} {where} {sparsity} seed {s.get('seed')}"
     tol = f" tolerance {s['tolerance']:g}" if s.get("tolerance") is not None else ""
-    return f"{name} {s.get('method')}{tol} {where} {sparsity} seed {s.get('seed')}"
+    return f"{name} {s.get('method')}{pruned}{tol} {where} {sparsity} seed {s.get('seed')}"
 
 
 def _reason(entry: dict) -> str:

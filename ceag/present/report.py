@@ -2,7 +2,8 @@
 when it opens), or the per-group table as CSV.
 
 The HTML holds the generated sentences, the per-group chart with intervals and ε, the per-group
-and per-run tables with intervals, every setting of every run, the run ids, the bootstrap
+and per-run tables with intervals, every setting of every run (the pruning criterion always, magnitude
+included, though a run's config names it only away from the default), the run ids, the bootstrap
 settings, the glossary and the versions of the packages that produced it.
 """
 
@@ -26,7 +27,7 @@ from ceag.present.audit_table import verdict_lines
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.sentences.compare import audit_sentences
 from ceag.present.sentences.trust import audit_notes
-from ceag.present.words import confidence_label, run_label
+from ceag.present.words import confidence_label, criterion_label, names_criteria
 
 PACKAGES = ("ceag", "torch", "torchvision", "numpy", "pandas", "pyarrow", "duckdb", "plotly", "fairlearn",
             "scikit-learn", "streamlit")
@@ -118,22 +119,26 @@ def run_table_html(result: Audit) -> str:
 
     labels = audit_run_labels(result.groups)
     ci = confidence_label(result.settings)
-    headers = ["run", "run id", "split", "accuracy", f"{ci} CI", "dense accuracy", "max_g ψ_g", f"{ci} CI", "Ψ_PW",
-               f"{ci} CI", "status", "reported epoch"]
+    headers = ["run", "run id", "criterion", "split", "accuracy", f"{ci} CI", "dense accuracy", "max_g ψ_g",
+               f"{ci} CI", "Ψ_PW", f"{ci} CI", "status", "reported epoch"]
     rows = []
     for _, r in result.runs.iterrows():
-        rows.append([html.escape(labels.get(r["run_id"], r["run_id"])), f"<code>{r['run_id']}</code>", r["split"],
+        rows.append([html.escape(labels.get(r["run_id"], r["run_id"])), f"<code>{r['run_id']}</code>",
+                     html.escape(criterion_label(r.get("criterion"), r["method"])), r["split"],
                      _pt(r["accuracy"]), _interval(r, "accuracy"), _pt(r["dense_accuracy"]), _pt(r["max_excess_gap"]),
                      _interval(r, "max_excess_gap"), _pt(r["psi_pw"]), _interval(r, "psi_pw"), r["status"],
                      "" if r["reported_epoch"] is None or pd.isna(r["reported_epoch"]) else str(r["reported_epoch"])])
-    return _table(headers, rows, text_cols=3)
+    return _table(headers, rows, text_cols=4)
 
 
 def settings_table_html(result: Audit) -> str:
-    """Every setting of every run: one row per setting, one column per run."""
+    """Every setting of every run: one row per setting, one column per run. The pruning criterion is always a row:
+    a config names it only away from magnitude, the store's ``criterion`` says it for every run."""
     configs = {}
     for _, r in result.runs.drop_duplicates("run_id").iterrows():
         configs[r["run_id"]] = json.loads(r["config"]) if r["config"] else {}
+        if isinstance(r.get("criterion"), str):
+            configs[r["run_id"]].setdefault("criterion", r["criterion"])
     keys = sorted(set().union(*[c.keys() for c in configs.values()])) if configs else []
     rows = [[html.escape(k)] + [html.escape(json.dumps(c.get(k))) for c in configs.values()] for k in keys]
     return _table(["setting", *configs.keys()], rows, text_cols=len(configs) + 1)
@@ -144,7 +149,7 @@ def across_seeds_section(results: str | os.PathLike, result: Audit) -> str | Non
     for test max_g ψ_g first, then a table of every split and metric; None when no audited run has an NFT
     run on the same seed to be paired with."""
     from ceag.analysis.seed_cache import store_comparisons
-    from ceag.present.sentences.seeds import METRIC_WORDS, verdict_label, verdict_sentences
+    from ceag.present.sentences.seeds import METRIC_WORDS, seed_subject, verdict_label, verdict_sentences
 
     confidence = result.settings.confidence
     ids = result.run_ids
@@ -158,13 +163,17 @@ def across_seeds_section(results: str | os.PathLike, result: Audit) -> str | Non
         return None
     text = "".join(f"<li>{html.escape(s)}</li>" for s in verdict_sentences(frame, ids, confidence=confidence))
     ci = f"{100 * confidence:g} %"
-    rows = [[html.escape(run_label(r.method, r.tolerance)), f"{r.sparsity:g}", r.split, METRIC_WORDS[r.metric],
+    named = names_criteria(mine)
+    rows = [[html.escape(seed_subject(r._asdict())), html.escape(criterion_label(getattr(r, "criterion", None),
+                                                                                   r.method)),
+             f"{r.sparsity:g}", r.split, METRIC_WORDS[r.metric],
              _pt(r.baseline), _pt(r.mitigation), _pt(r.diff), f"{_pt(r.diff_low)} – {_pt(r.diff_high)}",
              html.escape(verdict_label(r._asdict())), str(r.seeds)] for r in mine.itertuples()]
-    table = _table(["mitigation", "sparsity", "split", "metric", "NFT (mean)", "mitigation (mean)", "difference",
-                    f"{ci} CI", "verdict", "seeds"], rows, text_cols=1)
+    table = _table(["mitigation", "criterion", "sparsity", "split", "metric", "NFT (mean)", "mitigation (mean)",
+                    "difference", f"{ci} CI", "verdict", "seeds"], rows, text_cols=2)
     extra = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
-    return (f"<p>Each mitigation against NFT on the same seeds and the same dense model: the mean difference "
+    against = " pruned by the same criterion (FairGRAPE: NFT pruned by magnitude)" if named else ""
+    return (f"<p>Each mitigation against NFT on the same seeds and the same dense model{against}: the mean difference "
             f"(mitigation − NFT, points) and its {ci} interval from a hierarchical bootstrap (seeds with replacement, "
             f"then the shared split's samples with replacement, {result.settings.n_boot} replicates).</p>"
             f"<ul>{text}</ul>{table}{extra}")

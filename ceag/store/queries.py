@@ -2,6 +2,11 @@
 
 Values at a run's *reported* epoch (the last one, or the best iterate for NFT+ES) are what
 frontiers and tables show; per-epoch values serve the trajectories.
+
+Runs that differ only in how their weights were chosen are never merged: every query that groups runs or
+names their setting reads ``criterion`` (the pruning criterion, from the run's config; magnitude where the
+config leaves it out, as configs do at the default) and keeps each criterion apart, as CEAG with held-out
+multipliers (``constraint_data`` "val") is kept apart as its own method, ``<method>_heldout``.
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ import pandas as pd
 
 from ceag.store.db import connect
 
-FINAL_RUN_METRICS = """
-    SELECT r.run_id, r.status, r.dataset, r.model,
-           -- CEAG whose multipliers were driven by validation data is its own method on the frontier
-           CASE WHEN json_extract_string(r.config, '$.constraint_data') = 'val' THEN r.method || '_heldout'
-                ELSE r.method END AS method, r.sparsity, r.achieved_sparsity,
+# The run's pruning criterion: its config names it only away from the default (magnitude).
+CRITERION = "coalesce(json_extract_string(r.config, '$.criterion'), 'magnitude')"
+# CEAG whose multipliers were driven by validation data is its own method on the frontier and against NFT.
+METHOD = "CASE WHEN json_extract_string(r.config, '$.constraint_data') = 'val' THEN r.method || '_heldout' " \
+         "ELSE r.method END"
+
+FINAL_RUN_METRICS = f"""
+    SELECT r.run_id, r.status, r.dataset, r.model, {METHOD} AS method, {CRITERION} AS criterion,
+           r.sparsity, r.achieved_sparsity,
            r.tolerance, r.seed, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
            m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch, r.data_fingerprint, r.skipped_rows,
            r.data_warning, d.converged, d.constraints_active
@@ -30,20 +39,24 @@ def _query(results, sql: str, params: list | None = None) -> pd.DataFrame:
         return con.execute(sql, params or []).df()
 
 
+# The columns of ``runs`` (and the first ones of ``runs_table``): a run's settings, status and diagnostics.
+RUN_COLUMNS = f"""r.run_id, status, reason, dataset, model, method, {CRITERION} AS criterion, sparsity,
+               achieved_sparsity, tolerance, seed, reported_epoch, progress_epoch, total_epochs, device,
+               wall_seconds, started_at, finished_at, diverged_step, data_fingerprint, skipped_rows,
+               CAST(data_report AS VARCHAR) AS data_report, data_warning, d.converged, d.constraints_active,
+               d.max_multiplier, d.advice, d.warnings"""
+
+
 def runs(results: str | os.PathLike, *, status: str | None = None, dataset: str | None = None,
          method: str | None = None) -> pd.DataFrame:
-    """One row per run with its settings and status, newest first.
+    """One row per run with its settings (``criterion``: the pruning criterion) and status, newest first.
 
     ``converged`` and ``constraints_active`` come from the run's diagnostics (NULL when unknown or,
     for the latter, for methods without multipliers); ``advice`` says what to change when a run
     did not settle, ``warnings`` lists the constraint warnings.
     """
-    return _query(results, """
-        SELECT r.run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
-               seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
-               finished_at, diverged_step, data_fingerprint, skipped_rows, CAST(data_report AS VARCHAR) AS data_report,
-               data_warning, d.converged,
-               d.constraints_active, d.max_multiplier, d.advice, d.warnings
+    return _query(results, f"""
+        SELECT {RUN_COLUMNS}
         FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id
         WHERE (? IS NULL OR status = ?) AND (? IS NULL OR dataset = ?) AND (? IS NULL OR method = ?)
         ORDER BY finished_at DESC NULLS FIRST, r.run_id
@@ -64,20 +77,22 @@ def finished_configs(results: str | os.PathLike) -> dict[str, str]:
 
 def frontier(results: str | os.PathLike, *, dataset: str, model: str | None = None,
              split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
-    """One row per run at its reported epoch: accuracy, max excess gap and Psi_PW on ``split``."""
+    """One row per run at its reported epoch: accuracy, max excess gap and Psi_PW on ``split``, with its method
+    (``<method>_heldout`` for held-out multipliers) and ``criterion``."""
     return _query(results, f"""
         SELECT * FROM ({FINAL_RUN_METRICS}) f
         WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
           AND (status = 'finished' OR (? AND status = 'diverged'))
-        ORDER BY method, sparsity, tolerance, seed
+        ORDER BY method, criterion, sparsity, tolerance, seed
     """, [dataset, model, model, split, include_diverged])
 
 
 def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | None = None,
                      split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
-    """Mean and standard deviation across seeds for each (model, method, sparsity, tolerance)."""
+    """Mean and standard deviation across seeds for each (model, method, criterion, sparsity, tolerance): runs that
+    differ only in their pruning criterion are two cells."""
     return _query(results, f"""
-        SELECT model, method, sparsity, tolerance, count(*) AS seeds,
+        SELECT model, method, criterion, sparsity, tolerance, count(*) AS seeds,
                avg(accuracy) AS accuracy, stddev_samp(accuracy) AS accuracy_std,
                avg(max_excess_gap) AS max_excess_gap, stddev_samp(max_excess_gap) AS max_excess_gap_std,
                avg(psi_pw) AS psi_pw, stddev_samp(psi_pw) AS psi_pw_std,
@@ -87,8 +102,8 @@ def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | N
         FROM ({FINAL_RUN_METRICS}) f
         WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
           AND (status = 'finished' OR (? AND status = 'diverged'))
-        GROUP BY model, method, sparsity, tolerance
-        ORDER BY model, method, sparsity, tolerance NULLS FIRST
+        GROUP BY model, method, criterion, sparsity, tolerance
+        ORDER BY model, method, criterion, sparsity, tolerance NULLS FIRST
     """, [dataset, model, model, split, include_diverged])
 
 
@@ -162,9 +177,11 @@ def group_curves(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
 
 
 def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
-    """Per run and group at the reported epoch: train and test psi_g and Delta_g, with sizes."""
-    return _query(results, """
-        SELECT r.run_id, r.method, r.sparsity, r.tolerance, r.seed, g.group_id, g.group_name,
+    """Per run and group at the reported epoch: train and test psi_g and Delta_g, with sizes and the run's setting
+    (method, criterion, sparsity, tolerance, seed)."""
+    return _query(results, f"""
+        SELECT r.run_id, r.method, {CRITERION} AS criterion, r.sparsity, r.tolerance, r.seed, g.group_id,
+               g.group_name,
                max(CASE WHEN g.split = 'train' THEN g.n END) AS n_train,
                max(CASE WHEN g.split = 'test' THEN g.n END) AS n_test,
                max(CASE WHEN g.split = 'train' THEN g.excess_gap END) AS train_excess_gap,
@@ -173,18 +190,18 @@ def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFra
                max(CASE WHEN g.split = 'test' THEN g.acc_gap END) AS test_acc_gap
         FROM runs r JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
         WHERE list_contains(?, r.run_id)
-        GROUP BY ALL ORDER BY r.method, r.sparsity, r.tolerance, r.seed, g.group_id
+        GROUP BY ALL ORDER BY r.method, criterion, r.sparsity, r.tolerance, r.seed, g.group_id
     """, [list(run_ids)])
 
 
 def overview(results: str | os.PathLike) -> pd.DataFrame:
-    """Run counts per dataset, model, method and status."""
-    return _query(results, """
-        SELECT dataset, model, method, status, count(*) AS runs,
+    """Run counts per dataset, model, method, pruning criterion and status."""
+    return _query(results, f"""
+        SELECT dataset, model, method, {CRITERION} AS criterion, status, count(*) AS runs,
                list(DISTINCT sparsity ORDER BY sparsity) AS sparsities,
                list(DISTINCT tolerance ORDER BY tolerance) FILTER (WHERE tolerance IS NOT NULL) AS tolerances,
                count(DISTINCT seed) AS seeds
-        FROM runs GROUP BY ALL ORDER BY dataset, model, method, status
+        FROM runs r GROUP BY ALL ORDER BY dataset, model, method, criterion, status
     """)
 
 
@@ -234,10 +251,12 @@ EXPORT_TABLES = ("final", "runs", "run_metrics", "group_metrics", "duals")
 
 def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> pd.DataFrame:
     """Rows of ``table`` for the given runs: 'final' is per-group metrics at the reported epoch
-    joined with the run's settings; the others are the stored tables as they are."""
+    joined with the run's settings; 'runs' is the stored table with each run's ``criterion`` after its method;
+    the others are the stored tables as they are."""
     if table == "final":
-        return _query(results, """
-            SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity, r.tolerance,
+        return _query(results, f"""
+            SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, r.sparsity,
+                   r.achieved_sparsity, r.tolerance,
                    r.seed, r.status, g.epoch, g.split, g.group_id, g.group_name, g.n, g.accuracy,
                    g.dense_accuracy, g.acc_gap, g.excess_gap, m.accuracy AS overall_accuracy,
                    m.dense_accuracy AS overall_dense_accuracy, m.max_excess_gap, m.psi_pw
@@ -248,8 +267,11 @@ def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> 
             ORDER BY r.run_id, g.split, g.group_id
         """, [list(run_ids)])
     if table == "runs":
-        return _query(results, "SELECT * EXCLUDE (ingested_at) FROM runs WHERE list_contains(?, run_id) "
-                               "ORDER BY run_id", [list(run_ids)])
+        frame = _query(results, f"SELECT r.* EXCLUDE (ingested_at), {CRITERION} AS criterion FROM runs r "
+                                "WHERE list_contains(?, run_id) ORDER BY run_id", [list(run_ids)])
+        columns = [c for c in frame.columns if c != "criterion"]
+        columns.insert(columns.index("method") + 1, "criterion")
+        return frame[columns]
     if table in ("run_metrics", "group_metrics", "duals"):
         order = {"duals": "step, group_id", "group_metrics": "epoch, split, group_id"}.get(table, "epoch, split")
         return _query(results, f"SELECT * FROM {table} WHERE list_contains(?, run_id) ORDER BY run_id, {order}",
@@ -258,23 +280,24 @@ def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> 
 
 
 # -- the audit view: per-group tables of chosen runs, and the Overview's story -----------------------
-AUDIT_GROUPS = """
-    SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.tolerance, r.seed, r.status, r.reported_epoch,
-           g.split, g.group_id, g.group_name, g.n, g.accuracy, g.dense_accuracy, g.acc_gap, g.excess_gap
+AUDIT_GROUPS = f"""
+    SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, r.sparsity, r.tolerance, r.seed,
+           r.status, r.reported_epoch, g.split, g.group_id, g.group_name, g.n, g.accuracy, g.dense_accuracy,
+           g.acc_gap, g.excess_gap
     FROM runs r JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
-    WHERE r.status IN ('finished', 'diverged') AND {where}
-    ORDER BY r.method, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
+    WHERE r.status IN ('finished', 'diverged') AND {{where}}
+    ORDER BY r.method, criterion, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
              CASE g.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, g.group_id
 """
-AUDIT_RUNS = """
-    SELECT r.run_id, r.dataset, r.model, r.method, r.sparsity, r.achieved_sparsity, r.tolerance, r.seed,
-           r.status, r.reason, r.reported_epoch, r.best_epoch, r.selection_split, r.total_epochs, r.device,
-           r.threads, r.wall_seconds, r.finished_at, r.config, r.data_fingerprint, r.skipped_rows,
-           CAST(r.data_report AS VARCHAR) AS data_report, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
-           m.max_excess_gap, m.psi_pw
+AUDIT_RUNS = f"""
+    SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, r.sparsity, r.achieved_sparsity,
+           r.tolerance, r.seed, r.status, r.reason, r.reported_epoch, r.best_epoch, r.selection_split,
+           r.total_epochs, r.device, r.threads, r.wall_seconds, r.finished_at, r.config, r.data_fingerprint,
+           r.skipped_rows, CAST(r.data_report AS VARCHAR) AS data_report, m.split, m.accuracy, m.dense_accuracy,
+           m.acc_gap, m.max_excess_gap, m.psi_pw
     FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
     WHERE list_contains(?, r.run_id)
-    ORDER BY r.method, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
+    ORDER BY r.method, criterion, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
              CASE m.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END
 """
 
@@ -312,11 +335,7 @@ def runs_table(results: str | os.PathLike) -> pd.DataFrame:
             FROM run_metrics m JOIN runs r ON r.run_id = m.run_id AND m.epoch = r.reported_epoch
             GROUP BY m.run_id
         )
-        SELECT r.run_id, status, reason, dataset, model, method, sparsity, achieved_sparsity, tolerance,
-               seed, reported_epoch, progress_epoch, total_epochs, device, wall_seconds, started_at,
-               finished_at, diverged_step, data_fingerprint, skipped_rows, CAST(data_report AS VARCHAR) AS data_report,
-               data_warning, d.converged,
-               d.constraints_active, d.max_multiplier, d.advice, d.warnings, met.* EXCLUDE (run_id)
+        SELECT {RUN_COLUMNS}, met.* EXCLUDE (run_id)
         FROM runs r LEFT JOIN run_diagnostics d ON d.run_id = r.run_id LEFT JOIN met ON met.run_id = r.run_id
         ORDER BY finished_at DESC NULLS FIRST, r.run_id
     """)
@@ -324,9 +343,11 @@ def runs_table(results: str | os.PathLike) -> pd.DataFrame:
 
 def comparison_runs(results: str | os.PathLike, *, dataset: str | None = None) -> pd.DataFrame:
     """Finished runs with what pairs a mitigation's run with an NFT run (``analysis.seeds.pair_runs``): run_id,
-    status, dataset, model, method, sparsity, tolerance, seed, dense_key, finished_at."""
-    return _query(results, """
-        SELECT run_id, status, dataset, model, method, sparsity, tolerance, seed, dense_key, finished_at
-        FROM runs WHERE status = 'finished' AND (? IS NULL OR dataset = ?)
+    status, dataset, model, method (``<method>_heldout`` for held-out multipliers, as on the frontier), criterion,
+    sparsity, tolerance, seed, dense_key, finished_at."""
+    return _query(results, f"""
+        SELECT run_id, status, dataset, model, {METHOD} AS method, {CRITERION} AS criterion, sparsity, tolerance,
+               seed, dense_key, finished_at
+        FROM runs r WHERE status = 'finished' AND (? IS NULL OR dataset = ?)
         ORDER BY finished_at DESC NULLS FIRST, run_id
     """, [dataset, dataset])

@@ -1,15 +1,22 @@
-"""Accuracy against disparity, one point per setting (mean and spread across seeds), and the Overview chart."""
+"""Accuracy against disparity, one point per setting (mean and spread across seeds), and the Overview chart.
+
+A series is a method under a pruning criterion (``queries.frontier_summary``'s ``criterion``): its label names
+the criterion where the summary holds more than one, or one other than magnitude (``words.names_criteria``), and
+its colour is the method's, shaded for the criterion (``series``).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ceag.config.vocabulary import METHOD_LABELS, method_label
+from ceag.config.vocabulary import METHOD_LABELS
+from ceag.present.plots.series import series_color, series_outline, series_symbol
 from ceag.present.plots.style import (
-    METHOD_COLORS,
     METRIC_LABELS,
     TOLERANCE_SIZES,
     pareto_front,
@@ -17,13 +24,16 @@ from ceag.present.plots.style import (
     sparsity_symbol,
 )
 from ceag.present.sentences.seeds import verdict_label, vs_nft_text
+from ceag.present.words import criteria_of, criterion_label, names_criteria, series_label
 
 
 def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "test", clip: bool = False) -> go.Figure:
-    """Accuracy (%) versus a disparity metric (points), one colour per method.
+    """Accuracy (%) versus a disparity metric (points), one series per method and pruning criterion.
 
-    ``summary``: rows of ``queries.frontier_summary`` (mean and std across seeds per method,
-    sparsity and tolerance, with ``run_ids`` and ``dense_accuracy``). Sparsity is the marker
+    ``summary``: rows of ``queries.frontier_summary`` (mean and std across seeds per method, criterion,
+    sparsity and tolerance, with ``run_ids`` and ``dense_accuracy``). Each series has the method's colour,
+    shaded and outlined for its criterion (``series``); its name and tooltip say the criterion where
+    ``names_criteria`` holds. Sparsity is the marker
     symbol (fixed per value: ``sparsity_symbol``), tolerance the marker size; the dense model is
     the star at zero disparity; the dashed line is the Pareto front over all points. With
     ``clip``, both axes span ``robust_range`` of the points, and a point outside is drawn on the
@@ -36,15 +46,21 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
         fig.update_layout(title="no finished runs for this selection")
         return fig
     tolerances = sorted(t for t in summary["tolerance"].dropna().unique())
+    named = names_criteria(summary)
+    summary = summary.assign(criterion=criteria_of(summary))
     xs_all, ys_all = 100 * summary[metric].to_numpy(dtype=float), 100 * summary["accuracy"].to_numpy(dtype=float)
     x_range = robust_range(xs_all) if clip else None
     y_range = robust_range(ys_all) if clip else None
     clipped_any = False
-    for method in dict.fromkeys(summary["method"]):  # legend entries: a method's colour, not a sparsity's symbol
-        fig.add_scatter(x=[None], y=[None], mode="markers", name=METHOD_LABELS.get(method, method), legendgroup=method,
-                        legendgrouptitle_text="method" if not fig.data else None,
-                        marker=dict(color=METHOD_COLORS.get(method), symbol="circle", size=10), hoverinfo="skip")
-    for method, part in summary.groupby("method", sort=False):
+    series = list(dict.fromkeys(zip(summary["method"], summary["criterion"], strict=True)))
+    for i, (method, criterion) in enumerate(series):  # legend entries: a series' colour, not a sparsity's symbol
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=series_label(method, None, criterion, named=named),
+                        legendgroup=f"{method}|{criterion}",
+                        marker=dict(color=series_color(method, criterion, i), symbol="circle", size=10,
+                                    line=series_outline(method, criterion)), hoverinfo="skip")
+    for (method, criterion), part in summary.groupby(["method", "criterion"], sort=False):
+        name = series_label(method, None, criterion, named=named)
+        pruned = f"<br>pruned by {criterion_label(criterion, method)}" if named else ""
         true_x = 100 * part[metric].to_numpy(dtype=float)
         true_y = 100 * part["accuracy"].to_numpy(dtype=float)
         x, y = true_x.copy(), true_y.copy()
@@ -67,7 +83,7 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
         sizes = [TOLERANCE_SIZES[min(tolerances.index(t), 4)] if not pd.isna(t) else 11 for t in part["tolerance"]]
         std_x = np.where(clipped, 0, 100 * part[f"{metric}_std"].fillna(0).to_numpy())
         std_y = np.where(clipped, 0, 100 * part["accuracy_std"].fillna(0).to_numpy())
-        setting = [f"sparsity {s:g}" + ("" if pd.isna(t) else f"<br>tolerance ε {100 * t:g}%")
+        setting = [f"sparsity {s:g}" + ("" if pd.isna(t) else f"<br>tolerance ε {100 * t:g}%") + pruned
                    + ("<br><i>outside the clipped range: drawn on its edge</i>" if c else "")
                    for s, t, c in zip(part["sparsity"], part["tolerance"], clipped, strict=True)]
         versus = np.asarray([f"<br>{text}" if text else "" for text in (
@@ -81,13 +97,13 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
             versus,
         ], axis=1)
         fig.add_scatter(
-            x=x, y=y, mode="markers", name=METHOD_LABELS.get(method, method), legendgroup=method, showlegend=False,
-            marker=dict(color=METHOD_COLORS.get(method), symbol=symbols, size=sizes,
-                        line=dict(width=1, color="white")),
+            x=x, y=y, mode="markers", name=name, legendgroup=f"{method}|{criterion}", showlegend=False,
+            marker=dict(color=series_color(method, criterion, series.index((method, criterion))), symbol=symbols,
+                        size=sizes, line=series_outline(method, criterion)),
             error_x=dict(type="data", array=std_x, visible=bool(std_x.any()), thickness=1),
             error_y=dict(type="data", array=std_y, visible=bool(std_y.any()), thickness=1),
             customdata=custom,
-            hovertemplate=(f"<b>{METHOD_LABELS.get(method, method)}</b> (%{{customdata[4]}})<br>"
+            hovertemplate=(f"<b>{name}</b> (%{{customdata[4]}})<br>"
                            "%{customdata[5]}<br>seeds %{customdata[3]}<br>accuracy %{customdata[7]:.2f}%<br>"
                            f"{METRIC_LABELS[metric]} %{{customdata[6]:.2f}}%{{customdata[8]}}<br>runs "
                            "%{customdata[0]}<extra></extra>"),
@@ -114,7 +130,9 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
     note = "size grows with ε" + ("; arrows: points outside the clipped range" if clipped_any else "")
     fig.update_layout(
         xaxis_title=f"{METRIC_LABELS[metric]} on {split}, lower is fairer", yaxis_title=f"{split} accuracy (%)",
-        margin=dict(t=40, b=10), height=520, legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
+        margin=dict(t=40, b=10), height=520,
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0,
+                    title=dict(text="method · criterion" if named else "method", side="top left")),
         title=dict(text=note, font=dict(size=12)),
     )
     if x_range is not None:
@@ -125,7 +143,8 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
 
 
 FRONTIER_COLUMNS = {  # summary column -> (label with its unit, scale)
-    "model": ("model", None), "method": ("method", None), "sparsity": ("sparsity (%)", 100),
+    "model": ("model", None), "method": ("method", None), "criterion": ("criterion", None),
+    "sparsity": ("sparsity (%)", 100),
     "tolerance": ("tolerance ε (%)", 100), "seeds": ("seeds", None), "accuracy": ("accuracy (%)", 100),
     "accuracy_std": ("accuracy std (points)", 100), "max_excess_gap": ("max_g ψ_g (points)", 100),
     "max_excess_gap_std": ("max_g ψ_g std (points)", 100), "psi_pw": ("Ψ_PW (points)", 100),
@@ -144,17 +163,22 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
     """The frontier summary as shown and exported: method labels as on screen, units in column names.
 
     Percent and points are 100x the store's fractions; ``run ids`` is comma-joined. A method
-    without a tolerance has an empty tolerance. Every column name ends in its unit where it has one.
+    without a tolerance has an empty tolerance. ``criterion`` is the pruning criterion as written for
+    people (``words.criterion_label``: "magnitude", "SNIP", "SynFlow"; a method that chooses its own masks,
+    FairGRAPE, "group importance"). Every column name ends in its unit where it has one.
     With ``seed_cache.attach_to_cells``' columns, each mitigation's difference from NFT across seeds, its
     interval and its verdict in words follow.
     """
     out = pd.DataFrame({"split": split}, index=summary.index)
+    summary = summary.assign(criterion=criteria_of(summary))
     for column, (label, scale) in FRONTIER_COLUMNS.items():
         if column not in summary:
             continue
         values = summary[column]
         if column == "method":
             values = values.map(lambda m: METHOD_LABELS.get(m, m))
+        elif column == "criterion":
+            values = [criterion_label(c, m) for c, m in zip(values, summary["method"], strict=True)]
         elif column == "run_ids":
             values = values.map(lambda ids: ",".join(ids))
         elif scale:
@@ -169,12 +193,16 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+OVERVIEW_LEGEND_ROWS = 9  # the lines a 380-pixel chart lists beside it; more go below it
+
+
 def overview_chart(summary: pd.DataFrame) -> go.Figure:
     """Per method, train and test max_g ψ_g across sparsities (mean ± std over seeds), ε marked.
 
     ``summary``: rows of ``queries.frontier_summary`` for the train and the test split, with a
-    ``split`` column added. One line per method (per tolerance for CEAG), train left, test right;
-    each tolerance present is a dashed horizontal line.
+    ``split`` column added. One line per method and pruning criterion (per tolerance for CEAG), train left,
+    test right; the criterion shades the method's colour and sets the marker (``series``); each tolerance
+    present is a dashed horizontal line.
     """
     panels = [s for s in ("train", "test") if not summary.empty and s in set(summary["split"])]
     fig = make_subplots(rows=1, cols=max(len(panels), 1), shared_yaxes=True,
@@ -183,16 +211,20 @@ def overview_chart(summary: pd.DataFrame) -> go.Figure:
         fig.update_layout(title="no finished runs to chart")
         return fig
     tolerances = sorted(summary["tolerance"].dropna().unique())
+    named = names_criteria(summary)
+    summary = summary.assign(criterion=criteria_of(summary))
     for col, split in enumerate(panels, start=1):
         part = summary[summary["split"] == split]
-        for (method, tol), line in part.groupby(["method", "tolerance"], dropna=False, sort=True):
+        for (method, criterion, tol), line in part.groupby(["method", "criterion", "tolerance"], dropna=False,
+                                                            sort=True):
             line = line.sort_values("sparsity")
-            label = method_label(method, tol)
+            label = series_label(method, tol, criterion, named=named)
             dash = "solid" if pd.isna(tol) else ["solid", "dot", "dashdot", "longdash"][tolerances.index(tol) % 4]
             std = 100 * line["max_excess_gap_std"].fillna(0)
             fig.add_scatter(x=100 * line["sparsity"], y=100 * line["max_excess_gap"], mode="lines+markers",
                             name=label, legendgroup=label, showlegend=col == 1,
-                            line=dict(color=METHOD_COLORS.get(method), dash=dash),
+                            line=dict(color=series_color(method, criterion), dash=dash),
+                            marker=dict(symbol=series_symbol(method, criterion)),
                             error_y=dict(type="data", array=std, visible=bool(std.any()), thickness=1),
                             customdata=line[["seeds"]].to_numpy(), row=1, col=col,
                             hovertemplate=f"<b>{label}</b> ({split})<br>sparsity %{{x:g}} %<br>max_g ψ_g "
@@ -202,5 +234,12 @@ def overview_chart(summary: pd.DataFrame) -> go.Figure:
                           annotation_text=f"ε = {100 * tol:g} %", annotation_position="top left")
     fig.update_xaxes(title_text="sparsity (%)")
     fig.update_yaxes(title_text="max_g ψ_g (points)", col=1)
-    fig.update_layout(legend_title="method", margin=dict(t=40, b=10), height=380)
+    lines = len({t.name for t in fig.data})
+    if lines <= OVERVIEW_LEGEND_ROWS:
+        fig.update_layout(legend_title="method · criterion" if named else "method", margin=dict(t=40, b=10),
+                          height=380)
+    else:  # more lines than the chart is tall: the legend goes below it, three to a row
+        fig.update_layout(legend=dict(title=dict(text="method · criterion" if named else "method", side="top left"),
+                                      orientation="h", yanchor="top", y=-0.25, x=0),
+                          margin=dict(t=40, b=10), height=380 + 24 * math.ceil(lines / 3))
     return fig

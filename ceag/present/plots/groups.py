@@ -9,9 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ceag.config.vocabulary import METHOD_LABELS, method_label
+from ceag.present.plots.series import series_color
 from ceag.present.plots.style import AUDIT_METRICS, METHOD_COLORS, SPLIT_COLORS, SPLIT_ORDER, palette
-from ceag.present.words import audit_run_labels
+from ceag.present.words import audit_run_labels, criteria_of, names_criteria, series_label
 
 
 def excess_gap_bars(groups: pd.DataFrame, tolerance: float | None = None) -> go.Figure:
@@ -91,21 +91,25 @@ def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap", *,
 
 
 def generalization(gen: pd.DataFrame, tolerance: float | None = None) -> go.Figure:
-    """Test ψ_g against train ψ_g per group (marker size: train group size), one colour per method.
+    """Test ψ_g against train ψ_g per group (marker size: train group size), one colour per method (shaded per
+    pruning criterion, and the criterion in the series' name, where ``words.names_criteria`` says so).
 
     Points above the diagonal lost more on test than the constraint saw on train.
     """
     fig = go.Figure()
     if gen.empty:
         return fig
-    for method, part in gen.groupby("method", sort=False):
+    named = names_criteria(gen)
+    for (method, criterion), part in gen.assign(criterion=criteria_of(gen)).groupby(["method", "criterion"],
+                                                                                     sort=False):
         n = part["n_train"].fillna(1).clip(lower=1)
         size = 8 + 22 * np.sqrt(n / n.max())
-        labels = [method_label(method, t) for t in part["tolerance"]]
+        labels = [series_label(method, t, criterion, named=named) for t in part["tolerance"]]
         fig.add_scatter(
             x=100 * part["train_excess_gap"], y=100 * part["test_excess_gap"], mode="markers",
-            name=METHOD_LABELS.get(method, method),
-            marker=dict(color=METHOD_COLORS.get(method), size=size, opacity=0.8, line=dict(width=1, color="white")),
+            name=series_label(method, None, criterion, named=named),
+            marker=dict(color=series_color(method, criterion), size=size, opacity=0.8,
+                        line=dict(width=1, color="white")),
             customdata=np.stack([part["group_name"], part["n_train"], part["n_test"], labels, part["run_id"],
                                  part["sparsity"]], axis=1),
             hovertemplate=("%{customdata[0]} (n train %{customdata[1]}, test %{customdata[2]})<br>%{customdata[3]}, "
@@ -125,14 +129,15 @@ def generalization(gen: pd.DataFrame, tolerance: float | None = None) -> go.Figu
 
 
 def generalization_summary(gen: pd.DataFrame) -> pd.DataFrame:
-    """Per method (and tolerance): mean over runs of train and test max_g ψ_g and their gap (fractions)."""
+    """Per method (and pruning criterion, where ``gen`` has one, and tolerance): mean over runs of train and test
+    max_g ψ_g and their gap (fractions)."""
+    keys = ["method", "criterion", "tolerance"] if "criterion" in gen else ["method", "tolerance"]
     if gen.empty:
-        return pd.DataFrame(columns=["method", "tolerance", "runs", "train_max_excess_gap",
-                                     "test_max_excess_gap", "gap"])
-    per_run = gen.groupby(["run_id", "method", "tolerance"], dropna=False).agg(
+        return pd.DataFrame(columns=[*keys, "runs", "train_max_excess_gap", "test_max_excess_gap", "gap"])
+    per_run = gen.groupby(["run_id", *keys], dropna=False).agg(
         train_max_excess_gap=("train_excess_gap", "max"), test_max_excess_gap=("test_excess_gap", "max")).reset_index()
     per_run["gap"] = per_run["test_max_excess_gap"] - per_run["train_max_excess_gap"]
-    out = per_run.groupby(["method", "tolerance"], dropna=False).agg(
+    out = per_run.groupby(keys, dropna=False).agg(
         runs=("run_id", "count"), train_max_excess_gap=("train_max_excess_gap", "mean"),
         test_max_excess_gap=("test_max_excess_gap", "mean"), gap=("gap", "mean")).reset_index()
     return out

@@ -6,9 +6,12 @@
   by how much, what each mitigation leaves for that group, and which group is worst under the
   mitigation on test (with bootstrap intervals when the rows carry them).
 
-Inputs are per-group rows as ``queries.audit_groups`` returns them (method, tolerance, sparsity, seed,
-split, group_name, acc_gap, excess_gap; fractions). Values are written in percentage points with one
-decimal; ``ceag.present.glossary`` defines the symbols they use.
+Inputs are per-group rows as ``queries.audit_groups`` returns them (method, criterion, tolerance, sparsity, seed,
+split, group_name, acc_gap, excess_gap; fractions). A setting is a dataset, model, sparsity, seed and pruning
+criterion: each run is compared with the NFT run pruned by its own criterion (FairGRAPE, recorded with the
+default, with NFT pruned by magnitude), and the criterion is named where ``words.names_criteria`` says so.
+Values are written in percentage points with one decimal; ``ceag.present.glossary`` defines the symbols they
+use.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ import pandas as pd
 
 from ceag.analysis.verdicts import CANNOT_TELL, EXCEEDS, MEETS, counts_text
 from ceag.config.vocabulary import METHODS
-from ceag.present.words import BASELINE, DEFAULT_THRESHOLD, points, run_label
+from ceag.present.words import (
+    BASELINE,
+    DEFAULT_THRESHOLD,
+    criteria_of,
+    criterion_label,
+    names_criteria,
+    points,
+    run_label,
+)
 
 if TYPE_CHECKING:
     from ceag.analysis.audit import Audit
@@ -124,29 +135,42 @@ def _group(part: pd.DataFrame, name: str) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
+SETTING_KEYS = ["dataset", "model", "sparsity", "seed", "criterion"]
+
+
+def _settings(groups: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """(groups with each row's criterion, one row per run, whether the criteria are named)."""
+    groups = groups.assign(criterion=criteria_of(groups))
+    runs = groups.drop_duplicates("run_id")
+    return groups, runs, names_criteria(runs)
+
+
 def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> list[str]:
-    """Sentences comparing each mitigation with the NFT run of the same dataset, model, sparsity and seed.
+    """Sentences comparing each mitigation with the NFT run of the same dataset, model, sparsity, seed and
+    pruning criterion.
 
     ``groups``: per (run, split, group) rows with run_id, dataset, model, method, sparsity,
-    tolerance, seed, split, group_name, acc_gap, excess_gap and optionally excess_gap_low /
-    excess_gap_high (bootstrap intervals at ``confidence``).
+    tolerance, seed, split, group_name, acc_gap, excess_gap and optionally criterion (absent: magnitude),
+    excess_gap_low / excess_gap_high (bootstrap intervals at ``confidence``).
     """
     if groups.empty:
         return []
     out: list[str] = []
-    keys = ["dataset", "model", "sparsity", "seed"]
-    runs = groups.drop_duplicates("run_id")
+    keys = SETTING_KEYS
+    groups, runs, by_criterion = _settings(groups)
     several = runs[keys].drop_duplicates().shape[0] > 1
     for key, setting in runs.groupby(keys, sort=False, dropna=False):
-        prefix = (f"At sparsity {100 * key[2]:g} % ({key[0]}/{key[1]}, seed {key[3]}): "
+        pruned = f", {criterion_label(key[4])} pruning" if by_criterion else ""
+        prefix = (f"At sparsity {100 * key[2]:g} % ({key[0]}/{key[1]}, seed {key[3]}{pruned}): "
                   if several and not pd.isna(key[2]) else "")
+        crit = key[4] if by_criterion and not prefix else None  # named once: in the prefix, else in each run's label
         base_ids = setting.loc[setting["method"] == BASELINE, "run_id"]
         others = setting[setting["method"] != BASELINE].sort_values(["method", "tolerance"], na_position="first")
         if base_ids.empty:
             for row in others.itertuples():
                 test = groups[(groups.run_id == row.run_id) & (groups.split == "test")]
                 worst = worst_group(test)
-                label = run_label(row.method, row.tolerance)
+                label = run_label(row.method, row.tolerance, crit)
                 if worst is not None and _external(setting):
                     out.append(f"Under {label}, the worst group on test is {worst.group_name} (ψ_g = "
                                f"{points(worst.excess_gap)} points{_interval(worst, confidence, inner=True)})"
@@ -169,15 +193,16 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
                 continue
             hurt[split] = worst
             if worst.excess_gap <= thr:
-                out.append(f"{prefix}On {split}, NFT hurts no group by more than {points(thr)} points beyond the model "
-                           f"as a whole: the worst, {worst.group_name}, has ψ_g = {points(worst.excess_gap)} points"
-                           f"{_interval(worst, confidence)}.")
+                out.append(f"{prefix}On {split}, {run_label(BASELINE, None, crit)} hurts no group by more than "
+                           f"{points(thr)} points beyond the model as a whole: the worst, {worst.group_name}, has "
+                           f"ψ_g = {points(worst.excess_gap)} points{_interval(worst, confidence)}.")
             else:
-                out.append(f"{prefix}On {split}, {hurts_most(worst)}: {loss_clause(worst)}, "
+                out.append(f"{prefix}On {split}, {hurts_most(worst, run_label(BASELINE, None, crit))}: "
+                           f"{loss_clause(worst)}, "
                            f"{points(worst.excess_gap)} points {'more' if worst.acc_gap > 0 else 'less'} "
                            f"(ψ_g{_interval(worst, confidence, inner=True)}){zero_clause(worst)}.")
         for row in others.itertuples():
-            label = run_label(row.method, row.tolerance)
+            label = run_label(row.method, row.tolerance, crit)
             mine = groups[groups.run_id == row.run_id]
             named = list(dict.fromkeys(w.group_name for w in hurt.values()))
             parts = []
@@ -225,7 +250,7 @@ def _against_tolerance(row: pd.Series, tolerance: float) -> str:
 def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> list[str]:
     """The answer first: which group NFT hurts most on test, and what each other run does for it on test.
 
-    ``groups`` as for ``comparison_sentences``. Per setting (dataset, model, sparsity, seed): one
+    ``groups`` as for ``comparison_sentences``. Per setting (dataset, model, sparsity, seed, criterion): one
     sentence on NFT's worst group on test (with its train value), then one per other run: that
     group's ψ_g on test under it, against ε for CEAG, and the worst group on test under it. Every
     ψ_g carries its interval when the rows have one. A setting without NFT names each run's worst
@@ -234,11 +259,12 @@ def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> lis
     if groups.empty:
         return []
     out: list[str] = []
-    keys = ["dataset", "model", "sparsity", "seed"]
-    runs = groups.drop_duplicates("run_id")
+    keys = SETTING_KEYS
+    groups, runs, named = _settings(groups)
     varies = {k: runs[k].nunique() > 1 for k in keys}
     for key, setting in runs.groupby(keys, sort=False, dropna=False):
         extra = [f"{key[0]}/{key[1]}"] if varies["dataset"] or varies["model"] else []
+        extra += [f"{criterion_label(key[4])} pruning"] if named else []
         extra += [f"seed {key[3]}, one run per method"]
         where = f"At {100 * key[2]:g} % sparsity" + (f" ({', '.join(extra)})" if extra else "")
         if _external(setting):  # models audited from a file: no sparsity, seed or NFT to speak of

@@ -10,9 +10,13 @@ the numbers behind it kept for a folded "details" list.
    cannot be met there (by these runs).
 4. **The other sparsities**, one short sentence each.
 
-Inputs are per-group rows as ``queries.story_groups`` returns them (method, tolerance, sparsity, seed,
-split, group_name, acc_gap, excess_gap; fractions), of one dataset; values of several seeds are averaged
+Inputs are per-group rows as ``queries.story_groups`` returns them (method, criterion, tolerance, sparsity,
+seed, split, group_name, acc_gap, excess_gap; fractions), of one dataset; values of several seeds are averaged
 per group, and the sentences say how many. Values are written in percentage points.
+
+Runs pruned by different criteria are never averaged together: the story is told once per pruning criterion
+of the NFT runs (magnitude first), each telling saying which criterion it is about where the store holds
+several, or one other than magnitude (``words.names_criteria``).
 
 With ``bounds`` (``bounds_from`` on ``analysis.seed_cache.comparisons_frame`` rows), each claim about a
 group's ψ_g says when the data cannot tell it from zero or from ε: the interval of its mean over
@@ -28,47 +32,61 @@ import numpy as np
 import pandas as pd
 
 from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES
+from ceag.config.vocabulary import CRITERIA
 from ceag.present.sentences.compare import loss_clause, worst_group
-from ceag.present.words import BASELINE, DEFAULT_THRESHOLD, points, tolerance_text
+from ceag.present.words import (
+    BASELINE,
+    DEFAULT_CRITERION,
+    DEFAULT_THRESHOLD,
+    criteria_of,
+    criterion_label,
+    names_criteria,
+    points,
+    tolerance_text,
+)
 
 MITIGATION = "ceag"  # the method whose tolerance the story holds runs to
 
 
 @dataclass
 class StoryPoint:
-    """One point of the story: a short sentence, what it is about (``topic``, e.g. "95 %, on test") and the
-    numbers behind it (shown folded)."""
+    """One point of the story: a short sentence, what it is about (``topic``, e.g. "95 %, on test"), the
+    numbers behind it (shown folded) and, where the story names criteria, the pruning criterion of its runs."""
 
     text: str
     topic: str = ""
     details: list[str] = field(default_factory=list)
+    criterion: str | None = None
 
 
 Bounds = dict[tuple, tuple[float, float, int]]
 
 
 def bounds_from(frame: pd.DataFrame) -> Bounds:
-    """{(model, method, tolerance or None, sparsity, split, group_id): (low, high, seeds)} of each group's mean
-    ψ_g, from ``comparisons_frame`` rows: the mitigations' own and NFT's (from the comparison with the
-    most seeds)."""
+    """{(model, method, tolerance or None, criterion, sparsity, split, group_id): (low, high, seeds)} of each
+    group's mean ψ_g, from ``comparisons_frame`` rows: the mitigations' own and NFT's of the same criterion
+    (from the comparison with the most seeds)."""
     out: Bounds = {}
     if frame.empty:
         return out
     rows = frame[frame["metric"] == "excess_gap"].sort_values("seeds", kind="stable")
+    rows = rows.assign(criterion=criteria_of(rows))
     for r in rows.itertuples():
         tol = None if pd.isna(r.tolerance) else round(float(r.tolerance), 9)
-        where = (round(float(r.sparsity), 9), r.split, int(r.group_id))
+        where = (r.criterion, round(float(r.sparsity), 9), r.split, int(r.group_id))
         out[(r.model, r.method, tol, *where)] = (r.mitigation_low, r.mitigation_high, int(r.seeds))
         out[(r.model, BASELINE, None, *where)] = (r.baseline_low, r.baseline_high, int(r.seeds))
     return out
 
 
-def _bound(bounds: Bounds | None, model: str, method: str, tolerance, sparsity: float, split: str,
+def _bound(bounds: Bounds | None, st: _Setting, method: str, tolerance, split: str,
            row: pd.Series) -> tuple[float, float, int] | None:
+    """The interval of ``row``'s group under ``method`` at ``st``'s model, criterion and sparsity, or None."""
     if not bounds:
         return None
     tol = None if tolerance is None or pd.isna(tolerance) else round(float(tolerance), 9)
-    found = bounds.get((model, method, tol, round(float(sparsity), 9), split, int(row.group_id)))
+    found = bounds.get((st.model, method, tol, st.criterion, round(float(st.sparsity), 9), split,
+                        int(row.group_id)))
     if found is None or pd.isna(found[0]) or pd.isna(found[1]):
         return None
     return found
@@ -105,7 +123,7 @@ def _tolerance_words(span: tuple[float, float, int] | None, tolerance: float, ro
 def _ceag_words(bounds: Bounds | None, st: _Setting, tolerance: float, split: str, row: pd.Series) -> str:
     """``_tolerance_words`` for CEAG's row of group ``row`` at ``st``'s sparsity (its interval from ``bounds``,
     if there is one)."""
-    return _tolerance_words(_bound(bounds, st.model, MITIGATION, tolerance, st.sparsity, split, row), tolerance, row)
+    return _tolerance_words(_bound(bounds, st, MITIGATION, tolerance, split, row), tolerance, row)
 
 
 def _seed_means(groups: pd.DataFrame) -> pd.DataFrame:
@@ -150,6 +168,7 @@ class _Setting:
     nft: pd.Series
     ceag: dict[float, pd.Series]
     model: str = ""
+    criterion: str = DEFAULT_CRITERION
 
     @property
     def met(self) -> list[float]:
@@ -161,7 +180,8 @@ class _Setting:
 
 
 def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[StoryPoint]:
-    """The Overview's story for one dataset and model (see the module docstring).
+    """The Overview's story for one dataset and model (see the module docstring), once per pruning criterion of
+    the NFT runs (magnitude first); where the criteria are named, each point carries its ``criterion``.
 
     ``groups``: ``queries.story_groups`` rows of one dataset (the first model in sorted order is told);
     ``bounds``: ``bounds_from`` rows, so the sentences say what the data cannot tell (None: point values only).
@@ -171,10 +191,28 @@ def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[S
         return []
     model = sorted(groups["model"].unique())[0]
     groups = groups[groups["model"] == model]
+    groups = groups.assign(criterion=criteria_of(groups))
     dataset = groups["dataset"].iloc[0]
     if BASELINE not in set(groups["method"]):
         return [StoryPoint(f"The store has no NFT runs of {dataset}/{model}, so there is nothing to measure the "
                            "other methods against; the demo grid has them.")]
+    named = names_criteria(groups.drop_duplicates("run_id")) if "run_id" in groups else names_criteria(groups)
+    used = set(groups.loc[groups["method"] == BASELINE, "criterion"])
+    story = []
+    for criterion in [c for c in CRITERIA if c in used] + sorted(used - set(CRITERIA)):
+        part = groups[groups["criterion"] == criterion]
+        told = _criterion_story(part, bounds, dataset, model, criterion, named)
+        if named:
+            for point in told:
+                point.criterion = criterion
+                point.topic = f"{criterion_label(criterion)} pruning, {point.topic}" if point.topic else point.topic
+        story += told
+    return story
+
+
+def _criterion_story(groups: pd.DataFrame, bounds: Bounds | None, dataset: str, model: str, criterion: str,
+                     named: bool) -> list[StoryPoint]:
+    """The story of the runs of one model pruned by one criterion (``named``: the lead sentence says which)."""
     means = _seed_means(groups)
     settings = {}
     for s in sorted(means.loc[means.method == BASELINE, "sparsity"].unique()):
@@ -184,13 +222,14 @@ def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[S
         tolerances = sorted(means.loc[(means.method == MITIGATION) & (means.sparsity == s), "tolerance"].dropna()
                             .unique())
         ceag = {float(t): w for t in tolerances if (w := _worst_of(means, MITIGATION, s, "train", t)) is not None}
-        settings[s] = _Setting(float(s), nft, ceag, model)
+        settings[s] = _Setting(float(s), nft, ceag, model, criterion)
     if not settings:
         return []
     repaired = [st for st in settings.values() if st.met and st.nft.excess_gap > min(st.met)]
     lead = max(repaired or settings.values(), key=lambda st: st.nft.excess_gap)
     seeds = int(groups.loc[np.isclose(groups["sparsity"], lead.sparsity), "seed"].nunique())
-    where = f"On {dataset} with the {model} model" + (f", averaged over {seeds} seeds" if seeds > 1 else "")
+    where = (f"On {dataset} with the {model} model" + (f" pruned by {criterion_label(criterion)}" if named else "")
+             + (f", averaged over {seeds} seeds" if seeds > 1 else ""))
     story = [_lead_point(means, lead, where, repaired=bool(repaired), bounds=bounds)]
     if lead.met:
         story.append(_test_point(means, lead, bounds))
@@ -215,7 +254,7 @@ def _lead_point(means: pd.DataFrame, st: _Setting, where: str, *, repaired: bool
         details.append(f"CEAG with {tolerance_text(t)}: the worst group on train is {c.group_name} at "
                        f"{points(c.excess_gap)} points, {verdict} ε"
                        f"{_ceag_words(bounds, st, t, 'train', c)}.")
-    nft_zero = _zero_words(_bound(bounds, st.model, BASELINE, None, s, "train", w), w)
+    nft_zero = _zero_words(_bound(bounds, st, BASELINE, None, "train", w), w)
     if repaired:
         t = min(st.met)
         c = st.ceag[t]
@@ -299,8 +338,7 @@ def _other_point(means: pd.DataFrame, st: _Setting, bounds: Bounds | None = None
                 f"training data (worst: {st.nft.group_name}, {points(st.nft.excess_gap)})")
     else:
         text = f"At {_pct(st.sparsity)}, with NFT {_behind(st.nft)} on the training data"
-        text += _zero_words(_bound(bounds, st.model, BASELINE, None, st.sparsity, "train", st.nft),
-                            st.nft)
+        text += _zero_words(_bound(bounds, st, BASELINE, None, "train", st.nft), st.nft)
     if st.met:
         text += f"; CEAG meets {', '.join(tolerance_text(t) for t in st.met)} there"
     details = []
