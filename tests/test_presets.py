@@ -70,12 +70,20 @@ AUTHORS = [
     ("cifar100", "weight_decay", 1e-4, f"{CIFAR}: cmp_init_kwargs.weight_decay"),
     ("cifar100", "dual_lr", 1e-2, f"{CIFAR}: dual lr 1e-2"),
 ]
+# The structured setting the authors ran for their review: "Same experimental setting as other UTKFace
+# experiments in the main paper", with layerwise structured output-channel sparsity at 85 %.
+REVIEW = "OpenReview, the authors' answer to Reviewer KSs2"
+AUTHORS += [("utkface_structured", setting, value, f"{REVIEW}: as the UTKFace experiments ({source})")
+            for name, setting, value, source in list(AUTHORS) if name == "utkface"]
+AUTHORS += [("utkface_structured", "sparsity", 0.85, f"{REVIEW}: 85% output-channel sparsity")]
 # settings shared by the three sparse_imp.py configs and the code they call
 for _name in PAPER_PRESETS:
     AUTHORS += [
         (_name, "dense_first_conv", True, "src/configs/*_common.py: is_first_conv_dense True"),
         (_name, "dense_last_layer", True, "src/configs/*_common.py: is_last_fc_dense True"),
-        (_name, "pruning", "unstructured", "sparse_imp.py: sparsity_type unstructured (layer-wise)"),
+        (_name, "pruning", *(("channels", f"{REVIEW}: layerwise structured output-channel sparsity")
+                             if _name == "utkface_structured" else
+                             ("unstructured", "sparse_imp.py: sparsity_type unstructured (layer-wise)"))),
         (_name, "val_fraction", 0.0, "sparse_imp.py: val_split_ratio 0.0"),
         (_name, "buffer_size", 40, "sparse_imp.py: buffer_memory 40"),
         (_name, "replay_buffer", True, "sparse_imp.py: buffer_memory 40"),
@@ -137,8 +145,8 @@ def test_every_preset_row_is_in_the_docs():
     for _, setting, _, _ in AUTHORS:
         setting = {"total_epochs": "finetune_epochs", "seed": "seeds"}.get(setting, setting)
         assert f"`{setting}`" in doc or setting == "seeds", f"docs/presets.md has no row for {setting}"
-    for name in PAPER_PRESETS:
-        assert f"## `{name}`" in doc or name == "utkface_intersectional"
+    for name in PAPER_PRESETS:  # the variants of utkface are told in its section
+        assert f"## `{name}`" in doc or name in ("utkface_intersectional", "utkface_structured")
 
 
 def test_grid_says_which_dense_model_the_paper_started_from(tmp_path, capsys):
@@ -161,3 +169,21 @@ def test_grid_checks_the_dense_checkpoint_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code.value.code == 1 and "is not a PyTorch checkpoint" in err and err.count("\n") == 1
     assert not (tmp_path / "r" / "runs").exists()
+
+
+def test_structured_presets_prune_channels_with_masked_batch_norm():
+    from ceag.config.presets import preset_names
+
+    assert {"utkface_structured", "utkface_cpu_structured"} <= set(preset_names())
+    paper = preset("utkface_structured").configs()
+    assert {(c.pruning, c.masked_bn, c.sparsity, c.model) for c in paper} == {("channels", True, 0.85,
+                                                                              "mobilenet_v2")}
+    assert {c.tolerance for c in paper if c.method == "ceag"} == {0.01}
+    assert preset_checkpoint("utkface_structured") == preset_checkpoint("utkface")
+    cpu = preset("utkface_cpu_structured").configs()
+    plain = {c.method: c for c in preset("utkface_cpu").configs() if c.sparsity == 0.95}
+    assert sorted({c.sparsity for c in cpu}) == [0.5, 0.75, 0.85]
+    assert {c.method for c in cpu} == {"nft", "nft_es", "el_rb", "ceag"}
+    for c in cpu:  # utkface_cpu's runs with channel pruning
+        assert (c.pruning, c.masked_bn, c.model, c.image_size) == ("channels", True, "cnn_fc", 32)
+        assert c.replace(pruning="unstructured", masked_bn=False, sparsity=0.95) == plain[c.method]

@@ -189,3 +189,31 @@ def test_masks_state_dict_round_trip():
     wrong = MagnitudePruner(small_net(), "unstructured", dense_first_conv=False)
     with pytest.raises(ValueError, match="masks do not match"):
         wrong.load_state_dict(state)
+
+
+def test_channel_kinds_choose_their_masks_by_channel_groups():
+    model = small_net()
+    with pytest.raises(ValueError, match="kind must be one of"):
+        MagnitudePruner(model, "rows")
+    pruner = MagnitudePruner(model, "channels")
+    with pytest.raises(ValueError, match="chooses its masks by channel groups"):
+        pruner.prune_to_(0.5)
+    calls = []
+
+    def choose(masks, sparsity):  # drops the first half of every layer's rows, keeps what was pruned
+        calls.append(sparsity)
+        out = {}
+        for name, mask in masks.items():
+            keep = mask.clone()
+            keep[: int(sparsity * mask.shape[0])] = False
+            out[name] = keep
+        return out
+
+    pruner.choose = choose
+    pruner.prune_to_(0.5)
+    assert calls == [0.5]
+    for name, layer in pruner.layers.items():
+        rows = pruner.masks[name].flatten(1).any(1)
+        assert not rows[: layer.weight.shape[0] // 2].any() and rows[layer.weight.shape[0] // 2:].all()
+        assert (layer.weight[~rows] == 0).all()
+        assert (layer.bias[~rows] == 0).all() and (layer.bias[rows] != 0).all()  # no batch norm after them

@@ -82,7 +82,7 @@ def test_a_dependent_cell_runs_while_an_unrelated_long_cell_still_trains(tmp_pat
     assert feed["worker_seconds"] == pytest.approx(sum(p["seconds"] for p in timeline), abs=0.01)
     # each run folder records its phases' timing
     summary = load_result(tmp_path, ceag.run_id).summary
-    assert set(summary["phases"]) == {"dense", "pruning", "fine-tuning"}
+    assert set(summary["phases"]) == {"dense", "pruning", "fine-tuning", "footprint"}
     assert summary["phases"]["fine-tuning"]["seconds"] > 0 and summary["phases"]["pruning"]["trained"] is False
     assert json.loads((pruned_dir(tmp_path, ceag) / "phase.json").read_text())["seconds"] > 0
 

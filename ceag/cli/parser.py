@@ -49,8 +49,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-epochs", type=int, default=d.dense_epochs,
                    help=f"epochs to train the dense model, trained once and reused (default {d.dense_epochs})")
     p.add_argument("--pruning", choices=PRUNING, default=d.pruning,
-                   help=f"what is pruned: per-layer unstructured, global, or structured "
-                        f"output channels (default {d.pruning})")
+                   help=f"what is pruned: per-layer unstructured, global, structured (each layer's output "
+                        f"channels on its own: zeroed, mostly not removable), channels or channels_global (output "
+                        f"channels of coupled layers together, removed at the end: the model shrinks; masked_bn "
+                        f"on models with batch norm) (default {d.pruning})")
     p.add_argument("--criterion", choices=CRITERIA, default=d.criterion,
                    help="which weights each pruning event keeps: magnitude (the largest |w|), snip (connection "
                         "sensitivity on --set criterion_batches=N training batches, default "
@@ -115,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "seeds (tolerance multiplies only CEAG and CEAG+VS, criteria every method but "
                                    "FairGRAPE) and run every cell, sharing dense "
                                    "models and end-of-pruning states. Axis options refine a preset or spec.")
-    g.add_argument("--preset", help="a named grid: demo, utkface_cpu and utkface_cpu_intersectional (UTKFace on "
-                                    "a CPU), utkface, utkface_intersectional, fairface, cifar100")
+    g.add_argument("--preset", help="a named grid: demo, utkface_cpu, utkface_cpu_intersectional and "
+                                    "utkface_cpu_structured (UTKFace on a CPU), utkface, utkface_intersectional, "
+                                    "utkface_structured, fairface, cifar100")
     g.add_argument("--spec", help="a JSON file with keys datasets, models, methods, criteria, sparsities, tolerances, "
                                   "seeds, settings (other RunConfig settings) and method_settings (a method's own, "
                                   'e.g. {"el_rb": {"dual_lr": 0.0001}})')
@@ -178,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="split for --predictions and --casualties (train, val, test; default test); --predictions "
                          "also takes all: every split, with a split column first")
     ex.add_argument("--bundle", action="store_true", help="write a .tar.gz bundle of the runs for `ceag import`")
+    ex.add_argument("--model", metavar="RUN",
+                    help="the model of run RUN to --out FILE.pt: with structured pruning (structured, channels, "
+                         "channels_global) rebuilt without its pruned channels, else the masked full-size model; "
+                         "a state dict and its plan, read by torch.load(FILE, weights_only=True) and "
+                         "ceag.results.model_export.load_exported (FILE.onnx: ONNX, needs the onnx package)")
     ex.add_argument("--format", choices=("csv", "parquet"), help="default: from the --out suffix")
     ex.add_argument("--out", default="-", help="output file (default: CSV to standard output)")
     ex.add_argument("--results", default=None, help="results folder (default: $CEAG_RESULTS, else ./results)")

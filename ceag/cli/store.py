@@ -119,6 +119,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ceag.store import queries
 
     results = read_store(args.results)
+    if args.model:
+        from ceag.results.model_export import export_model
+
+        _check_known(results, [args.model])
+        if args.out == "-":
+            raise ConfigError("--out", "-", "a model is written to a file: --out FILE.pt (or FILE.onnx)")
+        path = export_model(results, args.model, args.out)
+        print(f"wrote the model of run {args.model} to {path}", file=sys.stderr)
+        return 0
     if args.predictions and len(args.run or []) != 1:
         raise ConfigError("--run", args.run, "--predictions needs exactly one --run RUN_ID")
     if args.casualties and len(args.run or []) != 1:

@@ -43,6 +43,9 @@ class RunSettings:
     dense_epochs: int = 60
     prune_epochs: int = 20
     finetune_epochs: int = 40
+    # What a pruning event removes (config.vocabulary.PRUNING): single weights, or whole output channels;
+    # "channels" and "channels_global" prune channel groups, need masked_bn on a model with batch norm, and end
+    # with the model rebuilt without its pruned channels.
     pruning: str = "unstructured"
     # Which weights each pruning event keeps (ceag/training/criteria.py): the smallest |w| go, or the
     # lowest SNIP connection sensitivity on ``criterion_batches`` training batches, or the lowest SynFlow

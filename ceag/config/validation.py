@@ -21,6 +21,7 @@ from ceag.config.registry import (
 )
 from ceag.config.vocabulary import (
     BATCH_NORM_FREE_MODELS,
+    CHANNEL_PRUNING,
     CONSTRAINT_DATA,
     CRITERIA,
     DEFAULT_TOLERANCE,
@@ -143,6 +144,7 @@ def validate(c: RunSettings) -> None:
     boolean("amp")
     _validate_paper_settings(c, choice, number, boolean)
     _validate_mask_choice(c, choice, integer)
+    _validate_channel_pruning(c)
     _validate_batch_sizes(c)
     if c.eval_batch_size is not None and (not is_int(c.eval_batch_size) or c.eval_batch_size < 1):
         raise ConfigError("eval_batch_size", c.eval_batch_size, "must be an integer >= 1 (inputs per evaluation "
@@ -201,6 +203,24 @@ def _validate_mask_choice(c: RunSettings, choice, integer) -> None:
     defaults = {f.name: f.default for f in fields(c)}
     for name in unused:
         object.__setattr__(c, name, defaults[name])
+
+
+def _validate_channel_pruning(c: RunSettings) -> None:
+    """Channel-group pruning (``CHANNEL_PRUNING``): the run's end removes the pruned channels from its model, which
+    is exact only when a pruned channel outputs zero. The last layer's outputs are the classes, never removed (its
+    input columns follow the channels pruned before it), so ``dense_last_layer`` is set: either value computes
+    the same, and the run is named once."""
+    if c.pruning not in CHANNEL_PRUNING:
+        return
+    if not c.masked_bn and c.model not in BATCH_NORM_FREE_MODELS:
+        raise ConfigError("masked_bn", c.masked_bn, f"pruning {c.pruning} needs masked batch norm (masked_bn=true): "
+                          "without it a channel whose filters are all pruned still outputs its batch norm's shift, "
+                          "so removing the channel would change the model's predictions")
+    if c.criterion != "magnitude":
+        raise ConfigError("criterion", c.criterion, f"pruning {c.pruning} ranks each channel by the norm of its "
+                          "weights over its channel group; SNIP and SynFlow score single weights (pruning "
+                          "unstructured, global or structured): use criterion 'magnitude'")
+    object.__setattr__(c, "dense_last_layer", True)
 
 
 def _validate_batch_sizes(c: RunSettings) -> None:

@@ -32,7 +32,21 @@ CONSTRAINT_DATA = ("train", "val")
 MITIGATING_METHODS = ("el_rb", "ceag")
 
 
-PRUNING = ("unstructured", "global", "structured")
+# What a pruning event removes: single weights per layer (unstructured) or over all layers (global); or whole
+# output channels. "structured" ranks each layer's rows alone, so coupled layers (a residual stream, a depthwise
+# convolution, a batch norm left unmasked) disagree and its masks mostly cannot be taken out of the model; kept as
+# it is so its runs keep their ids. "channels" (each channel group loses the same fraction) and "channels_global"
+# (one ranking over all groups) prune the channel groups of ceag/training/structured.py, which a run's end
+# removes from the model it reports (ceag/results/model_export.py).
+PRUNING = ("unstructured", "global", "structured", "channels", "channels_global")
+
+
+# Kinds whose masks are whole output channels: a run of one ends with its model rebuilt without them.
+STRUCTURED_PRUNING = ("structured", "channels", "channels_global")
+
+
+# Kinds that prune channel groups (``channel_masks``): the mode each one names.
+CHANNEL_PRUNING = {"channels": "layerwise", "channels_global": "global"}
 
 
 # Which weights a pruning event keeps (ceag/training/criteria.py): |w|, SNIP's connection sensitivity on

@@ -34,6 +34,8 @@ from ceag.results.layout import (
     MODEL,
     PREDICTIONS,
     RUN_METRICS,
+    SHRINK_PLAN,
+    SMALL_MODEL,
     STATUS,
     SUMMARY,
     resolve_results,
@@ -53,7 +55,7 @@ COLUMNS = {
     DUALS: {"step", "epoch", "group_id", "multiplier", "violation"},
 }
 # Carried when present (runs made before per-sample predictions were kept have none).
-OPTIONAL_FILES = (PREDICTIONS,)
+OPTIONAL_FILES = (PREDICTIONS, SMALL_MODEL, SHRINK_PLAN)
 MAX_BUNDLE_BYTES = 2 * 1024**3
 
 

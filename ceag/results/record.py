@@ -87,6 +87,8 @@ class RunResult:
             # which data drove the multipliers (runs made before it was recorded: the training data)
             "constraint_data": s.get("constraint_data") or (
                 {"split": "train"} if self.config.method in ("el_rb", "ceag") else {"split": None}),
+            # what the pruned model costs against the dense one (runs made before it was measured: null)
+            "footprint": s.get("footprint"), "channel_sparsity": s.get("channel_sparsity"),
         }
         if self.config.method == "ceag_vs":
             out["selected_tolerance"] = s.get("selected_tolerance")

@@ -1,8 +1,9 @@
 """One run: its phases (dense, pruning, fine-tuning with its method) and its record, or the finished run loaded.
 
 A run writes only inside ``<results>/runs/<run_id>/``, every file atomically: ``config.json``, ``status.json``,
-``checkpoint.pt`` while it trains, and when it ends its metrics, traces, predictions and model, then
-``summary.json`` (written last: its presence marks a finished run).
+``checkpoint.pt`` while it trains, and when it ends its metrics, traces, predictions and model (with structured
+pruning also the model rebuilt without its pruned channels: ``ceag.run.measure``), then ``summary.json`` (written
+last: its presence marks a finished run; its ``footprint`` holds what the dense and the pruned model cost).
 """
 
 from __future__ import annotations
@@ -174,6 +175,11 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
     diagnostics = run_diagnostics(cfg, run_metrics, group_metrics, outcome.constraint_counter,
                                   last_epoch=-1 if outcome.diverged else state.epoch)
     diagnostics["learning"] = learning_check(predictions, data.class_names)
+    tuning_seconds = tuning_clock()
+    from ceag.run.measure import measure_phase
+
+    footprint, measured = measure_phase(cfg, dense, outcome.model, outcome.masks, outcome.achieved_sparsity,
+                                        data.input_shape, folder)
     summary = {
         "run_id": cfg.run_id, "status": "diverged" if outcome.diverged else "finished",
         "reason": str(outcome.diverged) if outcome.diverged else None,
@@ -181,6 +187,7 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "reported_epoch": outcome.reported_epoch, "best_epoch": state.best_epoch,
         "selection_split": outcome.selection_split,
         "achieved_sparsity": outcome.achieved_sparsity, "model_sparsity": outcome.model_sparsity,
+        "channel_sparsity": footprint["channel_sparsity"],
         "group_names": data.group_names, "class_names": data.class_names,
         "dense_key": dense_key(cfg), "prune_key": prune_key(cfg),
         "dense_trained": dense_phase.trained, "resumed_from": resumed_from, "skipped_files": data.skipped or {},
@@ -188,11 +195,12 @@ def _train_run(cfg: RunConfig, results: Path, folder: Path, progress) -> RunResu
         "epochs_trained": pruned_phase.epochs_trained + cfg.total_epochs - (resume["state"]["epoch"] if resume else 0),
         "phases": {"dense": dense_phase.to_json(), "pruning": pruned_phase.to_json(),
                    "fine-tuning": {"kind": "fine-tuning", "trained": True, "started_at": tuning_started,
-                                   "seconds": tuning_clock()}},
+                                   "seconds": tuning_seconds},
+                   "footprint": measured},
         "constraint_data": constraint_record(cfg, data),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "python": platform.python_version(), "started_at": started, "finished_at": now(),
-        "wall_seconds": elapsed(), "diagnostics": diagnostics,
+        "wall_seconds": elapsed(), "diagnostics": diagnostics, "footprint": footprint,
     }
     write_parquet(folder / GROUP_METRICS, group_metrics)
     write_parquet(folder / RUN_METRICS, run_metrics)

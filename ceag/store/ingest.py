@@ -23,6 +23,16 @@ RUN_COLUMNS = [
     "wall_seconds", "diverged_step", "started_at", "finished_at", "data_fingerprint", "skipped_rows",
     "data_report", "data_warning",
 ]
+# What the pruned model costs (migration 4), from the run's ``footprint``: the pruned model's figures, then the
+# dense model's, the channel sparsity, which model was measured, the CPU timings' threads and the whole record.
+SIZE_FIELDS = ("params", "macs", "size_bytes")
+LATENCY_FIELDS = ("cpu_b1", "cpu_b64", "gpu_b1", "gpu_b64")
+FOOTPRINT_COLUMNS = [
+    *SIZE_FIELDS, *(f"latency_{k}_ms" for k in LATENCY_FIELDS), *(f"dense_{k}" for k in SIZE_FIELDS),
+    *(f"dense_latency_{k}_ms" for k in LATENCY_FIELDS), "channel_sparsity", "footprint_model", "latency_threads",
+    "footprint",
+]
+RUN_COLUMNS += FOOTPRINT_COLUMNS
 TABLES = {
     "run_metrics": ["run_id", "epoch", "split", "accuracy", "loss", "dense_accuracy", "acc_gap",
                     "max_excess_gap", "psi_pw", "sparsity"],
@@ -86,8 +96,23 @@ def _run_row(run_id: str, cfg, status: dict, summary: dict | None) -> dict:
         "device": s.get("device"), "threads": s.get("threads"), "wall_seconds": s.get("wall_seconds"),
         "diverged_step": s.get("diverged_step"), "started_at": s.get("started_at", status.get("started_at")),
         "finished_at": s.get("finished_at"), "data_fingerprint": cfg.data_fingerprint,
-        **_data_columns(s),
+        **_data_columns(s), **footprint_columns(s.get("footprint")),
     }
+
+
+def footprint_columns(footprint: dict | None) -> dict:
+    """The ``FOOTPRINT_COLUMNS`` of a run's ``footprint`` record (all None for a run without one)."""
+    if not footprint:
+        return dict.fromkeys(FOOTPRINT_COLUMNS)
+    out: dict = {}
+    for prefix, which in (("", "pruned"), ("dense_", "dense")):
+        figures = footprint.get(which) or {}
+        latency = figures.get("latency_ms") or {}
+        out.update({f"{prefix}{k}": figures.get(k) for k in SIZE_FIELDS})
+        out.update({f"{prefix}latency_{k}_ms": latency.get(k) for k in LATENCY_FIELDS})
+    threads = [lat.get("threads") for lat in footprint.get("latencies") or [] if lat.get("device") == "cpu"]
+    return {**out, "channel_sparsity": footprint.get("channel_sparsity"), "footprint_model": footprint.get("model"),
+            "latency_threads": threads[0] if threads else None, "footprint": json.dumps(json_safe(footprint))}
 
 
 def _data_columns(summary: dict) -> dict:

@@ -116,4 +116,26 @@ CREATE TABLE constraint_groups (
     disagree BOOLEAN
 );
 """),
+    (4, "what the pruned model costs", """
+-- From the run's footprint (ceag.run.measure): NULL for runs made before it was measured. The pruned model is
+-- the rebuilt one (structured pruning: its pruned channels removed) or the masked one (unstructured: full size).
+ALTER TABLE runs ADD COLUMN channel_sparsity DOUBLE;         -- channels removed / channels of prunable groups
+ALTER TABLE runs ADD COLUMN footprint_model VARCHAR;         -- rebuilt | masked
+ALTER TABLE runs ADD COLUMN params BIGINT;                   -- the pruned model's parameters
+ALTER TABLE runs ADD COLUMN macs BIGINT;                     -- its multiply-accumulates per sample
+ALTER TABLE runs ADD COLUMN size_bytes BIGINT;               -- its saved state dict
+ALTER TABLE runs ADD COLUMN latency_cpu_b1_ms DOUBLE;        -- median eval forward pass, CPU, batch 1
+ALTER TABLE runs ADD COLUMN latency_cpu_b64_ms DOUBLE;       -- ... batch 64
+ALTER TABLE runs ADD COLUMN latency_gpu_b1_ms DOUBLE;        -- on the run's GPU (NULL: trained on a CPU)
+ALTER TABLE runs ADD COLUMN latency_gpu_b64_ms DOUBLE;
+ALTER TABLE runs ADD COLUMN dense_params BIGINT;             -- the same of the dense model, measured beside it
+ALTER TABLE runs ADD COLUMN dense_macs BIGINT;
+ALTER TABLE runs ADD COLUMN dense_size_bytes BIGINT;
+ALTER TABLE runs ADD COLUMN dense_latency_cpu_b1_ms DOUBLE;
+ALTER TABLE runs ADD COLUMN dense_latency_cpu_b64_ms DOUBLE;
+ALTER TABLE runs ADD COLUMN dense_latency_gpu_b1_ms DOUBLE;
+ALTER TABLE runs ADD COLUMN dense_latency_gpu_b64_ms DOUBLE;
+ALTER TABLE runs ADD COLUMN latency_threads INTEGER;         -- torch's intra-op threads of the CPU timings
+ALTER TABLE runs ADD COLUMN footprint JSON;                  -- the whole record (machine, every timing)
+"""),
 ]

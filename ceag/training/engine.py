@@ -21,6 +21,7 @@ from torch import nn
 
 from ceag.config.run_config import RunConfig
 from ceag.config.schedule import lr_at, window_first_epoch
+from ceag.config.vocabulary import CHANNEL_PRUNING
 from ceag.datasets.base import GroupedDataset, Split, batches
 from ceag.training.criteria import criterion_masks
 from ceag.training.device import autocast
@@ -30,7 +31,8 @@ from ceag.training.methods import Diverged, Method, get_method
 from ceag.training.metrics import GroupStats
 from ceag.training.models import build_model
 from ceag.training.optim import LastLayerDecay, make_optimizer
-from ceag.training.pruning import MagnitudePruner, cubic_sparsity, model_sparsity
+from ceag.training.pruning import CHANNEL_KINDS, MagnitudePruner, cubic_sparsity, model_sparsity
+from ceag.training.structured import channel_groups, channel_masks
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -84,6 +86,24 @@ def _prune_event(cfg: RunConfig, data: GroupedDataset, model: nn.Module, pruner:
                                 num_batches=cfg.criterion_batches, input_shape=data.input_shape,
                                 iterations=cfg.synflow_iterations)
     pruner.set_masks_(masks)
+
+
+def make_pruner(cfg: RunConfig, model: nn.Module, input_shape: tuple[int, ...]) -> MagnitudePruner:
+    """The run's pruner for ``model`` (its layers, masks, masked batch norm). Channel kinds ("channels",
+    "channels_global") choose masks by ``channel_masks`` of the model's channel groups, traced once here at
+    ``input_shape`` (one sample's, e.g. ``data.input_shape``): layerwise or global, with the run's rounding."""
+    pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
+                             dense_last_layer=cfg.dense_last_layer, rounding=cfg.prune_rounding,
+                             masked_bn=cfg.masked_bn)
+    if cfg.pruning in CHANNEL_KINDS:
+        groups = channel_groups(model, pruner.layers, tuple(input_shape))
+        mode = CHANNEL_PRUNING[cfg.pruning]
+
+        def choose(masks, sparsity: float):
+            return channel_masks(model, groups, sparsity, mode=mode, rounding=cfg.prune_rounding, masks=masks)
+
+        pruner.choose = choose
+    return pruner
 
 
 class DenseDiverged(ValueError):
@@ -168,6 +188,9 @@ class TrainOutcome:
     outputs: dict[str, Outputs] | None = None
     best_outputs: dict[str, Outputs] | None = None
     dense_outputs: dict[str, Outputs] | None = None
+    # The pruner's masks at the end (the reported model's: the best iterate is chosen after pruning ends), on the
+    # CPU; ``model`` keeps its masked batch norms, so it can be rebuilt without its pruned channels.
+    masks: dict[str, torch.Tensor] | None = None
 
 
 def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: torch.device, *,
@@ -194,9 +217,7 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
     best_outputs: dict[str, Outputs] | None = None
 
     model = copy.deepcopy(dense_model).to(device)
-    pruner = MagnitudePruner(model, cfg.pruning, dense_first_conv=cfg.dense_first_conv,
-                             dense_last_layer=cfg.dense_last_layer, rounding=cfg.prune_rounding,
-                             masked_bn=cfg.masked_bn)
+    pruner = make_pruner(cfg, model, data.input_shape)
     optimizer = make_optimizer(model, cfg)
     decay_last = LastLayerDecay(model, optimizer, cfg) if cfg.weight_decay_scope == "last_layer" else None
     method = get_method(cfg.method)(cfg, G, dense_reference(dense_stats["train"], device), device)
@@ -306,5 +327,5 @@ def train(cfg: RunConfig, data: GroupedDataset, dense_model: nn.Module, device: 
                         achieved_sparsity=pruner.achieved_sparsity(),
                         model_sparsity=model_sparsity(model), diverged=diverged,
                         dense_stats=dense_stats, best_model=state.best_model, outputs=reported_outputs,
-                        best_outputs=best_outputs, dense_outputs=dense_outputs,
+                        best_outputs=best_outputs, dense_outputs=dense_outputs, masks=pruner.state_dict(),
                         constraint_counter=method.counter.state_dict() if method.counter is not None else None)

@@ -9,12 +9,17 @@ because its magnitude is zero at the next pruning event.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 ROUNDING = ("round", "ceil")
+KINDS = ("unstructured", "global", "structured", "channels", "channels_global")
+CHANNEL_KINDS = ("channels", "channels_global")
+
+# Chooses channel-group masks: (current masks, sparsity) -> new masks (``ceag.training.structured.channel_masks``).
+ChannelChooser = Callable[[Mapping[str, torch.Tensor], float], Mapping[str, torch.Tensor]]
 
 
 def cubic_sparsity(epoch: int, target: float, prune_epochs: int, initial: float = 0.0) -> float:
@@ -38,8 +43,17 @@ def prunable_layers(model: nn.Module, *, dense_first_conv: bool = True,
 
 
 class MagnitudePruner:
-    """Owns one boolean mask per prunable layer. ``kind``: unstructured | global | structured.
+    """Owns one boolean mask per prunable layer. ``kind`` (``KINDS``): unstructured | global | structured |
+    channels | channels_global.
 
+    "structured" ranks each layer's output channels alone, by the L2 norm of its rows: layers coupled through a
+    residual addition or a depthwise convolution lose different channels, and a pruned channel's batch norm
+    (unless masked) or bias still outputs a constant, so such masks mostly cannot be taken out of the model.
+    "channels" and "channels_global" prune whole channel groups (``ceag.training.structured``): the masks come
+    from ``choose`` (``channel_masks`` of the model's groups, layerwise or global, set by the caller, who knows
+    the input shape the groups are traced at), and the bias of a pruned channel of a layer without a batch norm
+    after it is zeroed with its weights after every step, so every pruned channel outputs zero and removing it
+    changes nothing (with ``masked_bn`` for the layers with one).
     ``rounding``: how many weights a layer loses at sparsity s: ``round(s * n)`` or, as in the
     paper's code (``math.ceil`` in src/models/pruning.py), ``ceil(s * n)``.
     ``masked_bn``: the batch norm after a pruned convolution outputs zero for every channel whose
@@ -51,6 +65,8 @@ class MagnitudePruner:
                  rounding: str = "round", masked_bn: bool = False):
         if rounding not in ROUNDING:
             raise ValueError(f"rounding must be one of {', '.join(ROUNDING)}, not {rounding!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self.kind = kind
         self.rounding = rounding
         self.layers = prunable_layers(model, dense_first_conv=dense_first_conv,
@@ -60,12 +76,26 @@ class MagnitudePruner:
         self.masks = {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in self.layers.items()}
         self._fused: list[torch.Tensor] | None = None  # float copies of the masks for apply_ on a GPU
         self.batch_norms = attach_masked_bn(model, self.layers) if masked_bn else {}
+        self.choose: ChannelChooser | None = None
+        # channel kinds: the biases zeroed with their rows (layers without a batch norm after them)
+        after = batch_norm_after(model, set(self.layers)) if kind in CHANNEL_KINDS else {}
+        self._biased = [n for n, m in self.layers.items()
+                        if kind in CHANNEL_KINDS and m.bias is not None and n not in after]
+        self._bias_masks = {n: self.masks[n].flatten(1).any(1) for n in self._biased}
 
     @torch.no_grad()
     def prune_to_(self, sparsity: float) -> None:
-        """Set masks so that ``sparsity`` (a fraction in [0, 1)) of the prunable weights is zero."""
+        """Set masks so that ``sparsity`` (a fraction in [0, 1)) of the prunable weights is zero (channel kinds:
+        of each group's channels, or of all groups' channels, as ``choose`` counts them)."""
         self._fused = None
-        if self.kind == "global":
+        if self.kind in CHANNEL_KINDS:
+            if self.choose is None:
+                raise ValueError(f"pruning {self.kind} chooses its masks by channel groups: set the pruner's "
+                                 "choose (ceag.training.structured.channel_masks of the model's groups) first")
+            chosen = self.choose(self.masks, sparsity)
+            for name in self.masks:
+                self.masks[name] = chosen[name].to(device=self.masks[name].device, dtype=torch.bool)
+        elif self.kind == "global":
             self._prune_global(sparsity)
         else:
             for name, module in self.layers.items():
@@ -74,8 +104,8 @@ class MagnitudePruner:
                     self.masks[name] = _channel_mask(score, sparsity, self.rounding)
                 else:
                     self.masks[name] = _smallest_out(score.flatten(), sparsity, self.rounding).view_as(score)
-        self.apply_()
         self._sync_batch_norms()
+        self.apply_()
 
     @torch.no_grad()
     def set_masks_(self, masks: Mapping[str, torch.Tensor]) -> None:
@@ -93,8 +123,8 @@ class MagnitudePruner:
         self._fused = None
         for name in self.masks:  # the layers' order stays the pruner's
             self.masks[name] = masks[name].to(device=self.masks[name].device, dtype=torch.bool, copy=True)
-        self.apply_()
         self._sync_batch_norms()
+        self.apply_()
 
     def _prune_global(self, sparsity: float) -> None:
         scores = [(m.weight.detach().abs() * self.masks[n]).flatten() for n, m in self.layers.items()]
@@ -112,13 +142,17 @@ class MagnitudePruner:
         use) instead of one kernel per layer; on a CPU, where the fused form only loops, layer by layer.
         """
         weights = [module.weight for module in self.layers.values()]
+        masks = [self.masks[name] for name in self.layers]
+        for name in self._biased:  # channel kinds: a pruned unit's bias too
+            weights.append(self.layers[name].bias)  # type: ignore[arg-type]  # _biased holds layers with a bias
+            masks.append(self._bias_masks[name])
         if weights[0].device.type == "cuda":
             if self._fused is None:  # the masks in the weights' dtype: the fused kernel's fast path needs it
-                self._fused = [self.masks[name].to(w.dtype) for name, w in zip(self.layers, weights, strict=True)]
+                self._fused = [m.to(w.dtype) for m, w in zip(masks, weights, strict=True)]
             torch._foreach_mul_(weights, self._fused)
         else:
-            for weight, name in zip(weights, self.layers, strict=True):
-                weight.mul_(self.masks[name])
+            for weight, mask in zip(weights, masks, strict=True):
+                weight.mul_(mask)
 
     def achieved_sparsity(self) -> float:
         """Fraction of prunable weights that are masked, measured from the masks."""
@@ -140,6 +174,7 @@ class MagnitudePruner:
     def _sync_batch_norms(self) -> None:
         for name, bn in self.batch_norms.items():
             set_alive_channels(bn, self.masks[name].flatten(1).any(1))
+        self._bias_masks = {name: self.masks[name].flatten(1).any(1) for name in self._biased}
 
 
 def model_sparsity(model: nn.Module) -> float:

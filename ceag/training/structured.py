@@ -62,7 +62,7 @@ def channel_groups(model: nn.Module, layers: Iterable[str], input_shape: tuple[i
     Raises ValueError for a name that is not a conv/linear layer reached by the forward pass, or a coupling
     other than one-to-one channel indices among producers (e.g. a concatenation).
     """
-    return _groups(model, _graph(model, input_shape), set(layers))
+    return _groups(model, dependency_graph(model, input_shape), set(layers))
 
 
 def channel_masks(model: nn.Module, groups: list[ChannelGroup], sparsity: float, *, mode: str = "layerwise",
@@ -179,7 +179,7 @@ def removal_plan(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shap
         if w.masked_fill(current[n], 0).any():
             raise ValueError(f"layer {n!r} has non-zero weights where its mask is False: apply the masks first "
                              "(MagnitudePruner.apply_)")
-    dg = _graph(model, input_shape)
+    dg = dependency_graph(model, input_shape)
     groups = _groups(model, dg, set(masks))
     removed, problems = {}, []
     for g in (g for g in groups if g.prunable):
@@ -190,7 +190,7 @@ def removal_plan(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shap
         if not idxs:
             continue
         for n in g.producers:
-            const = _dead_output(model, dg, n, idxs)
+            const = dead_output(model, dg, n, idxs)
             if (const != 0).any():
                 problems.append(f"{n}: {int((const != 0).sum())} of {len(idxs)} dead channels output up to "
                                 f"{float(const.abs().max()):.3g}")
@@ -207,14 +207,14 @@ def removal_plan(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shap
 
 
 def rebuild(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shape: tuple[int, ...], *,
-            check: bool = True, rtol: float = 1e-4) -> nn.Module:
+            check: bool = True, rtol: float = 1e-4, plan: ShrinkPlan | None = None) -> nn.Module:
     """A new, physically smaller copy of the masked ``model`` (left unchanged), in eval mode: the channels of
-    ``removal_plan(model, masks, input_shape)`` removed by torch-pruning. Masked batch norms become plain ones with
-    zero scale and shift in dead channels (exact in eval mode; kept for channels that could not go), so its state
-    dict loads into ``apply_plan(fresh model, plan)``. ``check``: compare both models' eval logits on 2 seeded
-    random inputs; raise ValueError when they differ by more than ``rtol`` x max(1, largest logit). Raises
-    ValueError as ``removal_plan`` does."""
-    plan = removal_plan(model, masks, input_shape)
+    ``plan`` (default: ``removal_plan(model, masks, input_shape)``, made once) removed by torch-pruning. Masked
+    batch norms become plain ones with zero scale and shift in dead channels (exact in eval mode; kept for those
+    that could not go), so its state dict loads into ``apply_plan(fresh model, plan)``. ``check``: compare both
+    models' eval logits on 2 seeded random inputs; raise ValueError when they differ by more than ``rtol`` x
+    max(1, largest logit). Raises ValueError as ``removal_plan`` does."""
+    plan = plan if plan is not None else removal_plan(model, masks, input_shape)
     small = copy.deepcopy(model)
     small.zero_grad(set_to_none=True)
     _bake_masked_bn(small)
@@ -238,7 +238,7 @@ def rebuild(model: nn.Module, masks: Mapping[str, torch.Tensor], input_shape: tu
 def apply_plan(model: nn.Module, plan: ShrinkPlan) -> nn.Module:
     """Remove ``plan``'s channels from ``model`` in place (a dense model of the architecture the plan was made
     from, e.g. a fresh ``build_model``) and return it. Raises ValueError when the plan does not fit the model."""
-    dg = _graph(model, plan.input_shape)
+    dg = dependency_graph(model, plan.input_shape)
     for name, idxs in plan.removed.items():
         module = _layer(model, name)
         if idxs and max(idxs) >= _out_channels(module):
@@ -279,7 +279,7 @@ def zero_pruned_biases_(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> 
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _graph(model: nn.Module, input_shape: tuple[int, ...]) -> tp.DependencyGraph:
+def dependency_graph(model: nn.Module, input_shape: tuple[int, ...]) -> tp.DependencyGraph:
     if not input_shape or any(int(d) < 1 for d in input_shape):
         raise ValueError(f"input_shape must be one sample's shape, e.g. (3, 32, 32), not {input_shape!r}")
     ref = next(model.parameters())
@@ -328,7 +328,7 @@ def _groups(model: nn.Module, dg: tp.DependencyGraph, prunable: set[str]) -> lis
     return groups
 
 
-def _dead_output(model: nn.Module, dg: tp.DependencyGraph, name: str, idxs: list[int]) -> torch.Tensor:
+def dead_output(model: nn.Module, dg: tp.DependencyGraph, name: str, idxs: list[int]) -> torch.Tensor:
     """Eval-mode output of producer ``name``'s channels ``idxs`` (zero weight rows) after its batch norm, if any."""
     layer = _layer(model, name)
     index = torch.tensor(idxs, device=layer.weight.device)
