@@ -35,6 +35,7 @@ FIELDS: dict[str, str] = {
     "compare": "list",  # the runs Compare shows (not necessarily selected; absent: its default comparison)
     "dataset": "str", "model": "str", "split": "str", "diverged": "bool",
     "methods": "list", "sparsities": "list", "tolerances": "list", "criteria": "list", "clip": "bool",  # Frontiers
+    "speed_x": "str", "speed_timing": "str",  # Frontiers: the speed–fairness frontier's x axis and timing group
     "runs_dataset": "list", "runs_method": "list", "runs_criterion": "list", "runs_status": "list",  # Runs filters
     "launch_dataset": "str", "launch_models": "list", "launch_methods": "list", "launch_sparsities": "str",
     "launch_tolerances": "str", "launch_seeds": "str", "launch_dense_epochs": "str", "launch_prune_epochs": "str",

@@ -18,14 +18,22 @@ from ceag.config.vocabulary import CORRECTIONS, method_label
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.csv_export import write_csv
 from ceag.present.glossary import GLOSSARY
-from ceag.present.report import across_seeds_section, excess_gaps, render_html
+from ceag.present.report import across_seeds_section, excess_gaps, render_html, speed_section
 from ceag.present.sentences.compare import audit_sentences, headline_sentences
 from ceag.present.sentences.seeds import verdict_sentences
-from ceag.present.words import CORRECTION_HELP, CORRECTION_LABELS, DEFAULT_CRITERION, criteria_of, criterion_label
+from ceag.present.words import (
+    CORRECTION_HELP,
+    CORRECTION_LABELS,
+    DEFAULT_CRITERION,
+    audit_run_labels,
+    criteria_of,
+    criterion_label,
+)
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._audit import audit_chart, audit_table
 from dashboard._shared import data_dir, empty_store_hint, results_dir, run_labels, store_version
+from dashboard._speed import footprint_section
 
 SETTING = ("dataset", "model", "sparsity", "seed", "criterion")
 DERIVED_KEY = "compare.setting"  # the setting the selectors last showed: a difference is the user's edit
@@ -44,7 +52,7 @@ def cached_report(results: str, version: tuple, run_ids: tuple, n_boot: int, con
     result = cached_audit(results, version, run_ids, n_boot, confidence, correction)
     return render_html(result, casualties=casualty_section(results, list(run_ids), data, DEFAULT_THUMBNAILS,
                                                            excess_gap=excess_gaps(result)),
-                       across=across_seeds_section(results, result))
+                       across=across_seeds_section(results, result), speed=speed_section(results, result))
 
 
 def setting_of(row) -> tuple:
@@ -197,6 +205,8 @@ with st.expander("Every sentence: train, validation and each run"):
         st.caption(" ".join(versus_notes))
 
 audit_table(result)
+footprint_section(store.footprints(run_ids=list(chosen)), len(chosen), audit_run_labels(result.groups),
+                  str(results_dir()))
 c = st.columns(3)
 c[0].download_button("Audit report (HTML, opens offline)", lambda: cached_report(*args, str(data_dir())),
                      file_name="ceag_audit.html", mime="text/html", icon=":material/download:")

@@ -1,4 +1,5 @@
-"""Frontiers: accuracy against Ψ_PW and against max_g ψ_g, one colour per method, shaded per pruning criterion."""
+"""Frontiers: accuracy against Ψ_PW and against max_g ψ_g, one colour per method, shaded per pruning criterion; then
+speed (or MACs, or size) against the dense model, against max_g ψ_g and accuracy."""
 
 import streamlit as st
 
@@ -10,6 +11,7 @@ from ceag.present.words import CRITERION_HELP, criteria_of, criterion_label, nam
 from dashboard import _state
 from dashboard import _store as store
 from dashboard._shared import CHART_CONFIG, empty_store_hint
+from dashboard._speed import speed_section
 
 VERSUS_CONFIDENCE = 0.95  # store_comparisons' default
 # Side by side on a wide screen; below this viewport width the two charts stack.
@@ -127,3 +129,6 @@ st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.2f") for c in numeric})
 st.download_button("Download this table (CSV)", write_csv(table),
                    file_name=f"frontier_{dataset}_{split}.csv", mime="text/csv")
+
+speed_section(dataset=dataset, model=None if model == "all" else model, split=split, methods=methods,
+              sparsities=sparsities, tolerances=tolerances, criteria=criteria)

@@ -10,7 +10,8 @@ from ceag.present.sentences.trust import summary_line
 from ceag.present.words import sentence
 from dashboard import _state
 from dashboard import _store as store
-from dashboard._shared import CHART_CONFIG, empty_store_hint, run_labels
+from dashboard._shared import CHART_CONFIG, empty_store_hint, results_dir, run_labels
+from dashboard._speed import show_footprint
 
 HEATMAP_FROM = 13  # groups; beyond this, lines are unreadable
 CLOSEST = 5
@@ -106,3 +107,4 @@ metrics = detail["run_metrics"]
 st.plotly_chart(training_curves(metrics, config.get("prune_epochs")), config=CHART_CONFIG, width="stretch")
 groups = detail["group_metrics"]
 st.plotly_chart(excess_gap_bars(groups, tolerance), config=CHART_CONFIG, width="stretch")
+show_footprint(detail.get("footprint"), run_id, str(results_dir()))

@@ -27,6 +27,7 @@ from ceag.run.pipeline import run
 from dashboard import _state
 from dashboard._forms import NumberFields
 from dashboard._shared import data_dir, results_dir
+from dashboard._speed import show_footprint
 
 _state.restore()
 st.title("Run one experiment")
@@ -147,3 +148,4 @@ st.dataframe(shown, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(
                  format="%.1f", help=GLOSSARY["min detectable gap"] if c == "min_detectable_gap" else None)
                  for c in numbers})
+show_footprint(info.get("footprint"), info["run_id"], str(results))

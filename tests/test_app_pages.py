@@ -174,7 +174,7 @@ def fake_launch(calls: list):
 
 def test_store_plots_and_jobs_import_without_torch_or_streamlit():
     code = ("import sys, ceag.store, ceag.present.plots.frontier, ceag.present.plots.groups, "
-            "ceag.present.plots.training, ceag.grid.jobs; "
+            "ceag.present.plots.training, ceag.present.plots.speed, ceag.present.footprint, ceag.grid.jobs; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'streamlit')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env=subprocess_env(threads=None))
@@ -305,7 +305,8 @@ def test_frontiers_plot_every_method_at_the_stores_accuracies(seeded, split):
         assert "split" not in at.query_params
     summary = queries.frontier_summary(seeded, dataset="digits", split=split)
     specs = charts(at)
-    assert len(specs) == 2
+    assert len(specs) == 3  # the two accuracy–disparity frontiers, then speed and fairness
+    specs = specs[:2]
     for spec, metric in zip(specs, ("psi_pw", "max_excess_gap"), strict=True):
         traces = {t["name"]: t for t in spec["data"]}
         assert {METHOD_LABELS[m] for m in SEED_SPEC.methods} | {"dense model"} <= set(traces)
@@ -636,6 +637,36 @@ def test_run_one_page_on_a_seeded_store(seeded):
     assert infos(at) == ["Choose a setting and press **Run**."]
 
 
+def test_run_one_shows_what_its_model_costs_beside_its_groups(seeded, monkeypatch):
+    import ceag.run.pipeline
+    from ceag.results.record import load_result
+
+    run_id = ceag_run(seeded, 0.95)
+    monkeypatch.setattr(ceag.run.pipeline, "run", lambda cfg, results: load_result(seeded, run_id))
+    at = open_page("run_one")
+    at.button[0].click().run()
+    assert not at.exception
+    assert set(at.dataframe[0].value.columns) >= {"group_name", "excess_gap"}  # the groups first
+    footprint = at.dataframe[1].value.set_index("figure")
+    dense = load_result(seeded, run_id).summary["footprint"]["dense"]
+    assert footprint.loc["parameters", "dense model"] == f"{dense['params']:,}"
+    assert footprint.loc["parameters", "dense / pruned"] == "1.00×"  # unstructured: the masked full-size model
+    assert any("keeps the dense model's parameters, MACs, size and speed" in c.value for c in at.caption)
+    assert [c.value for c in at.code] == [f"python -m ceag export --model {run_id} --out model_{run_id}.pt "
+                                          f"--results {seeded}"]
+
+
+def test_the_report_of_seeded_runs_says_what_their_models_cost(seeded, tmp_path):
+    from ceag.analysis.bootstrap import BootstrapSettings
+    from ceag.present.report import write_report
+
+    ids = [queries.runs(seeded, method="nft").run_id.iloc[0], ceag_run(seeded, 0.95)]
+    out, _ = write_report(seeded, ids, tmp_path / "r.html", BootstrapSettings(n_boot=50))
+    text = out.read_text()
+    assert "<h2>Speed and fairness</h2>" in text and text.count('id="speed-') == 1
+    assert text.count("(1.00×)") >= 2 * 3  # two masked models: parameters, MACs and size as the dense ones
+
+
 def test_run_labels_name_method_tolerance_setting_seed_and_id():
     from dashboard._shared import run_labels
 
@@ -857,7 +888,7 @@ def test_frontiers_filters_by_method_and_allows_box_and_lasso_selection(seeded):
 
 def test_frontiers_tooltips_name_a_tolerance_only_where_there_is_one(seeded):
     at = open_page("frontiers")
-    for spec in charts(at):
+    for spec in charts(at)[:2]:  # the accuracy–disparity frontiers
         for trace in (t for t in spec["data"] if "customdata" in t):  # the data, not the legend entries
             if trace["name"] in ("NFT", "NFT+ES", "EL+RB"):
                 assert not any("tolerance" in str(row[5]) for row in trace["customdata"])
@@ -869,7 +900,7 @@ def test_frontiers_tooltips_name_a_tolerance_only_where_there_is_one(seeded):
 def test_frontiers_table_and_csv_share_labels_and_units(seeded):
     at = open_page("frontiers")
     table = at.dataframe[0].value
-    [button] = at.get("download_button")
+    button = at.get("download_button")[0]  # the speed–fairness table has one of its own below
     assert "accuracy (%)" in table.columns and "Ψ_PW (points)" in table.columns
     assert set(table["method"]) == {METHOD_LABELS[m] for m in SEED_SPEC.methods}
     summary = queries.frontier_summary(seeded, dataset="digits", split="test")

@@ -125,3 +125,16 @@ def test_a_link_to_a_comparison_shows_those_runs_and_names_unknown_ones(store, m
     assert "0123456789abcdef" in at.warning[0].value
     assert "runs" not in at.query_params
     assert "CEAG (ε = 5 %) brings" in at.markdown[1].value
+
+
+def test_compare_shows_what_each_model_costs_and_how_to_export_it(store, monkeypatch):
+    results, ids = store
+    at = open_compare(monkeypatch, results)
+    chosen = at.multiselect[0].value
+    [costs] = [d.value for d in at.dataframe if "parameters" in d.value.columns]
+    assert len(costs) == len(chosen) and set(costs["pruning"]) == {"unstructured"}
+    assert all(cell.endswith("(1.00×)") for cell in costs["parameters"])  # masked models keep the dense size
+    assert any(c.value.startswith("Timed on ") for c in at.caption)
+    [code] = [c.value for c in at.code]
+    assert code.splitlines() == [f"python -m ceag export --model {r} --out model_{r}.pt --results {results}"
+                                 for r in sorted(chosen)]

@@ -266,6 +266,20 @@ def test_frontier_matches_each_runs_final_metrics(store, split):
     assert queries.frontier(results, dataset="digits").empty
 
 
+def test_speed_frontier_carries_each_runs_footprint(store):
+    results, configs, by_id = store
+    frame, unmeasured = queries.speed_frontier(results, dataset="synthetic", split="test")
+    assert unmeasured == 0 and sorted(frame.run_id) == sorted(c.run_id for c in configs)
+    for r in frame.itertuples():
+        footprint = by_id[r.run_id].summary["footprint"]
+        assert (r.pruning, r.footprint_model) == ("unstructured", "masked")
+        assert (r.params, r.dense_params, r.macs) == (footprint["pruned"]["params"], footprint["dense"]["params"],
+                                                      footprint["pruned"]["macs"])
+        assert r.latency_cpu_b64_ms == footprint["pruned"]["latency_ms"]["cpu_b64"]
+        assert r.processor == footprint["machine"]["processor"] and r.latency_threads == footprint["machine"]["threads"]
+        assert r.max_excess_gap == by_id[r.run_id].final("test")[0]["max_excess_gap"]
+
+
 def test_frontier_of_nft_es_is_at_the_best_epoch(store):
     results, configs, by_id = store
     df = queries.frontier(results, dataset="synthetic", split="test").set_index("run_id")
@@ -537,6 +551,7 @@ def test_store_and_plots_do_not_import_torch(store, tmp_path):
         ingest_all({str(results)!r})
         assert len(queries.frontier({str(results)!r}, dataset='synthetic')) == {len(configs)}
         queries.runs({str(results)!r}); queries.overview({str(results)!r})
+        queries.speed_frontier({str(results)!r}, dataset='synthetic')
         assert 'torch' not in sys.modules, 'ingest or a query imported torch'
         print('ok')
     """)

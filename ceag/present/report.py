@@ -2,7 +2,8 @@
 when it opens), or the per-group table as CSV.
 
 The HTML holds the generated sentences, the per-group chart with intervals and ε, the per-group
-and per-run tables with intervals, every setting of every run (the pruning criterion always, magnitude
+and per-run tables with intervals, what each run's model costs against its dense model with the speed–fairness
+frontier of the runs (those with a footprint), every setting of every run (the pruning criterion always, magnitude
 included, though a run's config names it only away from the default), the run ids, the bootstrap
 settings, the glossary and the versions of the packages that produced it.
 """
@@ -179,11 +180,90 @@ def across_seeds_section(results: str | os.PathLike, result: Audit) -> str | Non
             f"<ul>{text}</ul>{table}{extra}")
 
 
+SPEED_MEASURE = "latency_cpu_b64"  # the speed section's x axis: every run is timed on a CPU at batch 64
+
+
+def speed_frame(results: str | os.PathLike, result: Audit, split: str = "test") -> tuple[pd.DataFrame, int]:
+    """(one row per audited run with a footprint: its metrics on ``split`` and its footprint columns, as
+    ``queries.speed_frontier`` has them; how many audited runs have none)."""
+    from ceag.present.footprint import footprint_frame
+    from ceag.store import queries
+
+    stored = footprint_frame(queries.footprints(results, list(result.run_ids)))
+    runs = result.runs[result.runs["split"] == split]
+    if stored.empty or runs.empty:
+        return pd.DataFrame(), len(set(result.run_ids) - set(stored.get("run_id", [])))
+    frame = runs.drop(columns=[c for c in stored.columns if c != "run_id" and c in runs]).merge(stored, on="run_id")
+    return frame.reset_index(drop=True), len(set(result.run_ids) - set(frame["run_id"]))
+
+
+def speed_table_html(frame: pd.DataFrame, labels: dict[str, str], split: str) -> str:
+    """One row per run: what was pruned, each figure of its pruned model with dense / pruned, its metrics on
+    ``split`` and where it was timed."""
+    from ceag.present.footprint import bytes_text, count_text, ms_text, pruning_label, ratio_text, timing_groups
+
+    latencies = [(f"latency_{d}_b{b}_ms", f"{d.upper()} latency, batch {b}") for d in ("cpu", "gpu") for b in (1, 64)
+                 if f"latency_{d}_b{b}_ms" in frame and frame[f"latency_{d}_b{b}_ms"].notna().any()]
+    timed = timing_groups(frame, SPEED_MEASURE)
+    several = timed.nunique() > 1  # else the section names the one machine once
+    headers = ["run", "pruning", "channel sparsity", "weight sparsity", "parameters", "MACs", "saved size",
+               *[label for _, label in latencies], f"{split} accuracy", f"{split} max_g ψ_g",
+               *(["timed on"] if several else [])]
+
+    def both(r, column: str, write) -> str:
+        dense, pruned = r.get(f"dense_{column}"), r.get(column)
+        ratio = dense / pruned if pruned and not pd.isna(pruned) and not pd.isna(dense) else float("nan")
+        return f'{write(pruned)} <span class="note">({ratio_text(ratio)})</span>'
+
+    rows = [[html.escape(labels.get(r["run_id"], r["run_id"])), html.escape(pruning_label(r["pruning"])),
+             f"{_pt(r['channel_sparsity'])} %", f"{_pt(r['achieved_sparsity'])} %", both(r, "params", count_text),
+             both(r, "macs", count_text), both(r, "size_bytes", bytes_text),
+             *[both(r, c, ms_text) for c, _ in latencies], f"{_pt(r['accuracy'])} %", _pt(r["max_excess_gap"]),
+             *([html.escape(timed[i])] if several else [])] for i, r in frame.iterrows()]
+    return _table(headers, rows, text_cols=2)
+
+
+def speed_section(results: str | os.PathLike, result: Audit, split: str = "test") -> str | None:
+    """The report's section on speed and fairness (plotly.js not included: the report's first chart carries it):
+    ``speed_table_html`` and the speed–fairness frontier of the audited runs, one chart per machine and thread
+    count they were timed on; None when no audited run has a footprint."""
+    from ceag.present.footprint import MEASURES, speed_cells, timing_groups
+    from ceag.present.plots.speed import speed_frontier
+    from ceag.present.words import audit_run_labels
+
+    frame, unmeasured = speed_frame(results, result, split)
+    if frame.empty:
+        return None
+    parts = [f"<p>What each run's pruned model costs against its dense model, measured at the run's end beside "
+             f"it (parameters, multiply-accumulates per sample, saved state dict, median eval latency), with dense "
+             f"/ pruned in brackets: how many times fewer, smaller or faster. A model pruned by channels is rebuilt "
+             f"without them; one pruned by weights keeps its size. Accuracy (%) and max_g ψ_g (points) on "
+             f"{split}.</p>", speed_table_html(frame, audit_run_labels(result.groups), split)]
+    if unmeasured:
+        parts.append(f'<p class="note">{unmeasured} of the audited runs {"has" if unmeasured == 1 else "have"} no '
+                     "footprint (made before runs measured what their model costs) and "
+                     f'{"is" if unmeasured == 1 else "are"} left out.</p>')
+    groups = timing_groups(frame, SPEED_MEASURE)
+    if groups.nunique() > 1:
+        parts.append(f'<p class="note">These runs were timed on {groups.nunique()} machines or thread counts: '
+                     "latencies compare only within one, so each has a chart of its own.</p>")
+    else:
+        parts.append(f'<p class="note">Timed on {html.escape(str(groups.iloc[0]))}, each run\'s dense and pruned '
+                     "model in turns in one process.</p>")
+    for i, (where, part) in enumerate(frame.groupby(groups, sort=True)):
+        fig = speed_frontier(speed_cells(part, SPEED_MEASURE), SPEED_MEASURE, split=split,
+                             title=f"{MEASURES[SPEED_MEASURE].label}: timed on {where}")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False},
+                                 div_id=f"speed-{i}"))
+    return "".join(parts)
+
+
 def render_html(result: Audit, *, title: str | None = None, generated_at: str | None = None,
-                casualties: str | None = None, across: str | None = None) -> str:
+                casualties: str | None = None, across: str | None = None, speed: str | None = None) -> str:
     """The report as one HTML document (plotly.js embedded once, about 4.7 MB); ``casualties``: the section on
     whom pruning hurt (``casualty_report.casualty_section``), ``across``: the section on mitigations against
-    NFT across seeds (``across_seeds_section``); each left out when None."""
+    NFT across seeds (``across_seeds_section``), ``speed``: the section on what each model costs
+    (``speed_section``); each left out when None."""
     from ceag.present.glossary import GLOSSARY
     from ceag.present.plots.groups import group_interval_bars
 
@@ -214,6 +294,7 @@ Accuracies in percent, gaps in percentage points. Intervals: {ci} paired percent
 <h2>Accuracy per group</h2>{charts[1]}
 <h2>Per-group table</h2>{verdict_note_html(result)}{group_table_html(result)}
 <h2>Per run</h2>{run_table_html(result)}
+{"" if speed is None else "<h2>Speed and fairness</h2>" + speed}
 {"" if casualties is None else "<h2>What pruning broke</h2>" + casualties}
 <h2>Settings of every run</h2>{settings_table_html(result)}
 <h2>Glossary</h2><dl>{glossary}</dl>
@@ -263,6 +344,7 @@ def write_report(results: str | os.PathLike, run_ids: list[str], out: str | os.P
         section = casualty_section(results, result.run_ids, data_root or ".",
                                    thumbnails if data_root is not None else 0, excess_gap=excess_gaps(result),
                                    picture_split=picture_split)
-        text = render_html(result, casualties=section, across=across_seeds_section(results, result))
+        text = render_html(result, casualties=section, across=across_seeds_section(results, result),
+                           speed=speed_section(results, result))
         atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     return out, result

@@ -22,7 +22,10 @@ CRITERION_HELP = ("Which weights each pruning event keeps. Magnitude: the larges
                   "sensitivity |∂L/∂w · w| on training batches (Lee et al., ICLR 2019). SynFlow: the largest "
                   "synaptic flow, without data, over rounds of scoring and pruning (Tanaka et al., NeurIPS 2020).")
 PRUNING_HELP = ("What each pruning event removes: weights layer by layer (unstructured), weights ranked over all "
-                "layers at once (global), or whole output channels (structured). FairGRAPE needs unstructured.")
+                "layers at once (global), or whole output channels: each layer's on its own (structured; mostly "
+                "not removable), or those of coupled layers together, per channel group (channels) or ranked over "
+                "all groups (channels_global), which the run removes at its end so the model shrinks (on a model "
+                "with batch norm they need masked_bn). FairGRAPE needs unstructured.")
 FAIRGRAPE_HELP = ("FairGRAPE (Lin et al., ECCV 2022): at every pruning event each layer keeps the weights that "
                   "leave every protected group its share of the layer's importance, then fine-tunes as NFT. It "
                   "chooses its own masks, so the pruning criterion does not apply to it; NFT pruned by magnitude "

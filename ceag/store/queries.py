@@ -107,6 +107,44 @@ def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | N
     """, [dataset, model, model, split, include_diverged])
 
 
+# What a model costs (``speed_frontier``): the pruned model's figures, each with the dense one's (``dense_<figure>``).
+FOOTPRINT_FIGURES = ("params", "macs", "size_bytes", "latency_cpu_b1_ms", "latency_cpu_b64_ms", "latency_gpu_b1_ms",
+                     "latency_gpu_b64_ms")
+MACHINE = ("processor", "cpu_count", "torch_version", "cuda_device")  # where the latencies were measured (one parse)
+SPEED_FRONTIER = f"""
+    WITH f AS (
+        SELECT r.run_id, r.model, {METHOD} AS method, {CRITERION} AS criterion,
+               coalesce(json_extract_string(r.config, '$.pruning'), 'unstructured') AS pruning, r.sparsity,
+               r.achieved_sparsity, r.channel_sparsity, r.tolerance, r.seed, m.accuracy, m.dense_accuracy,
+               m.max_excess_gap, m.psi_pw, r.footprint_model, r.latency_threads,
+               {", ".join(f"r.{c}, r.dense_{c}" for c in FOOTPRINT_FIGURES)},
+               json_extract_string(r.footprint, [{", ".join(f"'$.machine.{k}'" for k in MACHINE)}]) AS machine,
+               r.footprint IS NOT NULL AS measured
+        FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch AND m.split = ?
+        WHERE r.status = 'finished' AND r.dataset = ? AND (? IS NULL OR r.model = ?)
+    )
+    SELECT f.* EXCLUDE (measured, machine), {", ".join(f"f.machine[{i}] AS {k}" for i, k in enumerate(MACHINE, 1))},
+           c.unmeasured
+    FROM (SELECT count(*) FILTER (WHERE NOT measured) AS unmeasured FROM f) c LEFT JOIN f ON f.measured
+    ORDER BY method, criterion, pruning, sparsity, tolerance, seed
+"""
+
+
+def speed_frontier(results: str | os.PathLike, *, dataset: str, model: str | None = None,
+                   split: str = "test") -> tuple[pd.DataFrame, int]:
+    """(per finished run with a footprint: setting, ``pruning``, ``split`` metrics at the reported epoch, the pruned
+    and dense ``FOOTPRINT_FIGURES``, where the latencies were measured; how many runs lack a footprint)."""
+    frame = _query(results, SPEED_FRONTIER, [split, dataset, model, model])
+    unmeasured = int(frame["unmeasured"].iloc[0]) if len(frame) else 0
+    return frame[frame["run_id"].notna()].drop(columns="unmeasured").reset_index(drop=True), unmeasured
+
+
+def footprints(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
+    """(run_id, footprint JSON text) of the given runs that have a footprint."""
+    return _query(results, "SELECT run_id, CAST(footprint AS VARCHAR) AS footprint FROM runs WHERE "
+                           "list_contains(?, run_id) AND footprint IS NOT NULL ORDER BY run_id", [list(run_ids)])
+
+
 RUN_METRICS = "SELECT * FROM run_metrics WHERE run_id = ? ORDER BY split, epoch"
 GROUP_METRICS = """
     SELECT g.* FROM group_metrics g JOIN runs r ON r.run_id = g.run_id
@@ -141,12 +179,15 @@ def duals(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
 def run_detail(results: str | os.PathLike, run_id: str) -> dict[str, object]:
     """Everything one run's page shows, through one connection (opening the store is the slow part).
 
-    Keys: ``config`` (JSON text or None), ``run_metrics``, ``group_metrics`` (at the reported
-    epoch) and ``duals``, as the functions of the same names return them.
+    Keys: ``config`` (JSON text or None), ``footprint`` (the run's footprint record as JSON text; None for a run
+    made before it was measured), ``run_metrics``, ``group_metrics`` (at the reported epoch) and ``duals``, as
+    the functions of the same names return them.
     """
     with connect(results) as con:
-        config = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        config = con.execute("SELECT config, CAST(footprint AS VARCHAR) FROM runs WHERE run_id = ?",
+                             [run_id]).fetchone()
         return {"config": None if config is None else str(config[0]),
+                "footprint": None if config is None else config[1],
                 "run_metrics": con.execute(RUN_METRICS, [run_id]).df(),
                 "group_metrics": con.execute(GROUP_METRICS, [run_id, None]).df(),
                 "duals": con.execute(DUALS, [run_id, run_id]).df()}

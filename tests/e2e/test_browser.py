@@ -234,11 +234,11 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
     assert page.locator(EXCEPTION).count() == 0
 
     open_page(page, f"{base}/frontiers", PAGES["frontiers"])
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 3", timeout=30_000)
     assert page.locator(EXCEPTION).count() == 0
     summary = queries.frontier_summary(results, dataset="digits", split="test")
     assert len(summary) == 4
-    for chart, metric in zip(plotted_traces(page), ("psi_pw", "max_excess_gap"), strict=True):
+    for chart, metric in zip(plotted_traces(page)[:2], ("psi_pw", "max_excess_gap"), strict=True):
         traces = {t["name"]: t for t in chart}
         assert {"CEAG", "NFT", "NFT+ES", "EL+RB", "dense model"} <= set(traces)
         for _, row in summary.iterrows():
@@ -275,10 +275,10 @@ def test_launch_a_tiny_grid_watch_it_on_the_overview_then_carry_a_selection_ever
         open_page(other, copied, PAGES["frontiers"])
         assert other.get_by_role("radio", name="train").is_checked()
         assert other.locator('[data-testid="stAlert"]').filter(has_text=nft).count() == 1  # beside any other notes
-        # At 900 px the two charts stack, each as wide as the page's main column.
-        other.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 2", timeout=30_000)
+        # At 900 px the two charts stack, each as wide as the page's main column (speed and fairness below).
+        other.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 3", timeout=30_000)
         widths = other.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
                                 ".map(e => e.getBoundingClientRect().width)")
-        assert len(widths) == 2 and min(widths) > 400, widths
+        assert len(widths) == 3 and min(widths) > 400, widths
     finally:
         other.close()

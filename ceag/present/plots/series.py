@@ -19,7 +19,7 @@ CRITERION_SYMBOLS = {"magnitude": "circle", "snip": "square", "synflow": "diamon
 CRITERION_STYLE = {"magnitude": (0.0, "white", 1.0), "snip": (-0.45, "black", 1.5), "synflow": (0.5, "#333333", 1.5)}
 
 
-def _mix(color: str, amount: float) -> str:
+def mix(color: str, amount: float) -> str:
     """``color`` (#rrggbb) moved ``|amount`` of the way to black (amount < 0) or white (amount > 0)."""
     rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
     target = 0 if amount < 0 else 255
@@ -33,7 +33,7 @@ def series_color(method: str, criterion: str | None = DEFAULT_CRITERION, index: 
     base = METHOD_COLORS.get(method) or palette(index)
     if own_masks(method) or criterion not in CRITERION_STYLE:
         return base
-    return _mix(base, CRITERION_STYLE[criterion][0])
+    return mix(base, CRITERION_STYLE[criterion][0])
 
 
 def series_outline(method: str, criterion: str | None = DEFAULT_CRITERION) -> dict:
