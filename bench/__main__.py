@@ -1,8 +1,8 @@
 """Benchmarks: ``python -m bench [--quick] [--json] [--only NAME ...]`` (or ``make bench`` / ``make bench-quick``).
 
 ``real_faces`` (the ``utkface_cpu`` presets on the real UTKFace folder, ``--data-dir``; about 2 hours on 2
-cores) and ``casualties`` (the gallery and the report on a results folder of real runs, ``--results``) run only
-when named.
+cores), ``throughput_real`` (one shortened ``utkface_cpu`` run on that folder, per phase) and ``casualties`` (the
+gallery and the report on a results folder of real runs, ``--results``) run only when named.
 
 Every figure is measured now, on this machine; ratios compare things measured side by side in
 the same run, because absolute times on a shared machine drift.
@@ -22,12 +22,15 @@ from bench import (
     casualties,
     data,
     demo_seeds,
+    fairgrape_cost,
     gpu,
     grids,
     heldout,
     method_cost,
     real_faces,
+    shrink,
     store,
+    throughput,
     verdict_pages,
     verdicts,
 )
@@ -36,9 +39,11 @@ from bench.common import Result
 SUITES = {"method": method_cost.run, "grids": grids.run, "store": store.run, "app": app.run, "gpu": gpu.run,
           "bootstrap": bootstrap.run, "data": data.run, "demo_seeds": demo_seeds.run, "heldout": heldout.run,
           "real_faces": real_faces.run, "casualties": casualties.run,
-          "audit_file": audit_file.run, "verdicts": verdicts.run, "verdict_pages": verdict_pages.run}
+          "audit_file": audit_file.run, "verdicts": verdicts.run, "verdict_pages": verdict_pages.run,
+          "throughput": throughput.run, "throughput_real": throughput.real_faces, "fairgrape": fairgrape_cost.run,
+          "shrink": shrink.run}
 # Suites that take hours on a 2-core machine run only when named with --only.
-ON_REQUEST = ("real_faces", "casualties")
+ON_REQUEST = ("real_faces", "casualties", "throughput_real")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="real_faces, casualties: the folder holding UTKFace (default: $CEAG_DATA, else ./data)")
     parser.add_argument("--results", metavar="DIR",
-                        help="casualties: a results folder of runs on face images (default: $CEAG_RESULTS)")
+                        help="casualties, throughput_real: a results folder of runs on face images (casualties "
+                             "default: $CEAG_RESULTS)")
     args = parser.parse_args(argv)
     options = {"demo_seeds": {"seeds": args.seeds, "seed_start": args.seed_start},
                "real_faces": {"data_dir": args.data_dir},
+               "throughput_real": {"data_dir": args.data_dir, "results": args.results},
                "casualties": {"data_dir": args.data_dir, "results": args.results}}
 
     results: list[Result] = []

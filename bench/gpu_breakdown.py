@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bare()  # warm-up: cudnn picks its kernels
     print(f"bare loop, one epoch: {n / timed(bare):.0f} img/s", flush=True)
+    evaluate(dense, split, 5)  # warm-up: cudnn picks its kernels for the evaluation batch's shape too
     print(f"evaluating the training split: {n / timed(lambda: evaluate(dense, split, 5)):.0f} img/s", flush=True)
     for variant in (dict(), dict(method="nft"), dict(masked_bn=False), dict(method="nft", masked_bn=False),
                     dict(method="nft", masked_bn=False, sparsity=0.0)):
