@@ -6,6 +6,7 @@ import streamlit as st
 from ceag.analysis.verdicts import detectable_gaps
 from ceag.config.vocabulary import METHOD_LABELS
 from ceag.present.csv_export import write_csv
+from ceag.present.footprint import pruning_label
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.groups import generalization, generalization_summary
 from ceag.present.words import criterion_label
@@ -82,6 +83,8 @@ st.plotly_chart(generalization(gen, float(tolerances[0]) if len(tolerances) == 1
 st.subheader("Per method: mean max_g ψ_g on train and test")
 summary = generalization_summary(gen)
 shown = summary.assign(method=summary["method"].map(METHOD_LABELS))
+if "pruning" in summary:
+    shown["pruning"] = summary["pruning"].map(pruning_label)
 if "criterion" in summary:
     shown["criterion"] = [criterion_label(c, m) for c, m in zip(summary["criterion"], summary["method"], strict=True)]
 cols = ["train_max_excess_gap", "test_max_excess_gap", "gap"]

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ceag.config.presets import preset
 from ceag.grid import jobs
+from ceag.present.footprint import pruning_label
 from ceag.present.glossary import GLOSSARY
 from ceag.present.plots.frontier import overview_chart
 from ceag.present.sentences.overview import bounds_from, overview_story
@@ -38,6 +39,12 @@ INTRO = ("Pruning removes most of a network's weights, then fine-tunes what is l
 if overview.empty:  # nothing else to read yet: the explanation opens
     with st.expander("What the numbers mean", expanded=True):
         st.markdown(INTRO + "\n\n" + glossary())
+
+
+def _heading(criterion: str | None, kind: str | None) -> str:
+    """The heading of one telling of the story: the pruning criterion and kind where they are named, else none."""
+    said = ([f"by {criterion_label(criterion)}"] if criterion else []) + ([pruning_label(kind)] if kind else [])
+    return f"**Pruned {', '.join(said)}**\n\n" if said else ""
 
 
 def percents(fractions) -> str:
@@ -120,10 +127,12 @@ if len(pruned_by) > 1:
                + (" (FairGRAPE, which chooses its own masks by group importance, against NFT pruned by magnitude)"
                   if "fairgrape" in set(here.method) else "") + ".")
 if story:
-    told = list(dict.fromkeys(point.criterion for point in story))  # [None] unless the criteria are named
-    st.markdown("\n\n".join((f"**Pruned by {criterion_label(criterion)}**\n\n" if criterion else "")
-                              + "\n".join(f"- {point.text}" for point in story if point.criterion == criterion)
-                              for criterion in told))
+    # [(None, None)] unless the criteria or the pruning kinds are named
+    told = list(dict.fromkeys((point.criterion, point.pruning) for point in story))
+    st.markdown("\n\n".join(_heading(criterion, kind)
+                              + "\n".join(f"- {point.text}" for point in story
+                                          if (point.criterion, point.pruning) == (criterion, kind))
+                              for criterion, kind in told))
     if any(point.details for point in story):
         with st.expander("The numbers behind these points"):
             st.markdown("\n".join(f"- **{point.topic}**: " + " ".join(point.details) for point in story

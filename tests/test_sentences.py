@@ -132,8 +132,8 @@ def test_overview_story_says_only_what_the_data_can_tell(tmp_path):
         add_run(con, "ceag", 0.9, 0.02, 0, {"train": [0.5, -1.0, 2.04], "test": [0.3, 0.1, 1.5]}, names=names,
                 overall_gap=-0.036)
     groups = queries.story_groups(tmp_path, dataset="digits")
-    bounds = {("mlp", "nft", None, "magnitude", 0.9, "train", 0): (-0.004, 0.05, 1),
-              ("mlp", "ceag", 0.02, "magnitude", 0.9, "train", 2): (0.008, 0.033, 1)}
+    bounds = {("mlp", "nft", None, "magnitude", "unstructured", 0.9, "train", 0): (-0.004, 0.05, 1),
+              ("mlp", "ceag", 0.02, "magnitude", "unstructured", 0.9, "train", 2): (0.008, 0.033, 1)}
     story = overview_story(groups, bounds)
     text = " ".join(p.text for p in story)
     assert "hurts" not in text

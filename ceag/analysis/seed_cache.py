@@ -2,8 +2,9 @@
 split and settings in ``<results>/cache/verdicts/``, and each whole answer a page asks for beside them,
 served again only while the store file is unchanged. Also the frontier's cells with their comparison.
 
-Rows are ``seeds.COLUMNS`` with each cell's dataset, model, sparsity, method, tolerance, pruning criterion and
-run ids (fractions). Only stored predictions are read; a comparison that cannot be made is named in a note.
+Rows are ``seeds.COLUMNS`` with each cell's dataset, model, sparsity, method, tolerance, pruning criterion,
+pruning kind and run ids (fractions). Only stored predictions are read; a comparison that cannot be made is named
+in a note.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import numpy as np
 import pandas as pd
 
 from ceag.analysis.bootstrap import BootstrapSettings
-from ceag.analysis.seeds import CACHE_VERSION, COLUMNS, DEFAULT_CRITERION, Comparison, compare, pair_runs
+from ceag.analysis.seeds import (
+    CACHE_VERSION,
+    COLUMNS,
+    DEFAULT_CRITERION,
+    DEFAULT_PRUNING,
+    Comparison,
+    compare,
+    pair_runs,
+)
 from ceag.config.vocabulary import CRITERION_LABELS, MASK_METHODS
 
 
@@ -25,6 +34,8 @@ def _label(comp: Comparison) -> str:
     tol = "" if comp.tolerance is None else f" (ε = {100 * comp.tolerance:g} %)"
     pruned = ("" if comp.criterion == DEFAULT_CRITERION or comp.method in MASK_METHODS
               else f" pruned by {CRITERION_LABELS.get(comp.criterion, comp.criterion)}")
+    if comp.pruning != DEFAULT_PRUNING:
+        pruned += f", {comp.pruning} pruning" if pruned else f" with {comp.pruning} pruning"
     return f"{comp.method}{tol}{pruned} at sparsity {comp.sparsity:g} ({comp.dataset}/{comp.model})"
 
 
@@ -93,14 +104,15 @@ def seed_comparisons(results: str | os.PathLike, comparisons: list[Comparison], 
 
 def comparisons_frame(results: str | os.PathLike, comparisons: list[Comparison], splits: tuple[str, ...] = ("test",),
                       settings: BootstrapSettings | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """``seed_comparisons`` with each row's cell: dataset, model, sparsity, method, tolerance, criterion (the
-    pruning criterion of the mitigation's runs and of the NFT runs they are paired with), the mitigation's run ids
+    """``seed_comparisons`` with each row's cell: dataset, model, sparsity, method, tolerance, criterion and pruning
+    (the pruning criterion and kind of the mitigation's runs and of the NFT runs they are paired with), the
+    mitigation's run ids
     (comma-separated, by seed) and the NFT runs'."""
     settings = settings or BootstrapSettings()
     rows, notes = seed_comparisons(results, comparisons, splits, settings)
     cells = pd.DataFrame([{"key": c.key(split, settings), "dataset": c.dataset, "model": c.model,
                            "sparsity": c.sparsity, "method": c.method, "tolerance": c.tolerance,
-                           "criterion": c.criterion, "run_ids": ",".join(c.mitigation_ids),
+                           "criterion": c.criterion, "pruning": c.pruning, "run_ids": ",".join(c.mitigation_ids),
                            "baseline_ids": ",".join(b for _, b, _ in c.pairs)}
                           for c in comparisons for split in splits])
     if rows.empty or cells.empty:
@@ -171,8 +183,8 @@ def _forget_stale_answers(folder: Path, stamp: list[int]) -> None:
 
 def attach_to_cells(summary: pd.DataFrame, frame: pd.DataFrame, split: str,
                     metrics: tuple[str, ...] = ("max_excess_gap", "psi_pw")) -> pd.DataFrame:
-    """``summary`` (cells by model, method, criterion, sparsity, tolerance: ``queries.frontier_summary``; without a
-    criterion column, every cell is magnitude's) with, per metric,
+    """``summary`` (cells by model, method, criterion, pruning, sparsity, tolerance: ``queries.frontier_summary``;
+    without a criterion column, every cell is magnitude's, without a pruning column unstructured) with, per metric,
     ``<metric>_vs_nft`` (mitigation − NFT, mean over the paired seeds), ``<metric>_vs_nft_low`` / ``_high``
     and ``vs_nft_seeds`` (the number of paired seeds) from ``comparisons_frame`` rows on ``split``; NaN
     for NFT itself and for cells without a paired NFT run."""
@@ -186,12 +198,15 @@ def attach_to_cells(summary: pd.DataFrame, frame: pd.DataFrame, split: str,
         return out
     tol = out["tolerance"].astype(float).fillna(-1.0).round(9)
     criteria = out["criterion"].fillna(DEFAULT_CRITERION) if "criterion" in out else [DEFAULT_CRITERION] * len(out)
-    keys = list(zip(out["model"], out["method"], out["sparsity"].astype(float).round(9), tol, criteria, strict=True))
+    kinds = out["pruning"].fillna(DEFAULT_PRUNING) if "pruning" in out else [DEFAULT_PRUNING] * len(out)
+    keys = list(zip(out["model"], out["method"], out["sparsity"].astype(float).round(9), tol, criteria, kinds,
+                    strict=True))
     for metric in metrics:
         part = rows[rows["metric"] == metric]
         lookup = {(r.model, r.method, round(float(r.sparsity), 9),
                    -1.0 if pd.isna(r.tolerance) else round(float(r.tolerance), 9),
-                   getattr(r, "criterion", DEFAULT_CRITERION)): r for r in part.itertuples()}
+                   getattr(r, "criterion", DEFAULT_CRITERION), getattr(r, "pruning", DEFAULT_PRUNING)): r
+                  for r in part.itertuples()}
         found = [lookup.get(k) for k in keys]
         out[f"{metric}_vs_nft"] = [np.nan if r is None else r.diff for r in found]
         out[f"{metric}_vs_nft_low"] = [np.nan if r is None else r.diff_low for r in found]

@@ -1,7 +1,8 @@
 """A mitigation against plain fine-tuning (NFT) across seeds: is its improvement real?
 
-For a cell (dataset, model, sparsity, method, tolerance, pruning criterion) and every seed with both a run of
-the mitigation and an NFT run from the same dense model pruned by the same criterion (``pair_runs``), the
+For a cell (dataset, model, sparsity, method, tolerance, pruning criterion, pruning kind) and every seed with both
+a run of the mitigation and an NFT run from the same dense model pruned by the same criterion and kind
+(``pair_runs``), the
 difference mitigation − NFT of each metric (max_g ψ_g, Ψ_PW, accuracy, and each group's ψ_g), averaged over
 the seeds, with an interval that counts both sources of chance:
 
@@ -53,14 +54,16 @@ COLUMNS = ["split", "metric", "group_id", "baseline", "baseline_low", "baseline_
            "mitigation_high", "diff", "diff_low", "diff_high", "seeds"]
 # what each metric can be (fractions): a mean's interval is cut to it, a difference's to its span
 RANGES = {"max_excess_gap": (-1.0, 1.0), "psi_pw": (0.0, 1.0), "accuracy": (0.0, 1.0), GROUP_METRIC: (-1.0, 1.0)}
-CACHE_VERSION = 4  # the method: a change of it must never be served from an older cache
+CACHE_VERSION = 5  # the method: a change of it must never be served from an older cache (5: pruning kinds apart)
 DEFAULT_CRITERION = "magnitude"  # what a run's config leaves unsaid
+DEFAULT_PRUNING = "unstructured"  # the pruning kind of a run whose config (or row) names none
 
 
 @dataclass(frozen=True)
 class Comparison:
     """One mitigation cell against NFT: its setting and, per seed, (seed, NFT run id, mitigation run id).
-    ``criterion``: the pruning criterion of the cell, and of the NFT runs it is paired with."""
+    ``criterion`` and ``pruning``: the pruning criterion and kind of the cell, and of the NFT runs it is paired
+    with."""
 
     dataset: str
     model: str
@@ -70,6 +73,7 @@ class Comparison:
     pairs: tuple[tuple[int, str, str], ...]
     stamps: tuple[str, ...] = ()  # when each run finished: a re-run under the same id changes the key
     criterion: str = DEFAULT_CRITERION
+    pruning: str = DEFAULT_PRUNING
 
     @property
     def seeds(self) -> int:
@@ -84,43 +88,46 @@ class Comparison:
         return [mit for _, _, mit in self.pairs]
 
     def key(self, split: str, settings: BootstrapSettings) -> str:
-        text = json.dumps([CACHE_VERSION, self.pairs, self.stamps, self.criterion, split, settings.n_boot,
+        text = json.dumps([CACHE_VERSION, self.pairs, self.stamps, self.criterion, self.pruning, split, settings.n_boot,
                            settings.confidence, settings.seed, settings.correction])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def pair_runs(runs: pd.DataFrame) -> list[Comparison]:
     """The comparisons a store holds: for every cell of a mitigation (any method but NFT), its runs paired by
-    seed with an NFT run of the same dataset, model, sparsity, seed, dense model and pruning criterion (the
-    newest where several).
+    seed with an NFT run of the same dataset, model, sparsity, seed, dense model, pruning criterion and pruning
+    kind (the newest where several).
 
-    ``runs``: rows with run_id, status, dataset, model, method, criterion, sparsity, tolerance, seed, dense_key
-    and finished_at (``queries.comparison_runs``; without a criterion column every run counts as pruned by
-    magnitude); only finished runs count. A cell without any pair is left out.
+    ``runs``: rows with run_id, status, dataset, model, method, criterion, pruning, sparsity, tolerance, seed,
+    dense_key and finished_at (``queries.comparison_runs``; without a criterion column every run counts as pruned
+    by magnitude, without a pruning column as unstructured); only finished runs count. A cell without any pair
+    is left out.
 
-    The criterion pairs like with like: CEAG pruned by SNIP is measured against NFT pruned by SNIP, so the
-    difference is the fine-tuning's, not the criterion's. A method that chooses its own masks (FairGRAPE) is
+    The criterion and the kind pair like with like: CEAG pruned by SNIP is measured against NFT pruned by SNIP,
+    CEAG pruning channels against NFT pruning channels, so the difference is the fine-tuning's, not the
+    pruning's. A method that chooses its own masks (FairGRAPE) is
     recorded with the default criterion, magnitude, and so meets NFT pruned by magnitude: the plain pipeline
     it replaces (same dense model, schedule and fine-tuning; only the masks differ), so its difference is
     what its group-aware masks change against the usual ones.
     """
     done = runs[runs["status"] == "finished"].sort_values("finished_at", ascending=False, na_position="last")
     criterion = done["criterion"].fillna(DEFAULT_CRITERION) if "criterion" in done else DEFAULT_CRITERION
+    pruning = done["pruning"].fillna(DEFAULT_PRUNING) if "pruning" in done else DEFAULT_PRUNING
     done = done.assign(sparsity_key=done["sparsity"].astype(float).round(9),
                        tol=done["tolerance"].astype(float).fillna(-1.0).round(9), finished_at=done["finished_at"]
-                       .astype(str), criterion=criterion)
-    keys = ["dataset", "model", "sparsity_key", "seed", "dense_key", "criterion"]
+                       .astype(str), criterion=criterion, pruning=pruning)
+    keys = ["dataset", "model", "sparsity_key", "seed", "dense_key", "criterion", "pruning"]
     base = done[done["method"] == BASELINE].drop_duplicates(keys)[[*keys, "run_id", "finished_at"]]
-    cell = ["dataset", "model", "sparsity_key", "method", "tol", "criterion"]
+    cell = ["dataset", "model", "sparsity_key", "method", "tol", "criterion", "pruning"]
     others = done[done["method"] != BASELINE].drop_duplicates([*cell, "seed"])
     pairs = others.merge(base, on=keys, suffixes=("", "_base")).sort_values([*cell, "seed"], kind="stable")
     out = []
-    for (dataset, model, sparsity, method, tol, crit), part in pairs.groupby(cell, sort=True):
+    for (dataset, model, sparsity, method, tol, crit, kind), part in pairs.groupby(cell, sort=True):
         seeds = part["seed"].astype(int).tolist()
         out.append(Comparison(dataset, model, float(sparsity), method, None if tol < 0 else float(tol),
                               tuple(zip(seeds, part["run_id_base"], part["run_id"], strict=True)),
                               tuple(x for pair in zip(part["finished_at_base"], part["finished_at"], strict=True)
-                                    for x in pair), str(crit)))
+                                    for x in pair), str(crit), str(kind)))
     return out
 
 

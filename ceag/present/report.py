@@ -28,7 +28,7 @@ from ceag.present.audit_table import verdict_lines
 from ceag.present.casualty_report import DEFAULT_THUMBNAILS, casualty_section
 from ceag.present.sentences.compare import audit_sentences
 from ceag.present.sentences.trust import audit_notes
-from ceag.present.words import confidence_label, criterion_label, names_criteria
+from ceag.present.words import confidence_label, criterion_label, names_criteria, names_kinds
 
 PACKAGES = ("ceag", "torch", "torchvision", "numpy", "pandas", "pyarrow", "duckdb", "plotly", "fairlearn",
             "scikit-learn", "streamlit")
@@ -165,8 +165,9 @@ def across_seeds_section(results: str | os.PathLike, result: Audit) -> str | Non
     text = "".join(f"<li>{html.escape(s)}</li>" for s in verdict_sentences(frame, ids, confidence=confidence))
     ci = f"{100 * confidence:g} %"
     named = names_criteria(mine)
-    rows = [[html.escape(seed_subject(r._asdict())), html.escape(criterion_label(getattr(r, "criterion", None),
-                                                                                   r.method)),
+    kinds = names_kinds(mine)
+    rows = [[html.escape(seed_subject(r._asdict(), kinds=kinds)),
+             html.escape(criterion_label(getattr(r, "criterion", None), r.method)),
              f"{r.sparsity:g}", r.split, METRIC_WORDS[r.metric],
              _pt(r.baseline), _pt(r.mitigation), _pt(r.diff), f"{_pt(r.diff_low)} – {_pt(r.diff_high)}",
              html.escape(verdict_label(r._asdict())), str(r.seeds)] for r in mine.itertuples()]

@@ -3,7 +3,8 @@ levels.
 
 A run's pruning criterion is named where the runs shown were pruned by more than one, or by one other than
 magnitude (``names_criteria``); a method that chooses its own masks (FairGRAPE) is never given one: it prunes
-by its group importance whatever the criterion setting says.
+by its group importance whatever the criterion setting says. A run's pruning kind (unstructured, channels, …)
+is named only where the runs shown were pruned in more than one way (``names_kinds``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pandas as pd
 
 from ceag.analysis.bootstrap import BootstrapSettings
 from ceag.config.vocabulary import CRITERION_LABELS, MASK_METHODS, METHOD_LABELS, method_label
+from ceag.present.footprint import pruning_label
 
 BASELINE = "nft"
 DEFAULT_CRITERION = "magnitude"
+DEFAULT_PRUNING = "unstructured"  # the pruning kind of a run (or frame) that names none
 OWN_MASKS = "group importance"  # what a method that chooses its own masks prunes by (criterion columns)
 CRITERION_HELP = ("Which weights each pruning event keeps. Magnitude: the largest |w|. SNIP: the largest connection "
                   "sensitivity |∂L/∂w · w| on training batches (Lee et al., ICLR 2019). SynFlow: the largest "
@@ -77,36 +80,54 @@ def names_criteria(runs: pd.DataFrame) -> bool:
     return len(used) > 1 or bool(used - {DEFAULT_CRITERION})
 
 
+def kinds_of(runs: pd.DataFrame) -> pd.Series:
+    """Each row's pruning kind (unstructured where the frame has no pruning column or a row none)."""
+    if "pruning" not in runs:
+        return pd.Series(DEFAULT_PRUNING, index=runs.index, dtype=object)
+    return runs["pruning"].fillna(DEFAULT_PRUNING)
+
+
+def names_kinds(runs: pd.DataFrame) -> bool:
+    """Whether labels of ``runs`` (rows with, optionally, pruning) name the pruning kind: when the runs were pruned
+    in more than one way."""
+    return not runs.empty and "pruning" in runs and kinds_of(runs).nunique() > 1
+
+
 def series_label(method: str, tolerance: float | None = None, criterion: str | None = None, *,
-                 named: bool = False) -> str:
+                 named: bool = False, pruning: str | None = None) -> str:
     """A method as charts, legends and tables write it: ``"CEAG ε=2%"``, with ``named`` ``"CEAG ε=2% · SNIP"``
-    (never for a method that chooses its own masks)."""
+    (never for a method that chooses its own masks), with a ``pruning`` kind (pass one only where
+    ``names_kinds``) ``"CEAG ε=2% · channels"``."""
     label = method_label(method, tolerance)
     if named and not own_masks(method):
         label += f" · {criterion_label(criterion)}"
+    if pruning is not None and not pd.isna(pruning):
+        label += f" · {pruning_label(pruning)}"
     return label
 
 
-def run_label(method: str, tolerance: float | None, criterion: str | None = None) -> str:
+def run_label(method: str, tolerance: float | None, criterion: str | None = None, pruning: str | None = None) -> str:
     """A method as sentences write it: "CEAG (ε = 2 %)", with a ``criterion`` "CEAG (ε = 2 %) with SNIP pruning"
-    (never for a method that chooses its own masks)."""
+    (never for a method that chooses its own masks), with a ``pruning`` kind "CEAG (ε = 2 %), channels pruning"."""
     label = METHOD_LABELS.get(method, method)
     if tolerance is not None and not pd.isna(tolerance):
         label += f" ({tolerance_text(tolerance)})"
     if criterion is not None and not pd.isna(criterion) and not own_masks(method):
         label += f" with {criterion_label(criterion)} pruning"
+    if pruning is not None and not pd.isna(pruning):
+        label += f", {pruning_label(pruning)} pruning"
     return label
 
 
 def audit_run_labels(groups: pd.DataFrame) -> dict[str, str]:
-    """run_id -> "CEAG ε=2%" (plus the pruning criterion as ``names_criteria`` says, and sparsity / seed / model
-    when they differ between the runs)."""
+    """run_id -> "CEAG ε=2%" (plus the pruning criterion as ``names_criteria`` says, the pruning kind as
+    ``names_kinds`` says, and sparsity / seed / model when they differ between the runs)."""
     runs = groups.drop_duplicates("run_id")
     varying = [c for c in ("dataset", "model", "sparsity", "seed") if c in runs and runs[c].nunique() > 1]
-    named = names_criteria(runs)
+    named, kinds = names_criteria(runs), names_kinds(runs)
     labels = {}
-    for row, criterion in zip(runs.itertuples(), criteria_of(runs), strict=True):
-        label = series_label(row.method, row.tolerance, criterion, named=named)
+    for row, criterion, kind in zip(runs.itertuples(), criteria_of(runs), kinds_of(runs), strict=True):
+        label = series_label(row.method, row.tolerance, criterion, named=named, pruning=kind if kinds else None)
         extra = [f"{c} {getattr(row, c):g}" if c == "sparsity" else f"{c} {getattr(row, c)}" for c in varying]
         labels[row.run_id] = label + (f" ({', '.join(extra)})" if extra else "")
     if len(set(labels.values())) < len(labels):  # still ambiguous: add the run id

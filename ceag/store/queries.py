@@ -5,8 +5,9 @@ frontiers and tables show; per-epoch values serve the trajectories.
 
 Runs that differ only in how their weights were chosen are never merged: every query that groups runs or
 names their setting reads ``criterion`` (the pruning criterion, from the run's config; magnitude where the
-config leaves it out, as configs do at the default) and keeps each criterion apart, as CEAG with held-out
-multipliers (``constraint_data`` "val") is kept apart as its own method, ``<method>_heldout``.
+config leaves it out, as configs do at the default) and ``pruning`` (the pruning kind: unstructured where an
+old config leaves it out) and keeps each apart, as CEAG with held-out multipliers (``constraint_data`` "val") is
+kept apart as its own method, ``<method>_heldout``.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from ceag.store.db import connect
 
 # The run's pruning criterion: its config names it only away from the default (magnitude).
 CRITERION = "coalesce(json_extract_string(r.config, '$.criterion'), 'magnitude')"
+# The run's pruning kind (config.vocabulary.PRUNING): unstructured, the default, where a config leaves it out.
+PRUNING = "coalesce(json_extract_string(r.config, '$.pruning'), 'unstructured')"
 # CEAG whose multipliers were driven by validation data is its own method on the frontier and against NFT.
 METHOD = "CASE WHEN json_extract_string(r.config, '$.constraint_data') = 'val' THEN r.method || '_heldout' " \
          "ELSE r.method END"
 
 FINAL_RUN_METRICS = f"""
     SELECT r.run_id, r.status, r.dataset, r.model, {METHOD} AS method, {CRITERION} AS criterion,
-           r.sparsity, r.achieved_sparsity,
+           {PRUNING} AS pruning, r.sparsity, r.achieved_sparsity,
            r.tolerance, r.seed, m.split, m.accuracy, m.dense_accuracy, m.acc_gap,
            m.max_excess_gap, m.psi_pw, m.loss, r.reported_epoch, r.data_fingerprint, r.skipped_rows,
            r.data_warning, d.converged, d.constraints_active
@@ -78,21 +81,21 @@ def finished_configs(results: str | os.PathLike) -> dict[str, str]:
 def frontier(results: str | os.PathLike, *, dataset: str, model: str | None = None,
              split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
     """One row per run at its reported epoch: accuracy, max excess gap and Psi_PW on ``split``, with its method
-    (``<method>_heldout`` for held-out multipliers) and ``criterion``."""
+    (``<method>_heldout`` for held-out multipliers), ``criterion`` and ``pruning``."""
     return _query(results, f"""
         SELECT * FROM ({FINAL_RUN_METRICS}) f
         WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
           AND (status = 'finished' OR (? AND status = 'diverged'))
-        ORDER BY method, criterion, sparsity, tolerance, seed
+        ORDER BY method, criterion, pruning, sparsity, tolerance, seed
     """, [dataset, model, model, split, include_diverged])
 
 
 def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | None = None,
                      split: str = "test", include_diverged: bool = False) -> pd.DataFrame:
-    """Mean and standard deviation across seeds for each (model, method, criterion, sparsity, tolerance): runs that
-    differ only in their pruning criterion are two cells."""
+    """Mean and standard deviation across seeds for each (model, method, criterion, pruning, sparsity, tolerance):
+    runs that differ only in their pruning criterion, or only in their pruning kind, are two cells."""
     return _query(results, f"""
-        SELECT model, method, criterion, sparsity, tolerance, count(*) AS seeds,
+        SELECT model, method, criterion, pruning, sparsity, tolerance, count(*) AS seeds,
                avg(accuracy) AS accuracy, stddev_samp(accuracy) AS accuracy_std,
                avg(max_excess_gap) AS max_excess_gap, stddev_samp(max_excess_gap) AS max_excess_gap_std,
                avg(psi_pw) AS psi_pw, stddev_samp(psi_pw) AS psi_pw_std,
@@ -102,8 +105,8 @@ def frontier_summary(results: str | os.PathLike, *, dataset: str, model: str | N
         FROM ({FINAL_RUN_METRICS}) f
         WHERE dataset = ? AND (? IS NULL OR model = ?) AND split = ?
           AND (status = 'finished' OR (? AND status = 'diverged'))
-        GROUP BY model, method, criterion, sparsity, tolerance
-        ORDER BY model, method, criterion, sparsity, tolerance NULLS FIRST
+        GROUP BY model, method, criterion, pruning, sparsity, tolerance
+        ORDER BY model, method, criterion, pruning, sparsity, tolerance NULLS FIRST
     """, [dataset, model, model, split, include_diverged])
 
 
@@ -113,8 +116,7 @@ FOOTPRINT_FIGURES = ("params", "macs", "size_bytes", "latency_cpu_b1_ms", "laten
 MACHINE = ("processor", "cpu_count", "torch_version", "cuda_device")  # where the latencies were measured (one parse)
 SPEED_FRONTIER = f"""
     WITH f AS (
-        SELECT r.run_id, r.model, {METHOD} AS method, {CRITERION} AS criterion,
-               coalesce(json_extract_string(r.config, '$.pruning'), 'unstructured') AS pruning, r.sparsity,
+        SELECT r.run_id, r.model, {METHOD} AS method, {CRITERION} AS criterion, {PRUNING} AS pruning, r.sparsity,
                r.achieved_sparsity, r.channel_sparsity, r.tolerance, r.seed, m.accuracy, m.dense_accuracy,
                m.max_excess_gap, m.psi_pw, r.footprint_model, r.latency_threads,
                {", ".join(f"r.{c}, r.dense_{c}" for c in FOOTPRINT_FIGURES)},
@@ -219,10 +221,10 @@ def group_curves(results: str | os.PathLike, run_id: str) -> pd.DataFrame:
 
 def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFrame:
     """Per run and group at the reported epoch: train and test psi_g and Delta_g, with sizes and the run's setting
-    (method, criterion, sparsity, tolerance, seed)."""
+    (method, criterion, pruning, sparsity, tolerance, seed)."""
     return _query(results, f"""
-        SELECT r.run_id, r.method, {CRITERION} AS criterion, r.sparsity, r.tolerance, r.seed, g.group_id,
-               g.group_name,
+        SELECT r.run_id, r.method, {CRITERION} AS criterion, {PRUNING} AS pruning, r.sparsity, r.tolerance, r.seed,
+               g.group_id, g.group_name,
                max(CASE WHEN g.split = 'train' THEN g.n END) AS n_train,
                max(CASE WHEN g.split = 'test' THEN g.n END) AS n_test,
                max(CASE WHEN g.split = 'train' THEN g.excess_gap END) AS train_excess_gap,
@@ -231,7 +233,7 @@ def generalization(results: str | os.PathLike, run_ids: list[str]) -> pd.DataFra
                max(CASE WHEN g.split = 'test' THEN g.acc_gap END) AS test_acc_gap
         FROM runs r JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
         WHERE list_contains(?, r.run_id)
-        GROUP BY ALL ORDER BY r.method, criterion, r.sparsity, r.tolerance, r.seed, g.group_id
+        GROUP BY ALL ORDER BY r.method, criterion, pruning, r.sparsity, r.tolerance, r.seed, g.group_id
     """, [list(run_ids)])
 
 
@@ -322,23 +324,23 @@ def export_table(results: str | os.PathLike, table: str, run_ids: list[str]) -> 
 
 # -- the audit view: per-group tables of chosen runs, and the Overview's story -----------------------
 AUDIT_GROUPS = f"""
-    SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, r.sparsity, r.tolerance, r.seed,
-           r.status, r.reported_epoch, g.split, g.group_id, g.group_name, g.n, g.accuracy, g.dense_accuracy,
-           g.acc_gap, g.excess_gap
+    SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, {PRUNING} AS pruning, r.sparsity,
+           r.tolerance, r.seed, r.status, r.reported_epoch, g.split, g.group_id, g.group_name, g.n, g.accuracy,
+           g.dense_accuracy, g.acc_gap, g.excess_gap
     FROM runs r JOIN group_metrics g ON g.run_id = r.run_id AND g.epoch = r.reported_epoch
     WHERE r.status IN ('finished', 'diverged') AND {{where}}
-    ORDER BY r.method, criterion, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
+    ORDER BY r.method, criterion, pruning, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
              CASE g.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END, g.group_id
 """
 AUDIT_RUNS = f"""
-    SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, r.sparsity, r.achieved_sparsity,
-           r.tolerance, r.seed, r.status, r.reason, r.reported_epoch, r.best_epoch, r.selection_split,
-           r.total_epochs, r.device, r.threads, r.wall_seconds, r.finished_at, r.config, r.data_fingerprint,
-           r.skipped_rows, CAST(r.data_report AS VARCHAR) AS data_report, m.split, m.accuracy, m.dense_accuracy,
-           m.acc_gap, m.max_excess_gap, m.psi_pw
+    SELECT r.run_id, r.dataset, r.model, r.method, {CRITERION} AS criterion, {PRUNING} AS pruning, r.sparsity,
+           r.achieved_sparsity, r.tolerance, r.seed, r.status, r.reason, r.reported_epoch, r.best_epoch,
+           r.selection_split, r.total_epochs, r.device, r.threads, r.wall_seconds, r.finished_at, r.config,
+           r.data_fingerprint, r.skipped_rows, CAST(r.data_report AS VARCHAR) AS data_report, m.split, m.accuracy,
+           m.dense_accuracy, m.acc_gap, m.max_excess_gap, m.psi_pw
     FROM runs r JOIN run_metrics m ON m.run_id = r.run_id AND m.epoch = r.reported_epoch
     WHERE list_contains(?, r.run_id)
-    ORDER BY r.method, criterion, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
+    ORDER BY r.method, criterion, pruning, r.tolerance NULLS FIRST, r.sparsity, r.seed, r.run_id,
              CASE m.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END
 """
 
@@ -385,10 +387,10 @@ def runs_table(results: str | os.PathLike) -> pd.DataFrame:
 def comparison_runs(results: str | os.PathLike, *, dataset: str | None = None) -> pd.DataFrame:
     """Finished runs with what pairs a mitigation's run with an NFT run (``analysis.seeds.pair_runs``): run_id,
     status, dataset, model, method (``<method>_heldout`` for held-out multipliers, as on the frontier), criterion,
-    sparsity, tolerance, seed, dense_key, finished_at."""
+    pruning, sparsity, tolerance, seed, dense_key, finished_at."""
     return _query(results, f"""
-        SELECT run_id, status, dataset, model, {METHOD} AS method, {CRITERION} AS criterion, sparsity, tolerance,
-               seed, dense_key, finished_at
+        SELECT run_id, status, dataset, model, {METHOD} AS method, {CRITERION} AS criterion, {PRUNING} AS pruning,
+               sparsity, tolerance, seed, dense_key, finished_at
         FROM runs r WHERE status = 'finished' AND (? IS NULL OR dataset = ?)
         ORDER BY finished_at DESC NULLS FIRST, run_id
     """, [dataset, dataset])

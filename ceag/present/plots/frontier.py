@@ -1,8 +1,9 @@
 """Accuracy against disparity, one point per setting (mean and spread across seeds), and the Overview chart.
 
-A series is a method under a pruning criterion (``queries.frontier_summary``'s ``criterion``): its label names
-the criterion where the summary holds more than one, or one other than magnitude (``words.names_criteria``), and
-its colour is the method's, shaded for the criterion (``series``).
+A series is a method under a pruning criterion and a pruning kind (``queries.frontier_summary``'s ``criterion`` and
+``pruning``): its label names the criterion where the summary holds more than one, or one other than magnitude
+(``words.names_criteria``), and the kind where it holds more than one (``words.names_kinds``); its colour is the
+method's, shaded for the criterion and, where named, the kind (``series``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ceag.config.vocabulary import METHOD_LABELS
+from ceag.present.footprint import pruning_label
 from ceag.present.plots.series import series_color, series_outline, series_symbol
 from ceag.present.plots.style import (
     METRIC_LABELS,
@@ -24,7 +26,14 @@ from ceag.present.plots.style import (
     sparsity_symbol,
 )
 from ceag.present.sentences.seeds import verdict_label, vs_nft_text
-from ceag.present.words import criteria_of, criterion_label, names_criteria, series_label
+from ceag.present.words import (
+    criteria_of,
+    criterion_label,
+    kinds_of,
+    names_criteria,
+    names_kinds,
+    series_label,
+)
 
 
 def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "test", clip: bool = False) -> go.Figure:
@@ -46,21 +55,24 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
         fig.update_layout(title="no finished runs for this selection")
         return fig
     tolerances = sorted(t for t in summary["tolerance"].dropna().unique())
-    named = names_criteria(summary)
-    summary = summary.assign(criterion=criteria_of(summary))
+    named, kinds = names_criteria(summary), names_kinds(summary)
+    # the pruning kind of each series where several are shown, None (not named, not shaded) where one is
+    summary = summary.assign(criterion=criteria_of(summary), kind=kinds_of(summary) if kinds else "")
     xs_all, ys_all = 100 * summary[metric].to_numpy(dtype=float), 100 * summary["accuracy"].to_numpy(dtype=float)
     x_range = robust_range(xs_all) if clip else None
     y_range = robust_range(ys_all) if clip else None
     clipped_any = False
-    series = list(dict.fromkeys(zip(summary["method"], summary["criterion"], strict=True)))
-    for i, (method, criterion) in enumerate(series):  # legend entries: a series' colour, not a sparsity's symbol
-        fig.add_scatter(x=[None], y=[None], mode="markers", name=series_label(method, None, criterion, named=named),
-                        legendgroup=f"{method}|{criterion}",
-                        marker=dict(color=series_color(method, criterion, i), symbol="circle", size=10,
+    series = list(dict.fromkeys(zip(summary["method"], summary["criterion"], summary["kind"], strict=True)))
+    for i, (method, criterion, kind) in enumerate(series):  # legend entries: a series' colour, not a sparsity's
+        fig.add_scatter(x=[None], y=[None], mode="markers",
+                        name=series_label(method, None, criterion, named=named, pruning=kind or None),
+                        legendgroup=f"{method}|{criterion}|{kind}",
+                        marker=dict(color=series_color(method, criterion, i, kind or None), symbol="circle", size=10,
                                     line=series_outline(method, criterion)), hoverinfo="skip")
-    for (method, criterion), part in summary.groupby(["method", "criterion"], sort=False):
-        name = series_label(method, None, criterion, named=named)
-        pruned = f"<br>pruned by {criterion_label(criterion, method)}" if named else ""
+    for (method, criterion, kind), part in summary.groupby(["method", "criterion", "kind"], sort=False):
+        name = series_label(method, None, criterion, named=named, pruning=kind or None)
+        pruned = (f"<br>pruned by {criterion_label(criterion, method)}" if named else "") + (
+            f"<br>{pruning_label(kind)} pruning" if kind else "")
         true_x = 100 * part[metric].to_numpy(dtype=float)
         true_y = 100 * part["accuracy"].to_numpy(dtype=float)
         x, y = true_x.copy(), true_y.copy()
@@ -97,8 +109,9 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
             versus,
         ], axis=1)
         fig.add_scatter(
-            x=x, y=y, mode="markers", name=name, legendgroup=f"{method}|{criterion}", showlegend=False,
-            marker=dict(color=series_color(method, criterion, series.index((method, criterion))), symbol=symbols,
+            x=x, y=y, mode="markers", name=name, legendgroup=f"{method}|{criterion}|{kind}", showlegend=False,
+            marker=dict(color=series_color(method, criterion, series.index((method, criterion, kind)), kind or None),
+                        symbol=symbols,
                         size=sizes, line=series_outline(method, criterion)),
             error_x=dict(type="data", array=std_x, visible=bool(std_x.any()), thickness=1),
             error_y=dict(type="data", array=std_y, visible=bool(std_y.any()), thickness=1),
@@ -144,7 +157,7 @@ def frontier(summary: pd.DataFrame, metric: str = "psi_pw", *, split: str = "tes
 
 FRONTIER_COLUMNS = {  # summary column -> (label with its unit, scale)
     "model": ("model", None), "method": ("method", None), "criterion": ("criterion", None),
-    "sparsity": ("sparsity (%)", 100),
+    "pruning": ("pruning", None), "sparsity": ("sparsity (%)", 100),
     "tolerance": ("tolerance ε (%)", 100), "seeds": ("seeds", None), "accuracy": ("accuracy (%)", 100),
     "accuracy_std": ("accuracy std (points)", 100), "max_excess_gap": ("max_g ψ_g (points)", 100),
     "max_excess_gap_std": ("max_g ψ_g std (points)", 100), "psi_pw": ("Ψ_PW (points)", 100),
@@ -165,7 +178,8 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
     Percent and points are 100x the store's fractions; ``run ids`` is comma-joined. A method
     without a tolerance has an empty tolerance. ``criterion`` is the pruning criterion as written for
     people (``words.criterion_label``: "magnitude", "SNIP", "SynFlow"; a method that chooses its own masks,
-    FairGRAPE, "group importance"). Every column name ends in its unit where it has one.
+    FairGRAPE, "group importance"); ``pruning`` its pruning kind (``footprint.pruning_label``). Every column name
+    ends in its unit where it has one.
     With ``seed_cache.attach_to_cells``' columns, each mitigation's difference from NFT across seeds, its
     interval and its verdict in words follow.
     """
@@ -179,6 +193,8 @@ def frontier_table(summary: pd.DataFrame, split: str) -> pd.DataFrame:
             values = values.map(lambda m: METHOD_LABELS.get(m, m))
         elif column == "criterion":
             values = [criterion_label(c, m) for c, m in zip(values, summary["method"], strict=True)]
+        elif column == "pruning":
+            values = values.fillna("unstructured").map(pruning_label)
         elif column == "run_ids":
             values = values.map(lambda ids: ",".join(ids))
         elif scale:
@@ -200,8 +216,9 @@ def overview_chart(summary: pd.DataFrame) -> go.Figure:
     """Per method, train and test max_g ψ_g across sparsities (mean ± std over seeds), ε marked.
 
     ``summary``: rows of ``queries.frontier_summary`` for the train and the test split, with a
-    ``split`` column added. One line per method and pruning criterion (per tolerance for CEAG), train left,
-    test right; the criterion shades the method's colour and sets the marker (``series``); each tolerance
+    ``split`` column added. One line per method, pruning criterion and pruning kind (per tolerance for CEAG), train
+    left, test right; the criterion shades the method's colour and sets the marker, the kind (where several) shades
+    it further (``series``); each tolerance
     present is a dashed horizontal line.
     """
     panels = [s for s in ("train", "test") if not summary.empty and s in set(summary["split"])]
@@ -211,19 +228,19 @@ def overview_chart(summary: pd.DataFrame) -> go.Figure:
         fig.update_layout(title="no finished runs to chart")
         return fig
     tolerances = sorted(summary["tolerance"].dropna().unique())
-    named = names_criteria(summary)
-    summary = summary.assign(criterion=criteria_of(summary))
+    named, kinds = names_criteria(summary), names_kinds(summary)
+    summary = summary.assign(criterion=criteria_of(summary), kind=kinds_of(summary) if kinds else "")
     for col, split in enumerate(panels, start=1):
         part = summary[summary["split"] == split]
-        for (method, criterion, tol), line in part.groupby(["method", "criterion", "tolerance"], dropna=False,
-                                                            sort=True):
+        for (method, criterion, kind, tol), line in part.groupby(["method", "criterion", "kind", "tolerance"],
+                                                                  dropna=False, sort=True):
             line = line.sort_values("sparsity")
-            label = series_label(method, tol, criterion, named=named)
+            label = series_label(method, tol, criterion, named=named, pruning=kind or None)
             dash = "solid" if pd.isna(tol) else ["solid", "dot", "dashdot", "longdash"][tolerances.index(tol) % 4]
             std = 100 * line["max_excess_gap_std"].fillna(0)
             fig.add_scatter(x=100 * line["sparsity"], y=100 * line["max_excess_gap"], mode="lines+markers",
                             name=label, legendgroup=label, showlegend=col == 1,
-                            line=dict(color=series_color(method, criterion), dash=dash),
+                            line=dict(color=series_color(method, criterion, pruning=kind or None), dash=dash),
                             marker=dict(symbol=series_symbol(method, criterion)),
                             error_y=dict(type="data", array=std, visible=bool(std.any()), thickness=1),
                             customdata=line[["seeds"]].to_numpy(), row=1, col=col,

@@ -11,7 +11,14 @@ from plotly.subplots import make_subplots
 
 from ceag.present.plots.series import series_color
 from ceag.present.plots.style import AUDIT_METRICS, METHOD_COLORS, SPLIT_COLORS, SPLIT_ORDER, palette
-from ceag.present.words import audit_run_labels, criteria_of, names_criteria, series_label
+from ceag.present.words import (
+    audit_run_labels,
+    criteria_of,
+    kinds_of,
+    names_criteria,
+    names_kinds,
+    series_label,
+)
 
 
 def excess_gap_bars(groups: pd.DataFrame, tolerance: float | None = None) -> go.Figure:
@@ -92,23 +99,24 @@ def group_interval_bars(groups: pd.DataFrame, metric: str = "excess_gap", *,
 
 def generalization(gen: pd.DataFrame, tolerance: float | None = None) -> go.Figure:
     """Test ψ_g against train ψ_g per group (marker size: train group size), one colour per method (shaded per
-    pruning criterion, and the criterion in the series' name, where ``words.names_criteria`` says so).
+    pruning criterion, and the criterion in the series' name, where ``words.names_criteria`` says so; likewise the
+    pruning kind where ``words.names_kinds`` says so).
 
     Points above the diagonal lost more on test than the constraint saw on train.
     """
     fig = go.Figure()
     if gen.empty:
         return fig
-    named = names_criteria(gen)
-    for (method, criterion), part in gen.assign(criterion=criteria_of(gen)).groupby(["method", "criterion"],
-                                                                                     sort=False):
+    named, kinds = names_criteria(gen), names_kinds(gen)
+    gen_kinds = gen.assign(criterion=criteria_of(gen), kind=kinds_of(gen) if kinds else "")
+    for (method, criterion, kind), part in gen_kinds.groupby(["method", "criterion", "kind"], sort=False):
         n = part["n_train"].fillna(1).clip(lower=1)
         size = 8 + 22 * np.sqrt(n / n.max())
-        labels = [series_label(method, t, criterion, named=named) for t in part["tolerance"]]
+        labels = [series_label(method, t, criterion, named=named, pruning=kind or None) for t in part["tolerance"]]
         fig.add_scatter(
             x=100 * part["train_excess_gap"], y=100 * part["test_excess_gap"], mode="markers",
-            name=series_label(method, None, criterion, named=named),
-            marker=dict(color=series_color(method, criterion), size=size, opacity=0.8,
+            name=series_label(method, None, criterion, named=named, pruning=kind or None),
+            marker=dict(color=series_color(method, criterion, pruning=kind or None), size=size, opacity=0.8,
                         line=dict(width=1, color="white")),
             customdata=np.stack([part["group_name"], part["n_train"], part["n_test"], labels, part["run_id"],
                                  part["sparsity"]], axis=1),
@@ -129,9 +137,9 @@ def generalization(gen: pd.DataFrame, tolerance: float | None = None) -> go.Figu
 
 
 def generalization_summary(gen: pd.DataFrame) -> pd.DataFrame:
-    """Per method (and pruning criterion, where ``gen`` has one, and tolerance): mean over runs of train and test
-    max_g ψ_g and their gap (fractions)."""
-    keys = ["method", "criterion", "tolerance"] if "criterion" in gen else ["method", "tolerance"]
+    """Per method (and pruning criterion and kind, where ``gen`` has them, and tolerance): mean over runs of train and
+    test max_g ψ_g and their gap (fractions)."""
+    keys = ["method", *(c for c in ("criterion", "pruning") if c in gen), "tolerance"]
     if gen.empty:
         return pd.DataFrame(columns=[*keys, "runs", "train_max_excess_gap", "test_max_excess_gap", "gap"])
     per_run = gen.groupby(["run_id", *keys], dropna=False).agg(

@@ -1,9 +1,10 @@
-"""One series per method and pruning criterion: its colour and the outline of its markers.
+"""One series per method, pruning criterion and pruning kind: its colour and the outline of its markers.
 
 A method keeps its colour (``style.METHOD_COLORS``) under every criterion; the criterion shades it (magnitude
 as it is, SNIP darker, SynFlow lighter) and outlines its markers, so points of one method stay one family
 and its criteria can still be told apart. A method that chooses its own masks (FairGRAPE) keeps its colour.
-Where a marker means nothing else (the Overview's lines), the criterion also picks it.
+Where a marker means nothing else (the Overview's lines), the criterion also picks it. Where the runs shown were
+pruned in more than one way (``words.names_kinds``), the pruning kind shades the colour further (``pruning``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ CRITERION_SYMBOLS = {"magnitude": "circle", "snip": "square", "synflow": "diamon
 
 # criterion -> (towards black (< 0) or white (> 0), the markers' outline colour, its width)
 CRITERION_STYLE = {"magnitude": (0.0, "white", 1.0), "snip": (-0.45, "black", 1.5), "synflow": (0.5, "#333333", 1.5)}
+# pruning kind -> towards black (< 0) or white (> 0), where more than one kind is shown
+PRUNING_SHADES = {"unstructured": 0.0, "global": 0.3, "structured": -0.3, "channels": -0.55, "channels_global": 0.6}
 
 
 def mix(color: str, amount: float) -> str:
@@ -27,13 +30,17 @@ def mix(color: str, amount: float) -> str:
     return "#" + "".join(f"{c:02x}" for c in mixed)
 
 
-def series_color(method: str, criterion: str | None = DEFAULT_CRITERION, index: int = 0) -> str:
+def series_color(method: str, criterion: str | None = DEFAULT_CRITERION, index: int = 0,
+                 pruning: str | None = None) -> str:
     """The colour of ``method``'s series under ``criterion`` (a method without a colour of its own takes the
-    ``index``-th of the palette)."""
+    ``index``-th of the palette), shaded for its ``pruning`` kind where one is given (only where several are
+    shown)."""
     base = METHOD_COLORS.get(method) or palette(index)
-    if own_masks(method) or criterion not in CRITERION_STYLE:
-        return base
-    return mix(base, CRITERION_STYLE[criterion][0])
+    if not own_masks(method) and criterion in CRITERION_STYLE:
+        base = mix(base, CRITERION_STYLE[criterion][0])
+    if pruning is not None and PRUNING_SHADES.get(pruning):
+        base = mix(base, PRUNING_SHADES[pruning])
+    return base
 
 
 def series_outline(method: str, criterion: str | None = DEFAULT_CRITERION) -> dict:

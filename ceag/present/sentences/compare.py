@@ -7,9 +7,10 @@
   mitigation on test (with bootstrap intervals when the rows carry them).
 
 Inputs are per-group rows as ``queries.audit_groups`` returns them (method, criterion, tolerance, sparsity, seed,
-split, group_name, acc_gap, excess_gap; fractions). A setting is a dataset, model, sparsity, seed and pruning
-criterion: each run is compared with the NFT run pruned by its own criterion (FairGRAPE, recorded with the
-default, with NFT pruned by magnitude), and the criterion is named where ``words.names_criteria`` says so.
+split, group_name, acc_gap, excess_gap; fractions). A setting is a dataset, model, sparsity, seed, pruning
+criterion and pruning kind: each run is compared with the NFT run pruned by its own criterion (FairGRAPE, recorded
+with the default, with NFT pruned by magnitude) in its own way, and the criterion is named where
+``words.names_criteria`` says so, the kind where ``words.names_kinds`` does.
 Values are written in percentage points with one decimal; ``ceag.present.glossary`` defines the symbols they
 use.
 """
@@ -22,12 +23,15 @@ import pandas as pd
 
 from ceag.analysis.verdicts import CANNOT_TELL, EXCEEDS, MEETS, counts_text
 from ceag.config.vocabulary import METHODS
+from ceag.present.footprint import pruning_label
 from ceag.present.words import (
     BASELINE,
     DEFAULT_THRESHOLD,
     criteria_of,
     criterion_label,
+    kinds_of,
     names_criteria,
+    names_kinds,
     points,
     run_label,
 )
@@ -135,19 +139,19 @@ def _group(part: pd.DataFrame, name: str) -> pd.Series | None:
     return None if rows.empty else rows.iloc[0]
 
 
-SETTING_KEYS = ["dataset", "model", "sparsity", "seed", "criterion"]
+SETTING_KEYS = ["dataset", "model", "sparsity", "seed", "criterion", "pruning"]
 
 
 def _settings(groups: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """(groups with each row's criterion, one row per run, whether the criteria are named)."""
-    groups = groups.assign(criterion=criteria_of(groups))
+    """(groups with each row's criterion and pruning kind, one row per run, whether the criteria are named)."""
+    groups = groups.assign(criterion=criteria_of(groups), pruning=kinds_of(groups))
     runs = groups.drop_duplicates("run_id")
     return groups, runs, names_criteria(runs)
 
 
 def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> list[str]:
-    """Sentences comparing each mitigation with the NFT run of the same dataset, model, sparsity, seed and
-    pruning criterion.
+    """Sentences comparing each mitigation with the NFT run of the same dataset, model, sparsity, seed, pruning
+    criterion and pruning kind (named where the runs were pruned in several ways).
 
     ``groups``: per (run, split, group) rows with run_id, dataset, model, method, sparsity,
     tolerance, seed, split, group_name, acc_gap, excess_gap and optionally criterion (absent: magnitude),
@@ -158,9 +162,11 @@ def comparison_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> l
     out: list[str] = []
     keys = SETTING_KEYS
     groups, runs, by_criterion = _settings(groups)
+    kinds = names_kinds(runs)
     several = runs[keys].drop_duplicates().shape[0] > 1
     for key, setting in runs.groupby(keys, sort=False, dropna=False):
-        pruned = f", {criterion_label(key[4])} pruning" if by_criterion else ""
+        pruned = (f", {criterion_label(key[4])} pruning" if by_criterion else "") + (
+            f", {pruning_label(key[5])} pruning" if kinds else "")
         prefix = (f"At sparsity {100 * key[2]:g} % ({key[0]}/{key[1]}, seed {key[3]}{pruned}): "
                   if several and not pd.isna(key[2]) else "")
         crit = key[4] if by_criterion and not prefix else None  # named once: in the prefix, else in each run's label
@@ -250,7 +256,7 @@ def _against_tolerance(row: pd.Series, tolerance: float) -> str:
 def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> list[str]:
     """The answer first: which group NFT hurts most on test, and what each other run does for it on test.
 
-    ``groups`` as for ``comparison_sentences``. Per setting (dataset, model, sparsity, seed, criterion): one
+    ``groups`` as for ``comparison_sentences``. Per setting (dataset, model, sparsity, seed, criterion, kind): one
     sentence on NFT's worst group on test (with its train value), then one per other run: that
     group's ψ_g on test under it, against ε for CEAG, and the worst group on test under it. Every
     ψ_g carries its interval when the rows have one. A setting without NFT names each run's worst
@@ -265,6 +271,7 @@ def headline_sentences(groups: pd.DataFrame, *, confidence: float = 0.95) -> lis
     for key, setting in runs.groupby(keys, sort=False, dropna=False):
         extra = [f"{key[0]}/{key[1]}"] if varies["dataset"] or varies["model"] else []
         extra += [f"{criterion_label(key[4])} pruning"] if named else []
+        extra += [f"{pruning_label(key[5])} pruning"] if varies["pruning"] else []
         extra += [f"seed {key[3]}, one run per method"]
         where = f"At {100 * key[2]:g} % sparsity" + (f" ({', '.join(extra)})" if extra else "")
         if _external(setting):  # models audited from a file: no sparsity, seed or NFT to speak of

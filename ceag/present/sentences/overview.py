@@ -14,9 +14,10 @@ Inputs are per-group rows as ``queries.story_groups`` returns them (method, crit
 seed, split, group_name, acc_gap, excess_gap; fractions), of one dataset; values of several seeds are averaged
 per group, and the sentences say how many. Values are written in percentage points.
 
-Runs pruned by different criteria are never averaged together: the story is told once per pruning criterion
-of the NFT runs (magnitude first), each telling saying which criterion it is about where the store holds
-several, or one other than magnitude (``words.names_criteria``).
+Runs pruned by different criteria, or in different ways (the pruning kind), are never averaged together: the
+story is told once per pruning criterion and kind of the NFT runs (magnitude first), each telling saying which
+criterion it is about where the store holds several, or one other than magnitude (``words.names_criteria``),
+and which kind where it holds several (``words.names_kinds``).
 
 With ``bounds`` (``bounds_from`` on ``analysis.seed_cache.comparisons_frame`` rows), each claim about a
 group's ψ_g says when the data cannot tell it from zero or from ε: the interval of its mean over
@@ -33,14 +34,18 @@ import pandas as pd
 
 from ceag.analysis.bootstrap import MIN_INTERVAL_SAMPLES
 from ceag.config.vocabulary import CRITERIA
+from ceag.present.footprint import pruning_label
 from ceag.present.sentences.compare import loss_clause, worst_group
 from ceag.present.words import (
     BASELINE,
     DEFAULT_CRITERION,
+    DEFAULT_PRUNING,
     DEFAULT_THRESHOLD,
     criteria_of,
     criterion_label,
+    kinds_of,
     names_criteria,
+    names_kinds,
     points,
     tolerance_text,
 )
@@ -51,29 +56,31 @@ MITIGATION = "ceag"  # the method whose tolerance the story holds runs to
 @dataclass
 class StoryPoint:
     """One point of the story: a short sentence, what it is about (``topic``, e.g. "95 %, on test"), the
-    numbers behind it (shown folded) and, where the story names criteria, the pruning criterion of its runs."""
+    numbers behind it (shown folded) and, where the story names criteria, the pruning criterion of its runs
+    (``pruning``: their pruning kind, where the story names kinds)."""
 
     text: str
     topic: str = ""
     details: list[str] = field(default_factory=list)
     criterion: str | None = None
+    pruning: str | None = None
 
 
 Bounds = dict[tuple, tuple[float, float, int]]
 
 
 def bounds_from(frame: pd.DataFrame) -> Bounds:
-    """{(model, method, tolerance or None, criterion, sparsity, split, group_id): (low, high, seeds)} of each
-    group's mean ψ_g, from ``comparisons_frame`` rows: the mitigations' own and NFT's of the same criterion
-    (from the comparison with the most seeds)."""
+    """{(model, method, tolerance or None, criterion, pruning, sparsity, split, group_id): (low, high, seeds)} of
+    each group's mean ψ_g, from ``comparisons_frame`` rows: the mitigations' own and NFT's of the same criterion
+    and pruning kind (from the comparison with the most seeds)."""
     out: Bounds = {}
     if frame.empty:
         return out
     rows = frame[frame["metric"] == "excess_gap"].sort_values("seeds", kind="stable")
-    rows = rows.assign(criterion=criteria_of(rows))
+    rows = rows.assign(criterion=criteria_of(rows), pruning=kinds_of(rows))
     for r in rows.itertuples():
         tol = None if pd.isna(r.tolerance) else round(float(r.tolerance), 9)
-        where = (r.criterion, round(float(r.sparsity), 9), r.split, int(r.group_id))
+        where = (r.criterion, r.pruning, round(float(r.sparsity), 9), r.split, int(r.group_id))
         out[(r.model, r.method, tol, *where)] = (r.mitigation_low, r.mitigation_high, int(r.seeds))
         out[(r.model, BASELINE, None, *where)] = (r.baseline_low, r.baseline_high, int(r.seeds))
     return out
@@ -85,7 +92,7 @@ def _bound(bounds: Bounds | None, st: _Setting, method: str, tolerance, split: s
     if not bounds:
         return None
     tol = None if tolerance is None or pd.isna(tolerance) else round(float(tolerance), 9)
-    found = bounds.get((st.model, method, tol, st.criterion, round(float(st.sparsity), 9), split,
+    found = bounds.get((st.model, method, tol, st.criterion, st.pruning, round(float(st.sparsity), 9), split,
                         int(row.group_id)))
     if found is None or pd.isna(found[0]) or pd.isna(found[1]):
         return None
@@ -169,6 +176,7 @@ class _Setting:
     ceag: dict[float, pd.Series]
     model: str = ""
     criterion: str = DEFAULT_CRITERION
+    pruning: str = DEFAULT_PRUNING
 
     @property
     def met(self) -> list[float]:
@@ -180,8 +188,9 @@ class _Setting:
 
 
 def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[StoryPoint]:
-    """The Overview's story for one dataset and model (see the module docstring), once per pruning criterion of
-    the NFT runs (magnitude first); where the criteria are named, each point carries its ``criterion``.
+    """The Overview's story for one dataset and model (see the module docstring), once per pruning criterion and
+    kind of the NFT runs (magnitude first); where the criteria are named, each point carries its ``criterion``,
+    where the kinds are, its ``pruning``.
 
     ``groups``: ``queries.story_groups`` rows of one dataset (the first model in sorted order is told);
     ``bounds``: ``bounds_from`` rows, so the sentences say what the data cannot tell (None: point values only).
@@ -191,28 +200,34 @@ def overview_story(groups: pd.DataFrame, bounds: Bounds | None = None) -> list[S
         return []
     model = sorted(groups["model"].unique())[0]
     groups = groups[groups["model"] == model]
-    groups = groups.assign(criterion=criteria_of(groups))
+    groups = groups.assign(criterion=criteria_of(groups), pruning=kinds_of(groups))
     dataset = groups["dataset"].iloc[0]
     if BASELINE not in set(groups["method"]):
         return [StoryPoint(f"The store has no NFT runs of {dataset}/{model}, so there is nothing to measure the "
                            "other methods against; the demo grid has them.")]
-    named = names_criteria(groups.drop_duplicates("run_id")) if "run_id" in groups else names_criteria(groups)
+    runs = groups.drop_duplicates("run_id") if "run_id" in groups else groups
+    named, kinds = names_criteria(runs), names_kinds(runs)
     used = set(groups.loc[groups["method"] == BASELINE, "criterion"])
     story = []
     for criterion in [c for c in CRITERIA if c in used] + sorted(used - set(CRITERIA)):
-        part = groups[groups["criterion"] == criterion]
-        told = _criterion_story(part, bounds, dataset, model, criterion, named)
-        if named:
+        for kind in sorted(set(groups.loc[(groups["method"] == BASELINE) & (groups["criterion"] == criterion),
+                                          "pruning"])):
+            part = groups[(groups["criterion"] == criterion) & (groups["pruning"] == kind)]
+            told = _criterion_story(part, bounds, dataset, model, (criterion, kind), (named, kinds))
             for point in told:
-                point.criterion = criterion
-                point.topic = f"{criterion_label(criterion)} pruning, {point.topic}" if point.topic else point.topic
-        story += told
+                point.criterion, point.pruning = (criterion if named else None), (kind if kinds else None)
+                said = ([f"{criterion_label(criterion)} pruning"] if named else []) + (
+                    [f"{pruning_label(kind)} pruning"] if kinds else [])
+                point.topic = ", ".join([*said, point.topic]) if point.topic else point.topic
+            story += told
     return story
 
 
-def _criterion_story(groups: pd.DataFrame, bounds: Bounds | None, dataset: str, model: str, criterion: str,
-                     named: bool) -> list[StoryPoint]:
-    """The story of the runs of one model pruned by one criterion (``named``: the lead sentence says which)."""
+def _criterion_story(groups: pd.DataFrame, bounds: Bounds | None, dataset: str, model: str,
+                     pruned: tuple[str, str], named: tuple[bool, bool]) -> list[StoryPoint]:
+    """The story of the runs of one model pruned by one criterion in one way (``pruned``: (criterion, kind));
+    ``named``: whether the lead sentence says the criterion, the kind."""
+    criterion, kind = pruned
     means = _seed_means(groups)
     settings = {}
     for s in sorted(means.loc[means.method == BASELINE, "sparsity"].unique()):
@@ -222,13 +237,14 @@ def _criterion_story(groups: pd.DataFrame, bounds: Bounds | None, dataset: str, 
         tolerances = sorted(means.loc[(means.method == MITIGATION) & (means.sparsity == s), "tolerance"].dropna()
                             .unique())
         ceag = {float(t): w for t in tolerances if (w := _worst_of(means, MITIGATION, s, "train", t)) is not None}
-        settings[s] = _Setting(float(s), nft, ceag, model, criterion)
+        settings[s] = _Setting(float(s), nft, ceag, model, criterion, kind)
     if not settings:
         return []
     repaired = [st for st in settings.values() if st.met and st.nft.excess_gap > min(st.met)]
     lead = max(repaired or settings.values(), key=lambda st: st.nft.excess_gap)
     seeds = int(groups.loc[np.isclose(groups["sparsity"], lead.sparsity), "seed"].nunique())
-    where = (f"On {dataset} with the {model} model" + (f" pruned by {criterion_label(criterion)}" if named else "")
+    where = (f"On {dataset} with the {model} model" + (f" pruned by {criterion_label(criterion)}" if named[0] else "")
+             + (f" ({pruning_label(kind)} pruning)" if named[1] else "")
              + (f", averaged over {seeds} seeds" if seeds > 1 else ""))
     story = [_lead_point(means, lead, where, repaired=bool(repaired), bounds=bounds)]
     if lead.met:

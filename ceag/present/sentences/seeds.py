@@ -3,15 +3,16 @@ what chance in the seeds and the samples explains?
 
 Input rows are ``ceag.analysis.seed_cache.comparisons_frame`` rows (fractions). A difference is *distinguishable*
 when its interval excludes zero. With one seed, the sentence says that seed-to-seed variation is unknown. Each
-mitigation is measured against NFT pruned by the same criterion (FairGRAPE: by magnitude); where the rows hold
-several criteria, or one other than magnitude, the sentences name it.
+mitigation is measured against NFT pruned by the same criterion (FairGRAPE: by magnitude) and the same pruning
+kind; where the rows hold several criteria, or one other than magnitude, the sentences name it, and where they
+hold several kinds, the kind.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ceag.present.words import BASELINE, names_criteria, own_masks, points, run_label
+from ceag.present.words import BASELINE, names_criteria, names_kinds, own_masks, points, run_label
 
 METRIC_WORDS = {"max_excess_gap": "max_g ψ_g", "psi_pw": "Ψ_PW", "accuracy": "accuracy", "excess_gap": "ψ_g"}
 LOWER, HIGHER, NO_CHANGE = "lower", "higher", "not distinguishable"
@@ -34,12 +35,13 @@ def verdict_label(row) -> str:
     return f"{seed_verdict(row)} ({seeds} seed{'s' if seeds != 1 else ''}{': samples only' if seeds == 1 else ''})"
 
 
-def seed_subject(row, named: bool = False) -> str:
+def seed_subject(row, named: bool = False, kinds: bool = False) -> str:
     """The mitigation of a comparisons_frame row in words: "CEAG (ε = 2 %)"; with ``named``, its pruning criterion
     too ("CEAG (ε = 2 %) with SNIP pruning"), and for a method that chooses its own masks the NFT it is measured
-    against ("FairGRAPE (against NFT with magnitude pruning)")."""
+    against ("FairGRAPE (against NFT with magnitude pruning)"); with ``kinds``, its pruning kind
+    ("CEAG (ε = 2 %), channels pruning")."""
     criterion = row.get("criterion") if named else None
-    subject = run_label(row["method"], row["tolerance"], criterion)
+    subject = run_label(row["method"], row["tolerance"], criterion, row.get("pruning") if kinds else None)
     if named and own_masks(row["method"]) and criterion is not None:
         subject += f" (against {run_label(BASELINE, None, criterion)})"
     return subject
@@ -87,11 +89,12 @@ def verdict_sentences(frame: pd.DataFrame, run_ids, *, splits=("test",), metrics
                       confidence: float = 0.95) -> list[str]:
     """One ``seed_sentence`` per cell that holds one of ``run_ids`` (as a mitigation), split and metric, in
     the order of the cells' first run in ``run_ids``; ``frame``: ``comparisons_frame`` rows. The criterion is named
-    where the frame's cells were pruned by several, or by one other than magnitude."""
+    where the frame's cells were pruned by several, or by one other than magnitude; the pruning kind where they were
+    pruned in several ways."""
     if frame.empty:
         return []
     wanted = list(run_ids)
-    named = names_criteria(frame)
+    named, kinds = names_criteria(frame), names_kinds(frame)
     position = {rid: i for i, rid in enumerate(wanted)}
     cells = frame.assign(order=[min((position[r] for r in ids.split(",") if r in position), default=-1)
                                 for ids in frame["run_ids"]])
@@ -100,5 +103,5 @@ def verdict_sentences(frame: pd.DataFrame, run_ids, *, splits=("test",), metrics
     for _, row in cells.sort_values("order", kind="stable").iterrows():
         if row["split"] in splits and row["metric"] in metrics:
             out.append((splits.index(row["split"]), metrics.index(row["metric"]), row["order"],
-                        seed_sentence(row, confidence=confidence, subject=seed_subject(row, named))))
+                        seed_sentence(row, confidence=confidence, subject=seed_subject(row, named, kinds))))
     return [text for *_, text in sorted(out, key=lambda t: t[:3])]
