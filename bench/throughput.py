@@ -416,11 +416,10 @@ def real_faces(quick: bool = False, data_dir: str | None = None, results: str | 
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory(prefix="ceag-bench-real-speed-") as tmp:
-            results = Path(tmp)
-            _data_images(cfg, results)  # decoded into the cache: not part of the run's time
+            _data_images(cfg, Path(tmp))  # decoded into the cache: not part of the run's time
             with PassCounter() as counter:
                 start = time.process_time()
-                run_one(cfg, results)
+                run_one(cfg, Path(tmp))
                 cpu = time.process_time() - start
     finally:
         torch.set_num_threads(before)

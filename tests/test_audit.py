@@ -164,7 +164,9 @@ def test_html_report_is_self_contained_with_everything_an_auditor_attaches(store
     out, result = write_report(results, chosen, tmp_path / "report.html", FAST)
     text = out.read_text()
     assert not re.search(r"<script[^>]+src=", text), "every script is inline"
-    assert text.count("Plotly.newPlot") == 2 and len(text) > 3_000_000  # plotly.js embedded once
+    # the audit's two charts and the speed-fairness chart of the runs' footprints; plotly.js embedded once
+    assert text.count("Plotly.newPlot") == 3 and len(text) > 3_000_000
+    assert "<h2>Speed and fairness</h2>" in text
     for rid in chosen:
         assert rid in text
     told = audit_sentences(result)

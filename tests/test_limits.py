@@ -185,7 +185,7 @@ def test_launch_page_asks_for_the_password_before_showing_the_form(env, monkeypa
 
     [t for t in at.text_input if t.label == "Password to launch runs"][0].set_value("pw").run()
     assert not errors(at)
-    assert {m.label for m in at.multiselect} == {"Models", "Methods"} and "Launch" in buttons(at)
+    assert {m.label for m in at.multiselect} == {"Models", "Methods", "Pruning criteria"} and "Launch" in buttons(at)
     assert at.session_state["launch_unlocked"] is True
     assert calls == []
 

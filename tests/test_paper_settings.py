@@ -74,7 +74,7 @@ def test_dead_channels_get_no_gradient_and_masks_survive_a_reload():
 
 @pytest.mark.parametrize("train", [True, False])
 def test_masked_batch_norm_masks_scale_and_shift_with_the_values_and_gradients_of_a_masked_output(train):
-    from ceag.training.pruning import MaskedBatchNorm2d, _zero_dead_channels
+    from ceag.training.pruning import MaskedBatchNorm2d, zero_dead_channels
 
     model, pruner = pruned_cnn(masked_bn=True)
     assert isinstance(model[4], MaskedBatchNorm2d) and not model[4].all_alive
@@ -84,7 +84,7 @@ def test_masked_batch_norm_masks_scale_and_shift_with_the_values_and_gradients_o
         bn = reference[int(name)]
         bn.register_buffer("alive_channels", model[int(name)].alive_channels.clone(), persistent=False)
         bn.all_alive = False
-        bn.register_forward_hook(_zero_dead_channels)
+        bn.register_forward_hook(zero_dead_channels)
     model.train(train), reference.train(train)
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     ours, theirs = model(x), reference(x)
