@@ -71,9 +71,10 @@ def params(model):
 
 
 # -- every architecture: the rebuilt model computes what the masked one does ----------------------------
+@pytest.mark.parametrize("mode", ["layerwise", "global"])
 @pytest.mark.parametrize("name", list(BUILDERS))
-def test_rebuilt_model_matches_masked_model(name):
-    model, _, groups, masks = pruned(name)
+def test_rebuilt_model_matches_masked_model(name, mode):
+    model, _, groups, masks = pruned(name, mode=mode)
     small = rebuild(model, masks, shape_of(name))
     x = torch.randn(4, *shape_of(name), generator=torch.Generator().manual_seed(1))
     want, got = logits(model, x), logits(small, x)
@@ -83,11 +84,13 @@ def test_rebuilt_model_matches_masked_model(name):
     assert not small.training
     assert not any(isinstance(m, MaskedBatchNorm2d) for m in small.modules())
     assert any(isinstance(m, MaskedBatchNorm2d) for m in model.modules()) == (name != "mlp")
-    for g in groups:  # every producer of a prunable group lost round(0.6 C) channels, dense ones none
+    for g in groups:  # layerwise: every producer of a prunable group lost round(0.6 C) channels, dense ones none
+        widths = {n: (lambda m: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)(small.get_submodule(n))
+                  for n in g.producers}
+        assert len(set(widths.values())) == 1, widths  # a group's producers keep the same channels
         width = g.channels - (round(0.6 * g.channels) if g.prunable else 0)
-        for n in g.producers:
-            layer = small.get_submodule(n)
-            assert (layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features) == width, n
+        if mode == "layerwise" or not g.prunable:
+            assert set(widths.values()) == {width}, g.name
 
 
 def test_masked_model_is_left_unchanged_by_rebuild():
