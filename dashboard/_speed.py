@@ -59,10 +59,9 @@ def speed_section(*, dataset: str, model: str | None, split: str, methods: list,
         return
     kinds = sorted(set(runs.pruning))
     if len(kinds) > 1:
-        st.warning(f"The runs in this view were pruned in {len(kinds)} ways ({', '.join(map(pruning_label, kinds))}). "
-                   "The accuracy–disparity charts above, their table and their comparisons with NFT put runs that "
-                   "differ only in how they were pruned into one cell; the charts below keep each kind apart. Compare "
-                   "the kinds here, or one at a time on **Compare**.")
+        st.caption(f"The runs in this view were pruned in {len(kinds)} ways ({', '.join(map(pruning_label, kinds))}): "
+                   "each kind is a series of its own, here and in the charts above, and is compared with NFT pruned "
+                   "the same way.")
     measures = available_measures(runs)
     c1, c2 = st.columns([3, 2])
     measure = _state.widget(c1.radio, "speed_x", "x axis: against the dense model", default=measures[0],
