@@ -52,7 +52,6 @@ class PassCounter:
 
     def __enter__(self) -> PassCounter:
         import ceag.results.predictions as predictions
-        import ceag.run.phases as phases
         import ceag.training.engine as engine
         import ceag.training.evaluation as evaluation
         import ceag.training.models as models
@@ -80,7 +79,6 @@ class PassCounter:
             pass
         for module, name, label in targets:
             self._patch(module, name, self._timed(getattr(module, name), label))
-        del phases  # imports engine's functions at call time, so the patches reach it
         return self
 
     def __exit__(self, *exc) -> None:
